@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from trustedge._binary import Reader, Writer
+from trustedge.errors import LimitExceededError, MalformedInputError
+
+
+def test_integers_both_endians_round_trip() -> None:
+    w = Writer().u8(1).u16le(0x0203).u32le(0x04050607).u64le(2**64 - 1)
+    w.u16be(0x0203).u32be(0x04050607).u64be(7).i32le(-5)
+    r = Reader(w.getvalue())
+    assert r.u8() == 1
+    assert r.u16le() == 0x0203
+    assert r.u32le() == 0x04050607
+    assert r.u64le() == 2**64 - 1
+    assert r.u16be() == 0x0203
+    assert r.u32be() == 0x04050607
+    assert r.u64be() == 7
+    assert r.i32le() == -5
+    r.expect_end()
+
+
+def test_length_prefixed_round_trip() -> None:
+    w = Writer().bytes_u8(b"a").bytes_u16be(b"bc").bytes_u16le(b"").bytes_u32le(b"d" * 300)
+    w.bytes_u32be(b"e")
+    r = Reader(w.getvalue())
+    assert [r.bytes_u8(), r.bytes_u16be(), r.bytes_u16le(), r.bytes_u32le(), r.bytes_u32be()] == [
+        b"a", b"bc", b"", b"d" * 300, b"e",
+    ]  # fmt: skip
+    assert r.at_end()
+
+
+def test_short_read_names_offset_and_expectation() -> None:
+    r = Reader(b"\x01\x02\x03", base_offset=100)
+    r.u8()
+    with pytest.raises(MalformedInputError) as info:
+        r.u32le("event size")
+    assert info.value.offset == 101
+    assert info.value.expected == "event size"
+    assert "offset 101" in str(info.value)
+
+
+def test_lying_length_is_rejected_before_allocation() -> None:
+    r = Reader(Writer().u32le(0xFFFFFFFF).getvalue())
+    with pytest.raises(MalformedInputError):
+        r.bytes_u32le()
+
+
+def test_max_len_and_max_size_and_count() -> None:
+    with pytest.raises(LimitExceededError):
+        Reader(b"\x05hello").bytes_u8(max_len=4)
+    with pytest.raises(LimitExceededError):
+        Reader(b"x" * 11, max_size=10)
+    with pytest.raises(LimitExceededError):
+        Reader(b"").count(5, 4)
+    assert Reader(b"").count(4, 4) == 4
+
+
+def test_expect_end_rejects_trailing_bytes() -> None:
+    r = Reader(b"\x00\x01")
+    r.u8()
+    with pytest.raises(MalformedInputError, match="1 trailing bytes"):
+        r.expect_end()
+
+
+def test_sub_reader_offsets_are_absolute() -> None:
+    r = Reader(b"\x00\x00\x01\x02")
+    r.skip(2)
+    sub = r.sub(2, "inner")
+    assert sub.offset == 2
+    sub.u8()
+    with pytest.raises(MalformedInputError) as info:
+        sub.u16be()
+    assert info.value.offset == 3
+    assert r.at_end()
+
+
+def test_peek_does_not_consume_and_negative_length_rejected() -> None:
+    r = Reader(b"abc")
+    assert r.peek(2) == b"ab"
+    assert r.read(3) == b"abc"
+    with pytest.raises(MalformedInputError):
+        r.read(-1)
+
+
+def test_writer_range_errors_are_value_errors() -> None:
+    with pytest.raises(ValueError):
+        Writer().u8(256)
+    with pytest.raises(ValueError):
+        Writer().u16be(-1)
+    with pytest.raises(ValueError):
+        Writer().bytes_u8(b"x" * 256)

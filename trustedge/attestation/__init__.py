@@ -1,0 +1,3 @@
+"""trustedge.attestation (filled by its issue)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""trustedge.cose (filled by its issue)."""
+
+__all__: list[str] = []

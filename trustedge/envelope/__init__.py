@@ -1,0 +1,3 @@
+"""trustedge.envelope (filled by its issue)."""
+
+__all__: list[str] = []

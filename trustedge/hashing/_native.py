@@ -1,0 +1,1 @@
+"""Pure-Python twin of ``_speedups`` (filled by the hashing work)."""

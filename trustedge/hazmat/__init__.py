@@ -1,0 +1,3 @@
+"""trustedge.hazmat (filled by its issue)."""
+
+__all__: list[str] = []

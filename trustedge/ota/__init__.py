@@ -1,0 +1,3 @@
+"""trustedge.ota (filled by its issue)."""
+
+__all__: list[str] = []
