@@ -12,6 +12,8 @@ A vector file is JSON::
 ``@vector_cases("measuredboot/parse.json")`` turns every test of a file into one
 pytest case with a readable id (``measuredboot/parse.json#17-truncated-header``);
 the test function receives a :class:`VectorCase`.
+
+This package is also where the vector-driven tests live (``tests/vectors/test_*.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ __all__ = [
     "vector_cases",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECT_VECTORS = ROOT / "vectors"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
