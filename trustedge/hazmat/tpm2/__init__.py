@@ -19,6 +19,7 @@ from trustedge.hazmat.tpm2.constants import (
     TPMHandle,
     hash_alg_by_id,
     hash_alg_by_name,
+    hash_for,
 )
 from trustedge.hazmat.tpm2.credential import Credential, make_credential, recover_credential
 from trustedge.hazmat.tpm2.files import load_public, read_pcr_file, write_pcr_file
@@ -98,6 +99,7 @@ __all__ = [
     "ek_template",
     "hash_alg_by_id",
     "hash_alg_by_name",
+    "hash_for",
     "kdfa",
     "kdfe",
     "load_public",
