@@ -371,7 +371,7 @@ def verify_quote(
     asked = _normalise(
         selection if selection is not None else {b: list(v) for b, v in pcrs.items()}
     )
-    if quoted_map != asked or len(quoted.selections) != len(quoted_map):
+    if quoted_map != asked:
         raise PCRSelectionError(
             f"quoted selection {_fmt(quoted_map)} is not the requested {_fmt(asked)}"
         )
