@@ -18,7 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+try:  # CFB moved to "decrepit" in cryptography 47; the TPM's credential protocol requires it.
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[no-redef, unused-ignore]
 
 from trustedge._binary import Reader, Writer
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError, VerificationError
@@ -86,7 +91,7 @@ def _protect(ek: Public, seed: bytes, secret: bytes, object_name: bytes) -> byte
     h = hash_alg_by_id(name_alg)
     sym_key = kdfa(name_alg, seed, b"STORAGE", object_name, b"", _ek_sym_bits(ek))
     plain = Writer().bytes_u16be(secret).getvalue()
-    enc = Cipher(algorithms.AES(sym_key), modes.CFB(bytes(16))).encryptor()
+    enc = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).encryptor()
     enc_identity = enc.update(plain) + enc.finalize()
     hmac_key = kdfa(name_alg, seed, b"INTEGRITY", b"", b"", h.digest_size * 8)
     outer = hmac.new(hmac_key, enc_identity + object_name, h.hashlib_name).digest()
@@ -189,7 +194,7 @@ def recover_credential(
     if not hmac.compare_digest(outer, expected):
         raise VerificationError("credential integrity check failed (wrong EK or object name)")
     sym_key = kdfa(ek.name_alg, seed, b"STORAGE", object_name, b"", _ek_sym_bits(ek))
-    dec = Cipher(algorithms.AES(sym_key), modes.CFB(bytes(16))).decryptor()
+    dec = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
     plain = dec.update(enc_identity) + dec.finalize()
     pr2 = Reader(plain)
     secret = pr2.bytes_u16be("credential", max_len=h.digest_size)
