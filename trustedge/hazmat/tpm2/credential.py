@@ -12,6 +12,7 @@ an AES-CFB key (``"STORAGE"``, bound to the AK name) and an HMAC key
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from collections.abc import Callable
@@ -86,6 +87,40 @@ def _oaep(hash_alg: int) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(algo), algorithm=algo, label=b"IDENTITY\x00")
 
 
+def _mgf1(hash_name: str, seed: bytes, length: int) -> bytes:
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hashlib.new(hash_name, seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return out[:length]
+
+
+def _oaep_encrypt(
+    key: rsa.RSAPublicKey, message: bytes, hash_alg: int, randbytes: Callable[[int], bytes]
+) -> bytes:
+    """RSAES-OAEP (RFC 8017 §7.1.1) with label "IDENTITY\\0", its seed taken from
+    ``randbytes`` so that test vectors can be reproduced. Only public values and
+    the (random) credential seed go through here; decryption stays in OpenSSL."""
+    h = hash_alg_by_id(hash_alg)
+    k = (key.key_size + 7) // 8
+    hlen = h.digest_size
+    if len(message) > k - 2 * hlen - 2:
+        raise ValueError("message too long for RSA-OAEP")
+    lhash = h.digest(b"IDENTITY\x00")
+    db = lhash + bytes(k - len(message) - 2 * hlen - 2) + b"\x01" + message
+    seed = randbytes(hlen)
+    masked_db = bytes(
+        a ^ b for a, b in zip(db, _mgf1(h.hashlib_name, seed, k - hlen - 1), strict=True)
+    )
+    masked_seed = bytes(
+        a ^ b for a, b in zip(seed, _mgf1(h.hashlib_name, masked_db, hlen), strict=True)
+    )
+    em = int.from_bytes(b"\x00" + masked_seed + masked_db, "big")
+    nums = key.public_numbers()
+    return pow(em, nums.e, nums.n).to_bytes(k, "big")
+
+
 def _protect(ek: Public, seed: bytes, secret: bytes, object_name: bytes) -> bytes:
     name_alg = ek.name_alg
     h = hash_alg_by_id(name_alg)
@@ -119,7 +154,7 @@ def make_credential(
     key = ek.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         seed = randbytes(h.digest_size)
-        encrypted = key.encrypt(seed, _oaep(ek.name_alg))
+        encrypted = _oaep_encrypt(key, seed, ek.name_alg, randbytes)
         enc_secret = Writer().bytes_u16be(encrypted).getvalue()
     else:
         curve = key.curve
