@@ -108,13 +108,13 @@ def _call(parser: Callable[[bytes], object], data: bytes) -> None:
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(PARSERS)), st.binary(max_size=300))
 def test_random_bytes_raise_only_malformed(name: str, data: bytes) -> None:
     _call(PARSERS[name], data)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.sampled_from(sorted(PARSERS)), st.sampled_from(range(len(SEEDS))), st.data())
 def test_mutations_raise_only_malformed(name: str, seed: int, data: st.DataObject) -> None:
     buf = bytearray(SEEDS[seed])
@@ -131,6 +131,7 @@ def test_mutations_raise_only_malformed(name: str, seed: int, data: st.DataObjec
     _call(PARSERS[name], bytes(buf))
 
 
+@settings(deadline=None)
 @given(attests)
 def test_attest_round_trip(a: Attest) -> None:
     raw = a.marshal()
@@ -138,6 +139,7 @@ def test_attest_round_trip(a: Attest) -> None:
     assert Attest.unmarshal(raw).marshal() == raw
 
 
+@settings(deadline=None)
 @given(st.sampled_from(["sha1", "sha256"]), st.lists(st.integers(0, 31), max_size=10))
 def test_selection_indices_round_trip(bank: str, indices: list[int]) -> None:
     sel = PCRSelection.from_indices(bank, indices)
@@ -161,7 +163,7 @@ def test_unseal_random_blobs(soft_tpm: SoftwareTPM, data: bytes) -> None:
             pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_entry_points_smoke(data: bytes) -> None:
     from tests.fuzz import fuzz_tpm2_quote, fuzz_tpm2_structures

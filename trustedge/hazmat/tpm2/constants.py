@@ -160,6 +160,15 @@ _BY_NAME: Final = {h.name: h for h in _HASHES}
 MAX_DIGEST_SIZE: Final = 64
 
 
+_CRYPTO_HASHES: Final[dict[int, hashes.HashAlgorithm]] = {
+    # SHA-1 only for reading legacy banks/keys; policy decides whether it is accepted.
+    TPMAlg.SHA1: hashes.SHA1(),  # noqa: S303
+    TPMAlg.SHA256: hashes.SHA256(),
+    TPMAlg.SHA384: hashes.SHA384(),
+    TPMAlg.SHA512: hashes.SHA512(),
+}
+
+
 def hash_alg_by_id(alg: int) -> HashAlg:
     """The hash algorithm for a ``TPM_ALG_ID``; raises UnsupportedAlgorithmError."""
     try:
@@ -170,14 +179,10 @@ def hash_alg_by_id(alg: int) -> HashAlg:
 
 def hash_for(alg: int) -> hashes.HashAlgorithm:
     """The ``cryptography`` hash object for a TPM hash id."""
-    name = hash_alg_by_id(alg).name
-    table: dict[str, hashes.HashAlgorithm] = {
-        # SHA-1 only for reading legacy banks/keys; policy decides whether it is accepted.
-        "sha1": hashes.SHA1(),  # noqa: S303
-        "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
-        "sha512": hashes.SHA512(),
-    }  # fmt: skip
-    return table[name]
+    try:
+        return _CRYPTO_HASHES[alg]
+    except KeyError:
+        raise UnsupportedAlgorithmError(f"hash algorithm 0x{alg:04x} is not supported") from None
 
 
 def hash_alg_by_name(name: str) -> HashAlg:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from trustedge._binary import Reader, Writer
@@ -90,7 +91,7 @@ class PCRSelection:
     hash_alg: int
     select: bytes
 
-    @property
+    @cached_property
     def indices(self) -> tuple[int, ...]:
         """Selected PCR indices, ascending (the order the TPM hashes them in)."""
         return tuple(i for i in range(len(self.select) * 8) if self.select[i // 8] & (1 << (i % 8)))
