@@ -214,3 +214,45 @@ def test_sha1_bank_needs_policy(swtpm: Swtpm, tools_dir: Path) -> None:
     policy = QuotePolicy(allowed_banks=frozenset({"sha1", "sha256"}))
     verify_quote(m.read_bytes(), s.read_bytes(), ak.public(), nonce=NONCE, pcrs=values,
                  policy=policy)  # fmt: skip
+
+
+def test_swtpm_power_cycle_is_reported_as_reboot(
+    swtpm_factory: type[Swtpm], tmp_path: Path
+) -> None:
+    """A primary AK in the endorsement hierarchy is the same key after a restart, so
+    quotes before and after a power cycle feed the (resetCount, restartCount, clock) rule."""
+    tpm = swtpm_factory().start()
+    attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+
+    def quote(tag: str) -> tuple[bytes, bytes, dict[str, dict[int, bytes]]]:
+        env = tpm.env()  # the port changes on restart
+        run(env, tmp_path, "tpm2_createprimary", "-C", "e", "-g", "sha256", "-G",
+            "ecc256:ecdsa-sha256:null", "-a", attrs, "-c", "ak.ctx")  # fmt: skip
+        run(env, tmp_path, "tpm2_readpublic", "-c", "ak.ctx", "-o", "ak.tpm2b")
+        out = ["-m", f"{tag}.msg", "-s", f"{tag}.sig", "-o", f"{tag}.pcrs"]
+        run(env, tmp_path, "tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0,16", "-q", NONCE.hex(),
+            *out, "-g", "sha256")  # fmt: skip
+        _, values = read_pcr_file((tmp_path / f"{tag}.pcrs").read_bytes())
+        return (
+            (tmp_path / f"{tag}.msg").read_bytes(),
+            (tmp_path / f"{tag}.sig").read_bytes(),
+            values,
+        )
+
+    def ak() -> Public:
+        pub = load_public((tmp_path / "ak.tpm2b").read_bytes())
+        assert isinstance(pub, Public)
+        return pub
+
+    m1, s1, p1 = quote("before")
+    first = verify_quote(m1, s1, ak(), nonce=NONCE, pcrs=p1)
+    before_key = ak()
+    tpm.restart()
+    m2, s2, p2 = quote("after")
+    assert ak() == before_key
+    second = verify_quote(m2, s2, ak(), nonce=NONCE, pcrs=p2, last=first.state)
+    assert second.reboot == "reset"
+    assert second.state.reset_count > first.state.reset_count
+    # The quote from before the power cycle can no longer be accepted.
+    with pytest.raises(ClockRegressionError):
+        verify_quote(m1, s1, ak(), nonce=NONCE, pcrs=p1, last=second.state)
