@@ -215,3 +215,22 @@ def test_swtpm_quotes_verify_and_every_byte_change_fails(
             args = (mutated, s) if original == m else (m, mutated)
             assert verify(*args) == 1, f"byte {i} of {original.name}"
     capsys.readouterr()
+
+
+def test_pcr_spec_parsing() -> None:
+    from trustedge._cli._common import CommandError
+    from trustedge._cli.attestation import parse_pcr_spec
+
+    assert parse_pcr_spec("sha256:0,1,2+sha1:0-2") == {"sha256": [0, 1, 2], "sha1": [0, 1, 2]}
+    assert parse_pcr_spec("SHA256:7,7") == {"sha256": [7]}
+    for bad in ("sha256", "sha256:x", "sha256:40", ":1"):
+        with pytest.raises(CommandError):
+            parse_pcr_spec(bad)
+
+
+def test_usage_errors(soft: Path, tmp_path: Path) -> None:
+    assert cli("tpm", "extend", "--software", soft, "--pcr", "16") == 2
+    assert cli("tpm", "extend", "--software", soft, "--pcr", "16", "--digest", "sha256") == 2
+    assert cli("tpm", "quote", "--software", soft, "--pcrs", "sha256:0", "--nonce", "zz",
+               "-o", tmp_path / "q") == 2  # fmt: skip
+    assert cli("tpm", "nv-counter", "read", "nope", "--software", soft) == 2

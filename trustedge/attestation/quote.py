@@ -168,6 +168,8 @@ class QuoteState:
                 "clock": self.clock}  # fmt: skip
 
 
+_DEFAULT_POLICY: Final = QuotePolicy()
+
 _REQUIRED_AK_BITS: Final = int(
     TPMAObject.FIXED_TPM | TPMAObject.FIXED_PARENT | TPMAObject.SENSITIVE_DATA_ORIGIN
     | TPMAObject.RESTRICTED | TPMAObject.SIGN_ENCRYPT
@@ -352,7 +354,7 @@ def verify_quote(
     """
     if not nonce:
         raise ValueError("a non-empty nonce is required")
-    pol = policy if policy is not None else QuotePolicy()
+    pol = policy if policy is not None else _DEFAULT_POLICY
     key = AttestationKey.from_public(ak)
     _check_ak(key, pol)
     sig = _check_signature(message, signature, key, pol)
