@@ -27,6 +27,7 @@ from trustedge.attestation import (
 )
 from trustedge.errors import VerificationError
 from trustedge.hazmat.tpm2 import (
+    Attest,
     Public,
     TPMHandle,
     load_public,
@@ -256,3 +257,31 @@ def test_swtpm_power_cycle_is_reported_as_reboot(
     # The quote from before the power cycle can no longer be accepted.
     with pytest.raises(ClockRegressionError):
         verify_quote(m1, s1, ak(), nonce=NONCE, pcrs=p1, last=second.state)
+
+
+def test_software_tpm_quote_has_the_layout_of_a_real_one(tools_dir: Path, swtpm: Swtpm) -> None:
+    """Same request to swtpm and to the SoftwareTPM: same size and the same bytes
+    everywhere except the key-, clock- and firmware-dependent fields."""
+    from trustedge.attestation.backends.software import SoftwareTPM
+
+    ak = (
+        make_ak(swtpm, tools_dir, "ecc", "ecc", "ecdsa")
+        if not (tools_dir / "ecc-ecc-ecdsa").exists()
+        else ToolsAK(tools_dir / "ecc-ecc-ecdsa", swtpm.env(), "ecc", "ecc", "ecdsa")
+    )
+    m, s, _ = ak.quote("layout")
+    real, real_sig = m.read_bytes(), s.read_bytes()
+    soft = SoftwareTPM(tools_dir / "soft-layout")
+    soft_ak = soft.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+    q = soft.quote(soft_ak, NONCE, {"sha256": [0, 1, 2, 3, 7, 16]})
+    assert len(q.message) == len(real) == 145
+    assert len(q.signature) == len(real_sig)
+    a, b = Attest.unmarshal(real), Attest.unmarshal(q.message)
+    assert (a.magic, a.type, a.extra_data, a.attested.pcr_select) == (  # type: ignore[union-attr]
+        b.magic,
+        b.type,
+        b.extra_data,
+        b.attested.pcr_select,  # type: ignore[union-attr]
+    )
+    assert len(a.qualified_signer) == len(b.qualified_signer) == 34
+    assert q.signature[:4] == real_sig[:4]  # TPM_ALG_ECDSA, TPM_ALG_SHA256
