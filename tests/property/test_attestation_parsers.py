@@ -170,3 +170,43 @@ def test_fuzz_entry_points_smoke(data: bytes) -> None:
 
     fuzz_tpm2_structures.TestOneInput(data)
     fuzz_tpm2_quote.TestOneInput(data)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_corrupt_state_files_raise_only_malformed(data: st.DataObject) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from trustedge import _cbor
+
+    pcrs = {b: [bytes(n)] * 24 for b, n in (("sha1", 20), ("sha256", 32), ("sha384", 48))}
+    fields = {"v": 1, "seed": b"", "drbg": 0, "primary": bytes(32), "clock": 0, "clock_nv": 0,
+              "reset": 0, "restart": 0, "safe": True, "pcrs": pcrs, "eks": {}, "aks": {},
+              "nv": {}, "nv_max": 0}  # fmt: skip
+    junk = (
+        st.none() | st.integers(-5, 5) | st.binary(max_size=4) | st.text(max_size=3) | st.booleans()
+    )
+    nested = (
+        junk
+        | st.dictionaries(junk.filter(lambda x: x is not None), junk, max_size=2)
+        | st.dictionaries(
+            st.sampled_from(["sha1", "sha256", "x"]),
+            st.lists(st.binary(max_size=33), max_size=25),
+            max_size=3,
+        )
+    )
+    key = data.draw(st.sampled_from(sorted(fields)))
+    state = dict(fields)
+    state[key] = data.draw(nested)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "softtpm.cbor").write_bytes(_cbor.encode(state))
+        try:
+            tpm = SoftwareTPM(Path(d))
+            tpm.pcr_read({"sha256": [0]})
+        except (MalformedInputError, VerificationError):
+            pass
+        except Exception as exc:  # BackendError for a state without that bank is fine too
+            from trustedge.errors import BackendError
+
+            assert isinstance(exc, BackendError), repr(exc)

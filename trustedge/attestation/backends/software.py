@@ -551,4 +551,7 @@ def _der(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _load(der: bytes) -> Any:
-    return serialization.load_der_private_key(der, None)
+    try:
+        return serialization.load_der_private_key(der, None)
+    except (ValueError, TypeError) as exc:
+        raise MalformedInputError(f"corrupt key in the software TPM state: {exc}") from exc
