@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.integration.test_attestation_swtpm import make_ak, run
 from tests.swtpm import Swtpm
+from trustedge.attestation import verify_quote
 from trustedge.attestation.backends.software import SoftwareTPM
 from trustedge.errors import BackendError
 from trustedge.hazmat.tpm2 import (
@@ -87,6 +88,7 @@ def test_software_quotes_pass_tpm2_checkquote(tmp_path: Path, algorithm: str) ->
     q = tpm.quote(ak, nonce, selection)
     pub = load_public(ak.public)
     assert isinstance(pub, Public)
+    verify_quote(q.message, q.signature, pub, nonce=nonce, pcrs=q.pcrs, selection=selection)
     pem = pub.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
