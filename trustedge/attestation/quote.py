@@ -380,10 +380,11 @@ def verify_quote(
     banned = sorted(set(quoted_map) - pol.allowed_banks)
     if banned:
         raise HashPolicyError(f"PCR bank(s) {', '.join(banned)} not allowed by the policy")
+    supplied = {bank.lower(): vals for bank, vals in pcrs.items()}
     values: dict[str, dict[int, bytes]] = {}
     ordered = []
     for bank, index in quoted.pcr_order():
-        value = pcrs.get(bank, {}).get(index)
+        value = supplied.get(bank, {}).get(index)
         if value is None:
             raise PCRSelectionError(f"no value supplied for {bank} PCR {index}")
         ordered.append(value)
