@@ -252,3 +252,19 @@ def test_every_failure_is_a_verification_error() -> None:
         with pytest.raises(VerificationError):
             verify(bytes(bad), sig)
     assert hashlib.sha256(msg).digest()
+
+
+def test_p384_ak_with_sha384() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    ak = public_from_key(key.public_key(), scheme=Scheme(int(TPMAlg.ECDSA), int(TPMAlg.SHA384)))
+    digest = pcr_composite_digest(int(TPMAlg.SHA384), [PCRS["sha256"][i] for i in (0, 7, 16)])
+    msg = attest(attested=QuoteInfo(SEL, digest)).marshal()
+    r, s = decode_dss_signature(key.sign(msg, ec.ECDSA(hash_for(int(TPMAlg.SHA384)))))
+    sig = Signature(int(TPMAlg.ECDSA), int(TPMAlg.SHA384), r=r.to_bytes(48, "big"),
+                    s=s.to_bytes(48, "big")).marshal()  # fmt: skip
+    verify(msg, sig, ak)
+    with pytest.raises(PCRDigestError):  # a digest made with the wrong hash
+        wrong = attest().marshal()
+        r, s = decode_dss_signature(key.sign(wrong, ec.ECDSA(hash_for(int(TPMAlg.SHA384)))))
+        verify(wrong, Signature(int(TPMAlg.ECDSA), int(TPMAlg.SHA384), r=r.to_bytes(48, "big"),
+                                s=s.to_bytes(48, "big")).marshal(), ak)  # fmt: skip
