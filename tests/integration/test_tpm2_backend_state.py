@@ -1,0 +1,166 @@
+"""Tpm2Backend state that outlives a call: PCRs, NV counters (across a swtpm restart),
+sealing to PCRs and auth values. Each test gets its own swtpm so PCR and NV changes
+and dictionary-attack counters never leak into other tests."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.swtpm import Swtpm
+from trustedge.attestation.backends.tpm2 import Tpm2Backend
+from trustedge.errors import BackendError, MalformedInputError, VerificationError
+
+pytestmark = pytest.mark.tpm
+
+COUNTER = 0x01500020
+ZERO = bytes(32)
+
+
+@pytest.fixture
+def own_tpm(swtpm_factory: type[Swtpm]) -> Swtpm:
+    return swtpm_factory().start()
+
+
+@pytest.fixture
+def backend(own_tpm: Swtpm) -> Iterator[Tpm2Backend]:
+    with Tpm2Backend(own_tpm.tcti) as tpm:
+        yield tpm
+        assert tpm.loaded_handles() == [], "a transient object or session leaked"
+
+
+def d(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# -- PCRs --------------------------------------------------------------------------------
+
+
+def test_pcr_extend_reset_and_read_in_two_banks(backend: Tpm2Backend) -> None:
+    sha1 = hashlib.sha1(b"event").digest()
+    backend.pcr_extend(16, {"sha256": d(b"event"), "sha1": sha1})
+    values = backend.pcr_read({"sha256": [16], "sha1": [16]})
+    assert values["sha256"][16] == d(ZERO + d(b"event"))
+    assert values["sha1"][16] == hashlib.sha1(bytes(20) + sha1).digest()
+    backend.pcr_reset(16)
+    assert backend.pcr_read({"sha256": [16]}) == {"sha256": {16: ZERO}}
+
+
+def test_unallocated_bank_is_a_backend_error(swtpm_factory: type[Swtpm], tmp_path: Path) -> None:
+    import subprocess
+
+    # Leave only sha256 allocated, as Debian's swtpm_setup does.
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(
+        ["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--pcr-banks", "sha256",
+         "--overwrite", "--logfile", str(tmp_path / "log")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tpm = swtpm_factory(state).start()
+    with Tpm2Backend(tpm.tcti) as backend:
+        assert backend.info().banks == ("sha256",)
+        with pytest.raises(BackendError, match="not allocated"):
+            backend.pcr_read({"sha1": [0]})
+        with pytest.raises(BackendError, match="not allocated"):
+            backend.pcr_extend(16, {"sha1": bytes(20)})
+
+
+# -- NV counters ---------------------------------------------------------------------------
+
+
+def test_nv_counter_survives_restart_and_is_certified(own_tpm: Swtpm) -> None:
+    with Tpm2Backend(own_tpm.tcti) as backend:
+        backend.nv_counter_define(COUNTER)
+        assert backend.nv_counter_read(COUNTER) == 0  # never incremented
+        first = backend.nv_counter_increment(COUNTER)
+        second = backend.nv_counter_increment(COUNTER)
+        assert second == first + 1 == backend.nv_counter_read(COUNTER)
+        with pytest.raises(BackendError):
+            backend.nv_counter_define(COUNTER)  # already defined: TPM_RC_NV_DEFINED
+    own_tpm.restart()
+    with Tpm2Backend(own_tpm.tcti) as backend:
+        assert backend.nv_counter_read(COUNTER) == second
+        assert backend.nv_counter_increment(COUNTER) == second + 1
+
+        from tpm2_pytss.types import TPMS_ATTEST
+
+        from tests.integration.test_tpm2_backend import verify_signature
+
+        ak = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+        message, signature = backend.nv_certify(ak, COUNTER, b"rollback-floor")
+        verify_signature(ak.public, message, signature)
+        attest = TPMS_ATTEST.unmarshal(message)[0]
+        assert attest.type == 0x8014 and bytes(attest.extraData) == b"rollback-floor"
+        assert struct.unpack(">Q", bytes(attest.attested.nv.nvContents)) == (second + 1,)
+
+        backend.nv_counter_undefine(COUNTER)
+        with pytest.raises(BackendError) as info:
+            backend.nv_counter_read(COUNTER)
+        assert info.value.code is not None
+        assert backend.loaded_handles() == []
+
+
+# -- sealing -----------------------------------------------------------------------------
+
+
+def test_seal_to_pcr_fails_after_extend(backend: Tpm2Backend) -> None:
+    blob = backend.seal(b"kek" * 10, pcrs={"sha256": [16, 23]})
+    assert backend.unseal(blob) == b"kek" * 10
+    backend.pcr_extend(16, {"sha256": d(b"tampered")})
+    with pytest.raises(VerificationError):
+        backend.unseal(blob)
+    assert backend.loaded_handles() == []
+    backend.pcr_reset(16)  # back to the sealed value
+    assert backend.unseal(blob) == b"kek" * 10
+
+
+def test_seal_to_auth_value(backend: Tpm2Backend) -> None:
+    blob = backend.seal(b"secret", auth=b"passphrase")
+    assert backend.unseal(blob, auth=b"passphrase") == b"secret"
+    with pytest.raises(VerificationError):
+        backend.unseal(blob, auth=b"wrong")
+    assert backend.loaded_handles() == []
+
+
+def test_seal_to_pcrs_and_auth(backend: Tpm2Backend) -> None:
+    blob = backend.seal(b"both", pcrs={"sha256": [16]}, auth=b"pin")
+    assert backend.unseal(blob, auth=b"pin") == b"both"
+    with pytest.raises(VerificationError):
+        backend.unseal(blob, auth=b"nip")
+    backend.pcr_extend(16, {"sha256": d(b"x")})
+    with pytest.raises(VerificationError):
+        backend.unseal(blob, auth=b"pin")
+
+
+def test_seal_without_policy_is_bound_to_this_tpm(
+    backend: Tpm2Backend, swtpm_factory: type[Swtpm]
+) -> None:
+    blob = backend.seal(b"device-bound")
+    assert backend.unseal(blob) == b"device-bound"
+    other = swtpm_factory().start()
+    with Tpm2Backend(other.tcti) as elsewhere, pytest.raises(BackendError):
+        elsewhere.unseal(blob)  # another TPM's SRK cannot load it
+
+
+def test_seal_limits_and_malformed_blobs(backend: Tpm2Backend) -> None:
+    with pytest.raises(ValueError):
+        backend.seal(bytes(129))
+    assert backend.unseal(backend.seal(bytes(128))) == bytes(128)
+    for bad in (b"", b"\xa0", b"\x82\x01\x02", b"not cbor at all"):
+        with pytest.raises(MalformedInputError):
+            backend.unseal(bad)
+    from trustedge.attestation.backends import _tpm2_blobs as blobs
+
+    good = blobs.decode_sealed_blob(backend.seal(b"x"))
+    flipped = bytearray(good.private)
+    flipped[-1] ^= 1
+    tampered = blobs.encode_sealed_blob(
+        blobs.SealedBlob(good.public, bytes(flipped), good.pcrs, good.auth)
+    )
+    with pytest.raises(BackendError):
+        backend.unseal(tampered)  # integrity check of the private area
