@@ -30,6 +30,7 @@ from tpm2_pytss.constants import (
     TPM2_SE,
     TPMA_NV,
     TPMA_OBJECT,
+    TPMA_SESSION,
 )
 from tpm2_pytss.internal.templates import ek_template
 from tpm2_pytss.types import (
@@ -239,17 +240,32 @@ class Connection:
                 pass  # metadata only; nothing in the TPM to leak
 
     @contextmanager
-    def session(self, kind: Any, auth_hash: Any = TPM2_ALG.SHA256) -> Iterator[Any]:
-        """An unbound, unsalted policy or trial session, flushed afterwards."""
+    def session(
+        self, kind: Any, auth_hash: Any = TPM2_ALG.SHA256, *, salt_key: Any = None
+    ) -> Iterator[Any]:
+        """A policy, trial or HMAC session, flushed afterwards.
+
+        With ``salt_key`` (a loaded decryption key) the session is salted to it
+        and encrypts the first command and response parameter (AES-128-CFB), so
+        secrets never cross the bus to a discrete TPM in the clear.
+        """
         with tpm_errors("starting a session"):
             handle = self.esapi.start_auth_session(
-                tpm_key=ESYS_TR.NONE,
+                tpm_key=ESYS_TR.NONE if salt_key is None else salt_key,
                 bind=ESYS_TR.NONE,
                 session_type=kind,
-                symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+                symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
+                if salt_key is None
+                else TPMT_SYM_DEF.parse("aes128cfb"),
                 auth_hash=auth_hash,
             )
         with self.transient(handle):
+            if salt_key is not None:
+                with tpm_errors("setting session attributes"):
+                    self.esapi.trsess_set_attributes(
+                        handle,
+                        TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.DECRYPT | TPMA_SESSION.ENCRYPT,
+                    )
             yield handle
 
     @contextmanager
@@ -623,8 +639,9 @@ class Connection:
         sensitive = TPM2B_SENSITIVE_CREATE(
             sensitive=TPMS_SENSITIVE_CREATE(userAuth=auth or b"", data=secret)
         )
-        with self.srk() as srk, tpm_errors("sealing"):
-            private, created, *_ = self.esapi.create(srk, sensitive, public)
+        with self.srk() as srk, self.session(TPM2_SE.HMAC, salt_key=srk) as sess:
+            with tpm_errors("sealing"):
+                private, created, *_ = self.esapi.create(srk, sensitive, public, session1=sess)
         return SealedBlob(
             public=bytes(created.marshal()),
             private=bytes(private.marshal()),
@@ -641,16 +658,18 @@ class Connection:
             with self.transient(handle):
                 with tpm_errors("setting the auth value"):
                     self.esapi.tr_set_auth(handle, auth or b"")
-                try:
+                kind = TPM2_SE.POLICY if blob.pcrs else TPM2_SE.HMAC
+                # Salted to the SRK: the secret comes back encrypted, never in the clear.
+                with self.session(kind, salt_key=srk) as sess:
                     if blob.pcrs:
-                        with self.session(TPM2_SE.POLICY) as sess:
-                            # An empty digest makes the TPM use the PCRs' current values.
-                            self._pcr_policy(sess, blob.pcrs, b"", blob.auth)
-                            return bytes(self.esapi.unseal(handle, session1=sess))
-                    return bytes(self.esapi.unseal(handle))
-                except TSS2_Exception as exc:
-                    if base_rc(int(exc.rc)) in _AUTH_FAILURES:
-                        raise VerificationError(
-                            f"unseal refused: the PCR policy or auth value does not match ({exc})"
-                        ) from exc
-                    raise BackendError(f"unsealing: {exc}", code=int(exc.rc)) from exc
+                        # An empty digest makes the TPM use the PCRs' current values.
+                        self._pcr_policy(sess, blob.pcrs, b"", blob.auth)
+                    try:
+                        return bytes(self.esapi.unseal(handle, session1=sess))
+                    except TSS2_Exception as exc:
+                        if base_rc(int(exc.rc)) in _AUTH_FAILURES:
+                            raise VerificationError(
+                                "unseal refused: the PCR policy or auth value does not match"
+                                f" ({exc})"
+                            ) from exc
+                        raise BackendError(f"unsealing: {exc}", code=int(exc.rc)) from exc
