@@ -5,6 +5,7 @@ and dictionary-attack counters never leak into other tests."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,7 @@ def test_nv_counter_survives_restart_and_is_certified(own_tpm: Swtpm) -> None:
 def test_seal_to_pcr_fails_after_extend(backend: Tpm2Backend) -> None:
     blob = backend.seal(b"kek" * 10, pcrs={"sha256": [16, 23]})
     assert backend.unseal(blob) == b"kek" * 10
+    assert backend.unseal(blob, auth=b"not needed") == b"kek" * 10  # ignored, not garbage
     backend.pcr_extend(16, {"sha256": d(b"tampered")})
     with pytest.raises(VerificationError):
         backend.unseal(blob)
@@ -164,3 +166,53 @@ def test_seal_limits_and_malformed_blobs(backend: Tpm2Backend) -> None:
     )
     with pytest.raises(BackendError):
         backend.unseal(tampered)  # integrity check of the private area
+
+
+def test_sealed_secret_and_auth_never_cross_the_bus_in_the_clear(tmp_path: Path) -> None:
+    """swtpm at log level 20 dumps every command and response: neither the secret nor
+    the auth value may appear there (parameter encryption with SRK-salted sessions)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from tests.swtpm import _free_adjacent_ports
+
+    if shutil.which("swtpm") is None:
+        pytest.fail("swtpm is not installed") if os.environ.get("CI") else pytest.skip("no swtpm")
+    log = tmp_path / "swtpm.log"
+    for _ in range(10):
+        port = _free_adjacent_ports()
+        proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={tmp_path}",
+             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+             "--flags", "not-need-init,startup-clear", "--log", f"file={log},level=20"],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(250):
+            try:
+                socket.create_connection(("127.0.0.1", port + 1), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+        if proc.poll() is None:
+            break
+    try:
+        secret, auth = b"key-encryption-key-0123456789", b"correct horse battery"
+        with Tpm2Backend(f"swtpm:host=127.0.0.1,port={port}") as backend:
+            for blob in (
+                backend.seal(secret, pcrs={"sha256": [16]}),
+                backend.seal(secret, auth=auth),
+                backend.seal(secret, pcrs={"sha256": [16]}, auth=auth),
+            ):
+                assert backend.unseal(blob, auth=auth) == secret
+    finally:
+        proc.terminate()
+        proc.wait()
+    dump = "".join(log.read_text().split()).lower()
+    assert len(dump) > 1000  # the traffic was logged
+    assert secret.hex() not in dump
+    assert auth.hex() not in dump

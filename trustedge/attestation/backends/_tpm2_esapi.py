@@ -657,7 +657,10 @@ class Connection:
                 handle = self.esapi.load(srk, private, public)
             with self.transient(handle):
                 with tpm_errors("setting the auth value"):
-                    self.esapi.tr_set_auth(handle, auth or b"")
+                    # Only an object sealed with an auth value gets one: a policy session
+                    # without PolicyAuthValue leaves it out of the parameter-encryption
+                    # key, and a stray auth here would decrypt the secret to garbage.
+                    self.esapi.tr_set_auth(handle, (auth or b"") if blob.auth else b"")
                 kind = TPM2_SE.POLICY if blob.pcrs else TPM2_SE.HMAC
                 # Salted to the SRK: the secret comes back encrypted, never in the clear.
                 with self.session(kind, salt_key=srk) as sess:

@@ -306,5 +306,6 @@ class Tpm2Backend:
 
     def unseal(self, blob: bytes, *, auth: bytes | None = None) -> bytes:
         """Unseal a :meth:`seal` blob; ``VerificationError`` when the PCRs or the
-        auth value do not match, ``MalformedInputError`` for a blob that does not parse."""
+        auth value do not match, ``MalformedInputError`` for a blob that does not parse.
+        ``auth`` is ignored for a blob sealed without one."""
         return self._c.unseal(decode_sealed_blob(blob), auth)
