@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import socket
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.swtpm import Swtpm
+from tests.swtpm import Swtpm, _free_adjacent_ports
 from trustedge.attestation.backends.tpm2 import Tpm2Backend
 from trustedge.errors import BackendError, MalformedInputError, VerificationError
 
@@ -52,8 +57,6 @@ def test_pcr_extend_reset_and_read_in_two_banks(backend: Tpm2Backend) -> None:
 
 
 def test_unallocated_bank_is_a_backend_error(swtpm_factory: type[Swtpm], tmp_path: Path) -> None:
-    import subprocess
-
     # Leave only sha256 allocated, as Debian's swtpm_setup does.
     state = tmp_path / "state"
     state.mkdir()
@@ -168,50 +171,57 @@ def test_seal_limits_and_malformed_blobs(backend: Tpm2Backend) -> None:
         backend.unseal(tampered)  # integrity check of the private area
 
 
-def test_sealed_secret_and_auth_never_cross_the_bus_in_the_clear(tmp_path: Path) -> None:
-    """swtpm at log level 20 dumps every command and response: neither the secret nor
-    the auth value may appear there (parameter encryption with SRK-salted sessions)."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-
-    from tests.swtpm import _free_adjacent_ports
-
+@contextmanager
+def bare_swtpm(state: Path, *, flags: str, log: Path | None = None) -> Iterator[str]:
+    """swtpm started by hand (other flags or log level than the fixture's); yields the TCTI."""
     if shutil.which("swtpm") is None:
         pytest.fail("swtpm is not installed") if os.environ.get("CI") else pytest.skip("no swtpm")
-    log = tmp_path / "swtpm.log"
+    extra = ["--log", f"file={log},level=20"] if log else []
     for _ in range(10):
         port = _free_adjacent_ports()
         proc = subprocess.Popen(
-            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={tmp_path}",
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
              "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
              "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-             "--flags", "not-need-init,startup-clear", "--log", f"file={log},level=20"],
+             "--flags", flags, *extra],
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for _ in range(250):
+            if proc.poll() is not None:
+                break
             try:
                 socket.create_connection(("127.0.0.1", port + 1), timeout=0.2).close()
                 break
             except OSError:
-                if proc.poll() is not None:
-                    break
                 time.sleep(0.02)
         if proc.poll() is None:
             break
     try:
-        secret, auth = b"key-encryption-key-0123456789", b"correct horse battery"
-        with Tpm2Backend(f"swtpm:host=127.0.0.1,port={port}") as backend:
+        yield f"swtpm:host=127.0.0.1,port={port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_startup_is_sent_when_the_tpm_needs_it(tmp_path: Path) -> None:
+    with bare_swtpm(tmp_path, flags="not-need-init") as tcti, Tpm2Backend(tcti) as backend:
+        ak = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+        assert backend.quote(ak, b"n", {"sha256": [0]}).message[:4] == b"\xffTCG"
+
+
+def test_sealed_secret_and_auth_never_cross_the_bus_in_the_clear(tmp_path: Path) -> None:
+    """swtpm at log level 20 dumps every command and response: neither the secret nor
+    the auth value may appear there (parameter encryption with SRK-salted sessions)."""
+    log = tmp_path / "swtpm.log"
+    secret, auth = b"key-encryption-key-0123456789", b"correct horse battery"
+    with bare_swtpm(tmp_path, flags="not-need-init,startup-clear", log=log) as tcti:
+        with Tpm2Backend(tcti) as backend:
             for blob in (
                 backend.seal(secret, pcrs={"sha256": [16]}),
                 backend.seal(secret, auth=auth),
                 backend.seal(secret, pcrs={"sha256": [16]}, auth=auth),
             ):
                 assert backend.unseal(blob, auth=auth) == secret
-    finally:
-        proc.terminate()
-        proc.wait()
     dump = "".join(log.read_text().split()).lower()
     assert len(dump) > 1000  # the traffic was logged
     assert secret.hex() not in dump

@@ -28,6 +28,7 @@ from tpm2_pytss.constants import (
     TPM2_PT_NV,
     TPM2_RC,
     TPM2_SE,
+    TPM2_SU,
     TPMA_NV,
     TPMA_OBJECT,
     TPMA_SESSION,
@@ -198,10 +199,30 @@ class Connection:
         except TSS2_Exception as exc:
             raise BackendUnavailableError(f"cannot open TPM at {tcti!r}: {exc}") from exc
         self._closed = False
+        try:
+            self._start_if_needed()
+        except BaseException:
+            self.esapi.close()
+            raise
         self._templates: dict[str, tuple[bytes | None, Any]] = {}
         self._contexts: dict[str, Any] = {}
         self._publics: dict[str, Any] = {}
         self._nv_buffer_max: int | None = None
+
+    def _start_if_needed(self) -> None:
+        """Send TPM2_Startup(CLEAR) when the TPM says it has not had one yet.
+
+        Firmware normally does this; a bare swtpm (without ``startup-clear``)
+        or a simulator after power-on does not.
+        """
+        try:
+            self.esapi.get_capability(TPM2_CAP.TPM_PROPERTIES, TPM2_PT.MANUFACTURER, 1)
+            return
+        except TSS2_Exception as exc:
+            if base_rc(int(exc.rc)) != int(TPM2_RC.INITIALIZE):
+                raise BackendUnavailableError(f"the TPM does not answer: {exc}") from exc
+        with tpm_errors("TPM2_Startup(CLEAR)"):
+            self.esapi.startup(TPM2_SU.CLEAR)
 
     def close(self) -> None:
         if not self._closed:
