@@ -109,6 +109,23 @@ def test_nv_counter_survives_restart_and_is_certified(own_tpm: Swtpm) -> None:
         assert backend.loaded_handles() == []
 
 
+def test_nv_counter_with_auth_policy(backend: Tpm2Backend) -> None:
+    backend.nv_counter_define(COUNTER + 1, auth=b"updater-secret")
+    assert backend.nv_counter_read(COUNTER + 1) == 0
+    first = backend.nv_counter_increment(COUNTER + 1, auth=b"updater-secret")
+    with pytest.raises(VerificationError):
+        backend.nv_counter_increment(COUNTER + 1)  # no auth
+    with pytest.raises(VerificationError):
+        backend.nv_counter_increment(COUNTER + 1, auth=b"guess")
+    assert backend.nv_counter_read(COUNTER + 1) == first  # anyone may read
+    assert backend.nv_counter_increment(COUNTER + 1, auth=b"updater-secret") == first + 1
+    ak = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+    message, _ = backend.nv_certify(ak, COUNTER + 1, b"n")
+    assert message[4:6] == b"\x80\x14"
+    backend.nv_counter_undefine(COUNTER + 1)
+    assert backend.loaded_handles() == []
+
+
 # -- sealing -----------------------------------------------------------------------------
 
 

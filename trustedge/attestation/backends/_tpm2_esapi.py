@@ -23,6 +23,7 @@ from tpm2_pytss.constants import (
     ESYS_TR,
     TPM2_ALG,
     TPM2_CAP,
+    TPM2_CC,
     TPM2_NT,
     TPM2_PT,
     TPM2_PT_NV,
@@ -570,49 +571,90 @@ class Connection:
         raise BackendError(f"PCRs changed during the quote {_QUOTE_ATTEMPTS} times in a row")
 
     def nv_certify(self, blob: AKBlob, index: int, nonce: bytes) -> tuple[bytes, bytes]:
-        with self.ak(blob) as ak, tpm_errors(f"certifying NV index 0x{index:08x}"):
-            nvh = self.esapi.tr_from_tpmpublic(index)
-            with self.closing_tr(nvh):
-                attest, signature = self.esapi.nv_certify(
-                    ak,
-                    nvh,
-                    nonce,
-                    TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
-                    8,
-                    0,
-                    auth_handle=nvh,
-                )
+        with self.ak(blob) as ak, self._nv(index, "certifying") as (nvh, reader):
+            attest, signature = self.esapi.nv_certify(
+                ak,
+                nvh,
+                nonce,
+                TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                8,
+                0,
+                auth_handle=reader,
+            )
         return bytes(attest), bytes(signature.marshal())
 
     # -- NV counters ------------------------------------------------------------
-    def nv_counter_define(self, index: int) -> None:
+    def _increment_policy(self, session: Any) -> None:
+        with tpm_errors("building the counter policy"):
+            self.esapi.policy_command_code(session, TPM2_CC.NV_Increment)
+            self.esapi.policy_auth_value(session)
+
+    def nv_counter_define(self, index: int, auth: bytes | None) -> None:
+        attributes = _COUNTER_ATTRS
+        policy = b""
+        if auth is not None:
+            # Only a holder of ``auth`` may increment (PolicyCommandCode(NV_Increment)
+            # AND PolicyAuthValue, dictionary-attack protected); anyone may read via
+            # the owner hierarchy.
+            attributes = (
+                TPMA_NV.OWNERREAD | TPMA_NV.POLICYWRITE | (TPM2_NT.COUNTER << TPMA_NV.TPM2_NT_SHIFT)
+            )
+            with self.session(TPM2_SE.TRIAL) as trial:
+                self._increment_policy(trial)
+                with tpm_errors("reading the policy digest"):
+                    policy = bytes(self.esapi.policy_get_digest(trial))
         public = TPM2B_NV_PUBLIC(
             nvPublic=TPMS_NV_PUBLIC(
-                nvIndex=index, nameAlg=TPM2_ALG.SHA256, attributes=_COUNTER_ATTRS, dataSize=8
+                nvIndex=index,
+                nameAlg=TPM2_ALG.SHA256,
+                attributes=attributes,
+                authPolicy=policy,
+                dataSize=8,
             )
         )
         with tpm_errors(f"defining NV counter 0x{index:08x}"):
-            nvh = self.esapi.nv_define_space(None, public, auth_handle=ESYS_TR.OWNER)
+            nvh = self.esapi.nv_define_space(auth, public, auth_handle=ESYS_TR.OWNER)
             self.esapi.tr_close(nvh)
 
-    def nv_counter_increment(self, index: int) -> int:
-        with tpm_errors(f"incrementing NV counter 0x{index:08x}"):
+    @contextmanager
+    def _nv(self, index: int, what: str) -> Iterator[tuple[Any, Any]]:
+        """``(ESYS_TR, read authorization handle)`` of an NV counter for the block."""
+        with tpm_errors(f"{what} NV counter 0x{index:08x}"):
             nvh = self.esapi.tr_from_tpmpublic(index)
             with self.closing_tr(nvh):
+                nvpub, _ = self.esapi.nv_read_public(nvh)
+                attrs = int(nvpub.nvPublic.attributes)
+                yield nvh, (nvh if attrs & TPMA_NV.AUTHREAD else ESYS_TR.OWNER)
+
+    def _read_counter(self, nvh: Any, reader: Any) -> int:
+        try:
+            return int.from_bytes(bytes(self.esapi.nv_read(nvh, 8, 0, auth_handle=reader)))
+        except TSS2_Exception as exc:
+            if base_rc(int(exc.rc)) == int(TPM2_RC.NV_UNINITIALIZED):
+                return 0  # never incremented
+            raise
+
+    def nv_counter_increment(self, index: int, auth: bytes | None) -> int:
+        with self._nv(index, "incrementing") as (nvh, reader):
+            if reader is nvh:  # an open counter (own empty auth)
                 self.esapi.nv_increment(nvh, auth_handle=nvh)
-                return int.from_bytes(bytes(self.esapi.nv_read(nvh, 8, 0, auth_handle=nvh)))
+                return self._read_counter(nvh, reader)
+            self.esapi.tr_set_auth(nvh, auth or b"")
+            with self.session(TPM2_SE.POLICY) as sess:
+                self._increment_policy(sess)
+                try:
+                    self.esapi.nv_increment(nvh, auth_handle=nvh, session1=sess)
+                except TSS2_Exception as exc:
+                    if base_rc(int(exc.rc)) in _AUTH_FAILURES:
+                        raise VerificationError(
+                            f"NV counter 0x{index:08x}: wrong auth value ({exc})"
+                        ) from exc
+                    raise
+            return self._read_counter(nvh, reader)
 
     def nv_counter_read(self, index: int) -> int:
-        with tpm_errors(f"reading NV counter 0x{index:08x}"):
-            nvh = self.esapi.tr_from_tpmpublic(index)
-            with self.closing_tr(nvh):
-                try:
-                    data = bytes(self.esapi.nv_read(nvh, 8, 0, auth_handle=nvh))
-                except TSS2_Exception as exc:
-                    if base_rc(int(exc.rc)) == int(TPM2_RC.NV_UNINITIALIZED):
-                        return 0  # never incremented
-                    raise
-        return int.from_bytes(data)
+        with self._nv(index, "reading") as (nvh, reader):
+            return self._read_counter(nvh, reader)
 
     def nv_counter_undefine(self, index: int) -> None:
         with tpm_errors(f"undefining NV index 0x{index:08x}"):

@@ -256,18 +256,26 @@ class Tpm2Backend:
         return self._c.quote(decode_ak_blob(ak.blob), nonce, normalize_selection(selection))
 
     # -- NV counters --------------------------------------------------------------
-    def nv_counter_define(self, index: int) -> None:
-        """Define an 8-byte TPM_NT_COUNTER index (owner hierarchy, empty owner auth;
-        owner/auth read and write, no DA). Reads as 0 until first incremented; the
-        first increment starts from the TPM's highest counter value ever, so
-        compare values, never assume a start of 1."""
-        _check_nv_index(index)
-        self._c.nv_counter_define(index)
+    def nv_counter_define(self, index: int, *, auth: bytes | None = None) -> None:
+        """Define an 8-byte TPM_NT_COUNTER index in the owner hierarchy (empty owner auth).
 
-    def nv_counter_increment(self, index: int) -> int:
-        """Increment and return the new value."""
+        Without ``auth`` the counter is open: owner or its own (empty) auth may read and
+        increment it, no dictionary-attack lockout. With ``auth`` (at most 32 bytes) its
+        auth policy is PolicyCommandCode(NV_Increment) AND PolicyAuthValue: only a holder
+        of ``auth`` can increment it (dictionary-attack protected), anyone reads it
+        through the owner hierarchy. Reads as 0 until first incremented; the first
+        increment starts from the TPM's highest counter value ever, so compare values,
+        never assume a start of 1."""
         _check_nv_index(index)
-        return self._c.nv_counter_increment(index)
+        if auth is not None and not 0 < len(auth) <= 32:
+            raise ValueError("a counter auth value has 1 to 32 bytes")
+        self._c.nv_counter_define(index, auth)
+
+    def nv_counter_increment(self, index: int, *, auth: bytes | None = None) -> int:
+        """Increment and return the new value. ``auth`` is needed for a counter defined
+        with one (``VerificationError`` when it is wrong or missing)."""
+        _check_nv_index(index)
+        return self._c.nv_counter_increment(index, auth)
 
     def nv_counter_read(self, index: int) -> int:
         """The counter's value (0 before the first increment)."""
