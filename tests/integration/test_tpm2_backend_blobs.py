@@ -120,3 +120,20 @@ def test_normalize_selection_sorts_and_keeps_bank_order() -> None:
         ("sha1", (0, 7)),
         ("sha256", (16,)),
     ]
+
+
+def test_ek_certificate_nv_padding_is_cut_at_the_der_length() -> None:
+    from trustedge.attestation.backends._tpm2_esapi import _der_length
+
+    assert _der_length(b"\x30\x03abc" + bytes(10)) == 5
+    assert _der_length(b"\x30\x82\x00\x02ab\xff\xff") == 6
+    for bad in (
+        b"",
+        b"\x31\x00",
+        b"\x30",
+        b"\x30\x05abc",
+        b"\x30\x84\x00\x00\x00\x01a",
+        b"\x30\x80",
+    ):
+        with pytest.raises(MalformedInputError):
+            _der_length(bad)

@@ -56,6 +56,7 @@ from tpm2_pytss.types import (
 )
 from tpm2_pytss.utils import NoSuchIndex, create_ek_template
 
+from trustedge._binary import Reader
 from trustedge.errors import (
     BackendError,
     BackendUnavailableError,
@@ -177,18 +178,17 @@ def _selection_string(selection: Mapping[str, tuple[int, ...]]) -> str:
 
 def _der_length(data: bytes) -> int:
     """Length of the DER SEQUENCE at the start of ``data`` (NV areas may be padded)."""
-    if len(data) < 2 or data[0] != 0x30:
-        raise MalformedInputError("EK certificate NV area does not start with a DER SEQUENCE")
-    first = data[1]
-    if first < 0x80:
-        return 2 + first
-    n = first & 0x7F
-    if not 1 <= n <= 3 or len(data) < 2 + n:
-        raise MalformedInputError("EK certificate has an unsupported DER length")
-    total = 2 + n + int.from_bytes(data[2 : 2 + n], "big")
-    if total > len(data):
-        raise MalformedInputError("EK certificate is longer than its NV area")
-    return total
+    reader = Reader(data)
+    if reader.u8("DER tag") != 0x30:
+        raise reader.fail("EK certificate NV area does not start with a DER SEQUENCE")
+    length = reader.u8("DER length")
+    if length >= 0x80:
+        n = length & 0x7F
+        if not 1 <= n <= 3:
+            raise reader.fail("EK certificate has an unsupported DER length")
+        length = int.from_bytes(reader.read(n, "DER length"), "big")
+    reader.skip(length, "EK certificate body")
+    return reader.offset
 
 
 class Connection:
@@ -669,8 +669,9 @@ class Connection:
         with self.primary("srk-ecc-p256", template, ESYS_TR.OWNER) as (handle, _):
             yield handle
 
-    def _pcr_policy(self, session: Any, selection: Mapping[str, tuple[int, ...]], digest: bytes,
-                    auth: bool) -> None:  # fmt: skip
+    def _pcr_policy(
+        self, session: Any, selection: Mapping[str, tuple[int, ...]], digest: bytes, auth: bool
+    ) -> None:
         with tpm_errors("building the PCR policy"):
             self.esapi.policy_pcr(
                 session,
