@@ -243,3 +243,27 @@ def test_sealed_secret_and_auth_never_cross_the_bus_in_the_clear(tmp_path: Path)
     assert len(dump) > 1000  # the traffic was logged
     assert secret.hex() not in dump
     assert auth.hex() not in dump
+
+
+def test_hierarchy_auth_values(own_tpm: Swtpm) -> None:
+    from tpm2_pytss import ESAPI
+    from tpm2_pytss.constants import ESYS_TR
+
+    with ESAPI(own_tpm.tcti) as esapi:
+        esapi.hierarchy_change_auth(ESYS_TR.OWNER, b"owner-pw")
+        esapi.hierarchy_change_auth(ESYS_TR.ENDORSEMENT, b"endorsement-pw")
+    with Tpm2Backend(own_tpm.tcti) as backend:
+        with pytest.raises(BackendError):
+            backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+        with pytest.raises(BackendError):
+            backend.nv_counter_define(COUNTER)
+    with Tpm2Backend(
+        own_tpm.tcti, owner_auth=b"owner-pw", endorsement_auth=b"endorsement-pw"
+    ) as backend:
+        ak = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+        assert backend.quote(ak, b"n", {"sha256": [0]}).message[:4] == b"\xffTCG"
+        backend.nv_counter_define(COUNTER)
+        backend.nv_counter_increment(COUNTER)
+        backend.nv_counter_undefine(COUNTER)
+        assert backend.unseal(backend.seal(b"s", pcrs={"sha256": [0]})) == b"s"
+        assert backend.loaded_handles() == []

@@ -194,7 +194,9 @@ def _der_length(data: bytes) -> int:
 class Connection:
     """One open ESAPI context and the per-connection caches (templates, saved contexts)."""
 
-    def __init__(self, tcti: str) -> None:
+    def __init__(
+        self, tcti: str, owner_auth: bytes | None = None, endorsement_auth: bytes | None = None
+    ) -> None:
         try:
             self.esapi = ESAPI(tcti)
         except TSS2_Exception as exc:
@@ -202,6 +204,11 @@ class Connection:
         self._closed = False
         try:
             self._start_if_needed()
+            with tpm_errors("setting hierarchy auth values"):
+                if owner_auth is not None:
+                    self.esapi.tr_set_auth(ESYS_TR.OWNER, owner_auth)
+                if endorsement_auth is not None:
+                    self.esapi.tr_set_auth(ESYS_TR.ENDORSEMENT, endorsement_auth)
         except BaseException:
             self.esapi.close()
             raise

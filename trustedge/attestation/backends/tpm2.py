@@ -73,6 +73,11 @@ def _check_pcr(index: int) -> None:
 class Tpm2Backend:
     """A TPM reached through the TCTI string ``tcti`` (see the module docstring).
 
+    ``owner_auth`` / ``endorsement_auth`` are the hierarchy passwords when the
+    device owner set them (empty by default on most devices); the owner
+    hierarchy holds the SRK, NV counters and persistent AKs, the endorsement
+    hierarchy the EKs.
+
     Use as a context manager (or call :meth:`close`); the ESAPI context is
     closed on exit. Opening raises :class:`BackendUnavailableError` when
     tpm2-pytss/libtss2 is missing or the TPM does not answer; every TPM
@@ -84,7 +89,13 @@ class Tpm2Backend:
     :meth:`loaded_handles`.
     """
 
-    def __init__(self, tcti: str) -> None:
+    def __init__(
+        self,
+        tcti: str,
+        *,
+        owner_auth: bytes | None = None,
+        endorsement_auth: bytes | None = None,
+    ) -> None:
         if not tcti:
             raise ValueError("an explicit TCTI string is required (e.g. 'device:/dev/tpmrm0')")
         try:
@@ -94,7 +105,7 @@ class Tpm2Backend:
                 f"the TPM backend needs tpm2-pytss (pip install 'trustedge[tpm]'): {exc}"
             ) from exc
         self.tcti = tcti
-        self._conn: Connection | None = Connection(tcti)
+        self._conn: Connection | None = Connection(tcti, owner_auth, endorsement_auth)
 
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
