@@ -34,6 +34,7 @@ from trustedge.hazmat.tpmbackend import (
     PCRSelection,
     PCRValues,
     QuoteResult,
+    TPMBackend,
 )
 
 from ._tpm2_blobs import (
@@ -328,3 +329,9 @@ class Tpm2Backend:
         auth value do not match, ``MalformedInputError`` for a blob that does not parse.
         ``auth`` is ignored for a blob sealed without one."""
         return self._c.unseal(decode_sealed_blob(blob), auth)
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_protocol(backend: Tpm2Backend) -> TPMBackend:
+        return backend  # mypy checks every method signature against the protocol
