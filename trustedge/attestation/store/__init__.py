@@ -1,0 +1,53 @@
+"""Verifier state: devices, enrollment challenges, nonces, quote clocks, IMA positions.
+
+:class:`VerifierStore` is the protocol an appraisal verifier needs;
+:class:`SQLiteStore` is the embedded default and :class:`PostgresStore`
+(optional extra ``trustedge[postgres]``) the shared one for fleets whose
+appraisal workers run on many hosts. Both pass the same test suite, race
+tests included: a nonce is consumed once, a quote-clock state advances once.
+
+:func:`open_store` picks the implementation from a location string: a libpq
+URI (``postgresql://...``) or conninfo (``host=... dbname=...``) opens
+PostgreSQL; anything else is a SQLite file path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trustedge.attestation.store._model import (
+    DeviceRecord,
+    EnrollmentChallenge,
+    EnrollmentState,
+    ImaState,
+    NonceRecord,
+    QuoteClockState,
+    VerifierStore,
+    nonce_key,
+)
+from trustedge.attestation.store._schema import SCHEMA_VERSION
+from trustedge.attestation.store.postgres import PostgresStore
+from trustedge.attestation.store.sqlite import SQLiteStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeviceRecord",
+    "EnrollmentChallenge",
+    "EnrollmentState",
+    "ImaState",
+    "NonceRecord",
+    "PostgresStore",
+    "QuoteClockState",
+    "SQLiteStore",
+    "VerifierStore",
+    "nonce_key",
+    "open_store",
+]
+
+
+def open_store(location: str | Path) -> SQLiteStore | PostgresStore:
+    """Open the store at ``location`` (see the module docstring for the forms)."""
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")) or "dbname=" in text:
+        return PostgresStore(text)
+    return SQLiteStore(text)
