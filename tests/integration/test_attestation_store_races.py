@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from tests.unit.attestation.stores import Opener, open_store, race, store
 from trustedge.attestation.store import (
+    SCHEMA_VERSION,
     DeviceRecord,
     ImaState,
     NonceRecord,
     QuoteClockState,
 )
 from trustedge.attestation.store._sql import SQLStore
+from trustedge.errors import NonceError
 
 __all__ = ["open_store", "store"]  # fixtures imported for pytest
 
@@ -65,3 +67,49 @@ def test_parallel_distinct_nonces_all_win(open_store: Opener, store: SQLStore) -
         s.consume_nonce(nonces[i], "dev-1", NOW)
 
     assert race(open_store, consume, workers=WORKERS) == ["ok"] * WORKERS
+
+
+def test_parallel_first_open_migrates_once(open_store: Opener) -> None:
+    # Eight processes open a brand-new database at once: schema creation and
+    # migrations must serialise (SQLite write lock, PostgreSQL advisory lock).
+    def check(s: SQLStore, i: int) -> None:
+        assert s.schema_version() == SCHEMA_VERSION
+        s.issue_nonce(NonceRecord(bytes([i]) * 32, "dev-1", NOW + 60))
+
+    assert race(open_store, check, workers=WORKERS, open_first=False) == ["ok"] * WORKERS
+    store = open_store()
+    for i in range(WORKERS):
+        store.consume_nonce(bytes([i]) * 32, "dev-1", NOW)
+
+
+def test_threads_and_processes_together(open_store: Opener, store: SQLStore) -> None:
+    # Four processes, each with four threads on one shared store object,
+    # all consuming the same nonce: still exactly one winner.
+    import threading
+
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 60))
+
+    def threaded(s: SQLStore, i: int) -> None:
+        wins: list[int] = []
+        errors: list[BaseException] = []
+
+        def one() -> None:
+            try:
+                s.consume_nonce(NONCE, "dev-1", NOW)
+                wins.append(1)
+            except NonceError:
+                pass
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        if not wins:
+            raise NonceError("lost")
+
+    assert race(open_store, threaded, workers=4) == ["NonceError"] * 3 + ["ok"]

@@ -78,12 +78,20 @@ def store(open_store: Opener) -> SQLStore:
     return open_store()
 
 
-def race(opener: Opener, action: Callable[[SQLStore, int], Any], *, workers: int = 8) -> list[str]:
+def race(
+    opener: Opener,
+    action: Callable[[SQLStore, int], Any],
+    *,
+    workers: int = 8,
+    open_first: bool = True,
+) -> list[str]:
     """Run ``action(store, i)`` in ``workers`` processes released together.
 
     Each process opens its own store first, then all wait on a barrier so the
     actions really contend. Returns one outcome per worker: ``"ok"`` or the
     name of the trustedge error it raised (anything else is ``"crash: ..."``).
+    ``open_first=False`` opens the store after the barrier instead, so the
+    opening itself (schema creation, migrations) races.
     """
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(workers)
@@ -91,8 +99,12 @@ def race(opener: Opener, action: Callable[[SQLStore, int], Any], *, workers: int
 
     def work(i: int) -> None:
         try:
-            store = opener()
-            barrier.wait(timeout=60)
+            if open_first:
+                store = opener()
+                barrier.wait(timeout=60)
+            else:
+                barrier.wait(timeout=60)
+                store = opener()
             action(store, i)
             results.put("ok")
         except TrustedgeError as exc:

@@ -335,3 +335,27 @@ def test_open_store_picks_sqlite(tmp_path: object) -> None:
     store = open_store(f"{tmp_path}/o.db")
     assert isinstance(store, SQLiteStore)
     store.close()
+
+
+def test_migrations_apply_in_order_once(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trustedge.attestation.store import _sql
+
+    first = open_store()
+    _device(first)
+    first.close()
+    v2 = (2, ("CREATE TABLE appraisal_log (device_id TEXT NOT NULL, at {bigint} NOT NULL)",))
+    monkeypatch.setattr(_sql, "MIGRATIONS", (*_sql.MIGRATIONS, v2))
+    monkeypatch.setattr(_sql, "SCHEMA_VERSION", 2)
+    second = open_store()
+    assert second.schema_version() == 2
+    assert second.get_device("dev-1") is not None  # data kept across the upgrade
+    with second.transaction() as tx:
+        tx.run("INSERT INTO appraisal_log (device_id, at) VALUES (?, ?)", ("dev-1", NOW))
+    second.close()
+    third = open_store()  # already at 2: nothing re-applied (CREATE TABLE would fail)
+    assert third.schema_version() == 2
+    monkeypatch.setattr(_sql, "SCHEMA_VERSION", 1)
+    with pytest.raises(UnsupportedAlgorithmError, match="newer"):
+        open_store()

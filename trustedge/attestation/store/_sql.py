@@ -65,8 +65,12 @@ class SQLStore(ABC):
     bigint_type = "INTEGER"
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """A write transaction: commits on success, rolls back on error."""
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
+        """A transaction: commits on success, rolls back on error.
+
+        ``write=False`` promises only reads, which lets SQLite readers run
+        beside a writer instead of queueing for the write lock.
+        """
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self, tx: Tx, current: int) -> None:
@@ -84,7 +88,7 @@ class SQLStore(ABC):
 
     def schema_version(self) -> int:
         """The schema version the database is at."""
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             row = tx.one("SELECT version FROM trustedge_schema")
         return int(row[0]) if row else 0
 
@@ -122,7 +126,7 @@ class SQLStore(ABC):
             raise ValueError(f"device {device.device_id!r} is already registered")
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             row = tx.one(
                 f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE device_id = ?",  # noqa: S608
                 (device_id,),
@@ -254,7 +258,7 @@ class SQLStore(ABC):
 
     # -- appraisal state -----------------------------------------------------------------
     def get_quote_state(self, device_id: str) -> QuoteClockState | None:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             row = tx.one(
                 "SELECT reset_count, restart_count, clock FROM quote_state WHERE device_id = ?",
                 (device_id,),
@@ -264,7 +268,7 @@ class SQLStore(ABC):
         return QuoteClockState(int(row[0]), int(row[1]), int.from_bytes(bytes(row[2]), "big"))
 
     def get_ima_state(self, device_id: str) -> ImaState | None:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             row = tx.one(
                 "SELECT ima_offset, pcr10, bank FROM ima_state WHERE device_id = ?", (device_id,)
             )

@@ -85,7 +85,8 @@ class PostgresStore(SQLStore):
             self._migrate(tx, 0 if row is None else int(row[0]))
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        del write  # READ COMMITTED + FOR UPDATE serve reads and writes alike
         psycopg = self._psycopg
         with self._lock:
             try:

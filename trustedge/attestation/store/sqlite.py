@@ -70,10 +70,12 @@ class SQLiteStore(SQLStore):
             self._migrate(tx, 0 if row is None else int(row[0]))
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                # IMMEDIATE takes the write lock up front: a check-then-update
+                # can never be overtaken between its SELECT and its UPDATE.
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite store busy or failed: {exc}") from exc
             try:
