@@ -151,6 +151,9 @@ class QuoteClockState:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise ValueError(f"{name} out of range")
 
+    def __str__(self) -> str:
+        return f"(resetCount {self.reset_count}, restartCount {self.restart_count}, clock {self.clock})"
+
     def advances(self, previous: QuoteClockState | None) -> bool:
         """True when this state is strictly newer than ``previous`` (or there is none)."""
         return previous is None or self > previous
