@@ -152,7 +152,10 @@ class QuoteClockState:
                 raise ValueError(f"{name} out of range")
 
     def __str__(self) -> str:
-        return f"(resetCount {self.reset_count}, restartCount {self.restart_count}, clock {self.clock})"
+        return (
+            f"(resetCount {self.reset_count}, restartCount {self.restart_count},"
+            f" clock {self.clock})"
+        )
 
     def advances(self, previous: QuoteClockState | None) -> bool:
         """True when this state is strictly newer than ``previous`` (or there is none)."""
