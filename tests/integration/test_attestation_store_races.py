@@ -113,3 +113,24 @@ def test_threads_and_processes_together(open_store: Opener, store: SQLStore) -> 
             raise NonceError("lost")
 
     assert race(open_store, threaded, workers=4) == ["NonceError"] * 3 + ["ok"]
+
+
+def test_parallel_record_appraisal_same_nonce_one_winner(
+    open_store: Opener, store: SQLStore
+) -> None:
+    # Each worker read a different (stale or fresh) state but presents the
+    # same nonce: the nonce alone lets only one commit.
+    store.add_device(DeviceRecord(device_id="dev-1", ek_public=b"ek"))
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 60))
+
+    def commit(s: SQLStore, i: int) -> None:
+        s.record_appraisal(
+            "dev-1",
+            quote=(s.get_quote_state("dev-1"), QuoteClockState(1, 0, 100 + i)),
+            nonce=NONCE,
+            now=NOW,
+        )
+
+    outcomes = race(open_store, commit, workers=WORKERS)
+    assert outcomes.count("ok") == 1
+    assert set(outcomes) <= {"ok", "NonceError", "RollbackError"}

@@ -359,3 +359,65 @@ def test_migrations_apply_in_order_once(
     monkeypatch.setattr(_sql, "SCHEMA_VERSION", 1)
     with pytest.raises(UnsupportedAlgorithmError, match="newer"):
         open_store()
+
+
+def test_device_state_snapshot(store: SQLStore) -> None:
+    empty = store.device_state("dev-1")
+    assert empty.device is None and empty.quote is None and empty.ima is None
+    _device(store)
+    store.record_appraisal(
+        "dev-1", quote=(None, QuoteClockState(1, 0, 5)), ima=(None, ImaState(3, PCR))
+    )
+    state = store.device_state("dev-1")
+    assert state.device == store.get_device("dev-1")
+    assert state.quote == QuoteClockState(1, 0, 5)
+    assert state.ima == ImaState(3, PCR)
+
+
+def test_record_appraisal_consumes_nonce_atomically(store: SQLStore) -> None:
+    _device(store)
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 30))
+    q1, q2 = QuoteClockState(1, 0, 1), QuoteClockState(1, 0, 2)
+    store.record_appraisal("dev-1", quote=(None, q1), nonce=NONCE, now=NOW)
+    assert store.get_quote_state("dev-1") == q1
+    # The nonce is gone: the same evidence cannot be recorded again...
+    with pytest.raises(NonceError, match="already used"):
+        store.record_appraisal("dev-1", quote=(q1, q2), nonce=NONCE, now=NOW)
+    assert store.get_quote_state("dev-1") == q1
+    # ...and a failed compare-and-set leaves a fresh nonce unused.
+    other = b"\x01" * 32
+    store.issue_nonce(NonceRecord(other, "dev-1", NOW + 30))
+    with pytest.raises(RollbackError):
+        store.record_appraisal("dev-1", quote=(None, q2), nonce=other, now=NOW)
+    store.consume_nonce(other, "dev-1", NOW)
+
+
+def test_record_appraisal_expired_nonce_applies_nothing(store: SQLStore) -> None:
+    _device(store)
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 30))
+    with pytest.raises(NonceError, match="expired"):
+        store.record_appraisal(
+            "dev-1", quote=(None, QuoteClockState(1, 0, 1)), nonce=NONCE, now=NOW + 30
+        )
+    assert store.get_quote_state("dev-1") is None
+    with pytest.raises(ValueError, match="now"):
+        store.record_appraisal("dev-1", quote=(None, QuoteClockState(1, 0, 1)), nonce=NONCE)
+
+
+def test_sqlite_non_durable_mode(tmp_path: object) -> None:
+    import sqlite3
+
+    store = SQLiteStore(f"{tmp_path}/nd.db", durable=False)
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 30))
+    store.consume_nonce(NONCE, "dev-1", NOW)
+    store.close()
+    with sqlite3.connect(f"{tmp_path}/nd.db") as conn:
+        assert conn.execute("SELECT count(*) FROM nonces").fetchone()[0] == 1
+
+
+def test_sqlite_relaxed_sync_is_scoped(tmp_path: object) -> None:
+    store = SQLiteStore(f"{tmp_path}/s.db")
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 30))  # a sync=False commit
+    with store.transaction(write=False) as tx:
+        assert tx.one("PRAGMA synchronous") == (2,)  # back to FULL afterwards
+    store.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
+    DeviceState,
     EnrollmentChallenge,
     EnrollmentState,
     ImaState,
@@ -32,6 +33,7 @@ from trustedge.attestation.store.sqlite import SQLiteStore
 __all__ = [
     "SCHEMA_VERSION",
     "DeviceRecord",
+    "DeviceState",
     "EnrollmentChallenge",
     "EnrollmentState",
     "ImaState",

@@ -14,6 +14,7 @@ from typing import Final, Protocol, runtime_checkable
 
 __all__ = [
     "DeviceRecord",
+    "DeviceState",
     "EnrollmentChallenge",
     "EnrollmentState",
     "ImaState",
@@ -185,6 +186,15 @@ class ImaState:
             raise ValueError(f"unknown PCR bank {self.bank!r}")
 
 
+@dataclass(frozen=True)
+class DeviceState:
+    """Everything an appraisal reads about a device, from one consistent snapshot."""
+
+    device: DeviceRecord | None
+    quote: QuoteClockState | None
+    ima: ImaState | None
+
+
 @runtime_checkable
 class VerifierStore(Protocol):
     """What an appraisal verifier keeps between requests.
@@ -262,6 +272,10 @@ class VerifierStore(Protocol):
         """The IMA replay position of the device."""
         ...
 
+    def device_state(self, device_id: str) -> DeviceState:
+        """Device record, quote-clock and IMA state in one read transaction."""
+        ...
+
     def advance_quote_state(
         self, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
     ) -> None:
@@ -283,11 +297,15 @@ class VerifierStore(Protocol):
         *,
         quote: tuple[QuoteClockState | None, QuoteClockState],
         ima: tuple[ImaState | None, ImaState] | None = None,
+        nonce: bytes | None = None,
+        now: int | None = None,
     ) -> None:
-        """Both compare-and-sets of one accepted appraisal in one transaction.
+        """Commit an accepted appraisal in one transaction.
 
-        ``quote`` and ``ima`` are ``(expected, new)`` pairs. Either both
-        states advance or neither does.
+        ``quote`` and ``ima`` are ``(expected, new)`` compare-and-set pairs.
+        With ``nonce`` (and ``now``) the nonce is consumed in the same
+        transaction, with the same rules as :meth:`consume_nonce`. Either
+        everything applies or nothing does (``NonceError`` / ``RollbackError``).
         """
         ...
 

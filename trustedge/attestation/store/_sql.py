@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
+    DeviceState,
     EnrollmentChallenge,
     EnrollmentState,
     ImaState,
@@ -65,11 +66,14 @@ class SQLStore(ABC):
     bigint_type = "INTEGER"
 
     @abstractmethod
-    def transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
+    def transaction(self, *, write: bool = True, sync: bool = True) -> AbstractContextManager[Tx]:
         """A transaction: commits on success, rolls back on error.
 
         ``write=False`` promises only reads, which lets SQLite readers run
-        beside a writer instead of queueing for the write lock.
+        beside a writer instead of queueing for the write lock. ``sync=False``
+        marks a commit whose loss on a power cut is harmless (an issued
+        nonce: losing it only fails that appraisal); stores may skip the
+        disk sync for it, and the next synced commit persists it anyway.
         """
 
     # -- schema -----------------------------------------------------------------
@@ -215,7 +219,7 @@ class SQLStore(ABC):
 
     # -- nonces -------------------------------------------------------------------------
     def issue_nonce(self, record: NonceRecord) -> None:
-        with self.transaction() as tx:
+        with self.transaction(sync=False) as tx:
             inserted = tx.run(
                 "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
                 " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING",
@@ -224,28 +228,34 @@ class SQLStore(ABC):
         if inserted != 1:
             raise ValueError("nonce already issued")
 
+    def _consume(self, tx: Tx, key: bytes, device_id: str, now: int) -> int:
+        """Mark the nonce used inside ``tx``; return its expiry (checked by the caller)."""
+        row = tx.one(
+            "SELECT device_id, expires_at, consumed_at FROM nonces"  # noqa: S608 - constant fragments only
+            f" WHERE nonce_key = ?{self.for_update}",
+            (key,),
+        )
+        if row is None:
+            raise NonceError("unknown nonce")
+        owner, expires_at, consumed_at = row[0], int(row[1]), row[2]
+        if owner != device_id:
+            # Not consumed: a nonce seen on the wire must not let anyone burn it.
+            raise NonceError("nonce was issued to another device")
+        if consumed_at is not None:
+            raise NonceError("nonce already used")
+        updated = tx.run(
+            "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND consumed_at IS NULL",
+            (now, key),
+        )
+        if updated != 1:  # pragma: no cover - the row lock makes this unreachable
+            raise NonceError("nonce already used")
+        return expires_at
+
     def consume_nonce(self, nonce: bytes, device_id: str, now: int) -> NonceRecord:
         key = nonce_key(bytes(nonce))
         with self.transaction() as tx:
-            row = tx.one(
-                "SELECT device_id, expires_at, consumed_at FROM nonces"  # noqa: S608 - constant fragments only
-                f" WHERE nonce_key = ?{self.for_update}",
-                (key,),
-            )
-            if row is None:
-                raise NonceError("unknown nonce")
-            owner, expires_at, consumed_at = row[0], int(row[1]), row[2]
-            if owner != device_id:
-                # Not consumed: a nonce seen on the wire must not let anyone burn it.
-                raise NonceError("nonce was issued to another device")
-            if consumed_at is not None:
-                raise NonceError("nonce already used")
-            updated = tx.run(
-                "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND consumed_at IS NULL",
-                (now, key),
-            )
-            if updated != 1:  # pragma: no cover - the row lock makes this unreachable
-                raise NonceError("nonce already used")
+            expires_at = self._consume(tx, key, device_id, now)
+        # Raised after the commit: an expired nonce is used up as well.
         if now >= expires_at:
             raise NonceError("nonce expired")
         return NonceRecord(nonce=bytes(nonce), device_id=device_id, expires_at=expires_at)
@@ -263,8 +273,10 @@ class SQLStore(ABC):
                 "SELECT reset_count, restart_count, clock FROM quote_state WHERE device_id = ?",
                 (device_id,),
             )
-        if row is None:
-            return None
+        return None if row is None else self._quote(row)
+
+    @staticmethod
+    def _quote(row: tuple[Any, ...]) -> QuoteClockState:
         return QuoteClockState(int(row[0]), int(row[1]), int.from_bytes(bytes(row[2]), "big"))
 
     def get_ima_state(self, device_id: str) -> ImaState | None:
@@ -351,12 +363,38 @@ class SQLStore(ABC):
         *,
         quote: tuple[QuoteClockState | None, QuoteClockState],
         ima: tuple[ImaState | None, ImaState] | None = None,
+        nonce: bytes | None = None,
+        now: int | None = None,
     ) -> None:
         with self.transaction() as tx:
+            if nonce is not None:
+                if now is None:
+                    raise ValueError("consuming a nonce needs now")
+                if now >= self._consume(tx, nonce_key(bytes(nonce)), device_id, now):
+                    raise NonceError("nonce expired")  # rolls the whole appraisal back
             self._require_device(tx, device_id)
             self._cas_quote(tx, device_id, *quote)
             if ima is not None:
                 self._cas_ima(tx, device_id, *ima)
+
+    def device_state(self, device_id: str) -> DeviceState:
+        with self.transaction(write=False) as tx:
+            row = tx.one(
+                f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE device_id = ?",  # noqa: S608
+                (device_id,),
+            )
+            qrow = tx.one(
+                "SELECT reset_count, restart_count, clock FROM quote_state WHERE device_id = ?",
+                (device_id,),
+            )
+            irow = tx.one(
+                "SELECT ima_offset, pcr10, bank FROM ima_state WHERE device_id = ?", (device_id,)
+            )
+        return DeviceState(
+            device=None if row is None else self._device(row),
+            quote=None if qrow is None else self._quote(qrow),
+            ima=None if irow is None else ImaState(int(irow[0]), bytes(irow[1]), irow[2]),
+        )
 
     @abstractmethod
     def close(self) -> None:

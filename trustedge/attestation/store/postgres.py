@@ -73,11 +73,16 @@ class PostgresStore(SQLStore):
             self._conn: Any = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
         except psycopg.Error as exc:
             raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            # Session-wide: this connection only ever works in our schema.
+            # The schema is a validated identifier; it cannot be a bound parameter.
+            self._conn.execute(f"SET search_path TO {schema}")
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
         with self.transaction() as tx:
             tx.run("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-            # schema is a validated identifier; it cannot be a bound parameter.
             tx.run(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            tx.run(f"SET LOCAL search_path TO {schema}")
             tx.run("CREATE TABLE IF NOT EXISTS trustedge_schema (version INTEGER NOT NULL)")
             row = tx.one("SELECT version FROM trustedge_schema FOR UPDATE")
             if row is None:
@@ -85,13 +90,14 @@ class PostgresStore(SQLStore):
             self._migrate(tx, 0 if row is None else int(row[0]))
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        del write  # READ COMMITTED + FOR UPDATE serve reads and writes alike
+    def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
+        # READ COMMITTED + FOR UPDATE serve reads and writes alike; commits
+        # always follow the server's synchronous_commit setting.
+        del write, sync
         psycopg = self._psycopg
         with self._lock:
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
-                    cur.execute(f"SET LOCAL search_path TO {self.schema}")
                     yield _PgTx(cur)
             except psycopg.Error as exc:
                 raise BackendError(f"PostgreSQL store failed: {exc}") from exc

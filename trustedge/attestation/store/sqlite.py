@@ -43,13 +43,24 @@ class SQLiteStore(SQLStore):
     ``SQLiteStore(path)`` opens (creating when missing) the database at
     ``path`` and applies pending schema migrations. ``busy_timeout`` is how
     long, in seconds, a writer waits for another one before the operation
-    fails with :class:`~trustedge.errors.BackendError`. Raises
+    fails with :class:`~trustedge.errors.BackendError`.
+
+    ``durable=True`` (the default) syncs every commit to disk
+    (``synchronous=FULL``): an accepted appraisal or a used nonce survives a
+    power cut. ``durable=False`` (``synchronous=NORMAL``) survives process
+    crashes but may lose the last commits on a power cut -- a nonce could
+    then be accepted twice, or a quote-clock step forgotten; use it only when
+    the disk's sync latency, not the CPU, limits throughput and that window
+    is acceptable. Raises
     :class:`~trustedge.errors.UnsupportedAlgorithmError` for a database made
     by a newer trustedge.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 30.0, durable: bool = True
+    ) -> None:
         self.path = Path(path)
+        self._durable = durable
         self._lock = threading.Lock()
         try:
             # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
@@ -58,7 +69,7 @@ class SQLiteStore(SQLStore):
             )
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite store {self.path}: {exc}") from exc
@@ -70,27 +81,40 @@ class SQLiteStore(SQLStore):
             self._migrate(tx, 0 if row is None else int(row[0]))
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
         with self._lock:
+            relax = self._durable and not sync
+            if relax:
+                # WAL is sequential: the next FULL commit syncs these frames too.
+                self._conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                # IMMEDIATE takes the write lock up front: a check-then-update
-                # can never be overtaken between its SELECT and its UPDATE.
-                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
-            except sqlite3.Error as exc:
-                raise BackendError(f"SQLite store busy or failed: {exc}") from exc
-            try:
-                yield _SQLiteTx(self._conn)
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise BackendError(f"SQLite store failed: {exc}") from exc
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise BackendError(f"SQLite commit failed: {exc}") from exc
+                with self._begin(write) as tx:
+                    yield tx
+            finally:
+                if relax:
+                    self._conn.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _begin(self, write: bool) -> Iterator[Tx]:
+        try:
+            # IMMEDIATE takes the write lock up front: a check-then-update
+            # can never be overtaken between its SELECT and its UPDATE.
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite store busy or failed: {exc}") from exc
+        try:
+            yield _SQLiteTx(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise BackendError(f"SQLite store failed: {exc}") from exc
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise BackendError(f"SQLite commit failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
