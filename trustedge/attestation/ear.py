@@ -333,6 +333,12 @@ class VerifierId:
     build: str
     developer: str
 
+    def __post_init__(self) -> None:
+        for name in ("build", "developer"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
+                raise ValueError(f"verifier-id {name} must be 1 to {MAX_TEXT} characters")
+
 
 @dataclass(frozen=True)
 class AttestationResult:
@@ -362,7 +368,11 @@ class AttestationResult:
         return _worst([a.status for a in self.submods.values()])
 
     def to_json_claims(self) -> dict[str, Any]:
-        """The JWT claims set (JSON-ready; bytes as base64url)."""
+        """The JWT claims set, JSON-ready.
+
+        ``eat_nonce`` (a text claim in JSON) and ``ear.raw-evidence`` carry
+        their bytes as unpadded base64url text.
+        """
         out: dict[str, Any] = {
             "eat_profile": self.profile,
             "iat": self.issued_at,

@@ -454,3 +454,16 @@ def test_hostile_signed_claims_raise_only_trustedge_errors(data: bytes) -> None:
         verify_result(_cwt.sign1(data, _FUZZ_KEY), _FUZZ_KEY.public_key())
     except TrustedgeError:
         pass
+
+
+@pytest.mark.parametrize("vid", [("", "d"), ("b", ""), ("b", "x" * 5000)])
+def test_verifier_id_must_be_filled(vid: tuple[str, str]) -> None:
+    with pytest.raises(ValueError):
+        VerifierId(*vid)
+    claims = affirming().to_cbor_claims()
+    claims[1004] = {0: vid[1], 1: vid[0]}
+    key = ec.generate_private_key(ec.SECP256R1())
+    from trustedge.attestation import _cwt
+
+    with pytest.raises(MalformedInputError):
+        verify_result(_cwt.sign1(encode(claims), key), key.public_key())

@@ -14,6 +14,7 @@ PostgreSQL; anything else is a SQLite file path.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
@@ -53,3 +54,12 @@ def open_store(location: str | Path) -> SQLiteStore | PostgresStore:
     if text.startswith(("postgresql://", "postgres://")) or "dbname=" in text:
         return PostgresStore(text)
     return SQLiteStore(text)
+
+
+if TYPE_CHECKING:  # mypy --strict proves both stores implement the protocol
+
+    def _sqlite_is_a_store(store: SQLiteStore) -> VerifierStore:
+        return store
+
+    def _postgres_is_a_store(store: PostgresStore) -> VerifierStore:
+        return store
