@@ -6,6 +6,8 @@ import hashlib
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.attestation.stores import Opener
 from trustedge.attestation.store import (
@@ -421,3 +423,51 @@ def test_sqlite_relaxed_sync_is_scoped(tmp_path: object) -> None:
     with store.transaction(write=False) as tx:
         assert tx.one("PRAGMA synchronous") == (2,)  # back to FULL afterwards
     store.close()
+
+
+@pytest.mark.parametrize(
+    "device_id", ["x'; DROP TABLE nonces; --", 'quote"d', "ünïcødé-設備", "a" * 256]
+)
+def test_hostile_device_ids_are_just_data(store: SQLStore, device_id: str) -> None:
+    store.add_device(DeviceRecord(device_id=device_id, ek_public=EK))
+    store.issue_nonce(NonceRecord(NONCE, device_id, NOW + 30))
+    assert store.consume_nonce(NONCE, device_id, NOW).device_id == device_id
+    got = store.get_device(device_id)
+    assert got is not None and got.device_id == device_id
+
+
+_counts = st.integers(0, 3)
+
+
+@given(
+    a=st.tuples(_counts, _counts, st.integers(0, 5)),
+    b=st.tuples(_counts, _counts, st.integers(0, 5)),
+)
+def test_advances_is_the_reboot_aware_rule(
+    a: tuple[int, int, int], b: tuple[int, int, int]
+) -> None:
+    # research note (a): resetCount up -> newer (restartCount may drop to 0,
+    # clock may go back); same resetCount, restartCount up -> newer; both
+    # equal -> the clock must rise.
+    old, new = QuoteClockState(*a), QuoteClockState(*b)
+    expected = (
+        new.reset_count > old.reset_count
+        or (new.reset_count == old.reset_count and new.restart_count > old.restart_count)
+        or (
+            new.reset_count == old.reset_count
+            and new.restart_count == old.restart_count
+            and new.clock > old.clock
+        )
+    )
+    assert new.advances(old) is expected
+    assert new.advances(None)
+
+
+def test_open_store_recognises_conninfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trustedge.attestation import store as store_pkg
+
+    seen: list[str] = []
+    monkeypatch.setattr(store_pkg, "PostgresStore", lambda dsn: seen.append(dsn))
+    for dsn in ("postgresql://u@h/db", "host=127.0.0.1 port=5432", " user=x dbname=y"):
+        store_pkg.open_store(dsn)
+    assert len(seen) == 3

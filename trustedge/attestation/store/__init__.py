@@ -13,6 +13,7 @@ PostgreSQL; anything else is a SQLite file path.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,10 +49,13 @@ __all__ = [
 ]
 
 
+_CONNINFO = re.compile(r"\s*(host|hostaddr|port|dbname|user|service|sslmode)\s*=")
+
+
 def open_store(location: str | Path) -> SQLiteStore | PostgresStore:
     """Open the store at ``location`` (see the module docstring for the forms)."""
     text = str(location)
-    if text.startswith(("postgresql://", "postgres://")) or "dbname=" in text:
+    if text.startswith(("postgresql://", "postgres://")) or _CONNINFO.match(text):
         return PostgresStore(text)
     return SQLiteStore(text)
 
