@@ -189,12 +189,31 @@ def bench_codecs(seconds: float) -> dict[str, float]:
     }
 
 
+def fsync_latency(samples: int = 20) -> float:
+    """Median seconds of one small write + fsync in a temp dir: what bounds a durable commit."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fd = os.open(Path(tmp) / "probe", os.O_WRONLY | os.O_CREAT)
+        try:
+            for _ in range(samples):
+                start = time.perf_counter()
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+                times.append(time.perf_counter() - start)
+        finally:
+            os.close(fd)
+    return sorted(times)[len(times) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--pg-workers", type=int, default=2)
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()} (CPU shared with other work)")
+    print(
+        f"fsync latency (median): {fsync_latency() * 1e3:.2f} ms -- bounds durable SQLite commits"
+    )
     figures = {**bench_stores(args.seconds, args.pg_workers), **bench_codecs(args.seconds)}
     width = max(len(name) for name in figures)
     for name, per_second in figures.items():
