@@ -471,3 +471,16 @@ def test_open_store_recognises_conninfo(monkeypatch: pytest.MonkeyPatch) -> None
     for dsn in ("postgresql://u@h/db", "host=127.0.0.1 port=5432", " user=x dbname=y"):
         store_pkg.open_store(dsn)
     assert len(seen) == 3
+
+
+def test_enrollment_secret_check(store: SQLStore) -> None:
+    from trustedge.errors import VerificationError
+
+    _device(store)
+    store.put_enrollment_challenge(
+        EnrollmentChallenge("dev-1", AK, AK_NAME, EnrollmentChallenge.digest(b"s3cret"), NOW + 60)
+    )
+    challenge = store.take_enrollment_challenge("dev-1", NOW)
+    challenge.verify_secret(b"s3cret")
+    with pytest.raises(VerificationError, match="activation failed"):
+        challenge.verify_secret(b"guess")

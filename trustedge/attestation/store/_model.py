@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
+
+from trustedge.errors import VerificationError
 
 __all__ = [
     "DeviceRecord",
@@ -111,6 +114,21 @@ class EnrollmentChallenge:
         _check_time("expires_at", self.expires_at)
         if len(self.secret_digest) != 32:
             raise ValueError("secret_digest must be a SHA-256 digest (32 bytes)")
+
+    @staticmethod
+    def digest(secret: bytes) -> bytes:
+        """What to store for a credential secret: its SHA-256."""
+        return hashlib.sha256(secret).digest()
+
+    def verify_secret(self, secret: bytes) -> None:
+        """Check the secret the device recovered with TPM2_ActivateCredential.
+
+        Constant-time comparison of its SHA-256 with ``secret_digest``;
+        raises :class:`~trustedge.errors.VerificationError` on a mismatch
+        (credential activation failed: the AK and EK are not in one TPM).
+        """
+        if not hmac.compare_digest(self.digest(bytes(secret)), self.secret_digest):
+            raise VerificationError("credential activation failed: wrong secret")
 
 
 @dataclass(frozen=True)
