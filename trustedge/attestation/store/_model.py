@@ -1,0 +1,332 @@
+"""Typed records and the :class:`VerifierStore` protocol.
+
+Every value the verifier keeps between appraisals is one of these frozen
+dataclasses; no dict blobs cross the store boundary. Times are POSIX seconds
+passed in by the caller (the store never reads a clock).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Final, Protocol, runtime_checkable
+
+from trustedge.errors import VerificationError
+
+__all__ = [
+    "DeviceRecord",
+    "DeviceState",
+    "EnrollmentChallenge",
+    "EnrollmentState",
+    "ImaState",
+    "NonceRecord",
+    "QuoteClockState",
+    "VerifierStore",
+    "nonce_key",
+]
+
+_U32: Final = 2**32 - 1
+_U64: Final = 2**64 - 1
+#: Longest device id the stores accept (UTF-8 bytes).
+MAX_DEVICE_ID: Final = 256
+
+
+def _check_device_id(device_id: str) -> None:
+    if not isinstance(device_id, str) or not device_id:
+        raise ValueError("device_id must be a non-empty string")
+    if len(device_id.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID:
+        raise ValueError(f"device_id longer than {MAX_DEVICE_ID} bytes")
+    if not device_id.isprintable():
+        raise ValueError("device_id must be printable text")
+
+
+def _check_time(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U64 >> 1:
+        raise ValueError(f"{name} must be a non-negative POSIX time in seconds")
+
+
+def nonce_key(nonce: bytes) -> bytes:
+    """The key a nonce is stored under: SHA-256 of the nonce.
+
+    Stores look nonces up by this digest, never by the nonce itself, so a
+    database index lookup cannot leak the nonce's bytes through timing and a
+    stolen database does not hold live nonces.
+    """
+    return hashlib.sha256(nonce).digest()
+
+
+class EnrollmentState(enum.Enum):
+    """Where a device is in its life: registered, AK bound, or revoked."""
+
+    REGISTERED = "registered"
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device known to the verifier.
+
+    ``ek_public`` is the endorsement key as given at registration (TPM2B_PUBLIC
+    bytes or a DER SubjectPublicKeyInfo); ``ek_certificate`` its DER
+    certificate when the device has one. ``ak_public`` (TPM2B_PUBLIC bytes) and
+    ``ak_name`` are set only once credential activation has bound the AK.
+    """
+
+    device_id: str
+    ek_public: bytes
+    ek_certificate: bytes | None = None
+    ak_public: bytes | None = None
+    ak_name: bytes | None = None
+    state: EnrollmentState = EnrollmentState.REGISTERED
+    updated_at: int = 0
+
+    def __post_init__(self) -> None:
+        _check_device_id(self.device_id)
+        _check_time("updated_at", self.updated_at)
+        if not isinstance(self.state, EnrollmentState):
+            raise TypeError("state must be an EnrollmentState")
+        if self.state is EnrollmentState.ENROLLED and (
+            self.ak_public is None or self.ak_name is None
+        ):
+            raise ValueError("an enrolled device needs ak_public and ak_name")
+
+
+@dataclass(frozen=True)
+class EnrollmentChallenge:
+    """A pending credential-activation challenge.
+
+    The verifier keeps only ``secret_digest`` (SHA-256 of the credential
+    secret sealed to the EK), never the secret. The challenge is single-use:
+    :meth:`VerifierStore.take_enrollment_challenge` removes it atomically.
+    """
+
+    device_id: str
+    ak_public: bytes
+    ak_name: bytes
+    secret_digest: bytes
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        _check_device_id(self.device_id)
+        _check_time("expires_at", self.expires_at)
+        if len(self.secret_digest) != 32:
+            raise ValueError("secret_digest must be a SHA-256 digest (32 bytes)")
+
+    @staticmethod
+    def digest(secret: bytes) -> bytes:
+        """What to store for a credential secret: its SHA-256."""
+        return hashlib.sha256(secret).digest()
+
+    def verify_secret(self, secret: bytes) -> None:
+        """Check the secret the device recovered with TPM2_ActivateCredential.
+
+        Constant-time comparison of its SHA-256 with ``secret_digest``;
+        raises :class:`~trustedge.errors.VerificationError` on a mismatch
+        (credential activation failed: the AK and EK are not in one TPM).
+        """
+        if not hmac.compare_digest(self.digest(bytes(secret)), self.secret_digest):
+            raise VerificationError("credential activation failed: wrong secret")
+
+
+@dataclass(frozen=True)
+class NonceRecord:
+    """A nonce issued to one device, valid until ``expires_at`` (exclusive)."""
+
+    nonce: bytes
+    device_id: str
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        _check_device_id(self.device_id)
+        _check_time("expires_at", self.expires_at)
+        if not 16 <= len(self.nonce) <= 64:
+            raise ValueError("a nonce must be 16 to 64 bytes")
+
+
+@dataclass(frozen=True, order=True)
+class QuoteClockState:
+    """(resetCount, restartCount, clock) of the last accepted quote.
+
+    Ordered lexicographically, which is the rule the verifier applies: a
+    newer quote has a higher resetCount, or the same resetCount and a higher
+    restartCount (restartCount drops to 0 when resetCount rises), or both
+    equal and a higher clock. Clock is compared only within one
+    (resetCount, restartCount) epoch -- the ordering gives exactly that.
+    """
+
+    reset_count: int
+    restart_count: int
+    clock: int
+
+    def __post_init__(self) -> None:
+        for name, value, top in (
+            ("reset_count", self.reset_count, _U32),
+            ("restart_count", self.restart_count, _U32),
+            ("clock", self.clock, _U64),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{name} out of range")
+
+    def __str__(self) -> str:
+        return (
+            f"(resetCount {self.reset_count}, restartCount {self.restart_count},"
+            f" clock {self.clock})"
+        )
+
+    def advances(self, previous: QuoteClockState | None) -> bool:
+        """True when this state is strictly newer than ``previous`` (or there is none)."""
+        return previous is None or self > previous
+
+
+@dataclass(frozen=True)
+class ImaState:
+    """How far the device's IMA log has been verified.
+
+    ``offset`` is the number of IMA entries already replayed; ``pcr10`` the
+    PCR 10 value after those entries (in the bank named by ``bank``).
+    """
+
+    offset: int
+    pcr10: bytes
+    bank: str = "sha256"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int):
+            raise TypeError("offset must be an int")
+        if not 0 <= self.offset <= _U32:
+            raise ValueError("offset out of range")
+        if not 20 <= len(self.pcr10) <= 64:
+            raise ValueError("pcr10 must be a digest (20 to 64 bytes)")
+        if self.bank not in ("sha1", "sha256", "sha384", "sha512", "sm3_256"):
+            raise ValueError(f"unknown PCR bank {self.bank!r}")
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """Everything an appraisal reads about a device, from one consistent snapshot."""
+
+    device: DeviceRecord | None
+    quote: QuoteClockState | None
+    ima: ImaState | None
+
+
+@runtime_checkable
+class VerifierStore(Protocol):
+    """What an appraisal verifier keeps between requests.
+
+    Every mutating method is atomic (one database transaction) and safe when
+    several threads and processes share the same database. Check-and-update
+    methods raise instead of returning a flag:
+
+    * :class:`~trustedge.errors.NonceError` -- nonce unknown, for another
+      device, already used, or expired (an expired nonce is used up too);
+    * :class:`~trustedge.errors.ExpiredError` -- enrollment challenge expired;
+    * :class:`~trustedge.errors.RollbackError` -- a compare-and-set found the
+      stored state changed (another appraisal won) or the new state does not
+      advance;
+    * :class:`~trustedge.errors.BackendError` -- the database failed;
+    * ``KeyError`` -- unknown device (misuse); ``ValueError`` -- duplicate device.
+    """
+
+    # -- devices ------------------------------------------------------------
+    def add_device(self, device: DeviceRecord) -> None:
+        """Register a new device; ``ValueError`` if its id is taken."""
+        ...
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        """The device record, or ``None`` when unknown."""
+        ...
+
+    def bind_ak(self, device_id: str, ak_public: bytes, ak_name: bytes, now: int) -> DeviceRecord:
+        """Mark the device enrolled with this AK (after activation succeeded).
+
+        Binding a new AK forgets the quote-clock and IMA state of the old one.
+        """
+        ...
+
+    def revoke_device(self, device_id: str, now: int) -> None:
+        """Mark the device revoked; its AK binding stays for the record."""
+        ...
+
+    # -- enrollment -----------------------------------------------------------
+    def put_enrollment_challenge(self, challenge: EnrollmentChallenge) -> None:
+        """Store the pending challenge, replacing any earlier one of the device."""
+        ...
+
+    def take_enrollment_challenge(self, device_id: str, now: int) -> EnrollmentChallenge:
+        """Remove and return the pending challenge (single use).
+
+        Raises ``NonceError`` when there is none and ``ExpiredError`` when it
+        expired (it is removed either way).
+        """
+        ...
+
+    # -- nonces ---------------------------------------------------------------
+    def issue_nonce(self, record: NonceRecord) -> None:
+        """Remember a freshly issued nonce; ``ValueError`` on a duplicate."""
+        ...
+
+    def consume_nonce(self, nonce: bytes, device_id: str, now: int) -> NonceRecord:
+        """Use up a nonce exactly once, atomically across threads and processes.
+
+        Returns the record when the nonce was issued to ``device_id``, is
+        unused and ``now < expires_at``; otherwise raises ``NonceError``.
+        """
+        ...
+
+    def purge_expired(self, now: int) -> int:
+        """Delete expired nonces and challenges; return how many rows went."""
+        ...
+
+    # -- appraisal state -------------------------------------------------------
+    def get_quote_state(self, device_id: str) -> QuoteClockState | None:
+        """The clock state of the device's last accepted quote."""
+        ...
+
+    def get_ima_state(self, device_id: str) -> ImaState | None:
+        """The IMA replay position of the device."""
+        ...
+
+    def device_state(self, device_id: str) -> DeviceState:
+        """Device record, quote-clock and IMA state in one read transaction."""
+        ...
+
+    def advance_quote_state(
+        self, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
+    ) -> None:
+        """Compare-and-set: store ``new`` only if the stored state is still ``expected``.
+
+        ``new`` must be strictly newer than ``expected``. Of several concurrent
+        callers with the same ``expected`` exactly one succeeds; the others get
+        ``RollbackError``.
+        """
+        ...
+
+    def advance_ima_state(self, device_id: str, expected: ImaState | None, new: ImaState) -> None:
+        """Compare-and-set of the IMA state (offset may not go backwards)."""
+        ...
+
+    def record_appraisal(
+        self,
+        device_id: str,
+        *,
+        quote: tuple[QuoteClockState | None, QuoteClockState],
+        ima: tuple[ImaState | None, ImaState] | None = None,
+        nonce: bytes | None = None,
+        now: int | None = None,
+    ) -> None:
+        """Commit an accepted appraisal in one transaction.
+
+        ``quote`` and ``ima`` are ``(expected, new)`` compare-and-set pairs.
+        With ``nonce`` (and ``now``) the nonce is consumed in the same
+        transaction, with the same rules as :meth:`consume_nonce`. Either
+        everything applies or nothing does (``NonceError`` / ``RollbackError``).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the database connection."""
+        ...
