@@ -277,7 +277,7 @@ def _sequence(
         elif cid == n.DIR_TRY_EACH:
             if not isinstance(arg, list) or not arg:
                 raise MalformedInputError("try-each needs a non-empty array of sequences")
-            branches = []
+            branches: list[CommandSequence] = []
             for j, branch in enumerate(arg):
                 if branch is None and j == len(arg) - 1:
                     branches.append(())
