@@ -69,8 +69,8 @@ def _component_id(value: object) -> tuple[bytes, ...]:
 def _image(c: Mapping[str, Any], base: Path) -> dict[int, Any]:
     if "file" in c:
         with open(base / str(c["file"]), "rb") as fh:
-            value, size = digest_file(fh, 2**64 - 2)
-        return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: size}
+            value, length = digest_file(fh, 2**64 - 2)
+        return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: length}
     dig = c.get("install-digest")
     if not isinstance(dig, dict) or dig.get("algorithm-id") != "sha256":
         raise MalformedInputError("a component needs 'file' or a sha256 'install-digest'")
