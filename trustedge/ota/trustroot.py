@@ -55,7 +55,7 @@ from trustedge.errors import (
 )
 from trustedge.ota.suit.auth import KeySet
 
-__all__ = ["Role", "TrustRoot", "build_trust_root"]
+__all__ = ["Role", "TrustRoot", "add_signatures", "build_trust_root"]
 
 _TYPE: Final = "trustedge-trust-root"
 _LIMITS: Final = _cbor.DecodeLimits(max_size=256 * 1024, max_depth=8, max_items=20_000)
@@ -242,3 +242,23 @@ def build_trust_root(
     if floor_reset:
         doc["floor_reset"] = dict(floor_reset)
     return create_sign(_cbor.encode(doc), list(signers))
+
+
+def add_signatures(signed: bytes, signers: Sequence[PrivateKey]) -> bytes:
+    """Add a signature per key to a signed trust root (e.g. a second root-key
+    holder signing in a ceremony). The document itself is unchanged; keys that
+    already signed (same key id in the ``kid`` header) are not added twice."""
+    msg = decode_sign(signed)
+    if msg.payload is None:
+        raise MalformedInputError("trust root payload must be attached")
+    fresh = decode_sign(create_sign(msg.payload, list(signers)))
+    existing = [[s.protected_raw, dict(s.unprotected), s.signature] for s in msg.signatures]
+    seen = {bytes(s.unprotected.get(4, b"")) for s in msg.signatures}
+    for key, sig in zip(signers, fresh.signatures, strict=True):
+        kid = key_id(key.public_key())
+        if kid in seen:
+            continue
+        seen.add(kid)
+        existing.append([sig.protected_raw, {4: kid}, sig.signature])
+    body = [msg.protected_raw, dict(msg.unprotected), msg.payload, existing]
+    return _cbor.encode(_cbor.CBORTag(98, body))
