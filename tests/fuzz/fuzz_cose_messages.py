@@ -8,7 +8,7 @@ from trustedge import cose
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris naming
+def TestOneInput(data: bytes) -> None:
     for decode in (cose.decode_sign1, cose.decode_sign, cose.decode_mac0, cose.decode_mac):
         try:
             decode(data, tagged=False)

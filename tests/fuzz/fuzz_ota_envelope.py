@@ -12,7 +12,7 @@ from trustedge.ota.suit import KeySet, authenticate, decode_envelope
 _KEYS = KeySet.of([ed25519.Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key()])
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris naming
+def TestOneInput(data: bytes) -> None:
     for legacy in (False, True):
         try:
             authenticate(decode_envelope(data, legacy_install=legacy), _KEYS)
