@@ -64,7 +64,11 @@ def authenticate(envelope: UnverifiedEnvelope, keys: KeySet) -> AuthenticatedMan
         raise SignatureError("manifest does not match the authenticated SUIT_Digest")
     verified: set[bytes] = set()
     for block in envelope.auth_blocks:
-        for kid, key in keys.keys.items():
+        # A kid header only orders the attempts (the matching key first); it
+        # never selects or excludes a key, so a lying kid costs time, not trust.
+        hint = block.unprotected.get(4)
+        order = sorted(keys.keys.items(), key=lambda item: item[0] != hint)
+        for kid, key in order:
             if kid in verified:
                 continue  # each key counts once, however many blocks it signed
             try:
