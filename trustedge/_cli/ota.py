@@ -42,9 +42,9 @@ from trustedge.ota import (
     decode_envelope,
 )
 from trustedge.ota.release import create_envelope, sign_envelope
-from trustedge.ota.suit import authenticate
 from trustedge.ota.suit.inspect import diagnostic, summary
 from trustedge.ota.trustroot import add_signatures
+from trustedge.ota.updater import verify_envelope
 
 __all__ = ["register"]
 
@@ -225,12 +225,13 @@ def _sign(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
-    trust = _trust(args)
-    if isinstance(trust, TrustRoot):
-        trust.check_fresh(_now(args))
-        trust = trust.keyset("firmware")
-    env = decode_envelope(env_bytes, max_size=len(env_bytes), legacy_install=args.legacy_install)
-    auth = authenticate(env, trust)
+    auth = verify_envelope(
+        env_bytes,
+        _trust(args),
+        now=_now(args),
+        max_envelope=max(len(env_bytes), 1),
+        legacy_install=args.legacy_install,
+    )
     data = {
         "authentic": True,
         "manifest_digest": auth.digest,

@@ -8,6 +8,11 @@ A trust root is a deterministic-CBOR map, signed as a COSE_Sign (tag 98)::
                "firmware": {"keys": [key-id...], "threshold": k}},
      "floor_reset": {component-id-cbor: seq}}          # optional
 
+Optional per-component firmware roles are named ``"firmware/<hex of the
+component id's CBOR>"``; a manifest touching that component needs that role's
+threshold instead of the general ``firmware`` role's (every component's role
+must be satisfied).
+
 Rules (borrowed from TUF's root role):
 
 * key id = SHA-256 of the key's public COSE_Key (:func:`trustedge.cose.key_id`);
@@ -85,6 +90,17 @@ class TrustRoot:
         """The keys and threshold of ``role`` (for :func:`trustedge.ota.suit.authenticate`)."""
         r = self.roles[role]
         return KeySet({k: self.keys[k] for k in r.keys}, r.threshold)
+
+    def keysets_for(self, components: Sequence[bytes]) -> list[KeySet]:
+        """The distinct key sets a manifest touching ``components`` (CBOR component
+        ids) must satisfy: each component's own role, else the ``firmware`` role."""
+        names = []
+        for cid in components:
+            name = _component_role(cid)
+            name = name if name in self.roles else "firmware"
+            if name not in names:
+                names.append(name)
+        return [self.keyset(name) for name in names]
 
     def check_fresh(self, now: int) -> None:
         """Raise ExpiredError when ``now`` (unix seconds) is at or past ``expires``."""
@@ -181,8 +197,11 @@ def _parse(signed: bytes) -> tuple[TrustRoot, Any]:
             raise MalformedInputError("key id does not match the key (must be its SHA-256)")
         keys[kid] = key
     raw_roles = doc.get("roles")
-    if not isinstance(raw_roles, dict) or set(raw_roles) != set(_ROLES):
-        raise MalformedInputError("roles must be exactly 'root' and 'firmware'")
+    if not isinstance(raw_roles, dict) or not set(_ROLES) <= set(raw_roles):
+        raise MalformedInputError("roles must include 'root' and 'firmware'")
+    for name in raw_roles:
+        if name not in _ROLES and not _is_component_role(name):
+            raise MalformedInputError(f"unknown role {name!r}")
     roles = {}
     for name, r in raw_roles.items():
         if not isinstance(r, dict) or set(r) != {"keys", "threshold"}:
@@ -203,6 +222,19 @@ def _parse(signed: bytes) -> tuple[TrustRoot, Any]:
     return TrustRoot(version, expires, keys, roles, floor_reset, signed), msg
 
 
+def _component_role(cid: bytes) -> str:
+    return "firmware/" + cid.hex()
+
+
+def _is_component_role(name: object) -> bool:
+    if not isinstance(name, str) or not name.startswith("firmware/"):
+        return False
+    try:
+        return bool(bytes.fromhex(name[len("firmware/") :]))
+    except ValueError:
+        return False
+
+
 def _hashable(v: object) -> object:
     if not isinstance(v, bytes):
         raise MalformedInputError("key ids must be byte strings")
@@ -219,13 +251,16 @@ def build_trust_root(
     firmware_threshold: int,
     signers: Sequence[PrivateKey],
     floor_reset: Mapping[bytes, int] | None = None,
+    component_roles: Mapping[bytes, tuple[Sequence[PublicKey], int]] | None = None,
 ) -> bytes:
     """Create and sign a trust-root document (COSE_Sign, one signature per signer).
 
     For rotation, ``signers`` must include a threshold of the *previous* root
     keys as well as of the new ones; :meth:`TrustRoot.rotate` checks both.
     """
-    all_keys = {key_id(k): k for k in (*root_keys, *firmware_keys)}
+    roles_extra = dict(component_roles or {})
+    extra_keys = [k for keys, _ in roles_extra.values() for k in keys]
+    all_keys = {key_id(k): k for k in (*root_keys, *firmware_keys, *extra_keys)}
     doc: dict[str, Any] = {
         "type": _TYPE,
         "version": version,
@@ -239,6 +274,11 @@ def build_trust_root(
             },
         },
     }
+    for cid, (keys, threshold) in roles_extra.items():
+        doc["roles"][_component_role(cid)] = {
+            "keys": [key_id(k) for k in keys],
+            "threshold": threshold,
+        }
     if floor_reset:
         doc["floor_reset"] = dict(floor_reset)
     return create_sign(_cbor.encode(doc), list(signers))

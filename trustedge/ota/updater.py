@@ -20,7 +20,7 @@ active slots untouched.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trustedge import _cbor
 from trustedge.errors import PolicyError, RollbackError
@@ -32,12 +32,50 @@ from trustedge.ota.suit.codec import DEFAULT_MAX_ENVELOPE, decode_envelope
 from trustedge.ota.suit.processor import Processor
 from trustedge.ota.trustroot import TrustRoot
 
-__all__ = ["UpdateResult", "Updater", "component_key"]
+__all__ = ["UpdateResult", "Updater", "component_key", "verify_envelope"]
 
 
 def component_key(component: tuple[bytes, ...]) -> bytes:
     """The rollback-state key of a SUIT component id: its CBOR encoding."""
     return _cbor.encode(list(component))
+
+
+def verify_envelope(
+    envelope: bytes,
+    trust: TrustRoot | KeySet,
+    *,
+    now: int,
+    max_envelope: int = DEFAULT_MAX_ENVELOPE,
+    legacy_install: bool = False,
+) -> AuthenticatedManifest:
+    """Cap the size, check the trust root's expiry, authenticate.
+
+    With a :class:`TrustRoot`, every component's role (its own
+    ``firmware/<id>`` role, else ``firmware``) must reach its threshold; the
+    returned ``signers`` are the union. Raises SignatureError, ExpiredError,
+    MalformedInputError / LimitExceededError.
+    """
+    env = decode_envelope(envelope, max_size=max_envelope, legacy_install=legacy_install)
+    if isinstance(trust, KeySet):
+        return authenticate(env, trust)
+    trust.check_fresh(now)
+    # Which roles apply depends on the components, which are inside the
+    # manifest: first require one signature from any firmware-role key (so
+    # only a trusted key holder's bytes get parsed), then every applicable
+    # role's full threshold.
+    auth = authenticate(env, _any_firmware_key(trust))
+    signers: set[bytes] = set()
+    for keys in trust.keysets_for([component_key(c) for c in auth.manifest.components]):
+        signers |= authenticate(env, keys).signers
+    return replace(auth, signers=frozenset(signers))
+
+
+def _any_firmware_key(root: TrustRoot) -> KeySet:
+    keys = {}
+    for name, role in root.roles.items():
+        if name == "firmware" or name.startswith("firmware/"):
+            keys.update({kid: root.keys[kid] for kid in role.keys})
+    return KeySet(keys, 1)
 
 
 @dataclass(frozen=True)
@@ -80,14 +118,13 @@ class Updater:
 
     def verify(self, envelope: bytes, *, now: int) -> AuthenticatedManifest:
         """Steps 1-2 only: size cap, trust-root freshness, authentication."""
-        keys = self.trust
-        if isinstance(keys, TrustRoot):
-            keys.check_fresh(now)
-            keys = keys.keyset("firmware")
-        env = decode_envelope(
-            envelope, max_size=self.max_envelope, legacy_install=self.legacy_install
+        return verify_envelope(
+            envelope,
+            self.trust,
+            now=now,
+            max_envelope=self.max_envelope,
+            legacy_install=self.legacy_install,
         )
-        return authenticate(env, keys)
 
     def adopt_trust_root(self, root: TrustRoot) -> RollbackState:
         """Record a (verified, newer) trust root and apply its floor resets."""

@@ -312,3 +312,36 @@ def test_digest_helper_is_sha256() -> None:
 
     assert digest_stream([b"ab", b"c"], 10) == (hashlib.sha256(b"abc").digest(), 3)
     assert digest_stream([b"abcd"], 3)[1] == 4
+
+
+def test_per_component_firmware_role(
+    make_updater: Callable[..., Updater], releases: Releases
+) -> None:
+    """Component [h'00'] has its own role (keys 3, 4; threshold 2): the general
+    firmware role's key alone is not enough for it."""
+    doc = build_trust_root(
+        version=1,
+        expires=NOW + 1000,
+        root_keys=[ed_key(10).public_key(), ed_key(11).public_key()],
+        root_threshold=2,
+        firmware_keys=[releases.keys[0].public_key()],
+        firmware_threshold=1,
+        signers=[ed_key(10), ed_key(11)],
+        component_roles={
+            component_key(COMP): ([releases.keys[3].public_key(), releases.keys[4].public_key()], 2)
+        },
+    )
+    up = make_updater(TrustRoot.load(doc))
+    with pytest.raises(SignatureError):
+        up.apply(releases.make(1, signers=releases.keys[:1]), now=NOW)
+    with pytest.raises(SignatureError):
+        up.apply(releases.make(1, signers=releases.keys[3:4]), now=NOW)
+    assert up.apply(releases.make(1, signers=releases.keys[3:5]), now=NOW).signers
+
+
+def test_uuid5_names_like_suit_tool() -> None:
+    from trustedge.ota.release import class_id, vendor_id
+
+    vid = vendor_id("arm.com")
+    assert str(__import__("uuid").UUID(bytes=vid)) == "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe"
+    assert len(class_id(vid, "board-x")) == 16
