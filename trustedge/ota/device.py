@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from trustedge.errors import MalformedInputError
+from trustedge.errors import MalformedInputError, PolicyError
 
 __all__ = ["Device", "FileSystemDevice", "SlotWriter"]
 
@@ -164,13 +164,20 @@ class FileSystemDevice:
     def target_slot(self, component: tuple[bytes, ...]) -> int:
         return 1 - int(self._slots(component)["active"] or 0)
 
+    @staticmethod
+    def _check_slot(slot: int) -> None:
+        if slot not in (0, 1):
+            raise PolicyError(f"this device has slots 0 and 1, not {slot}")
+
     def read(self, component: tuple[bytes, ...], slot: int) -> BinaryIO | None:
+        self._check_slot(slot)
         try:
             return open(self._dir(component) / f"slot{slot}", "rb")
         except FileNotFoundError:
             return None
 
     def open_writer(self, component: tuple[bytes, ...], slot: int) -> SlotWriter:
+        self._check_slot(slot)
         return _FileWriter(self._dir(component) / f"slot{slot}")
 
     def fetch(self, uri: str) -> Iterator[bytes]:

@@ -91,3 +91,18 @@ def test_integrated_payload_image_match(shared_vectors: Path, tmp_path: Path) ->
         with pytest.raises(VerificationError):
             proc.run(n.INSTALL)
         assert not proc.written
+
+
+def test_inspect_deeply_nested_bstr_is_bounded() -> None:
+    from trustedge.ota.suit.inspect import diagnostic
+
+    item: object = [1]
+    for _ in range(2000):
+        item = [_cbor.encode(item)]
+    assert diagnostic(item).count("<<") <= 24
+
+
+def test_device_refuses_unknown_slot(tmp_path: Path) -> None:
+    device = _device(tmp_path)
+    with pytest.raises(PolicyError):
+        device.open_writer((b"\x00",), 7)

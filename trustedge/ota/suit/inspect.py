@@ -24,7 +24,7 @@ def diagnostic(item: Any, indent: int = 0) -> str:
     pad = "    " * (indent + 1)
     end = "    " * indent
     if isinstance(item, bytes):
-        if len(item) > 1:
+        if len(item) > 1 and indent < 24:  # bounded: bstr-in-bstr nesting is unlimited
             try:
                 inner = _cbor.decode(item, limits=_NESTED)
             except MalformedInputError:
