@@ -62,6 +62,10 @@ class Device(Protocol):
         """Boot ``slot`` next time (test boot)."""
         ...
 
+    def pending_slot(self, component: tuple[bytes, ...]) -> int | None:
+        """The slot awaiting confirmation, or None."""
+        ...
+
     def confirm(self, component: tuple[bytes, ...]) -> None:
         """Make the pending slot the active one for good."""
         ...
@@ -192,6 +196,10 @@ class FileSystemDevice:
         slots = self._slots(component)
         slots["pending"] = slot
         self._write_slots(component, slots)
+
+    def pending_slot(self, component: tuple[bytes, ...]) -> int | None:
+        pending = self._slots(component)["pending"]
+        return None if pending is None else int(pending)
 
     def confirm(self, component: tuple[bytes, ...]) -> None:
         slots = self._slots(component)

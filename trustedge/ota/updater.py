@@ -175,8 +175,16 @@ class Updater:
         )
 
     def confirm(self, components: tuple[tuple[bytes, ...], ...] = ()) -> RollbackState:
-        """The new image booted and is healthy: raise floors, keep the new slots."""
+        """The new image booted and is healthy: raise floors, keep the new slots.
+
+        If power was lost between saving ``pending`` and marking the device's
+        slot pending, the new image never booted: the pending state is dropped
+        (floors unchanged) and PolicyError asks for the update to be applied again.
+        """
         state = self.store.load()
+        if state.has_pending and any(self.device.pending_slot(c) is None for c in components):
+            self.store.save(state.abandon())
+            raise PolicyError("the pending install never reached the device; apply it again")
         new = self.store.save(state.confirm())
         for comp in components:
             self.device.confirm(comp)

@@ -345,3 +345,15 @@ def test_uuid5_names_like_suit_tool() -> None:
     vid = vendor_id("arm.com")
     assert str(__import__("uuid").UUID(bytes=vid)) == "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe"
     assert len(class_id(vid, "board-x")) == 16
+
+
+def test_confirm_after_interrupted_apply_does_not_raise_floor(
+    make_updater: Callable[..., Updater], releases: Releases, device: FileSystemDevice
+) -> None:
+    up = make_updater()
+    up.apply(releases.make(4), now=NOW)
+    device.revert(COMP)  # as if power failed before the slot was marked pending
+    with pytest.raises(PolicyError, match="never reached"):
+        up.confirm((COMP,))
+    state = up.store.load()
+    assert state.component(component_key(COMP)).floor == 0 and not state.has_pending
