@@ -106,3 +106,47 @@ def test_device_refuses_unknown_slot(tmp_path: Path) -> None:
     device = _device(tmp_path)
     with pytest.raises(PolicyError):
         device.open_writer((b"\x00",), 7)
+
+
+def test_fetch_then_copy_between_components(tmp_path: Path) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from trustedge.ota.release import sign_envelope
+    from trustedge.ota.suit.codec import Command, Digest, Manifest, encode_envelope, encode_manifest
+
+    data = b"staged image" * 10
+    img = {
+        n.P_IMAGE_DIGEST: Digest(n.SHA256, hashlib.sha256(data).digest()),
+        n.P_IMAGE_SIZE: len(data),
+    }
+    ident = {n.P_VENDOR_ID: uuid.UUID(VENDOR).bytes, n.P_CLASS_ID: uuid.UUID(CLASS).bytes}
+    shared = (
+        Command(n.DIR_SET_COMPONENT_INDEX, True),
+        Command(n.DIR_OVERRIDE_PARAMETERS, {**ident, **img}),
+        Command(n.COND_VENDOR_ID, 15),
+        Command(n.COND_CLASS_ID, 15),
+    )
+    install = (
+        Command(n.DIR_SET_COMPONENT_INDEX, 1),
+        Command(n.DIR_OVERRIDE_PARAMETERS, {n.P_URI: "#img"}),
+        Command(n.DIR_FETCH, 2),
+        Command(n.COND_IMAGE_MATCH, 15),
+        Command(n.DIR_SET_COMPONENT_INDEX, 0),
+        Command(n.DIR_OVERRIDE_PARAMETERS, {n.P_SOURCE_COMPONENT: 1}),
+        Command(n.DIR_COPY, 2),
+        Command(n.COND_IMAGE_MATCH, 15),
+    )
+    m = Manifest(1, 9, ((b"\x00",), (b"\x01",)), shared, {n.INSTALL: install})
+    raw, _ = encode_manifest(m)
+    key = ed25519.Ed25519PrivateKey.generate()
+    env = sign_envelope(encode_envelope(raw, payloads={"#img": data}), [key])
+    auth = authenticate(decode_envelope(env), KeySet.of([key.public_key()]))
+    proc = Processor(auth, _device(tmp_path))
+    proc.run(n.INSTALL)
+    assert proc.written == {1: 1, 0: 1}
+    fh = proc.device.read((b"\x00",), 1)
+    assert fh is not None
+    with fh:
+        assert fh.read() == data
