@@ -145,6 +145,22 @@ def test_release_and_update_flow(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert _run("root", "verify", f"{t}/root.cbor", f"{t}/root2.cbor", "--now", NOW) == 0
     assert _run("release", "verify", man, "--trust-root", f"{t}/root2.cbor", "--now", NOW) == 1
+    # the device adopts v2 (floor reset to 0 for [h'00']), then the old release installs
+    assert _run("release", "sign", old, "--key", f"{t}/c.key") == 0
+    assert (
+        _run(
+            "update",
+            "apply",
+            old,
+            *trust,
+            *dev,
+            "--payload",
+            f"{t}/fw.bin",
+            "--rotate",
+            f"{t}/root2.cbor",
+        )
+        == 0
+    )
 
 
 def test_malformed_manifest_exit_3(tmp_path: Path) -> None:

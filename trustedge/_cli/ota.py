@@ -440,6 +440,13 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("manifest", metavar="MANIFEST")
     _add_trust_args(p)
     p.add_argument("--payload", metavar="FILE", help="payload for the manifest's URI")
+    p.add_argument(
+        "--rotate",
+        action="append",
+        default=[],
+        metavar="ROOT",
+        help="newer trust roots (N+1, N+2, ...) to verify against --trust-root and adopt first",
+    )
     p.add_argument("--now", type=int)
     p.add_argument("--max-seq-jump", type=int)
     device_args(p)
@@ -488,6 +495,11 @@ def _apply(args: argparse.Namespace) -> int:
         legacy_install=args.legacy_install,
         max_seq_jump=args.max_seq_jump,
     )
+    if args.rotate:
+        if not isinstance(updater.trust, TrustRoot):
+            raise CommandError("--rotate needs --trust-root")
+        chain = [read_input(p, limit=1 << 20) for p in args.rotate]
+        updater.adopt_trust_root(updater.trust.rotate_chain(chain, now=_now(args)))
     result = updater.apply(env, now=_now(args))
     data = {
         "installed": True,
