@@ -1,0 +1,87 @@
+"""Authenticate a SUIT envelope against a set of trusted keys with a threshold.
+
+Order (SUIT THREAT.IMG.NON_AUTH): zero authentication blocks -> reject; the
+claimed SUIT_Digest must equal SHA-256 over the bstr-wrapped manifest
+(constant-time); then each COSE_Sign1 block is checked with the trusted keys,
+detached payload = the bstr-wrapped SUIT_Digest; at least ``threshold``
+*distinct* keys (by key id, never by ``kid``) must verify. Only then is the
+manifest parsed. Failure raises :class:`~trustedge.errors.SignatureError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from trustedge.cose import PublicKey, key_id, verify_sign1
+from trustedge.errors import MalformedInputError, SignatureError
+from trustedge.ota.suit.codec import Manifest, UnverifiedEnvelope, decode_manifest
+
+__all__ = ["AuthenticatedManifest", "KeySet", "authenticate"]
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Trusted public keys by key id, and how many distinct ones must sign."""
+
+    keys: Mapping[bytes, PublicKey]
+    threshold: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise ValueError("threshold must be at least 1")
+
+    @classmethod
+    def of(cls, keys: Iterable[PublicKey], threshold: int = 1) -> KeySet:
+        """Key set from key objects; ids are computed (SHA-256 of the COSE_Key)."""
+        return cls({key_id(k): k for k in keys}, threshold)
+
+
+@dataclass(frozen=True)
+class AuthenticatedManifest:
+    """A manifest whose digest and signatures were verified.
+
+    ``signers`` are the key ids that verified; ``digest`` the manifest digest.
+    """
+
+    manifest: Manifest
+    envelope: UnverifiedEnvelope
+    signers: frozenset[bytes]
+    digest: bytes
+
+
+def authenticate(envelope: UnverifiedEnvelope, keys: KeySet) -> AuthenticatedManifest:
+    """Check digest and signatures, then parse the manifest.
+
+    Raises SignatureError (no blocks, digest mismatch, fewer than
+    ``keys.threshold`` distinct trusted keys verified) or MalformedInputError
+    (manifest content not understood, after authentication).
+    """
+    if not envelope.auth_blocks:
+        raise SignatureError("envelope is unauthenticated: no authentication blocks")
+    computed = envelope.manifest_digest
+    if not envelope.digest.matches(computed):
+        raise SignatureError("manifest does not match the authenticated SUIT_Digest")
+    verified: set[bytes] = set()
+    for block in envelope.auth_blocks:
+        # A kid header only orders the attempts (the matching key first); it
+        # never selects or excludes a key, so a lying kid costs time, not trust.
+        hint = block.unprotected.get(4)
+        order = sorted(keys.keys.items(), key=lambda item: item[0] != hint)
+        for kid, key in order:
+            if kid in verified:
+                continue  # each key counts once, however many blocks it signed
+            try:
+                verify_sign1(block, key, detached_payload=envelope.digest_raw)
+            except (SignatureError, MalformedInputError):
+                continue
+            verified.add(kid)
+            break
+    if len(verified) < keys.threshold:
+        raise SignatureError(
+            f"{len(verified)} of the required {keys.threshold} trusted signatures verified"
+        )
+    manifest = decode_manifest(
+        envelope.manifest_raw, envelope.members, legacy_install=envelope.legacy_install
+    )
+    return AuthenticatedManifest(manifest, envelope, frozenset(verified), computed)
