@@ -22,7 +22,7 @@ from trustedge.errors import BackendError, VerificationError
 from trustedge.hazmat.tpm2 import EK_TEMPLATES, Public, make_credential
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, TPMBackend
 
-BACKEND_KINDS = ["software"]
+BACKEND_KINDS = ["software", "tpm2"]
 
 AK_ALGORITHMS: list[AKAlgorithm] = ["ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss"]
 NV_INDEX = 0x01500A10

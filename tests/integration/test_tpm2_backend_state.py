@@ -80,7 +80,8 @@ def test_unallocated_bank_is_a_backend_error(swtpm_factory: type[Swtpm], tmp_pat
 def test_nv_counter_survives_restart_and_is_certified(own_tpm: Swtpm) -> None:
     with Tpm2Backend(own_tpm.tcti) as backend:
         backend.nv_counter_define(COUNTER)
-        assert backend.nv_counter_read(COUNTER) == 0  # never incremented
+        with pytest.raises(BackendError, match="before being initialized"):
+            backend.nv_counter_read(COUNTER)  # never incremented
         first = backend.nv_counter_increment(COUNTER)
         second = backend.nv_counter_increment(COUNTER)
         assert second == first + 1 == backend.nv_counter_read(COUNTER)
@@ -111,7 +112,8 @@ def test_nv_counter_survives_restart_and_is_certified(own_tpm: Swtpm) -> None:
 
 def test_nv_counter_with_auth_policy(backend: Tpm2Backend) -> None:
     backend.nv_counter_define(COUNTER + 1, auth=b"updater-secret")
-    assert backend.nv_counter_read(COUNTER + 1) == 0
+    with pytest.raises(BackendError):
+        backend.nv_counter_read(COUNTER + 1)  # never incremented
     first = backend.nv_counter_increment(COUNTER + 1, auth=b"updater-secret")
     with pytest.raises(VerificationError):
         backend.nv_counter_increment(COUNTER + 1)  # no auth

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.swtpm import Swtpm
+from trustedge.attestation.backends.software import SoftwareTPM
+from trustedge.attestation.backends.tpm2 import Tpm2Backend
+from trustedge.hazmat.tpmbackend import TPMBackend
 from trustedge.ota import FileStateStore, FileSystemDevice, KeySet, Updater
 from trustedge.ota.release import create_envelope, sign_envelope
 
@@ -92,33 +96,15 @@ def make_updater(
     return make
 
 
-class CounterStandIn:
-    """stand-in until SoftwareTPM/Tpm2Backend are merged; the lead will replace
-    this fixture with both real backends. Models a TPM NV counter: the first
-    increment after define jumps to an arbitrary high value, then +1."""
-
-    def __init__(self) -> None:
-        self.counters: dict[int, int | None] = {}
-
-    def nv_counter_define(self, index: int) -> None:
-        if index in self.counters:
-            raise ValueError("NV index already defined")
-        self.counters[index] = None
-
-    def nv_counter_increment(self, index: int) -> int:
-        value = self.counters[index]
-        self.counters[index] = 1000 if value is None else value + 1
-        return self.counters[index]  # type: ignore[return-value]
-
-    def nv_counter_read(self, index: int) -> int:
-        value = self.counters[index]
-        if value is None:
-            raise ValueError("NV counter not initialised")
-        return value
-
-
-@pytest.fixture
-def tpm_backend() -> CounterStandIn:
-    # stand-in until SoftwareTPM/Tpm2Backend are merged; the lead will replace
-    # this fixture with both real backends
-    return CounterStandIn()
+@pytest.fixture(params=["software", "tpm2"])
+def tpm_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, swtpm_factory: type[Swtpm]
+) -> Iterator[TPMBackend]:
+    """A real TPM backend for the NV-counter rollback store: the software TPM, and
+    Tpm2Backend on a fresh swtpm (so NV indices never collide between tests)."""
+    if request.param == "software":
+        yield SoftwareTPM(tmp_path / "software-tpm")
+        return
+    tpm = swtpm_factory().start()
+    with Tpm2Backend(tpm.tcti) as backend:
+        yield backend

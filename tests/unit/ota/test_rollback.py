@@ -95,10 +95,10 @@ def test_nv_counter_store(tmp_path: Path, tpm_backend: object) -> None:
 
 
 def test_nv_counter_crash_between_write_and_increment(tmp_path: Path, tpm_backend: object) -> None:
-    store = NVCounterStateStore(tmp_path, tpm_backend, 7, b"k" * 32)  # type: ignore[arg-type]
+    store = NVCounterStateStore(tmp_path, tpm_backend, 0x1500021, b"k" * 32)  # type: ignore[arg-type]
     s0 = store.provision()
     # simulate: file written with generation c+1, power lost before the increment
     store.files.write(s0.begin([C], 1, D1).__class__(s0.generation + 1, 0, {}))
     loaded = store.load()
     assert loaded.generation == s0.generation + 1
-    assert tpm_backend.nv_counter_read(7) == s0.generation + 1  # type: ignore[attr-defined]
+    assert tpm_backend.nv_counter_read(0x1500021) == s0.generation + 1  # type: ignore[attr-defined]

@@ -634,12 +634,9 @@ class Connection:
                 yield nvh, (nvh if attrs & TPMA_NV.AUTHREAD else ESYS_TR.OWNER)
 
     def _read_counter(self, nvh: Any, reader: Any) -> int:
-        try:
-            return int.from_bytes(bytes(self.esapi.nv_read(nvh, 8, 0, auth_handle=reader)))
-        except TSS2_Exception as exc:
-            if base_rc(int(exc.rc)) == int(TPM2_RC.NV_UNINITIALIZED):
-                return 0  # never incremented
-            raise
+        # A counter never incremented fails with TPM_RC_NV_UNINITIALIZED, as on
+        # every TPM (and the software TPM): there is no value to report yet.
+        return int.from_bytes(bytes(self.esapi.nv_read(nvh, 8, 0, auth_handle=reader)))
 
     def nv_counter_increment(self, index: int, auth: bytes | None) -> int:
         with self._nv(index, "incrementing") as (nvh, reader):

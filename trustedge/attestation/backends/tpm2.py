@@ -290,7 +290,8 @@ class Tpm2Backend:
         return self._c.nv_counter_increment(index, auth)
 
     def nv_counter_read(self, index: int) -> int:
-        """The counter's value (0 before the first increment)."""
+        """The counter's value; ``BackendError`` (TPM_RC_NV_UNINITIALIZED) before the
+        first increment."""
         _check_nv_index(index)
         return self._c.nv_counter_read(index)
 
