@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +56,9 @@ def open_backend(args: argparse.Namespace) -> TPMBackend:
         from trustedge.attestation.backends.software import SoftwareTPM
 
         return SoftwareTPM(Path(args.software))
+    # libtss2 prints WARNING/ERROR lines on stderr even for handled failures;
+    # the CLI reports errors itself (a caller's own TSS2_LOG setting wins).
+    os.environ.setdefault("TSS2_LOG", "all+none")
     try:
         module = importlib.import_module("trustedge.attestation.backends.tpm2")
         backend_cls = module.Tpm2Backend

@@ -1,0 +1,70 @@
+"""The ``trustedge tpm`` commands on a real TPM (swtpm) through ``--tcti``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.swtpm import Swtpm
+from trustedge._cli import main
+
+NONCE = "00112233445566778899aabbccddeeff"
+
+
+def cli(*args: str | Path) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.fixture
+def tpm(swtpm_factory: type[Swtpm]) -> Swtpm:
+    return swtpm_factory().start()
+
+
+def test_info_init_quote_checked_by_tpm2_checkquote(
+    tpm: Swtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("tpm", "info", "--tcti", tpm.tcti, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "tpm" and "sha256" in info["banks"]
+
+    prefix = tmp_path / "ak"
+    assert cli("tpm", "init", "--tcti", tpm.tcti, "--ek", "ecc-p256", "-o", prefix) == 0
+    assert (tmp_path / "ak.pem").exists() and (tmp_path / "ak.tpm2b").exists()
+
+    assert (
+        cli("tpm", "extend", "--tcti", tpm.tcti, "--pcr", "16", "--digest", "sha256=" + "ab" * 32)
+        == 0
+    )
+    q = tmp_path / "q"
+    args = ["tpm", "quote", "--tcti", tpm.tcti, "--ak-blob", f"{prefix}.blob"]
+    assert cli(*args, "--pcrs", "sha256:0,1,2,16", "--nonce", NONCE, "-o", q) == 0
+    capsys.readouterr()
+
+    checkquote = [
+        "tpm2_checkquote", "-u", f"{prefix}.pem", "-m", f"{q}.msg", "-s", f"{q}.sig",
+        "-f", f"{q}.pcrs", "-g", "sha256", "-q", NONCE,
+    ]  # fmt: skip
+    subprocess.run(checkquote, check=True, capture_output=True, env=tpm.env())
+    verify = ["quote", "verify", "--message", f"{q}.msg", "--signature", f"{q}.sig"]
+    assert cli(*verify, "--ak", f"{prefix}.tpm2b", "--nonce", NONCE, "--pcrs", f"{q}.pcrs") == 0
+    assert cli(*verify, "--ak", f"{prefix}.tpm2b", "--nonce", "00" * 16, "--pcrs", f"{q}.pcrs") == 1
+
+    capsys.readouterr()
+    assert cli("tpm", "pcrread", "--tcti", tpm.tcti, "--pcrs", "sha256:16", "--json") == 0
+    pcrs = json.loads(capsys.readouterr().out)
+    assert pcrs["sha256"]["16"] != "00" * 32
+
+
+def test_nv_counter_commands(tpm: Swtpm, capsys: pytest.CaptureFixture[str]) -> None:
+    index = "0x01500030"
+    assert cli("tpm", "nv-counter", "define", index, "--tcti", tpm.tcti) == 0
+    capsys.readouterr()
+    assert cli("tpm", "nv-counter", "increment", index, "--tcti", tpm.tcti, "--json") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli("tpm", "nv-counter", "increment", index, "--tcti", tpm.tcti, "--json") == 0
+    second = json.loads(capsys.readouterr().out)
+    assert cli("tpm", "nv-counter", "read", index, "--tcti", tpm.tcti, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["value"] == second["value"] == first["value"] + 1
