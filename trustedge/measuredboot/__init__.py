@@ -1,3 +1,40 @@
-"""trustedge.measuredboot (filled by its issue)."""
+"""Measured boot: TCG PC Client event logs and Linux IMA measurement lists.
 
-__all__: list[str] = []
+Parse a firmware event log (:func:`parse_event_log`), replay it per hash bank
+(:meth:`EventLog.replay`) and verify it against PCR values taken from a
+verified quote (:meth:`EventLog.verify`). Only the :class:`VerifiedEventLog`
+that verification returns should feed policy decisions: event types and data
+are not covered by PCR digests, so an unverified log proves nothing.
+"""
+
+from trustedge.measuredboot._parse import EventLogLimits, parse_event_log
+from trustedge.measuredboot._workarounds import WORKAROUNDS, Workaround, WorkaroundInfo
+from trustedge.measuredboot.events import (
+    BANK_BY_ALG_ID,
+    BANK_SIZES,
+    BANKS,
+    Event,
+    EventType,
+    SpecIdEvent,
+    event_type_name,
+)
+from trustedge.measuredboot.replay import EventLog, PCRValues, VerifiedEventLog, initial_pcr_value
+
+__all__ = [
+    "BANKS",
+    "BANK_BY_ALG_ID",
+    "BANK_SIZES",
+    "WORKAROUNDS",
+    "Event",
+    "EventLog",
+    "EventLogLimits",
+    "EventType",
+    "PCRValues",
+    "SpecIdEvent",
+    "VerifiedEventLog",
+    "Workaround",
+    "WorkaroundInfo",
+    "event_type_name",
+    "initial_pcr_value",
+    "parse_event_log",
+]
