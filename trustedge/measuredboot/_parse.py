@@ -7,6 +7,7 @@ byte offset and the index of the record being read.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ _EV_NO_ACTION = 0x00000003
 _SPEC_ID_03 = b"Spec ID Event03\x00"
 _SHA1_ZERO = bytes(20)
 _PAD_FF = 0xFFFFFFFF
+_HEADER = struct.Struct("<III")
+_U32 = struct.Struct("<I")
+_PCR_TYPE = struct.Struct("<II")
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,11 @@ def _with_index(exc: MalformedInputError, index: int) -> MalformedInputError:
 def _read_sha1_record(r: Reader, index: int, lim: EventLogLimits) -> Event:
     start = r.offset
     try:
-        pcr = r.u32le("PCRIndex")
-        etype = r.u32le("EventType")
-        digest = r.read(20, "SHA-1 digest")
-        size = r.u32le("EventSize")
+        # One bounded 32-byte read; the fields sit at fixed positions in it.
+        header = r.read(32, "TCG_PCR_EVENT header")
+        pcr, etype = _PCR_TYPE.unpack_from(header)
+        digest = header[8:28]
+        size = _U32.unpack_from(header, 28)[0]
         if size > lim.max_event_size:
             raise LimitExceededError(
                 f"EventSize {size} exceeds the limit of {lim.max_event_size}",
@@ -211,50 +216,55 @@ def _read_agile_records(
 ) -> None:
     sizes = spec.digest_sizes
     names = {alg: BANK_BY_ALG_ID.get(alg) for alg in sizes}
-    max_digests = len(sizes)
+    # Fast path: almost every event lists one digest per declared algorithm in
+    # the Spec ID order. Then the digests and EventSize form one block of known
+    # length, peeked in one bounded read and checked at fixed positions.
+    layout: list[tuple[str | None, bytes, int, int]] = []
+    pos = 0
+    for alg, size in sizes.items():
+        layout.append((names[alg], alg.to_bytes(2, "little"), pos, pos + 2 + size))
+        pos += 2 + size
+    block_len = pos + 4
+    n_spec = len(sizes)
     max_event = lim.max_event_size
     max_events = lim.max_events
     # Bound methods in locals: this loop runs once per event.
-    u32 = r.u32le
-    u16 = r.u16le
     read = r.read
+    peek = r.peek
+    skip = r.skip
     append = events.append
     index = len(events)
-    while not r.at_end():
-        start = r.offset
-        if r.remaining < 16 and _at_padding(r):
+    start = r.offset
+    end = start + r.remaining
+    while start < end:
+        if end - start < 16 and _at_padding(r):
             return
         try:
-            pcr = u32("PCRIndex")
-            etype = u32("EventType")
-            if pcr == etype and pcr in (0, _PAD_FF) and _rest_is_fill(r, pcr & 0xFF):
+            # Slicing/unpacking below only touches chunks whose exact length the
+            # Reader has already checked, so no read can run short.
+            header = read(12, "TCG_PCR_EVENT2 header")
+            pcr, etype, count = _HEADER.unpack(header)
+            if pcr == etype == count and pcr in (0, _PAD_FF) and _rest_is_fill(r, pcr & 0xFF):
                 return
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
-            count = u32("DigestCount")
-            if count > max_digests:
-                raise MalformedInputError(
-                    f"DigestCount {count} exceeds the {max_digests} declared algorithms",
-                    offset=r.offset - 4,
-                    expected="DigestCount",
-                )
             digests: dict[str, bytes] = {}
-            for _ in range(count):
-                alg = u16("AlgorithmId")
-                size = sizes.get(alg)
-                if size is None:
-                    raise MalformedInputError(
-                        f"digest algorithm 0x{alg:04x} not declared in the Spec ID event",
-                        offset=r.offset - 2,
-                        expected="a declared AlgorithmId",
-                    )
-                value = read(size, "digest")
-                name = names[alg]
-                if name is not None:
-                    if name in digests:
-                        raise MalformedInputError(f"two {name} digests", offset=r.offset - size - 2)
-                    digests[name] = value
-            size = u32("EventSize")
+            fast = False
+            if count == n_spec and end - start - 12 >= block_len:
+                block = peek(block_len, "digests")
+                fast = True
+                for name, alg_le, lo, hi in layout:
+                    if block[lo : lo + 2] != alg_le:
+                        fast = False
+                        break
+                    if name is not None:
+                        digests[name] = block[lo + 2 : hi]
+            if fast:
+                skip(block_len)
+                size = _U32.unpack_from(block, block_len - 4)[0]
+            else:
+                digests = _read_digests(r, count, sizes, names, start)
+                size = r.u32le("EventSize")
             if size > max_event:
                 raise LimitExceededError(
                     f"EventSize {size} exceeds the limit of {max_event}",
@@ -268,9 +278,39 @@ def _read_agile_records(
             _check_pcr(pcr, etype, start, index)
         append(Event(index, start, pcr, etype, digests, payload))
         index += 1
+        start = r.offset
+
+
+def _read_digests(
+    r: Reader, count: int, sizes: dict[int, int], names: dict[int, str | None], start: int
+) -> dict[str, bytes]:
+    """The general TPML_DIGEST_VALUES reader (any order, fewer digests than declared)."""
+    if count > len(sizes):
+        raise MalformedInputError(
+            f"DigestCount {count} exceeds the {len(sizes)} declared algorithms",
+            offset=start + 8,
+            expected="DigestCount",
+        )
+    digests: dict[str, bytes] = {}
+    seen: set[int] = set()
+    for _ in range(count):
+        alg = r.u16le("AlgorithmId")
+        size = sizes.get(alg)
+        if size is None or alg in seen:
+            raise MalformedInputError(
+                f"digest algorithm 0x{alg:04x} undeclared or repeated",
+                offset=r.offset - 2,
+                expected="a declared AlgorithmId",
+            )
+        seen.add(alg)
+        value = r.read(size, "digest")
+        name = names[alg]
+        if name is not None:
+            digests[name] = value
+    return digests
 
 
 def _rest_is_fill(r: Reader, fill: int) -> bool:
-    """After a record header of fill bytes: is everything else fill too?"""
+    """After a 12-byte record header of fill bytes: is everything else fill too?"""
     n = r.remaining
     return n == 0 or r.peek(n).count(fill) == n

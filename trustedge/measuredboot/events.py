@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "BANK_BY_ALG_ID",
@@ -21,6 +21,7 @@ __all__ = [
     "EventType",
     "SpecIdEvent",
     "bank_hash",
+    "bank_hasher",
     "event_type_name",
 ]
 
@@ -109,8 +110,8 @@ _HASHLIB_NAME: Final[dict[str, str]] = {
 }
 
 
-def bank_hash(bank: str) -> Callable[[bytes], bytes]:
-    """A function ``data -> digest`` for ``bank`` (``"sha256"`` ...).
+def bank_hasher(bank: str) -> Callable[[bytes], Any]:
+    """A hashlib-style constructor ``data -> hash object`` for ``bank``.
 
     Raises :class:`~trustedge.errors.UnsupportedAlgorithmError` when the
     interpreter's OpenSSL lacks the algorithm (SM3 on some builds).
@@ -120,15 +121,20 @@ def bank_hash(bank: str) -> Callable[[bytes], bytes]:
     name = _HASHLIB_NAME.get(bank)
     if name is None:
         raise UnsupportedAlgorithmError(f"unknown hash bank {bank!r}")
-    ctor = getattr(hashlib, name, None)
+    ctor: Callable[[bytes], Any] | None = getattr(hashlib, name, None)
     if ctor is not None:
-        fast: Callable[[bytes], bytes] = lambda data: ctor(data).digest()  # noqa: E731
-        return fast
+        return ctor
     try:
         hashlib.new(name)
     except ValueError as exc:
         raise UnsupportedAlgorithmError(f"hash {bank} is not available here") from exc
-    return lambda data: hashlib.new(name, data).digest()
+    return lambda data: hashlib.new(name, data)
+
+
+def bank_hash(bank: str, data: bytes) -> bytes:
+    """The ``bank`` digest of ``data`` (see :func:`bank_hasher`)."""
+    digest: bytes = bank_hasher(bank)(data).digest()
+    return digest
 
 
 class Event(NamedTuple):

@@ -13,13 +13,13 @@ Replay rules (PC Client PFP; DESIGN.md §Measured boot):
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from trustedge.errors import ReplayMismatchError
 from trustedge.measuredboot._workarounds import Workaround
-from trustedge.measuredboot.events import BANK_SIZES, Event, SpecIdEvent, bank_hash
+from trustedge.measuredboot.events import BANK_SIZES, Event, SpecIdEvent, bank_hash, bank_hasher
 
 __all__ = ["EventLog", "PCRValues", "VerifiedEventLog", "initial_pcr_value"]
 
@@ -202,13 +202,13 @@ def _replay(
     out: PCRValues = {}
     missing: set[tuple[str, int]] = set()
     for bank in banks:
-        h = _hasher(bank)
+        h = bank_hasher(bank)
         values: dict[int, bytes] = {}
         for pcr, evs in per_pcr.items():
             value = initial_pcr_value(bank, pcr, locality=locality)
             try:
                 for ev in evs:
-                    value = h(value + ev.digests[bank])
+                    value = h(value + ev.digests[bank]).digest()
             except KeyError:
                 missing.add((bank, pcr))
                 continue
@@ -217,22 +217,20 @@ def _replay(
     return out, frozenset(missing)
 
 
-def _hasher(bank: str) -> Callable[[bytes], bytes]:
-    return bank_hash(bank)
-
-
 def _try_workarounds(
     got: bytes | None, bank: str, pcr: int, want: bytes, workarounds: Collection[Workaround]
 ) -> list[Event] | None:
     if got is None or pcr != 5 or Workaround.MISSING_EXIT_BOOT_SERVICES not in workarounds:
         return None
-    h = bank_hash(bank)
     value = got
     for text in _EBS_ACTIONS:
-        value = h(value + h(text))
+        value = bank_hash(bank, value + bank_hash(bank, text))
     if not hmac.compare_digest(value, want):
         return None
-    return [Event(-1, -1, 5, _EV_EFI_ACTION, {bank: h(text)}, text) for text in _EBS_ACTIONS]
+    return [
+        Event(-1, -1, 5, _EV_EFI_ACTION, {bank: bank_hash(bank, text)}, text)
+        for text in _EBS_ACTIONS
+    ]
 
 
 def _number_synthetic(events: list[Event], first_index: int) -> tuple[Event, ...]:
