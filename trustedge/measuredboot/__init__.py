@@ -7,6 +7,7 @@ that verification returns should feed policy decisions: event types and data
 are not covered by PCR digests, so an unverified log proves nothing.
 """
 
+from trustedge.measuredboot._decode import DecodedEvent, decode_event
 from trustedge.measuredboot._parse import EventLogLimits, parse_event_log
 from trustedge.measuredboot._workarounds import WORKAROUNDS, Workaround, WorkaroundInfo
 from trustedge.measuredboot.events import (
@@ -24,6 +25,7 @@ __all__ = [
     "BANKS",
     "BANK_BY_ALG_ID",
     "BANK_SIZES",
+    "DecodedEvent",
     "WORKAROUNDS",
     "Event",
     "EventLog",
@@ -34,6 +36,7 @@ __all__ = [
     "VerifiedEventLog",
     "Workaround",
     "WorkaroundInfo",
+    "decode_event",
     "event_type_name",
     "initial_pcr_value",
     "parse_event_log",
