@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,13 @@ import pytest
 from tests.vectors import shared_vectors_dir
 from trustedge.errors import MalformedInputError, ReplayMismatchError
 from trustedge.measuredboot import Workaround, parse_event_log
+from trustedge.measuredboot.consistency import DataCheck, check_event_data
+from trustedge.measuredboot.ima import (
+    boot_aggregate_candidates,
+    check_boot_aggregate,
+    parse_ima_log,
+    verify_ima_log,
+)
 
 FOLDERS = [
     "go-attestation",
@@ -157,3 +165,143 @@ def test_quoted_pcrs_of_sources(shared_vectors: Path) -> None:
             log.verify(_unhex(value))
             checked += 1
     assert checked >= 3
+
+
+@pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
+def test_digest_vs_data(shared_vectors: Path, folder: str, name: str) -> None:
+    """Mismatches (EV_IPL aside) and EV_EFI_VARIABLE_BOOT digest styles match expected.json."""
+    exp = _expected(shared_vectors, folder, name)
+    if "digest_check_bank" not in exp:
+        return
+    data = (shared_vectors / "eventlog" / folder / name).read_bytes()
+    log = parse_event_log(data, workarounds={Workaround.SPEC_ID_VENDOR_INFO_OUTSIDE_EVENT})
+    bank = exp["digest_check_bank"]
+    mismatches: dict[str, list[int]] = {}
+    styles = {"full_UEFI_VARIABLE_DATA": 0, "VariableData_only": 0, "neither": 0}
+    for ev in log.unverified_events:
+        result = check_event_data(ev, bank)
+        if ev.type_name == "EV_EFI_VARIABLE_BOOT":
+            key = {
+                DataCheck.MATCH: "full_UEFI_VARIABLE_DATA",
+                DataCheck.MATCH_VARIABLE_DATA_ONLY: "VariableData_only",
+            }.get(result, "neither")
+            styles[key] += 1
+        elif ev.type_name != "EV_IPL" and result in (
+            DataCheck.MISMATCH,
+            DataCheck.MATCH_VARIABLE_DATA_ONLY,
+        ):
+            mismatches.setdefault(ev.type_name, []).append(ev.number)
+    assert mismatches == exp["data_digest_mismatch_event_indices"]
+    if exp.get("ev_efi_variable_boot_digest_style") is not None:
+        assert styles == exp["ev_efi_variable_boot_digest_style"]
+
+
+IMA_FOLDERS = ["keylime", "tpm2-tss", "ima-evm-utils"]
+
+
+def _ima_cases() -> list[tuple[str, str]]:
+    base = shared_vectors_dir()
+    if base is None:
+        return [("missing", "missing")]
+    out = []
+    for folder in IMA_FOLDERS:
+        expected = json.loads((base / "eventlog" / folder / "expected.json").read_text())
+        out.extend((folder, name) for name in expected["ima"])
+    return out
+
+
+IMA_CASES = _ima_cases()
+
+
+@pytest.mark.parametrize(("folder", "name"), IMA_CASES, ids=[f"{f}/{n}" for f, n in IMA_CASES])
+def test_shared_ima_list(shared_vectors: Path, folder: str, name: str) -> None:
+    exp = json.loads((shared_vectors / "eventlog" / folder / "expected.json").read_text())["ima"][
+        name
+    ]
+    data = (shared_vectors / "eventlog" / folder / name).read_bytes()
+    trailing = exp.get("trailing_bytes", 0)
+    if trailing:
+        with pytest.raises(MalformedInputError) as info:
+            parse_ima_log(data)
+        assert info.value.offset is not None
+        log = parse_ima_log(data, allow_partial_tail=True)
+        assert log.trailing_bytes == trailing
+    else:
+        log = parse_ima_log(data)
+    assert log.format == ("ascii" if exp["format"].startswith("ascii") else "binary")
+    entries = log.unverified_entries
+    assert len(entries) == exp.get("n_entries", exp.get("n_complete_entries"))
+    assert sorted({e.template_name for e in entries}) == sorted(exp["templates"])
+    for entry, want in zip(entries, exp.get("entries", []), strict=True):
+        assert entry.template_hash.hex() == want["template_hash"]
+        fields = entry.fields()
+        path = want.get("path", want.get("fields", {}).get("name"))
+        assert fields.path == path
+        if "template_hash_matches_sha1_of_template_data" in want:
+            same = hashlib.sha1(entry.template_data).digest() == entry.template_hash
+            assert same is want["template_hash_matches_sha1_of_template_data"]
+        if "fields" in want:
+            digest = want["fields"]["digest"]
+            expected_digest = digest.split(":", 1)[-1]
+            assert fields.digest.hex() == expected_digest
+    pcr10 = exp.get("pcr10_sha1_replay_from_zero", exp.get("pcr_sha1_replay_from_zero"))
+    if pcr10 is not None:
+        pcr = exp.get("pcr_indices", [10])[0] if exp.get("pcr_indices") else 10
+        assert log.replay("sha1", pcr=pcr).hex() == pcr10
+        mismatching = any(
+            any(e.template_hash) and hashlib.sha1(e.template_data).digest() != e.template_hash
+            for e in entries
+        )
+        if entries and not mismatching and pcr == 10:
+            verified = verify_ima_log(log, bytes.fromhex(pcr10))
+            assert len(verified.entries) == len(entries)
+        elif mismatching:
+            with pytest.raises(ReplayMismatchError):
+                verify_ima_log(log, bytes.fromhex(pcr10))
+
+
+def test_ima_iterative_prefix_and_incremental(shared_vectors: Path) -> None:
+    """Every running PCR10 value verifies a prefix; resuming from the state works."""
+    base = shared_vectors / "eventlog/keylime/ima/test_ima_verification"
+    data = (base / "measurements.ascii").read_bytes()
+    log = parse_ima_log(data)
+    running = list(log.unverified_entries)
+    values = []
+    for i in range(len(running)):
+        part = parse_ima_log(b"".join(data.splitlines(keepends=True)[: i + 1]))
+        values.append(part.replay("sha1"))
+    for i, value in enumerate(values):
+        verified = verify_ima_log(log, value)
+        assert len(verified.entries) == i + 1
+    first = verify_ima_log(log, values[0])
+    rest = data[first.state.byte_offset :]
+    cont = parse_ima_log(rest, base_offset=first.state.byte_offset, first_number=1)
+    second = verify_ima_log(cont, values[-1], state=first.state)
+    assert second.state.entries == len(running)
+    assert second.state.byte_offset == len(data)
+
+
+@pytest.mark.parametrize(
+    "name", ["sample-binary_bios_measurements-pcrs-8-9", "test_binary_bios_measurements"]
+)
+def test_boot_aggregate(shared_vectors: Path, name: str) -> None:
+    base = shared_vectors / "eventlog/ima-evm-utils"
+    ascii_name = {
+        "sample-binary_bios_measurements-pcrs-8-9": "sample-ascii_runtime_measurements-pcrs-8-9",
+        "test_binary_bios_measurements": "test_ascii_runtime_measurements",
+    }[name]
+    exp = _expected(shared_vectors, "ima-evm-utils", name)
+    log = parse_event_log((base / name).read_bytes())
+    replayed = log.replay()
+    verified = log.verify(replayed)
+    ima = parse_ima_log((base / ascii_name).read_bytes())
+    pcrs = {bank: dict(vals) for bank, vals in replayed.items()}
+    check_boot_aggregate(ima.unverified_entries, pcrs)
+    assert verified.verified_pcrs
+    for bank, values in exp["derived_boot_aggregates"].items():
+        old, new = boot_aggregate_candidates(replayed[bank], bank)
+        assert old.hex() == values["pcr0-7"]
+        assert new.hex() == values["pcr0-9"]
+    bad = {bank: {**vals, 0: bytes(len(vals[0]))} for bank, vals in pcrs.items()}
+    with pytest.raises(ReplayMismatchError):
+        check_boot_aggregate(ima.unverified_entries, bad)

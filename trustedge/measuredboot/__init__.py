@@ -10,6 +10,12 @@ are not covered by PCR digests, so an unverified log proves nothing.
 from trustedge.measuredboot._decode import DecodedEvent, decode_event
 from trustedge.measuredboot._parse import EventLogLimits, parse_event_log
 from trustedge.measuredboot._workarounds import WORKAROUNDS, Workaround, WorkaroundInfo
+from trustedge.measuredboot.consistency import (
+    DataCheck,
+    DataCheckResult,
+    check_event_data,
+    check_events,
+)
 from trustedge.measuredboot.events import (
     BANK_BY_ALG_ID,
     BANK_SIZES,
@@ -19,12 +25,41 @@ from trustedge.measuredboot.events import (
     SpecIdEvent,
     event_type_name,
 )
+from trustedge.measuredboot.ima import (
+    ImaEntry,
+    ImaFields,
+    ImaLimits,
+    ImaLog,
+    ImaState,
+    VerifiedImaLog,
+    boot_aggregate_candidates,
+    check_boot_aggregate,
+    parse_ima_log,
+    verify_ima_log,
+)
+from trustedge.measuredboot.imasig import ImaKeyring, verify_ima_signature
 from trustedge.measuredboot.replay import EventLog, PCRValues, VerifiedEventLog, initial_pcr_value
 
 __all__ = [
     "BANKS",
     "BANK_BY_ALG_ID",
     "BANK_SIZES",
+    "DataCheck",
+    "DataCheckResult",
+    "ImaEntry",
+    "ImaFields",
+    "ImaKeyring",
+    "ImaLimits",
+    "ImaLog",
+    "ImaState",
+    "VerifiedImaLog",
+    "boot_aggregate_candidates",
+    "check_boot_aggregate",
+    "check_event_data",
+    "check_events",
+    "parse_ima_log",
+    "verify_ima_log",
+    "verify_ima_signature",
     "DecodedEvent",
     "WORKAROUNDS",
     "Event",

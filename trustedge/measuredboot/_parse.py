@@ -97,11 +97,9 @@ def parse_event_log(
 
 
 def _with_index(exc: MalformedInputError, index: int) -> MalformedInputError:
-    err = type(exc).__new__(type(exc))
-    MalformedInputError.__init__(err, f"record {index}: {exc}")
-    err.offset = exc.offset
-    err.expected = exc.expected
-    return err
+    """The same error (class, offset, expected) with the record number in front."""
+    exc.args = (f"record {index}: {exc}",)
+    return exc
 
 
 def _read_sha1_record(r: Reader, index: int, lim: EventLogLimits) -> Event:
