@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests.vectors import shared_vectors_dir
-from trustedge.errors import MalformedInputError, ReplayMismatchError
+from trustedge.errors import MalformedInputError, ReplayMismatchError, VerificationError
 from trustedge.measuredboot import Workaround, parse_event_log
+from trustedge.measuredboot.secureboot import secure_boot_state
 from trustedge.measuredboot.consistency import DataCheck, check_event_data
 from trustedge.measuredboot.ima import (
     boot_aggregate_candidates,
@@ -125,6 +126,12 @@ def test_shared_log(shared_vectors: Path, folder: str, name: str) -> None:
         verified = log.verify(_unhex(want))
         assert verified.verified_pcrs == {int(k) for vals in want.values() for k in vals}
         assert all(ev.type_name != "EV_NO_ACTION" for ev in verified.events)
+        sb_var = exp["secureboot_variable"]
+        if sb_var is not None and 7 in verified.verified_pcrs:
+            state = secure_boot_state(
+                verified, workarounds={Workaround.VARIABLE_DIGEST_OVER_DATA_ONLY}
+            )
+            assert state.enabled is sb_var.startswith("01")
 
 
 def test_hcrtm_pcr0_matches_tpm2_tss(shared_vectors: Path) -> None:
@@ -305,3 +312,23 @@ def test_boot_aggregate(shared_vectors: Path, name: str) -> None:
     bad = {bank: {**vals, 0: bytes(len(vals[0]))} for bank, vals in pcrs.items()}
     with pytest.raises(ReplayMismatchError):
         check_boot_aggregate(ima.unverified_entries, bad)
+
+
+def test_secure_boot_authorities_of_go_attestation(shared_vectors: Path) -> None:
+    """sb_cert: Secure Boot on, db/dbx present, authorities logged after the separator."""
+    data = (shared_vectors / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
+    log = parse_event_log(data)
+    state = secure_boot_state(log.verify(log.replay()))
+    assert state.enabled is True
+    assert state.db and state.dbx
+    assert [a.name for a in state.authorities] == ["db", "Shim", "Shim"]
+    with pytest.raises(TypeError):
+        secure_boot_state(log)  # type: ignore[arg-type]
+
+
+def test_secure_boot_rejects_unverified_pcr7(shared_vectors: Path) -> None:
+    data = (shared_vectors / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
+    log = parse_event_log(data)
+    only_pcr4 = {"sha256": {4: log.replay()["sha256"][4]}}
+    with pytest.raises(VerificationError):
+        secure_boot_state(log.verify(only_pcr4))

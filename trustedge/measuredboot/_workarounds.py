@@ -22,6 +22,9 @@ class Workaround(Enum):
     #: The Spec ID event's EventSize does not include its vendorInfo bytes
     #: (tpm2-tools fixture ``specid-vendordata.bin``); read them after the event.
     SPEC_ID_VENDOR_INFO_OUTSIDE_EVENT = "spec-id-vendor-info-outside-event"
+    #: EV_EFI_VARIABLE_DRIVER_CONFIG digests cover only VariableData (GUID and
+    #: name unbound); accept them when reading the Secure Boot state.
+    VARIABLE_DIGEST_OVER_DATA_ONLY = "variable-digest-over-data-only"
 
 
 @dataclass(frozen=True)
@@ -49,5 +52,13 @@ WORKAROUNDS: Final[dict[Workaround, WorkaroundInfo]] = {
         ),
         seen_in="tpm2-tools test fixture specid-vendordata.bin",
         stage="parse",
+    ),
+    Workaround.VARIABLE_DIGEST_OVER_DATA_ONLY: WorkaroundInfo(
+        summary=(
+            "PCR7 configuration variables whose digest hashes only VariableData are "
+            "accepted by secure_boot_state (the variable's name is then not bound)"
+        ),
+        seen_in="go-eventlog legacydata/linux_tpm12 (TPM 1.2 firmware)",
+        stage="secure-boot",
     ),
 }
