@@ -17,15 +17,22 @@ from trustedge._cli._common import (
     emit,
     read_input,
 )
+from trustedge.errors import MalformedInputError
 from trustedge.measuredboot import (
     BANK_SIZES,
     WORKAROUNDS,
     EventLog,
+    ImaKeyring,
+    ImaLog,
+    ImaState,
     PCRValues,
     Workaround,
     decode_event,
     parse_event_log,
+    parse_ima_log,
+    verify_ima_log,
 )
+from trustedge.measuredboot.policy import load_ima_policy, load_policy
 
 __all__ = ["parse_pcr_values", "register"]
 
@@ -60,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_flag(verify)
     _add_workaround_flag(verify)
     verify.set_defaults(handler=_cmd_verify)
+
+    _register_ima(sub)
 
 
 def _add_workaround_flag(parser: argparse.ArgumentParser) -> None:
@@ -211,8 +220,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         "synthetic_events": len(verified.synthetic_events),
     }
     if args.policy:
-        from trustedge.measuredboot.policy import load_policy
-
         policy = load_policy(read_input(args.policy, limit=16 << 20))
         policy.check(verified)
         result["policy"] = "passed"
@@ -221,6 +228,156 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         pcr_list = ", ".join(str(p) for p in sorted(verified.verified_pcrs))
         extra = " and the policy" if args.policy else ""
         return f"verified: PCRs {pcr_list} match the log{extra}"
+
+    emit(args, result, text)
+    return EXIT_OK
+
+
+def _register_ima(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ima = sub.add_parser("ima", help="Linux IMA measurement lists (ASCII or binary)")
+    imasub = ima.add_subparsers(dest="ima_command", metavar="ACTION", required=True)
+    for name, helptext, handler in (
+        ("show", "print the entries (unverified)", _cmd_ima_show),
+        ("verify", "replay into PCR10, match the quoted value, apply a policy", _cmd_ima_verify),
+    ):
+        cmd = imasub.add_parser(name, help=helptext)
+        cmd.add_argument("list", help="IMA list file (- for stdin)")
+        cmd.add_argument("--pcr10", help="quoted PCR10 value (hex) to match a prefix against")
+        cmd.add_argument("--bank", default="sha1", choices=list(BANK_SIZES), help="PCR bank")
+        cmd.add_argument("--policy", help="runtime policy (Keylime JSON layout)")
+        cmd.add_argument("--keyring", help="directory of PEM/DER keys or certificates")
+        cmd.add_argument(
+            "--from-offset", type=int, default=0, help="resume at this byte offset of the list"
+        )
+        cmd.add_argument(
+            "--start-pcr", help="PCR10 value (hex) reached at --from-offset (default zero)"
+        )
+        cmd.add_argument(
+            "--start-entries", type=int, default=0, help="entries verified before --from-offset"
+        )
+        cmd.add_argument(
+            "--partial-tail", action="store_true", help="ignore an incomplete final record"
+        )
+        add_json_flag(cmd)
+        cmd.set_defaults(handler=handler)
+
+
+def _load_ima(args: argparse.Namespace) -> ImaLog:
+    data = read_input(args.list, limit=1 << 30)
+    offset = args.from_offset
+    if offset < 0 or offset > len(data):
+        raise CommandError(f"--from-offset {offset} is outside the list")
+    return parse_ima_log(
+        data[offset:],
+        allow_partial_tail=args.partial_tail,
+        base_offset=offset,
+        first_number=args.start_entries,
+    )
+
+
+def _hex_arg(value: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise CommandError(f"{what} is not hex") from None
+
+
+def _ima_entry_json(entry: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": entry.number,
+        "offset": entry.offset,
+        "pcr": entry.pcr,
+        "template_hash": entry.template_hash.hex(),
+        "template": entry.template_name,
+    }
+    try:
+        fields = entry.fields()
+    except MalformedInputError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(
+        {
+            "digest": f"{fields.digest_algorithm}:{fields.digest.hex()}",
+            "path": fields.path,
+            "signature": fields.signature.hex(),
+        }
+    )
+    if fields.buffer:
+        out["buffer"] = fields.buffer.hex()
+    return out
+
+
+def _cmd_ima_show(args: argparse.Namespace) -> int:
+    log = _load_ima(args)
+    entries = [_ima_entry_json(e) for e in log.unverified_entries]
+
+    def text() -> str:
+        lines = [f"{log.format} IMA list, {len(entries)} entries (unverified)"]
+        lines.extend(
+            f"#{e['number']:<6} PCR{e['pcr']} {e['template']:<10} {e.get('digest', '?')} "
+            f"{e.get('path', e.get('error', ''))}"
+            for e in entries
+        )
+        return "\n".join(lines)
+
+    emit(
+        args,
+        {"format": log.format, "entries": entries, "trailing_bytes": log.trailing_bytes},
+        text,
+    )
+    return EXIT_OK
+
+
+def _keyring(path: str | None) -> ImaKeyring | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    folder = Path(path)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [folder]
+    return ImaKeyring.from_pem(p.read_bytes() for p in files)
+
+
+def _cmd_ima_verify(args: argparse.Namespace) -> int:
+    log = _load_ima(args)
+    size = BANK_SIZES[args.bank]
+    start = _hex_arg(args.start_pcr, "--start-pcr") if args.start_pcr else bytes(size)
+    state = ImaState(args.start_entries, args.from_offset, start, args.bank)
+    if args.pcr10:
+        quoted = _hex_arg(args.pcr10, "--pcr10")
+        if len(quoted) != size:
+            raise CommandError(f"--pcr10 must be {size} bytes for {args.bank}")
+        bound = True
+    else:
+        # Without a quoted value only the list's internal consistency is checked.
+        quoted = log.replay(args.bank, start=start)
+        bound = False
+    verified = verify_ima_log(log, quoted, bank=args.bank, state=state)
+    result: dict[str, Any] = {
+        "verified": True,
+        "bound_to_quote": bound,
+        "entries": len(verified.entries),
+        "state": {
+            "entries": verified.state.entries,
+            "byte_offset": verified.state.byte_offset,
+            "pcr": verified.state.pcr_value.hex(),
+            "bank": verified.state.bank,
+        },
+    }
+    if args.policy:
+        policy = load_ima_policy(
+            read_input(args.policy, limit=64 << 20), keyring=_keyring(args.keyring)
+        )
+        policy.check(verified)
+        result["policy"] = "passed"
+
+    def text() -> str:
+        how = "matches the quoted PCR" if bound else "is self-consistent (no --pcr10 given)"
+        extra = "; policy passed" if args.policy else ""
+        return (
+            f"verified: {len(verified.entries)} entries; the list {how}{extra}; "
+            f"resume at offset {verified.state.byte_offset}"
+        )
 
     emit(args, result, text)
     return EXIT_OK
