@@ -33,6 +33,7 @@ from trustedge.measuredboot import (
     verify_ima_log,
 )
 from trustedge.measuredboot.policy import load_ima_policy, load_policy
+from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
 __all__ = ["parse_pcr_values", "register"]
 
@@ -47,6 +48,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = show.add_mutually_exclusive_group()
     add_json_flag(fmt)  # type: ignore[arg-type]
     fmt.add_argument("--yaml", action="store_true", help="tpm2_eventlog-style YAML")
+    show.add_argument(
+        "--eventlog-version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="YAML layout of tpm2_eventlog --eventlog-version (default 2)",
+    )
     _add_workaround_flag(show)
     show.set_defaults(handler=_cmd_show)
 
@@ -145,9 +153,7 @@ def event_json(log: EventLog) -> list[dict[str, Any]]:
 def _cmd_show(args: argparse.Namespace) -> int:
     log = _load(args)
     if args.yaml:
-        from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
-
-        sys.stdout.write(to_tpm2_eventlog_yaml(log))
+        sys.stdout.write(to_tpm2_eventlog_yaml(log, version=args.eventlog_version))
         return EXIT_OK
     events = event_json(log)
 

@@ -74,13 +74,13 @@ def parse_event_log(
     spec = None
     # Confidential-computing logs (TDX CCEL) put the Spec ID record on MR index 1.
     if first.pcr in (0, 1) and first.event_type == _EV_NO_ACTION and first.data[:16] == _SPEC_ID_03:
-        spec, extra = _parse_spec_id(first, lim, r, workarounds)
+        # With the vendor-info workaround the bytes after the record belong to
+        # the Spec ID event; ``first.data`` stays what EventSize covers.
+        spec, _extra = _parse_spec_id(first, lim, r, workarounds)
         if first.digests["sha1"] != _SHA1_ZERO:
             raise MalformedInputError(
                 "Spec ID record with a non-zero digest", offset=first.offset, expected="zero digest"
             )
-        if extra:
-            first = first._replace(data=first.data + extra)
         events = [first._replace(digests={})]
         _read_agile_records(r, events, spec, lim)
     else:
