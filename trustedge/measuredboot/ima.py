@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import struct
+from binascii import unhexlify
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -38,6 +39,14 @@ __all__ = [
 ]
 
 _U32: Final = struct.Struct("<I")
+_pack: Final = _U32.pack
+_TEMPLATE_NAMES: Final = {b"ima-ng": "ima-ng", b"ima-sig": "ima-sig", b"ima": "ima"}
+_ALGO_NAMES: Final = {
+    b"sha1": "sha1",
+    b"sha256": "sha256",
+    b"sha384": "sha384",
+    b"sha512": "sha512",
+}
 _SHA1_ZERO: Final = bytes(20)
 _KNOWN_TEMPLATES: Final = ("ima", "ima-ng", "ima-sig", "ima-buf", "ima-modsig")
 _NG_FIELDS: Final[dict[str, tuple[str, ...]]] = {
@@ -89,6 +98,8 @@ class ImaEntry(NamedTuple):
     template_hash: bytes
     template_name: str
     template_data: bytes
+    #: Fields already decoded while parsing (ASCII lists), else decoded on demand.
+    parsed: ImaFields | None = None
 
     @property
     def is_violation(self) -> bool:
@@ -97,7 +108,7 @@ class ImaEntry(NamedTuple):
 
     def fields(self) -> ImaFields:
         """Decode the template data (raises MalformedInputError if it does not decode)."""
-        return _decode_fields(self)
+        return self.parsed if self.parsed is not None else _decode_fields(self)
 
 
 class ImaState(NamedTuple):
@@ -230,30 +241,40 @@ def _parse_binary(data: bytes, lim: ImaLimits, partial: bool, base: int, first: 
 def _parse_ascii(data: bytes, lim: ImaLimits, partial: bool, base: int, first: int) -> ImaLog:
     entries: list[ImaEntry] = []
     number = first
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or an incomplete line
+    if len(lines) > lim.max_entries:
+        raise LimitExceededError(f"more than {lim.max_entries} entries", offset=base)
     pos = 0
-    n = len(data)
     append = entries.append
-    while pos < n:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            if partial:
-                return ImaLog(entries, fmt="ascii", consumed=pos, trailing=n - pos)
-            raise MalformedInputError(
-                f"IMA entry {number}: line without newline", offset=base + pos
-            )
-        line = data[pos:nl]
+    max_data = lim.max_template_data
+    for line in lines:
         try:
             pcr_text, hash_text, template, rest = line.split(b" ", 3)
-            pcr = int(pcr_text)
-            template_hash = bytes.fromhex(hash_text.decode("ascii"))
-            name = template.decode("ascii")
-            if name in _NG_FIELDS:
-                template_data = _ascii_ng(rest, _NG_FIELDS[name])
+            pcr = 10 if pcr_text == b"10" else int(pcr_text)
+            template_hash = unhexlify(hash_text)
+            name = _TEMPLATE_NAMES.get(template) or template.decode("ascii")
+            if name == "ima-ng":
+                # The common case, inlined: "algo:hex path".
+                digest_part, path = rest.split(b" ", 1)
+                algo, sep, digest_hex = digest_part.partition(b":")
+                if not sep:
+                    raise ValueError("digest without algorithm")
+                digest = unhexlify(digest_hex)
+                d_ng = algo + b":\x00" + digest
+                n_ng = path + b"\x00"
+                template_data = b"".join((_pack(len(d_ng)), d_ng, _pack(len(n_ng)), n_ng))
+                algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii")
+                fields = ImaFields(algo_name, digest, path.decode("utf-8", "surrogateescape"))
+            elif name in _NG_FIELDS:
+                template_data, fields = _ascii_ng(rest, _NG_FIELDS[name])
             elif name == "ima":
                 digest_hex, path = rest.split(b" ", 1)
-                template_data = bytes.fromhex(digest_hex.decode("ascii")) + path.ljust(256, b"\x00")
-                if len(template_data) != 276:
+                digest = unhexlify(digest_hex)
+                if len(digest) != 20 or len(path) > 255:
                     raise ValueError("ima entry digest/name size")
+                template_data = digest + path.ljust(256, b"\x00")
+                fields = ImaFields("sha1", digest, _text(path))
             else:
                 raise ValueError(f"template {name!r} cannot be rebuilt from ASCII")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -264,41 +285,46 @@ def _parse_ascii(data: bytes, lim: ImaLimits, partial: bool, base: int, first: i
             raise MalformedInputError(
                 f"IMA entry {number}: bad PCR/template hash", offset=base + pos
             )
-        if len(template_data) > lim.max_template_data:
+        if len(template_data) > max_data:
             raise LimitExceededError(
                 f"IMA entry {number}: template data too large", offset=base + pos
             )
-        if number - first >= lim.max_entries:
-            raise LimitExceededError(f"more than {lim.max_entries} entries", offset=base + pos)
-        append(ImaEntry(number, base + pos, pcr, template_hash, name, template_data))
+        append(ImaEntry(number, base + pos, pcr, template_hash, name, template_data, fields))
         number += 1
-        pos = nl + 1
-    return ImaLog(entries, fmt="ascii", consumed=n, trailing=0)
+        pos += len(line) + 1
+    if tail:
+        if partial:
+            return ImaLog(entries, fmt="ascii", consumed=pos, trailing=len(tail))
+        raise MalformedInputError(f"IMA entry {number}: line without newline", offset=base + pos)
+    return ImaLog(entries, fmt="ascii", consumed=len(data), trailing=0)
 
 
-def _ascii_ng(rest: bytes, fields: tuple[str, ...]) -> bytes:
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _ascii_ng(rest: bytes, names: tuple[str, ...]) -> tuple[bytes, ImaFields]:
     # d-ng and n-ng are space-separated; sig/buf are hex and may be empty (the
     # line then ends with a space). The path is the text between them.
-    packer = _U32.pack
-    extra = len(fields) - 2
+    extra = len(names) - 2
     digest_part, tail = rest.split(b" ", 1)
-    if extra:
-        parts = tail.rsplit(b" ", extra)
-        if len(parts) != extra + 1:
-            raise ValueError("missing template fields")
-        path, hex_fields = parts[0], parts[1:]
-    else:
-        path, hex_fields = tail, []
-    algo, _, digest_hex = digest_part.partition(b":")
-    if not _:
+    parts = tail.rsplit(b" ", extra)
+    if len(parts) != extra + 1:
+        raise ValueError("missing template fields")
+    path, hex_fields = parts[0], parts[1:]
+    algo, sep, digest_hex = digest_part.partition(b":")
+    if not sep:
         raise ValueError("digest without algorithm")
-    d_ng = algo + b":\x00" + bytes.fromhex(digest_hex.decode("ascii"))
+    digest = unhexlify(digest_hex)
+    d_ng = algo + b":\x00" + digest
     n_ng = path + b"\x00"
-    out = [packer(len(d_ng)), d_ng, packer(len(n_ng)), n_ng]
-    for text in hex_fields:
-        value = bytes.fromhex(text.decode("ascii"))
-        out += (packer(len(value)), value)
-    return b"".join(out)
+    out = [_pack(len(d_ng)), d_ng, _pack(len(n_ng)), n_ng]
+    values = [unhexlify(text) for text in hex_fields]
+    for value in values:
+        out += (_pack(len(value)), value)
+    sig = values[0] if names[2] == "sig" else b""
+    buf = values[0] if names[2] == "buf" else b""
+    return b"".join(out), ImaFields(algo.decode("ascii"), digest, _text(path), sig, buf)
 
 
 # -- fields -------------------------------------------------------------------
