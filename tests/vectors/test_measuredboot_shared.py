@@ -332,3 +332,40 @@ def test_secure_boot_rejects_unverified_pcr7(shared_vectors: Path) -> None:
     only_pcr4 = {"sha256": {4: log.replay()["sha256"][4]}}
     with pytest.raises(VerificationError):
         secure_boot_state(log.verify(only_pcr4))
+
+
+def _sources_with(shared: Path, needle: str) -> list[tuple[str, str, Any, Path]]:
+    out = []
+    for folder in FOLDERS:
+        doc = json.loads((shared / "eventlog" / folder / "expected.json").read_text())
+        for name, entry in doc["logs"].items():
+            for key, value in entry.get("expected_from_source", {}).items():
+                if needle in key:
+                    stored = name.split(" (identical bytes to ")
+                    if len(stored) == 2:
+                        path = (shared / "eventlog" / folder / stored[1].split(";")[0]).resolve()
+                    else:
+                        path = shared / "eventlog" / folder / name
+                    out.append((folder, name, value, path))
+    return out
+
+
+def test_efi_application_digests_match_go_eventlog(shared_vectors: Path) -> None:
+    cases = _sources_with(shared_vectors, "efi_app_digests")
+    assert len(cases) >= 6
+    for _folder, _name, expected, path in cases:
+        log = parse_event_log(path.read_bytes())
+        state = secure_boot_state(
+            log.verify(log.replay()), workarounds={Workaround.VARIABLE_DIGEST_OVER_DATA_ONLY}
+        )
+        for bank, digests in expected.items():
+            assert [app.digests[bank].hex() for app in state.boot_applications] == digests
+
+
+def test_post_separator_authorities_match_go_attestation(shared_vectors: Path) -> None:
+    cases = _sources_with(shared_vectors, "PostSeparatorAuthority count")
+    assert len(cases) == 2
+    for _folder, _name, count, path in cases:
+        log = parse_event_log(path.read_bytes())
+        state = secure_boot_state(log.verify(log.replay()))
+        assert len(state.authorities) == count

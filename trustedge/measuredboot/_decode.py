@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptography import x509
+
 from trustedge._binary import Reader
 from trustedge.errors import MalformedInputError
 
@@ -91,8 +93,22 @@ class SignatureData:
     owner: str
     data: bytes
 
+    def certificate(self) -> x509.Certificate | None:
+        """The entry as an X.509 certificate, or None when it is not DER X.509 (a hash)."""
+        if len(self.data) < 64 or self.data[0] != 0x30:
+            return None
+        try:
+            return x509.load_der_x509_certificate(self.data)
+        except ValueError:
+            return None
+
     def to_json(self) -> dict[str, Any]:
-        return {"owner": self.owner, "data": self.data.hex()}
+        out: dict[str, Any] = {"owner": self.owner, "data": self.data.hex()}
+        cert = self.certificate()
+        if cert is not None:
+            out["subject"] = cert.subject.rfc4514_string()
+            out["issuer"] = cert.issuer.rfc4514_string()
+        return out
 
 
 @dataclass(frozen=True)
