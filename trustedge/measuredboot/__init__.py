@@ -38,9 +38,41 @@ from trustedge.measuredboot.ima import (
     verify_ima_log,
 )
 from trustedge.measuredboot.imasig import ImaKeyring, verify_ima_signature
+from trustedge.measuredboot.policy import (
+    AllOf,
+    AnyOf,
+    BootApplications,
+    EventDigests,
+    EventLogPolicy,
+    ImaRuntimePolicy,
+    KernelCmdline,
+    RequireSecureBoot,
+    SignatureDatabase,
+    UnsafeNoPolicy,
+    load_ima_policy,
+    load_policy,
+)
 from trustedge.measuredboot.replay import EventLog, PCRValues, VerifiedEventLog, initial_pcr_value
+from trustedge.measuredboot.secureboot import BootApplication, SecureBootState, secure_boot_state
+from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
 __all__ = [
+    "AllOf",
+    "AnyOf",
+    "BootApplication",
+    "BootApplications",
+    "EventDigests",
+    "EventLogPolicy",
+    "ImaRuntimePolicy",
+    "KernelCmdline",
+    "RequireSecureBoot",
+    "SecureBootState",
+    "SignatureDatabase",
+    "UnsafeNoPolicy",
+    "load_ima_policy",
+    "load_policy",
+    "secure_boot_state",
+    "to_tpm2_eventlog_yaml",
     "BANKS",
     "BANK_BY_ALG_ID",
     "BANK_SIZES",

@@ -231,6 +231,7 @@ def _read_agile_records(
     peek = r.peek
     skip = r.skip
     append = events.append
+    new_tuple = tuple.__new__
     index = len(events)
     start = r.offset
     end = start + r.remaining
@@ -274,7 +275,8 @@ def _read_agile_records(
             raise _with_index(exc, index) from None
         if pcr > 23:
             _check_pcr(pcr, etype, start, index)
-        append(Event(index, start, pcr, etype, digests, payload))
+        # tuple.__new__ skips NamedTuple's Python-level __new__ (hot loop).
+        append(new_tuple(Event, (index, start, pcr, etype, digests, payload)))
         index += 1
         start = r.offset
 

@@ -168,6 +168,7 @@ def parse_ima_log(
     allow_partial_tail: bool = False,
     base_offset: int = 0,
     first_number: int = 0,
+    template_hash_size: int = 20,
 ) -> ImaLog:
     """Parse an IMA list: ``ascii_runtime_measurements`` or ``binary_runtime_measurements``.
 
@@ -177,7 +178,10 @@ def parse_ima_log(
     while the kernel appends; the bytes are reported in ``trailing_bytes``);
     without it that raises :class:`~trustedge.errors.MalformedInputError`
     with the offset. ``base_offset``/``first_number`` number entries of a
-    continuation (incremental verification).
+    continuation (incremental verification). ``template_hash_size`` is the
+    width of the binary template-hash column: 20 for the classic lists, the
+    bank's digest size for per-bank lists (``binary_runtime_measurements_sha256``);
+    ASCII lists carry any of 20/32/48/64.
     """
     lim = limits if limits is not None else ImaLimits()
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -186,7 +190,9 @@ def parse_ima_log(
     if len(data) > lim.max_list_size:
         raise LimitExceededError(f"IMA list of {len(data)} bytes", offset=base_offset)
     parse = _parse_ascii if _looks_ascii(data) else _parse_binary
-    log = parse(data, lim, allow_partial_tail, base_offset, first_number)
+    if template_hash_size not in (20, 32, 48, 64):
+        raise ValueError("template_hash_size must be 20, 32, 48 or 64")
+    log = parse(data, lim, allow_partial_tail, base_offset, first_number, template_hash_size)
     log.base_offset = base_offset
     return log
 
@@ -197,8 +203,11 @@ def _looks_ascii(data: bytes) -> bool:
 
 
 # -- binary -------------------------------------------------------------------
-def _parse_binary(data: bytes, lim: ImaLimits, partial: bool, base: int, first: int) -> ImaLog:
+def _parse_binary(
+    data: bytes, lim: ImaLimits, partial: bool, base: int, first: int, hash_size: int
+) -> ImaLog:
     r = Reader(data, max_size=lim.max_list_size, base_offset=base)
+    head_size = 4 + hash_size
     entries: list[ImaEntry] = []
     number = first
     max_data = lim.max_template_data
@@ -207,9 +216,9 @@ def _parse_binary(data: bytes, lim: ImaLimits, partial: bool, base: int, first: 
     start = base
     while start < end:
         try:
-            head = read(24, "IMA record header")
+            head = read(head_size, "IMA record header")
             pcr = _U32.unpack_from(head)[0]
-            template_hash = head[4:24]
+            template_hash = head[4:head_size]
             name = r.bytes_u32le("template name", max_len=lim.max_name)
             try:
                 template = name.decode("ascii")
@@ -238,7 +247,9 @@ def _parse_binary(data: bytes, lim: ImaLimits, partial: bool, base: int, first: 
 
 
 # -- ASCII --------------------------------------------------------------------
-def _parse_ascii(data: bytes, lim: ImaLimits, partial: bool, base: int, first: int) -> ImaLog:
+def _parse_ascii(
+    data: bytes, lim: ImaLimits, partial: bool, base: int, first: int, hash_size: int
+) -> ImaLog:
     entries: list[ImaEntry] = []
     number = first
     lines = data.split(b"\n")
@@ -299,6 +310,16 @@ def _parse_ascii(data: bytes, lim: ImaLimits, partial: bool, base: int, first: i
     return ImaLog(entries, fmt="ascii", consumed=len(data), trailing=0)
 
 
+def _digest_field(text: bytes) -> bytes:
+    """A d-ng style field from its ASCII form ``algo:hex`` (empty stays empty)."""
+    if not text:
+        return b""
+    algo, sep, digest_hex = text.partition(b":")
+    if not sep:
+        raise ValueError("digest without algorithm")
+    return algo + b":\x00" + unhexlify(digest_hex)
+
+
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
@@ -319,7 +340,10 @@ def _ascii_ng(rest: bytes, names: tuple[str, ...]) -> tuple[bytes, ImaFields]:
     d_ng = algo + b":\x00" + digest
     n_ng = path + b"\x00"
     out = [_pack(len(d_ng)), d_ng, _pack(len(n_ng)), n_ng]
-    values = [unhexlify(text) for text in hex_fields]
+    values = [
+        _digest_field(text) if names[2 + i] == "d-modsig" else unhexlify(text)
+        for i, text in enumerate(hex_fields)
+    ]
     for value in values:
         out += (_pack(len(value)), value)
     sig = values[0] if names[2] == "sig" else b""
@@ -417,7 +441,7 @@ def verify_ima_log(
     if state is not None and log.base_offset != state.byte_offset:
         raise ValueError("the list does not continue where the state stopped")
     entries = log.unverified_entries
-    _check_template_hashes(entries)
+    _check_template_hashes(entries, bank)
     quoted = bytes(quoted_pcr)
     if hmac.compare_digest(start, quoted):
         return VerifiedImaLog((), ImaState(base_entries, log.base_offset, start, bank), pcr)
@@ -434,18 +458,31 @@ def verify_ima_log(
     )
 
 
-def _check_template_hashes(entries: Sequence[ImaEntry]) -> None:
-    h = bank_hasher("sha1")
+def _check_template_hashes(entries: Sequence[ImaEntry], bank: str) -> None:
+    """Template hashes must hash the template data: SHA-1 for 20-byte columns, the
+    bank's hash for a bank-sized column (per-bank lists)."""
+    sha1 = bank_hasher("sha1")
+    other = bank_hasher(bank)
+    other_size = BANK_SIZES[bank]
     cmp = hmac.compare_digest
     for e in entries:
         th = e.template_hash
-        if len(th) != 20 or not any(th):
+        if not any(th):
             continue
+        if len(th) == 20:
+            h = sha1
+        elif len(th) == other_size and bank != "sha1":
+            h = other
+        else:
+            raise ReplayMismatchError(
+                f"IMA entry {e.number}: {len(th)}-byte template hash cannot be checked in {bank}",
+                mismatches=[(bank, e.pcr)],
+            )
         if not cmp(h(e.template_data).digest(), th):
             raise ReplayMismatchError(
                 f"IMA entry {e.number} (offset {e.offset}): template hash does not match "
                 "its template data",
-                mismatches=[("sha1", e.pcr)],
+                mismatches=[(bank, e.pcr)],
             )
 
 
