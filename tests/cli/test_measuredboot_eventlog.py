@@ -108,3 +108,28 @@ def test_workaround_flag(shared_vectors: Path, capsys: pytest.CaptureFixture[str
     assert main([*argv, "--workaround", "spec-id-vendor-info-outside-event"]) == 0
     assert json.loads(capsys.readouterr().out) == {}
     assert main([*argv, "--workaround", "nope"]) == 2
+
+
+def test_verify_with_policy(
+    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
+    exp = _expected(
+        shared_vectors, "go-attestation", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
+    )
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_text(json.dumps(exp["pcrs_replayed"]))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"version": 1, "rules": [{"rule": "secure_boot"}]}))
+    argv = ["eventlog", "verify", str(log), "--pcrs", str(pcrs), "--policy", str(policy)]
+    assert main(argv) == 1
+    assert "SecureBoot is not enabled" in capsys.readouterr().err
+    policy.write_text(
+        json.dumps(
+            {"version": 1, "rules": [{"rule": "kernel_cmdline", "required": ["console=ttyS0"]}]}
+        )
+    )
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["policy"] == "passed"
+    policy.write_text("{")
+    assert main(argv) == 3
