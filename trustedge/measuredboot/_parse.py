@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass
+from operator import itemgetter
 
 from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError
@@ -224,6 +225,14 @@ def _read_agile_records(
         pos += 2 + size
     block_len = pos + 4
     n_spec = len(sizes)
+    # itemgetter over fixed slices does the per-algorithm work in C; the extra
+    # empty slice keeps the result a tuple when there is a single algorithm.
+    ids_of = itemgetter(*[slice(lo, lo + 2) for _, _, lo, _ in layout], slice(0, 0))
+    expected_ids = (*(alg_le for _, alg_le, _, _ in layout), b"")
+    digests_of = itemgetter(
+        *[slice(lo + 2, hi) for name, _, lo, hi in layout if name is not None], slice(0, 0)
+    )
+    known_names = tuple(name for name, _, _, _ in layout if name is not None)
     max_event = lim.max_event_size
     max_events = lim.max_events
     # Bound methods in locals: this loop runs once per event.
@@ -247,18 +256,13 @@ def _read_agile_records(
                 return
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
-            digests: dict[str, bytes] = {}
-            fast = False
             if count == n_spec and end - start - 12 >= block_len:
                 block = peek(block_len, "digests")
-                fast = True
-                for name, alg_le, lo, hi in layout:
-                    if block[lo : lo + 2] != alg_le:
-                        fast = False
-                        break
-                    if name is not None:
-                        digests[name] = block[lo + 2 : hi]
+                fast = ids_of(block) == expected_ids
+            else:
+                fast = False
             if fast:
+                digests = dict(zip(known_names, digests_of(block), strict=False))
                 skip(block_len)
                 size = _U32.unpack_from(block, block_len - 4)[0]
             else:
