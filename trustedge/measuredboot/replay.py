@@ -13,7 +13,7 @@ Replay rules (PC Client PFP; DESIGN.md §Measured boot):
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -55,7 +55,7 @@ class EventLog:
     :class:`VerifiedEventLog` that :meth:`verify` returns.
     """
 
-    __slots__ = ("_events", "_replay", "_unreplayable", "spec_id")
+    __slots__ = ("_events", "_grouped", "_no_action", "_replay", "_unreplayable", "spec_id")
 
     def __init__(self, events: Sequence[Event], *, spec_id: SpecIdEvent | None) -> None:
         self._events = tuple(events)
@@ -63,6 +63,21 @@ class EventLog:
         self.spec_id = spec_id
         self._replay: PCRValues | None = None
         self._unreplayable: frozenset[tuple[str, int]] = frozenset()
+        self._grouped: dict[int, list[Event]] | None = None
+        self._no_action: list[Event] = []
+
+    def _by_pcr(self) -> dict[int, list[Event]]:
+        """Measured events grouped by PCR (one pass; EV_NO_ACTION kept aside)."""
+        if self._grouped is None:
+            grouped: dict[int, list[Event]] = {}
+            no_action = self._no_action
+            for ev in self._events:
+                if ev.event_type == _EV_NO_ACTION:
+                    no_action.append(ev)
+                else:
+                    grouped.setdefault(ev.pcr, []).append(ev)
+            self._grouped = grouped
+        return self._grouped
 
     # -- what the log claims --------------------------------------------
     @property
@@ -85,20 +100,16 @@ class EventLog:
     @property
     def startup_locality(self) -> int | None:
         """The StartupLocality byte when the log has that EV_NO_ACTION record."""
-        for ev in self._events:
-            if (
-                ev.event_type == _EV_NO_ACTION
-                and ev.pcr == 0
-                and len(ev.data) >= 17
-                and ev.data[:16] == _STARTUP_LOCALITY
-            ):
+        self._by_pcr()
+        for ev in self._no_action:
+            if ev.pcr == 0 and len(ev.data) >= 17 and ev.data[:16] == _STARTUP_LOCALITY:
                 return ev.data[16]
         return None
 
     @property
     def hcrtm(self) -> bool:
         """True when an EV_EFI_HCRTM_EVENT is logged on PCR0."""
-        return any(ev.event_type == _EV_EFI_HCRTM_EVENT and ev.pcr == 0 for ev in self._events)
+        return any(ev.event_type == _EV_EFI_HCRTM_EVENT for ev in self._by_pcr().get(0, ()))
 
     def pcr0_locality(self) -> int:
         """The locality PCR0 replays from: 4 after H-CRTM, else StartupLocality or 0."""
@@ -116,7 +127,7 @@ class EventLog:
         """
         if self._replay is None:
             self._replay, self._unreplayable = _replay(
-                self._events, self.banks, self.pcr0_locality()
+                self._by_pcr(), self.banks, self.pcr0_locality()
             )
         return {bank: dict(values) for bank, values in self._replay.items()}
 
@@ -128,7 +139,7 @@ class EventLog:
 
     def measured_pcrs(self) -> frozenset[int]:
         """PCR indices with at least one measured event."""
-        return frozenset(ev.pcr for ev in self._events if ev.event_type != _EV_NO_ACTION)
+        return frozenset(self._by_pcr())
 
     # -- verification ------------------------------------------------------
     def verify(
@@ -193,12 +204,8 @@ class EventLog:
 
 
 def _replay(
-    events: Iterable[Event], banks: Sequence[str], locality: int
+    per_pcr: Mapping[int, Sequence[Event]], banks: Sequence[str], locality: int
 ) -> tuple[PCRValues, frozenset[tuple[str, int]]]:
-    per_pcr: dict[int, list[Event]] = {}
-    for ev in events:
-        if ev.event_type != _EV_NO_ACTION:
-            per_pcr.setdefault(ev.pcr, []).append(ev)
     out: PCRValues = {}
     missing: set[tuple[str, int]] = set()
     for bank in banks:
