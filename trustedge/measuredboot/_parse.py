@@ -227,10 +227,13 @@ def _read_agile_records(
     n_spec = len(sizes)
     # itemgetter over fixed slices does the per-algorithm work in C; the extra
     # empty slice keeps the result a tuple when there is a single algorithm.
-    ids_of = itemgetter(*[slice(lo, lo + 2) for _, _, lo, _ in layout], slice(0, 0))
+    # Positions are relative to the record start (12-byte header first).
+    record_head = 12 + block_len
+    ids_of = itemgetter(*[slice(12 + lo, 14 + lo) for _, _, lo, _ in layout], slice(0, 0))
     expected_ids = (*(alg_le for _, alg_le, _, _ in layout), b"")
     digests_of = itemgetter(
-        *[slice(lo + 2, hi) for name, _, lo, hi in layout if name is not None], slice(0, 0)
+        *[slice(14 + lo, 12 + hi) for name, _, lo, hi in layout if name is not None],
+        slice(0, 0),
     )
     known_names = tuple(name for name, _, _, _ in layout if name is not None)
     max_event = lim.max_event_size
@@ -249,23 +252,26 @@ def _read_agile_records(
             return
         try:
             # Slicing/unpacking below only touches chunks whose exact length the
-            # Reader has already checked, so no read can run short.
-            header = read(12, "TCG_PCR_EVENT2 header")
-            pcr, etype, count = _HEADER.unpack(header)
+            # Reader has already checked, so no read can run short. Fast path:
+            # peek header + digest block in one bounded read, then skip it.
+            if end - start >= record_head:
+                head = peek(record_head, "TCG_PCR_EVENT2 header")
+                pcr, etype, count = _HEADER.unpack_from(head)
+                fast = count == n_spec and ids_of(head) == expected_ids
+            else:
+                head = peek(12, "TCG_PCR_EVENT2 header")
+                pcr, etype, count = _HEADER.unpack_from(head)
+                fast = False
             if pcr == etype == count and pcr in (0, _PAD_FF) and _rest_is_fill(r, pcr & 0xFF):
                 return
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
-            if count == n_spec and end - start - 12 >= block_len:
-                block = peek(block_len, "digests")
-                fast = ids_of(block) == expected_ids
-            else:
-                fast = False
             if fast:
-                digests = dict(zip(known_names, digests_of(block), strict=False))
-                skip(block_len)
-                size = _U32.unpack_from(block, block_len - 4)[0]
+                digests = dict(zip(known_names, digests_of(head), strict=False))
+                skip(record_head)
+                size = _U32.unpack_from(head, record_head - 4)[0]
             else:
+                skip(12)
                 digests = _read_digests(r, count, sizes, names, start)
                 size = r.u32le("EventSize")
             if size > max_event:
@@ -315,6 +321,6 @@ def _read_digests(
 
 
 def _rest_is_fill(r: Reader, fill: int) -> bool:
-    """After a 12-byte record header of fill bytes: is everything else fill too?"""
+    """At a record that starts with fill bytes: is everything left fill?"""
     n = r.remaining
     return n == 0 or r.peek(n).count(fill) == n
