@@ -98,8 +98,14 @@ class ImaEntry(NamedTuple):
     template_hash: bytes
     template_name: str
     template_data: bytes
-    #: Fields already decoded while parsing (ASCII lists), else decoded on demand.
-    parsed: ImaFields | None = None
+    # Fields decoded while parsing an ASCII list (kept inline, not as a nested
+    # tuple: one object per entry keeps the garbage collector out of large lists).
+    # ``decoded_path is None`` means "decode template_data on demand".
+    decoded_algorithm: str = ""
+    decoded_digest: bytes = b""
+    decoded_path: str | None = None
+    decoded_signature: bytes = b""
+    decoded_buffer: bytes = b""
 
     @property
     def is_violation(self) -> bool:
@@ -108,7 +114,15 @@ class ImaEntry(NamedTuple):
 
     def fields(self) -> ImaFields:
         """Decode the template data (raises MalformedInputError if it does not decode)."""
-        return self.parsed if self.parsed is not None else _decode_fields(self)
+        if self.decoded_path is None:
+            return _decode_fields(self)
+        return ImaFields(
+            self.decoded_algorithm,
+            self.decoded_digest,
+            self.decoded_path,
+            self.decoded_signature,
+            self.decoded_buffer,
+        )
 
 
 class ImaState(NamedTuple):
@@ -258,6 +272,7 @@ def _parse_ascii(
         raise LimitExceededError(f"more than {lim.max_entries} entries", offset=base)
     pos = 0
     append = entries.append
+    new_tuple = tuple.__new__
     max_data = lim.max_template_data
     for line in lines:
         try:
@@ -276,7 +291,7 @@ def _parse_ascii(
                 n_ng = path + b"\x00"
                 template_data = b"".join((_pack(len(d_ng)), d_ng, _pack(len(n_ng)), n_ng))
                 algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii")
-                fields = ImaFields(algo_name, digest, path.decode("utf-8", "surrogateescape"))
+                fields = (algo_name, digest, path.decode("utf-8", "surrogateescape"), b"", b"")
             elif name in _NG_FIELDS:
                 template_data, fields = _ascii_ng(rest, _NG_FIELDS[name])
             elif name == "ima":
@@ -285,7 +300,7 @@ def _parse_ascii(
                 if len(digest) != 20 or len(path) > 255:
                     raise ValueError("ima entry digest/name size")
                 template_data = digest + path.ljust(256, b"\x00")
-                fields = ImaFields("sha1", digest, _text(path))
+                fields = ("sha1", digest, _text(path), b"", b"")
             else:
                 raise ValueError(f"template {name!r} cannot be rebuilt from ASCII")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -300,7 +315,11 @@ def _parse_ascii(
             raise LimitExceededError(
                 f"IMA entry {number}: template data too large", offset=base + pos
             )
-        append(ImaEntry(number, base + pos, pcr, template_hash, name, template_data, fields))
+        append(
+            new_tuple(
+                ImaEntry, (number, base + pos, pcr, template_hash, name, template_data, *fields)
+            )
+        )
         number += 1
         pos += len(line) + 1
     if tail:
@@ -324,7 +343,9 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _ascii_ng(rest: bytes, names: tuple[str, ...]) -> tuple[bytes, ImaFields]:
+def _ascii_ng(
+    rest: bytes, names: tuple[str, ...]
+) -> tuple[bytes, tuple[str, bytes, str, bytes, bytes]]:
     # d-ng and n-ng are space-separated; sig/buf are hex and may be empty (the
     # line then ends with a space). The path is the text between them.
     extra = len(names) - 2
@@ -348,7 +369,7 @@ def _ascii_ng(rest: bytes, names: tuple[str, ...]) -> tuple[bytes, ImaFields]:
         out += (_pack(len(value)), value)
     sig = values[0] if names[2] == "sig" else b""
     buf = values[0] if names[2] == "buf" else b""
-    return b"".join(out), ImaFields(algo.decode("ascii"), digest, _text(path), sig, buf)
+    return b"".join(out), (algo.decode("ascii"), digest, _text(path), sig, buf)
 
 
 # -- fields -------------------------------------------------------------------
