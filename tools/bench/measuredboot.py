@@ -13,6 +13,7 @@ Usage: tools/bench/measuredboot.py [--rounds N] [--ima-entries N] [--keylime-pyt
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -90,11 +91,13 @@ def bench_firmware(rounds: int) -> dict[str, float]:
     tool = shutil.which("tpm2_eventlog")
     if tool:
         ok_events = 0
+        ok_logs = 0
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         for path, blob in zip(logs, blobs, strict=True):
             proc = subprocess.run([tool, str(path)], capture_output=True, check=False)
             if proc.returncode == 0:
+                ok_logs += 1
                 ok_events += len(parse_event_log(blob).unverified_events)
         elapsed = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -143,11 +146,15 @@ def make_ima_list(n: int) -> tuple[bytes, dict[str, object], bytes]:
 
 def bench_ima(n: int, keylime_python: str | None) -> dict[str, float]:
     data, policy_doc, pcr10 = make_ima_list(n)
+    policy_json = json.dumps(policy_doc)
     digests = policy_doc["digests"]
     assert isinstance(digests, dict)
     policy = ImaRuntimePolicy(
         digests={path: frozenset(bytes.fromhex(d) for d in ds) for path, ds in digests.items()}
     )
+    # Drop the generator's JSON-shaped copy so only what a verifier holds is in memory.
+    del policy_doc, digests
+    gc.collect()
     start = time.perf_counter()
     cpu = time.process_time()
     log = parse_ima_log(data)
@@ -156,6 +163,8 @@ def bench_ima(n: int, keylime_python: str | None) -> dict[str, float]:
     ours_s = time.perf_counter() - start
     ours_cpu = time.process_time() - cpu
     assert len(verified.entries) == n
+    del log, verified
+    gc.collect()
     start = time.perf_counter()
     log = parse_ima_log(data)
     verify_ima_log(log, pcr10)
@@ -164,7 +173,7 @@ def bench_ima(n: int, keylime_python: str | None) -> dict[str, float]:
         "entries": float(n),
         "trustedge_entries_per_s_wall": n / ours_s,
         "trustedge_entries_per_s_cpu": n / ours_cpu,
-        "trustedge_parse_verify_only_entries_per_s": n / replay_s,
+        "trustedge_parse_verify_only_entries_per_s_wall": n / replay_s,
     }
     if keylime_python:
         with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +181,7 @@ def bench_ima(n: int, keylime_python: str | None) -> dict[str, float]:
             policy_path = Path(tmp) / "policy.json"
             script = Path(tmp) / "run.py"
             list_path.write_bytes(data)
-            policy_path.write_text(json.dumps(policy_doc))
+            policy_path.write_text(policy_json)
             script.write_text(KEYLIME_SCRIPT)
             proc = subprocess.run(
                 [keylime_python, str(script), str(list_path), str(policy_path), pcr10.hex()],
