@@ -92,9 +92,9 @@ def bench_firmware(rounds: int) -> dict[str, float]:
     if tool:
         ok_events = 0
         ok_logs = 0
+        counts = [len(parse_event_log(blob).unverified_events) for blob in blobs]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        counts = [len(parse_event_log(blob).unverified_events) for blob in blobs]
         for path, n_events in zip(logs, counts, strict=True):
             proc = subprocess.run([tool, str(path)], capture_output=True, check=False)
             if proc.returncode == 0:
