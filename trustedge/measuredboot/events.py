@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
+from trustedge.errors import UnsupportedAlgorithmError
+
 __all__ = [
     "BANK_BY_ALG_ID",
     "BANK_SIZES",
@@ -116,8 +118,6 @@ def bank_hasher(bank: str) -> Callable[[bytes], Any]:
     Raises :class:`~trustedge.errors.UnsupportedAlgorithmError` when the
     interpreter's OpenSSL lacks the algorithm (SM3 on some builds).
     """
-    from trustedge.errors import UnsupportedAlgorithmError
-
     name = _HASHLIB_NAME.get(bank)
     if name is None:
         raise UnsupportedAlgorithmError(f"unknown hash bank {bank!r}")
