@@ -268,19 +268,26 @@ def _read_agile_records(
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
             if fast:
                 digests = dict(zip(known_names, digests_of(head), strict=False))
-                skip(record_head)
                 size = _U32.unpack_from(head, record_head - 4)[0]
+                if size > max_event:
+                    raise LimitExceededError(
+                        f"EventSize {size} exceeds the limit of {max_event}",
+                        offset=start + record_head - 4,
+                        expected="EventSize",
+                    )
+                # Header, digests and data in one bounded read.
+                payload = read(record_head + size, "event data")[record_head:]
             else:
                 skip(12)
                 digests = _read_digests(r, count, sizes, names, start)
                 size = r.u32le("EventSize")
-            if size > max_event:
-                raise LimitExceededError(
-                    f"EventSize {size} exceeds the limit of {max_event}",
-                    offset=r.offset - 4,
-                    expected="EventSize",
-                )
-            payload = read(size, "event data")
+                if size > max_event:
+                    raise LimitExceededError(
+                        f"EventSize {size} exceeds the limit of {max_event}",
+                        offset=r.offset - 4,
+                        expected="EventSize",
+                    )
+                payload = read(size, "event data")
         except MalformedInputError as exc:
             raise _with_index(exc, index) from None
         if pcr > 23:
