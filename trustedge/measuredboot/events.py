@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
@@ -160,8 +159,7 @@ class Event(NamedTuple):
         return event_type_name(self.event_type)
 
 
-@dataclass(frozen=True)
-class SpecIdEvent:
+class SpecIdEvent(NamedTuple):
     """The decoded ``Spec ID Event03`` header of a crypto-agile log."""
 
     signature: str
