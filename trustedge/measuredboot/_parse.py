@@ -229,6 +229,8 @@ def _read_agile_records(
     # empty slice keeps the result a tuple when there is a single algorithm.
     # Positions are relative to the record start (12-byte header first).
     record_head = 12 + block_len
+    size_at = record_head - 4
+    unpack_size = _U32.unpack_from
     ids_of = itemgetter(*[slice(12 + lo, 14 + lo) for _, _, lo, _ in layout], slice(0, 0))
     expected_ids = (*(alg_le for _, alg_le, _, _ in layout), b"")
     digests_of = itemgetter(
@@ -267,8 +269,8 @@ def _read_agile_records(
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
             if fast:
-                digests = dict(zip(known_names, digests_of(head), strict=False))
-                size = _U32.unpack_from(head, record_head - 4)[0]
+                digests = dict(zip(known_names, digests_of(head)))  # noqa: B905 - dummy slice
+                size = unpack_size(head, size_at)[0]
                 if size > max_event:
                     raise LimitExceededError(
                         f"EventSize {size} exceeds the limit of {max_event}",
@@ -277,6 +279,7 @@ def _read_agile_records(
                     )
                 # Header, digests and data in one bounded read.
                 payload = read(record_head + size, "event data")[record_head:]
+                next_start = start + record_head + size
             else:
                 skip(12)
                 digests = _read_digests(r, count, sizes, names, start)
@@ -288,6 +291,7 @@ def _read_agile_records(
                         expected="EventSize",
                     )
                 payload = read(size, "event data")
+                next_start = r.offset
         except MalformedInputError as exc:
             raise _with_index(exc, index) from None
         if pcr > 23:
@@ -295,7 +299,7 @@ def _read_agile_records(
         # tuple.__new__ skips NamedTuple's Python-level __new__ (hot loop).
         append(new_tuple(Event, (index, start, pcr, etype, digests, payload)))
         index += 1
-        start = r.offset
+        start = next_start
 
 
 def _read_digests(
