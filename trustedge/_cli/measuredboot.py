@@ -1,11 +1,389 @@
-"""CLI commands of the measuredboot group (filled by its issue)."""
+"""CLI commands of the measuredboot group: ``eventlog show|replay|verify`` and
+``ima show|verify``. Thin: every decision is made by ``trustedge.measuredboot``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import sys
+from typing import Any
 
-__all__ = ["register"]
+from trustedge._cli._common import (
+    EXIT_MALFORMED,
+    EXIT_OK,
+    CommandError,
+    add_json_flag,
+    emit,
+    read_input,
+)
+from trustedge.errors import MalformedInputError
+from trustedge.measuredboot import (
+    BANK_SIZES,
+    WORKAROUNDS,
+    EventLog,
+    ImaKeyring,
+    ImaLog,
+    ImaState,
+    PCRValues,
+    Workaround,
+    decode_event,
+    parse_event_log,
+    parse_ima_log,
+    verify_ima_log,
+)
+from trustedge.measuredboot.policy import load_ima_policy, load_policy
+from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
+
+__all__ = ["parse_pcr_values", "register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the top-level parser."""
+    ev = sub.add_parser("eventlog", help="TCG firmware event logs (binary_bios_measurements)")
+    evsub = ev.add_subparsers(dest="eventlog_command", metavar="ACTION", required=True)
+
+    show = evsub.add_parser("show", help="print every event, decoded (unverified)")
+    show.add_argument("log", help="event log file (- for stdin)")
+    fmt = show.add_mutually_exclusive_group()
+    add_json_flag(fmt)  # type: ignore[arg-type]
+    fmt.add_argument("--yaml", action="store_true", help="tpm2_eventlog-style YAML")
+    show.add_argument(
+        "--eventlog-version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="YAML layout of tpm2_eventlog --eventlog-version (default 2)",
+    )
+    _add_workaround_flag(show)
+    show.set_defaults(handler=_cmd_show)
+
+    replay = evsub.add_parser("replay", help="replay the log into PCR values per bank")
+    replay.add_argument("log", help="event log file (- for stdin)")
+    add_json_flag(replay)
+    _add_workaround_flag(replay)
+    replay.set_defaults(handler=_cmd_replay)
+
+    verify = evsub.add_parser("verify", help="verify the log against PCR values")
+    verify.add_argument("log", help="event log file (- for stdin)")
+    verify.add_argument(
+        "--pcrs",
+        required=True,
+        help="PCR values: JSON {bank: {index: hex}} or tpm2_pcrread YAML output",
+    )
+    verify.add_argument("--policy", help="reference policy document (JSON)")
+    add_json_flag(verify)
+    _add_workaround_flag(verify)
+    verify.set_defaults(handler=_cmd_verify)
+
+    _register_ima(sub)
+
+
+def _add_workaround_flag(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(w.value for w in WORKAROUNDS)
+    parser.add_argument(
+        "--workaround",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"enable a named firmware-bug workaround ({names})",
+    )
+
+
+def _workarounds(args: argparse.Namespace) -> set[Workaround]:
+    out = set()
+    for name in args.workaround:
+        try:
+            out.add(Workaround(name))
+        except ValueError:
+            raise CommandError(f"unknown workaround {name!r}") from None
+    return out
+
+
+def _load(args: argparse.Namespace) -> EventLog:
+    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=_workarounds(args))
+
+
+def replay_json(log: EventLog) -> dict[str, dict[str, str]]:
+    """bank -> {PCR index as decimal string -> lowercase hex}, banks without PCRs left out."""
+    return {
+        bank: {str(pcr): value.hex() for pcr, value in values.items()}
+        for bank, values in log.replay().items()
+        if values
+    }
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    log = _load(args)
+    data = replay_json(log)
+
+    def text() -> str:
+        lines = []
+        for bank, values in data.items():
+            lines.append(f"{bank}:")
+            lines.extend(f"  {pcr:>2}: {value}" for pcr, value in values.items())
+        return "\n".join(lines) or "(no measured events)"
+
+    emit(args, data, text)
+    return EXIT_OK
+
+
+def event_json(log: EventLog) -> list[dict[str, Any]]:
+    """Every event as a JSON-ready dict (decoded data under ``decoded``)."""
+    uintn = log.spec_id.uintn_size if log.spec_id is not None else 2
+    out = []
+    for ev in log.unverified_events:
+        decoded = decode_event(ev, uintn_size=uintn)
+        out.append(
+            {
+                "number": ev.number,
+                "offset": ev.offset,
+                "pcr": ev.pcr,
+                "type": ev.type_name,
+                "type_value": ev.event_type,
+                "digests": {bank: d.hex() for bank, d in ev.digests.items()},
+                "size": len(ev.data),
+                "decoded": decoded.to_json(),
+                "data": ev.data.hex(),
+            }
+        )
+    return out
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    log = _load(args)
+    if args.yaml:
+        sys.stdout.write(to_tpm2_eventlog_yaml(log, version=args.eventlog_version))
+        return EXIT_OK
+    events = event_json(log)
+
+    def text() -> str:
+        lines = [f"format: {log.format}; banks: {', '.join(log.banks)}; events: {len(events)}"]
+        for ev in events:
+            lines.append(f"#{ev['number']:<4} PCR {ev['pcr']:<3} {ev['type']}")
+            for bank, digest in ev["digests"].items():
+                lines.append(f"      {bank}: {digest}")
+            summary = ev["decoded"].get("summary")
+            if summary:
+                lines.append(f"      {summary}")
+        return "\n".join(lines)
+
+    emit(args, {"format": log.format, "banks": list(log.banks), "events": events}, text)
+    return EXIT_OK
+
+
+def parse_pcr_values(text: str) -> PCRValues:
+    """PCR values from JSON (``{bank: {index: hex}}``) or ``tpm2_pcrread`` YAML output.
+
+    Raises :class:`CommandError` (exit 3) when neither form parses.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            raw = json.loads(stripped)
+            return {
+                str(bank): {
+                    int(k): bytes.fromhex(str(v).removeprefix("0x")) for k, v in vals.items()
+                }
+                for bank, vals in raw.items()
+            }
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise CommandError(f"bad PCR JSON: {exc}", exit_code=EXIT_MALFORMED) from None
+    out: PCRValues = {}
+    bank: str | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        head = re.fullmatch(r"\s*(sha1|sha256|sha384|sha512|sm3_256)\s*:\s*", line)
+        if head:
+            bank = head.group(1)
+            out.setdefault(bank, {})
+            continue
+        item = re.fullmatch(r"\s*(\d+)\s*:\s*(?:0x)?([0-9A-Fa-f]+)\s*", line)
+        if item and bank is not None:
+            out[bank][int(item.group(1))] = bytes.fromhex(item.group(2))
+            continue
+        raise CommandError(f"cannot read PCR line {line.strip()!r}", exit_code=EXIT_MALFORMED)
+    if not out:
+        raise CommandError("no PCR values found", exit_code=EXIT_MALFORMED)
+    for bank_name, values in out.items():
+        for pcr, value in values.items():
+            if len(value) != BANK_SIZES[bank_name]:
+                raise CommandError(
+                    f"{bank_name} PCR {pcr} has {len(value)} bytes", exit_code=EXIT_MALFORMED
+                )
+    return out
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    log = _load(args)
+    pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
+    verified = log.verify(pcrs, workarounds=_workarounds(args))
+    result: dict[str, Any] = {
+        "verified": True,
+        "verified_pcrs": {str(p): banks for p, banks in sorted(verified.verified_banks.items())},
+        "events": len(verified.events),
+        "synthetic_events": len(verified.synthetic_events),
+    }
+    if args.policy:
+        policy = load_policy(read_input(args.policy, limit=16 << 20))
+        policy.check(verified)
+        result["policy"] = "passed"
+
+    def text() -> str:
+        pcr_list = ", ".join(str(p) for p in sorted(verified.verified_pcrs))
+        extra = " and the policy" if args.policy else ""
+        return f"verified: PCRs {pcr_list} match the log{extra}"
+
+    emit(args, result, text)
+    return EXIT_OK
+
+
+def _register_ima(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ima = sub.add_parser("ima", help="Linux IMA measurement lists (ASCII or binary)")
+    imasub = ima.add_subparsers(dest="ima_command", metavar="ACTION", required=True)
+    for name, helptext, handler in (
+        ("show", "print the entries (unverified)", _cmd_ima_show),
+        ("verify", "replay into PCR10, match the quoted value, apply a policy", _cmd_ima_verify),
+    ):
+        cmd = imasub.add_parser(name, help=helptext)
+        cmd.add_argument("list", help="IMA list file (- for stdin)")
+        cmd.add_argument("--pcr10", help="quoted PCR10 value (hex) to match a prefix against")
+        cmd.add_argument("--bank", default="sha1", choices=list(BANK_SIZES), help="PCR bank")
+        cmd.add_argument("--policy", help="runtime policy (Keylime JSON layout)")
+        cmd.add_argument("--keyring", help="directory of PEM/DER keys or certificates")
+        cmd.add_argument(
+            "--from-offset", type=int, default=0, help="resume at this byte offset of the list"
+        )
+        cmd.add_argument(
+            "--start-pcr", help="PCR10 value (hex) reached at --from-offset (default zero)"
+        )
+        cmd.add_argument(
+            "--start-entries", type=int, default=0, help="entries verified before --from-offset"
+        )
+        cmd.add_argument(
+            "--partial-tail", action="store_true", help="ignore an incomplete final record"
+        )
+        add_json_flag(cmd)
+        cmd.set_defaults(handler=handler)
+
+
+def _load_ima(args: argparse.Namespace) -> ImaLog:
+    data = read_input(args.list, limit=1 << 30)
+    offset = args.from_offset
+    if offset < 0 or offset > len(data):
+        raise CommandError(f"--from-offset {offset} is outside the list")
+    return parse_ima_log(
+        data[offset:],
+        allow_partial_tail=args.partial_tail,
+        base_offset=offset,
+        first_number=args.start_entries,
+    )
+
+
+def _hex_arg(value: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise CommandError(f"{what} is not hex") from None
+
+
+def _ima_entry_json(entry: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": entry.number,
+        "offset": entry.offset,
+        "pcr": entry.pcr,
+        "template_hash": entry.template_hash.hex(),
+        "template": entry.template_name,
+    }
+    try:
+        fields = entry.fields()
+    except MalformedInputError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(
+        {
+            "digest": f"{fields.digest_algorithm}:{fields.digest.hex()}",
+            "path": fields.path,
+            "signature": fields.signature.hex(),
+        }
+    )
+    if fields.buffer:
+        out["buffer"] = fields.buffer.hex()
+    return out
+
+
+def _cmd_ima_show(args: argparse.Namespace) -> int:
+    log = _load_ima(args)
+    entries = [_ima_entry_json(e) for e in log.unverified_entries]
+
+    def text() -> str:
+        lines = [f"{log.format} IMA list, {len(entries)} entries (unverified)"]
+        lines.extend(
+            f"#{e['number']:<6} PCR{e['pcr']} {e['template']:<10} {e.get('digest', '?')} "
+            f"{e.get('path', e.get('error', ''))}"
+            for e in entries
+        )
+        return "\n".join(lines)
+
+    emit(
+        args,
+        {"format": log.format, "entries": entries, "trailing_bytes": log.trailing_bytes},
+        text,
+    )
+    return EXIT_OK
+
+
+def _keyring(path: str | None) -> ImaKeyring | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    folder = Path(path)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [folder]
+    return ImaKeyring.from_pem(p.read_bytes() for p in files)
+
+
+def _cmd_ima_verify(args: argparse.Namespace) -> int:
+    log = _load_ima(args)
+    size = BANK_SIZES[args.bank]
+    start = _hex_arg(args.start_pcr, "--start-pcr") if args.start_pcr else bytes(size)
+    state = ImaState(args.start_entries, args.from_offset, start, args.bank)
+    if args.pcr10:
+        quoted = _hex_arg(args.pcr10, "--pcr10")
+        if len(quoted) != size:
+            raise CommandError(f"--pcr10 must be {size} bytes for {args.bank}")
+        bound = True
+    else:
+        # Without a quoted value only the list's internal consistency is checked.
+        quoted = log.replay(args.bank, start=start)
+        bound = False
+    verified = verify_ima_log(log, quoted, bank=args.bank, state=state)
+    result: dict[str, Any] = {
+        "verified": True,
+        "bound_to_quote": bound,
+        "entries": len(verified.entries),
+        "state": {
+            "entries": verified.state.entries,
+            "byte_offset": verified.state.byte_offset,
+            "pcr": verified.state.pcr_value.hex(),
+            "bank": verified.state.bank,
+        },
+    }
+    if args.policy:
+        policy = load_ima_policy(
+            read_input(args.policy, limit=64 << 20), keyring=_keyring(args.keyring)
+        )
+        policy.check(verified)
+        result["policy"] = "passed"
+
+    def text() -> str:
+        how = "matches the quoted PCR" if bound else "is self-consistent (no --pcr10 given)"
+        extra = "; policy passed" if args.policy else ""
+        return (
+            f"verified: {len(verified.entries)} entries; the list {how}{extra}; "
+            f"resume at offset {verified.state.byte_offset}"
+        )
+
+    emit(args, result, text)
+    return EXIT_OK

@@ -1,0 +1,135 @@
+"""``trustedge eventlog show|replay|verify`` on shared logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trustedge._cli import main
+
+
+def _log(shared: Path, rel: str) -> Path:
+    return shared / "eventlog" / rel
+
+
+def _expected(shared: Path, folder: str, name: str) -> dict[str, object]:
+    data = json.loads((shared / "eventlog" / folder / "expected.json").read_text())
+    entry: dict[str, object] = data["logs"][name]
+    return entry
+
+
+def test_replay_json_is_exactly_the_expected_object(
+    shared_vectors: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, "tpm2-tss/binary_measurements_hcrtm.bin")
+    assert main(["eventlog", "replay", str(log), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    exp = _expected(shared_vectors, "tpm2-tss", "binary_measurements_hcrtm.bin")
+    assert out == exp["pcrs_replayed"]
+    assert list(out) == ["sha1", "sha256", "sm3_256"]
+
+
+def test_replay_text(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(shared_vectors, "go-attestation/crypto_agile_eventlog")
+    assert main(["eventlog", "replay", str(log)]) == 0
+    assert capsys.readouterr().out.startswith("sha256:\n   0: ")
+
+
+def test_show_json_decodes_events(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(shared_vectors, "tpm2-tools/logs/event-bootorder.bin")
+    assert main(["eventlog", "show", str(log), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "crypto-agile"
+    assert len(doc["events"]) == 104
+    var = doc["events"][4]["decoded"]["variable"]
+    assert var["name"] == "SecureBoot"
+    assert var["guid"] == "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def test_show_text(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(shared_vectors, "go-attestation/sb_cert_eventlog")
+    assert main(["eventlog", "show", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "EV_EFI_VARIABLE_AUTHORITY" in out
+
+
+def test_verify_json_pcrs_ok_and_mismatch(
+    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, "go-attestation/coreos_36_shielded_vm_no_secure_boot_eventlog")
+    exp = _expected(
+        shared_vectors, "go-attestation", "coreos_36_shielded_vm_no_secure_boot_eventlog"
+    )
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_text(json.dumps(exp["pcrs_replayed"]))
+    assert main(["eventlog", "verify", str(log), "--pcrs", str(pcrs), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verified"] is True
+    bad = json.loads(pcrs.read_text())
+    bad["sha256"]["7"] = "00" * 32
+    pcrs.write_text(json.dumps(bad))
+    assert main(["eventlog", "verify", str(log), "--pcrs", str(pcrs)]) == 1
+    assert "sha256:7" in capsys.readouterr().err
+
+
+def test_verify_tpm2_pcrread_yaml(
+    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, "go-attestation/crypto_agile_eventlog")
+    exp = _expected(shared_vectors, "go-attestation", "crypto_agile_eventlog")
+    lines = []
+    for bank, values in exp["pcrs_replayed"].items():  # type: ignore[attr-defined]
+        lines.append(f"  {bank}:")
+        lines.extend(f"    {int(k):<2}: 0x{v.upper()}" for k, v in values.items())
+    pcrs = tmp_path / "pcrs.yaml"
+    pcrs.write_text("\n".join(lines) + "\n")
+    assert main(["eventlog", "verify", str(log), "--pcrs", str(pcrs)]) == 0
+    assert "verified" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name", ["binary_bios_measurements-bogus", "binary_bios_measurements-empty"]
+)
+def test_malformed_exit_3(
+    shared_vectors: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, f"keylime/create-mb-policy/{name}")
+    assert main(["eventlog", "replay", str(log), "--json"]) == 3
+    assert "offset" in capsys.readouterr().err
+
+
+def test_workaround_flag(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(shared_vectors, "tpm2-tools/logs/specid-vendordata.bin")
+    assert main(["eventlog", "replay", str(log), "--json"]) == 3
+    capsys.readouterr()
+    argv = ["eventlog", "replay", str(log), "--json"]
+    assert main([*argv, "--workaround", "spec-id-vendor-info-outside-event"]) == 0
+    assert json.loads(capsys.readouterr().out) == {}
+    assert main([*argv, "--workaround", "nope"]) == 2
+
+
+def test_verify_with_policy(
+    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
+    exp = _expected(
+        shared_vectors, "go-attestation", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
+    )
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_text(json.dumps(exp["pcrs_replayed"]))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"version": 1, "rules": [{"rule": "secure_boot"}]}))
+    argv = ["eventlog", "verify", str(log), "--pcrs", str(pcrs), "--policy", str(policy)]
+    assert main(argv) == 1
+    assert "SecureBoot is not enabled" in capsys.readouterr().err
+    policy.write_text(
+        json.dumps(
+            {"version": 1, "rules": [{"rule": "kernel_cmdline", "required": ["console=ttyS0"]}]}
+        )
+    )
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["policy"] == "passed"
+    policy.write_text("{")
+    assert main(argv) == 3

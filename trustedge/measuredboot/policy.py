@@ -1,0 +1,452 @@
+"""Reference-value policies over verified event logs and verified IMA lists.
+
+Policies are explicit objects: rules compose with :class:`AllOf` and
+:class:`AnyOf`; the policy that accepts everything is named
+:class:`UnsafeNoPolicy`. ``check`` takes only verified input and raises
+:class:`~trustedge.errors.PolicyError` listing **every** violated rule.
+
+The same rules load from a JSON document (:func:`load_policy`)::
+
+    {"version": 1, "rules": [
+        {"rule": "secure_boot"},
+        {"rule": "event_digests", "pcr": 4, "bank": "sha256", "digests": ["..."]},
+        {"rule": "boot_applications", "bank": "sha256", "digests": ["..."]},
+        {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": []},
+        {"rule": "dbx", "required": ["..."]},
+        {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"]},
+        {"rule": "any_of", "rules": [...]}
+    ]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trustedge.errors import (
+    MalformedInputError,
+    PolicyError,
+    SignatureError,
+    UnsupportedAlgorithmError,
+    VerificationError,
+)
+from trustedge.measuredboot._decode import SignatureList
+from trustedge.measuredboot._workarounds import Workaround
+from trustedge.measuredboot.events import BANK_SIZES
+from trustedge.measuredboot.ima import ImaEntry, VerifiedImaLog
+from trustedge.measuredboot.imasig import ImaKeyring, verify_ima_signature
+from trustedge.measuredboot.replay import VerifiedEventLog
+from trustedge.measuredboot.secureboot import SecureBootState, secure_boot_state
+
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "BootApplications",
+    "EventDigests",
+    "EventLogPolicy",
+    "EventLogRule",
+    "ImaRuntimePolicy",
+    "KernelCmdline",
+    "RequireSecureBoot",
+    "SignatureDatabase",
+    "UnsafeNoPolicy",
+    "load_ima_policy",
+    "load_policy",
+]
+
+
+class _Context:
+    """Lazily computed facts shared by the rules of one check."""
+
+    def __init__(self, log: VerifiedEventLog, workarounds: Collection[Workaround]) -> None:
+        self.log = log
+        self._workarounds = workarounds
+        self._sb: SecureBootState | VerificationError | None = None
+
+    def secure_boot(self) -> SecureBootState:
+        if self._sb is None:
+            try:
+                self._sb = secure_boot_state(self.log, workarounds=self._workarounds)
+            except VerificationError as exc:
+                self._sb = exc
+        if isinstance(self._sb, VerificationError):
+            raise self._sb
+        return self._sb
+
+
+class EventLogRule(Protocol):
+    """One rule: returns the violations it finds (empty when satisfied)."""
+
+    def violations(self, ctx: _Context) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class EventLogPolicy:
+    """A checkable policy: all ``rules`` must hold."""
+
+    rules: tuple[EventLogRule, ...]
+    workarounds: frozenset[Workaround] = frozenset()
+
+    def check(self, log: VerifiedEventLog) -> None:
+        """Raise :class:`PolicyError` with every violation, or return None."""
+        if not isinstance(log, VerifiedEventLog):
+            raise TypeError("policies check only a VerifiedEventLog")
+        ctx = _Context(log, self.workarounds)
+        found = AllOf(self.rules).violations(ctx)
+        if found:
+            raise PolicyError(
+                f"{len(found)} policy violation(s): " + "; ".join(found), violations=found
+            )
+
+
+@dataclass(frozen=True)
+class UnsafeNoPolicy:
+    """Accepts every verified log. Named so because it checks nothing."""
+
+    def check(self, log: VerifiedEventLog) -> None:
+        if not isinstance(log, VerifiedEventLog):
+            raise TypeError("policies check only a VerifiedEventLog")
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every rule must hold; violations of all rules are reported."""
+
+    rules: Sequence[EventLogRule]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        return [v for rule in self.rules for v in rule.violations(ctx)]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one rule must hold; otherwise all their violations are reported."""
+
+    rules: Sequence[EventLogRule]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        found: list[str] = []
+        for rule in self.rules:
+            result = rule.violations(ctx)
+            if not result:
+                return []
+            found.extend(result)
+        return [f"none of {len(self.rules)} alternatives holds: " + "; ".join(found)]
+
+
+def _sb_or_violation(ctx: _Context, what: str) -> SecureBootState | str:
+    try:
+        return ctx.secure_boot()
+    except VerificationError as exc:
+        return f"{what}: Secure Boot state unavailable ({exc})"
+
+
+@dataclass(frozen=True)
+class RequireSecureBoot:
+    """Secure Boot must be logged as enabled (and not in debug mode)."""
+
+    def violations(self, ctx: _Context) -> list[str]:
+        sb = _sb_or_violation(ctx, "secure_boot")
+        if isinstance(sb, str):
+            return [sb]
+        out = []
+        if not sb.enabled:
+            out.append("secure_boot: SecureBoot is not enabled")
+        if sb.debug_mode:
+            out.append("secure_boot: firmware logged UEFI Debug Mode")
+        return out
+
+
+@dataclass(frozen=True)
+class EventDigests:
+    """Every verified event of ``pcr`` must have a ``bank`` digest in ``allowed``."""
+
+    pcr: int
+    bank: str
+    allowed: frozenset[bytes]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        if self.pcr not in ctx.log.verified_pcrs:
+            return [f"event_digests: PCR{self.pcr} is not verified"]
+        out = []
+        for ev in ctx.log.events_for(self.pcr):
+            digest = ev.digests.get(self.bank)
+            if digest is None or digest not in self.allowed:
+                shown = digest.hex() if digest is not None else "none"
+                out.append(
+                    f"event_digests: PCR{self.pcr} event {ev.number} ({ev.type_name}) "
+                    f"{self.bank} digest {shown} is not allowed"
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class BootApplications:
+    """Every EFI application in PCR4 must have an allowed ``bank`` (Authenticode) digest."""
+
+    bank: str
+    allowed: frozenset[bytes]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        sb = _sb_or_violation(ctx, "boot_applications")
+        if isinstance(sb, str):
+            return [sb]
+        if 4 not in ctx.log.verified_pcrs:
+            return ["boot_applications: PCR4 is not verified"]
+        out = []
+        for app in sb.boot_applications:
+            digest = app.digests.get(self.bank)
+            if digest is None or digest not in self.allowed:
+                out.append(f"boot_applications: {app.device_path or 'application'} not allowed")
+        return out
+
+
+def _entry_ids(lists: Iterable[SignatureList]) -> set[bytes]:
+    """Identify signature-list entries: hash entries by value, certs by SHA-256."""
+    out: set[bytes] = set()
+    for sl in lists:
+        for sig in sl.signatures:
+            out.add(sig.data)
+            out.add(hashlib.sha256(sig.data).digest())
+    return out
+
+
+@dataclass(frozen=True)
+class SignatureDatabase:
+    """Required/forbidden entries of ``db`` or ``dbx`` (hashes, or SHA-256 of certificates)."""
+
+    variable: str
+    required: frozenset[bytes] = frozenset()
+    forbidden: frozenset[bytes] = frozenset()
+
+    def violations(self, ctx: _Context) -> list[str]:
+        if self.variable not in ("db", "dbx"):
+            raise ValueError("variable must be 'db' or 'dbx'")
+        sb = _sb_or_violation(ctx, self.variable)
+        if isinstance(sb, str):
+            return [sb]
+        present = _entry_ids(sb.db if self.variable == "db" else sb.dbx)
+        out = [
+            f"{self.variable}: required entry {r.hex()} missing"
+            for r in sorted(self.required)
+            if r not in present
+        ]
+        out += [
+            f"{self.variable}: forbidden entry {f.hex()} present"
+            for f in sorted(self.forbidden)
+            if f in present
+        ]
+        return out
+
+
+@dataclass(frozen=True)
+class KernelCmdline:
+    """Every verified kernel command line must match all ``required`` regexes and no
+    ``forbidden`` one; at least one command line must be logged."""
+
+    required: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+
+    def violations(self, ctx: _Context) -> list[str]:
+        sb = _sb_or_violation(ctx, "kernel_cmdline")
+        if isinstance(sb, str):
+            return [sb]
+        if not sb.kernel_cmdlines:
+            return ["kernel_cmdline: no verified kernel command line in the log"]
+        out = []
+        for line in sb.kernel_cmdlines:
+            for pattern in self.required:
+                if not re.search(pattern, line):
+                    out.append(f"kernel_cmdline: {line!r} does not match {pattern!r}")
+            for pattern in self.forbidden:
+                if re.search(pattern, line):
+                    out.append(f"kernel_cmdline: {line!r} matches forbidden {pattern!r}")
+        return out
+
+
+# -- JSON documents ---------------------------------------------------------------
+def _hexes(doc: Mapping[str, Any], key: str) -> frozenset[bytes]:
+    values = doc.get(key, [])
+    if not isinstance(values, list):
+        raise MalformedInputError(f"policy field {key!r} must be a list")
+    try:
+        return frozenset(bytes.fromhex(str(v)) for v in values)
+    except ValueError:
+        raise MalformedInputError(f"policy field {key!r} holds a non-hex value") from None
+
+
+def _strings(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    values = doc.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise MalformedInputError(f"policy field {key!r} must be a list of strings")
+    for pattern in values:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise MalformedInputError(f"bad regex {pattern!r}: {exc}") from None
+    return tuple(values)
+
+
+def _bank(doc: Mapping[str, Any]) -> str:
+    bank = doc.get("bank", "sha256")
+    if bank not in BANK_SIZES:
+        raise MalformedInputError(f"unknown bank {bank!r}")
+    return str(bank)
+
+
+def _rule(doc: Any, depth: int = 0) -> EventLogRule:
+    if depth > 16:
+        raise MalformedInputError("policy rules nest too deeply")
+    if not isinstance(doc, dict) or not isinstance(doc.get("rule"), str):
+        raise MalformedInputError("each policy rule must be an object with a 'rule' name")
+    kind = doc["rule"]
+    if kind == "secure_boot":
+        return RequireSecureBoot()
+    if kind == "event_digests":
+        pcr = doc.get("pcr")
+        if not isinstance(pcr, int) or not 0 <= pcr <= 23:
+            raise MalformedInputError("event_digests needs a PCR index 0-23")
+        return EventDigests(pcr, _bank(doc), _hexes(doc, "digests"))
+    if kind == "boot_applications":
+        return BootApplications(_bank(doc), _hexes(doc, "digests"))
+    if kind in ("db", "dbx"):
+        return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"))
+    if kind == "kernel_cmdline":
+        return KernelCmdline(_strings(doc, "required"), _strings(doc, "forbidden"))
+    if kind in ("any_of", "all_of"):
+        rules = doc.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise MalformedInputError(f"{kind} needs a non-empty 'rules' list")
+        parts = tuple(_rule(r, depth + 1) for r in rules)
+        return AnyOf(parts) if kind == "any_of" else AllOf(parts)
+    raise UnsupportedAlgorithmError(f"unknown policy rule {kind!r}")
+
+
+def _json_object(document: bytes | str) -> dict[str, Any]:
+    try:
+        doc = json.loads(document)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"policy is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedInputError("policy document must be a JSON object")
+    return doc
+
+
+def load_policy(document: bytes | str) -> EventLogPolicy:
+    """Build an :class:`EventLogPolicy` from a JSON policy document.
+
+    Raises MalformedInputError for documents that do not follow the format and
+    UnsupportedAlgorithmError for unknown rules (never silently ignored).
+    """
+    doc = _json_object(document)
+    if doc.get("version") != 1:
+        raise UnsupportedAlgorithmError(f"policy version {doc.get('version')!r}")
+    rules = doc.get("rules")
+    if not isinstance(rules, list):
+        raise MalformedInputError("policy needs a 'rules' list")
+    workarounds = doc.get("workarounds", [])
+    try:
+        enabled = frozenset(Workaround(w) for w in workarounds)
+    except (ValueError, TypeError):
+        raise MalformedInputError(f"unknown workaround in {workarounds!r}") from None
+    return EventLogPolicy(tuple(_rule(r) for r in rules), enabled)
+
+
+# -- IMA runtime policy --------------------------------------------------------------
+@dataclass(frozen=True)
+class ImaRuntimePolicy:
+    """What a verified IMA list may contain.
+
+    ``digests`` maps a path to its allowed file digests; ``excludes`` are
+    regexes of paths that are not checked; ``require_signatures`` demands a
+    valid ``ima-sig``/``ima-modsig`` signature from ``keyring`` for every
+    non-excluded file (a valid signature also admits a file that is not in
+    ``digests``); ``keyrings`` maps an ``ima-buf`` keyring name to allowed
+    SHA-256 digests of the measured key. The boot_aggregate entry is checked
+    separately (:func:`~trustedge.measuredboot.check_boot_aggregate`).
+    """
+
+    digests: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()
+    keyrings: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
+    keyring: ImaKeyring | None = None
+    require_signatures: bool = False
+
+    def check(self, log: VerifiedImaLog) -> None:
+        """Raise :class:`PolicyError` listing every entry that breaks the policy."""
+        if not isinstance(log, VerifiedImaLog):
+            raise TypeError("IMA policies check only a VerifiedImaLog")
+        exclude = re.compile("|".join(f"(?:{p})" for p in self.excludes)) if self.excludes else None
+        found: list[str] = []
+        for entry in log.entries:
+            problem = self._entry_violation(entry, exclude)
+            if problem:
+                found.append(problem)
+        if found:
+            raise PolicyError(
+                f"{len(found)} IMA policy violation(s): " + "; ".join(found[:20]),
+                violations=found,
+            )
+
+    def _entry_violation(self, entry: ImaEntry, exclude: re.Pattern[str] | None) -> str | None:
+        if entry.is_violation:
+            return f"entry {entry.number}: measurement violation (ToMToU/open-writers)"
+        try:
+            fields = entry.fields()
+        except MalformedInputError as exc:
+            return f"entry {entry.number}: undecodable template data ({exc})"
+        path = fields.path
+        if path == "boot_aggregate":
+            return None
+        if entry.template_name == "ima-buf":
+            allowed_keys = self.keyrings.get(path)
+            if allowed_keys is None:
+                return (
+                    None
+                    if exclude is not None and exclude.match(path)
+                    else (f"entry {entry.number}: buffer {path!r} not allowed")
+                )
+            if hashlib.sha256(fields.buffer).digest() not in allowed_keys:
+                return f"entry {entry.number}: key in keyring {path!r} not allowed"
+            return None
+        if exclude is not None and exclude.match(path):
+            return None
+        signed = False
+        if self.keyring is not None and fields.signature:
+            try:
+                verify_ima_signature(fields.digest, fields.signature, self.keyring)
+                signed = True
+            except (SignatureError, UnsupportedAlgorithmError) as exc:
+                return f"entry {entry.number}: {path}: {exc}"
+        if self.require_signatures and not signed:
+            return f"entry {entry.number}: {path}: no valid signature"
+        allowed = self.digests.get(path)
+        if signed and allowed is None:
+            return None
+        if allowed is None:
+            return f"entry {entry.number}: {path} is not in the policy"
+        if fields.digest not in allowed:
+            return f"entry {entry.number}: {path} digest {fields.digest.hex()} not allowed"
+        return None
+
+
+def load_ima_policy(
+    document: bytes | str, *, keyring: ImaKeyring | None = None
+) -> ImaRuntimePolicy:
+    """Load a runtime policy in Keylime's JSON layout (``digests``, ``excludes``,
+    ``keyrings``), plus ``require_signatures`` (bool). Raises MalformedInputError."""
+    doc = _json_object(document)
+    raw_digests = doc.get("digests", {})
+    raw_keyrings = doc.get("keyrings", {})
+    if not isinstance(raw_digests, dict) or not isinstance(raw_keyrings, dict):
+        raise MalformedInputError("'digests' and 'keyrings' must be objects")
+    digests = {str(path): _hexes({"d": values}, "d") for path, values in raw_digests.items()}
+    keyrings = {str(name): _hexes({"d": values}, "d") for name, values in raw_keyrings.items()}
+    require = doc.get("require_signatures", False)
+    if not isinstance(require, bool):
+        raise MalformedInputError("'require_signatures' must be true or false")
+    return ImaRuntimePolicy(digests, _strings(doc, "excludes"), keyrings, keyring, require)
