@@ -243,11 +243,17 @@ def read_prefix(read: Callable[[int], bytes]) -> Prefix:
 
 
 def binding(header_bytes: bytes) -> bytes:
-    """32 bytes that tie a slot to the envelope's preamble and header. (The body
-    salt is not included: a slot moved to another envelope unwraps to a key
-    that fails that envelope's commitment, and leaving the salt out makes a
-    modified salt a commitment failure, as the C2SP spec classifies it.)"""
-    return hashlib.sha256(_BINDING_LABEL + context_for(header_bytes)).digest()
+    """32 bytes mixed into every slot's wrapping (format version and domain).
+
+    Deliberately *not* the header or the body salt: a slot that unwraps is
+    always checked against the key commitment, which covers header and salt,
+    so any header or salt edit surfaces as one error (``CommitmentError``)
+    instead of looking like a wrong key, and a slot moved from another
+    envelope unwraps to a key that fails this envelope's commitment.
+    ``header_bytes`` is accepted for future versions and ignored in v1.
+    """
+    del header_bytes
+    return hashlib.sha256(_BINDING_LABEL + PREAMBLE).digest()
 
 
 def slot_aad(bind: bytes, slot_type: int, kek_id: str, params: Mapping[str, Any]) -> bytes:

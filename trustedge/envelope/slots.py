@@ -4,8 +4,9 @@ Every envelope has one random 32-byte *file key*; each slot wraps it for one
 holder. A *recipient* makes a slot when sealing; an *identity* opens matching
 slots. Every slot's wrapping is bound (as AEAD associated data, HPKE ``info``
 or an embedded digest) to :func:`trustedge.envelope._format.slot_aad`: the
-envelope's preamble and header and the slot's own type, key id and
-parameters. An edited slot, or one copied into an envelope with another header, does not unwrap; one copied between envelopes with equal headers fails the commitment.
+format version and the slot's own type, key id and parameters, so an edited
+slot does not unwrap. A slot copied from another envelope unwraps to that
+envelope's key, which fails this envelope's commitment.
 Whatever a slot unwraps to is then checked against the body's key commitment
 before any chunk is decrypted, so a slot that yields a *different* key (an
 "invisible salamander" recipient) is rejected with ``CommitmentError``.
