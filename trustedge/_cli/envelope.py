@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from trustedge import envelope
 from trustedge._cli._common import EXIT_OK, EXIT_USAGE, CommandError, Progress, add_json_flag, emit
-from trustedge.envelope._api import atomic_output
 from trustedge.envelope.slots import Identity, Recipient
 from trustedge.envelope.stream import Reader, Writer
 from trustedge.errors import BackendUnavailableError, MalformedInputError
@@ -290,7 +289,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    with atomic_output(path) as fh:
+    with envelope.atomic_output(path) as fh:
         yield fh
 
 

@@ -16,6 +16,7 @@ b'sensor buffer'
 
 from trustedge.envelope._api import (
     UnverifiedEnvelopeInfo,
+    atomic_output,
     inspect,
     open,
     open_file,
@@ -63,6 +64,7 @@ __all__ = [
     "TPMSealedKEK",
     "UnverifiedEnvelopeInfo",
     "Writer",
+    "atomic_output",
     "inspect",
     "open",
     "open_file",

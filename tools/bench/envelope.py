@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Envelope benchmark: seal/open of a 1 GiB file, whole process, trustedge vs
+Debian's ``age`` (X25519 recipient), measured in the same run; plus in-process
+single-core encrypt/decrypt throughput of the Cobblestone body.
+
+    python tools/bench/envelope.py [--size-mib 1024] [--runs 3]
+
+Needs ``age`` (``apt-get install -y age``; installed here when missing and
+running as root). Files live on tmpfs (/dev/shm) so the disk is not measured;
+outputs go to /dev/null through stdout for both tools. The machine is shared:
+the script prints ``uptime`` load with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from trustedge import envelope  # noqa: E402
+from trustedge.envelope import _cobblestone as cb  # noqa: E402
+
+TRUSTEDGE = [sys.executable, "-m", "trustedge", "envelope"]
+
+
+def ensure_age() -> None:
+    if shutil.which("age") and shutil.which("age-keygen"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("age not installed: apt-get install -y age")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-q", "age"], check=True, env=env)
+
+
+def timed(cmd: list[str], stdin_path: Path | None = None) -> float:
+    with open(os.devnull, "wb") as devnull:
+        fin = open(stdin_path, "rb") if stdin_path else None
+        try:
+            t = time.perf_counter()
+            subprocess.run(cmd, stdin=fin, stdout=devnull, check=True)
+            return time.perf_counter() - t
+        finally:
+            if fin:
+                fin.close()
+
+
+def median_time(cmd: list[str], runs: int) -> float:
+    return statistics.median(timed(cmd) for _ in range(runs))
+
+
+def in_process(size: int, runs: int) -> tuple[float, float, float]:
+    """Single-core encrypt (raw chunk loop and through Writer) and decrypt, GB/s."""
+    key, nonce, _ = cb.derive(cb.AES_256_GCM, os.urandom(32), os.urandom(24), b"")
+    cipher = cb.ChunkCipher(cb.AES_256_GCM, key, nonce)
+    block = 64 << 20
+    pt = memoryview(bytearray(os.urandom(1 << 20) * (block >> 20)))
+    ct = memoryview(bytearray(block // cb.CHUNK_SIZE * cb.CT_CHUNK_SIZE))
+    reps = max(1, size // block)
+
+    def enc() -> float:
+        t = time.perf_counter()
+        for r in range(reps):
+            cipher.encrypt_full_chunks(pt, r * (block // cb.CHUNK_SIZE), ct)
+        return reps * block / (time.perf_counter() - t) / 1e9
+
+    class Null:
+        def write(self, b: object) -> int:
+            return 0
+
+    def writer() -> float:
+        w = envelope.Writer(Null(), [envelope.KEK.generate()])  # type: ignore[arg-type]
+        t = time.perf_counter()
+        for _ in range(reps):
+            w.write(pt)
+        w.close()
+        return reps * block / (time.perf_counter() - t) / 1e9
+
+    cipher.encrypt_full_chunks(pt, 0, ct)
+    out = memoryview(bytearray(block))
+
+    def dec() -> float:
+        t = time.perf_counter()
+        for _ in range(reps):
+            cipher.decrypt_chunks(ct, 0, out)
+        return reps * block / (time.perf_counter() - t) / 1e9
+
+    return (
+        max(enc() for _ in range(runs)),
+        max(writer() for _ in range(runs)),
+        max(dec() for _ in range(runs)),
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    ensure_age()
+    size = args.size_mib << 20
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="te-bench-", dir=base) as tmp:
+        d = Path(tmp)
+        plain = d / "plain.bin"
+        with open(plain, "wb") as fh:
+            chunk = os.urandom(16 << 20)
+            for _ in range(size // len(chunk)):
+                fh.write(chunk)
+        subprocess.run(["age-keygen", "-o", str(d / "age.key")], check=True, capture_output=True)
+        age_pub = subprocess.run(
+            ["age-keygen", "-y", str(d / "age.key")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        subprocess.run(
+            [*TRUSTEDGE, "keygen", "--type", "x25519", "-o", str(d / "te.key")],
+            check=True,
+            capture_output=True,
+        )
+        age_ct, te_ct = d / "plain.age", d / "plain.tenv"
+        subprocess.run(["age", "-r", age_pub, "-o", str(age_ct), str(plain)], check=True)
+        subprocess.run(
+            [
+                *TRUSTEDGE,
+                "seal",
+                "--recipient",
+                str(d / "te.key.pub"),
+                "-i",
+                str(plain),
+                "-o",
+                str(te_ct),
+            ],
+            check=True,
+        )
+        rows = {
+            "seal": (
+                median_time(
+                    [*TRUSTEDGE, "seal", "--recipient", str(d / "te.key.pub"), "-i", str(plain)],
+                    args.runs,
+                ),
+                median_time(["age", "-r", age_pub, str(plain)], args.runs),
+            ),
+            "open": (
+                median_time(
+                    [*TRUSTEDGE, "open", "--identity", str(d / "te.key"), "-i", str(te_ct)],
+                    args.runs,
+                ),
+                median_time(["age", "-d", "-i", str(d / "age.key"), str(age_ct)], args.runs),
+            ),
+        }
+    gb = size / 1e9
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(
+        f"envelope benchmark: {args.size_mib} MiB file on tmpfs -> /dev/null, "
+        f"median of {args.runs}, whole process (start-up included)"
+    )
+    print(f"{'':6} {'trustedge s':>12} {'GB/s':>7} {'age s':>8} {'GB/s':>7} {'ratio':>7}")
+    for name, (te, age) in rows.items():
+        print(f"{name:6} {te:12.3f} {gb / te:7.2f} {age:8.3f} {gb / age:7.2f} {age / te:6.2f}x")
+    enc, wr, dec = in_process(min(size, 1 << 30), args.runs)
+    print(
+        f"in-process, one core, AES-256-GCM 16 KiB chunks: encrypt {enc:.2f} GB/s "
+        f"(Writer {wr:.2f} GB/s), decrypt {dec:.2f} GB/s (best of {args.runs})"
+    )
+    print(f"load: {load}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
