@@ -246,7 +246,7 @@ class Reader(io.RawIOBase):
         self._read_chunks(last, last)
         self._final_checked = True
 
-    def _read_chunks(self, first: int, last: int) -> bytes:
+    def _read_chunks(self, first: int, last: int) -> bytearray:
         """Decrypt chunks ``first..last`` (inclusive) from the seekable source."""
         lay = self._layout
         off = self._body_start + cb.Layout.chunk_offset(first)
@@ -264,7 +264,7 @@ class Reader(io.RawIOBase):
         except TrustedgeError as exc:
             out[:] = bytes(len(out))
             raise self._fail(exc) from None
-        return bytes(out)
+        return out
 
     def pread(self, offset: int, n: int) -> bytes:
         """Up to ``n`` plaintext bytes from ``offset``, reading only the chunks
@@ -282,7 +282,7 @@ class Reader(io.RawIOBase):
         last = (end - 1) // cb.CHUNK_SIZE
         data = self._read_chunks(first, last)
         base = first * cb.CHUNK_SIZE
-        return data[offset - base : end - base]
+        return bytes(memoryview(data)[offset - base : end - base])
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if not self._random:
