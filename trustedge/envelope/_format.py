@@ -132,7 +132,7 @@ class Header:
         if ctype is not None and not isinstance(ctype, str):
             raise MalformedInputError("content type must be text")
         size = m.get(_H_SIZE)
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise MalformedInputError("size must be an unsigned integer")
         return cls(suite, ctx, ctype, size)
 
@@ -152,7 +152,19 @@ class Slot:
         return [self.type, self.kek_id, dict(self.params), self.wrapped]
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.type, "kek_id": self.kek_id, "params": dict(self.params)}
+        """Type, key id and parameters (never the wrapped key), JSON-friendly."""
+        return {"type": self.type, "kek_id": self.kek_id, "params": _plain(dict(self.params))}
+
+
+def _plain(value: Any) -> Any:
+    """Hostile slot parameters may hold any CBOR: show tags as plain data."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _cbor.CBORTag):
+        return {"tag": value.tag, "value": _plain(value.value)}
+    return value
 
 
 def encode_slots(slots: list[Slot]) -> bytes:
