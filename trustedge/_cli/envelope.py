@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from trustedge import envelope
@@ -181,6 +180,8 @@ def _keygen(args: argparse.Namespace) -> int:
     out = Path(args.output)
     pub = out.with_name(out.name + ".pub")
     if args.type in ("x25519", "p256"):
+        from cryptography.hazmat.primitives import serialization
+
         sk: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey = (
             x25519.X25519PrivateKey.generate()
             if args.type == "x25519"
@@ -326,10 +327,11 @@ def _open(args: argparse.Namespace) -> int:
         reader = Reader(fin, identities, context=_context(args.context) or None)
         progress = Progress(size or 0, "opening")
         progress.enabled = progress.enabled and (size or 0) > _BLOCK
+        buf = memoryview(bytearray(_BLOCK))
         done = 0
-        while block := reader.read(_BLOCK):
-            fout.write(block)
-            done += len(block)
+        while n := reader.readinto(buf):
+            fout.write(buf[:n])
+            done += n
             progress.update(done)
         progress.close()
     return EXIT_OK

@@ -195,10 +195,11 @@ def open_file(
 
 
 def _copy_plaintext(reader: Reader, fout: IO[bytes], progress: Any = None) -> None:
+    buf = memoryview(bytearray(_COPY_BLOCK))
     done = 0
-    while block := reader.read(_COPY_BLOCK):
-        fout.write(block)
-        done += len(block)
+    while n := reader.readinto(buf):
+        fout.write(buf[:n])
+        done += n
         if progress is not None:
             progress(done)
 

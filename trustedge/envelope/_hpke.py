@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError, VerificationError
 
@@ -47,6 +46,7 @@ __all__ = [
     "seal_base",
     "setup_base_r",
     "setup_base_s",
+    "uncompressed_point",
 ]
 
 KEM_P256_HKDF_SHA256: Final = 0x0010
@@ -159,7 +159,14 @@ def public_key_of(suite: Suite, sk: bytes) -> bytes:
     if suite.kem == KEM_X25519_HKDF_SHA256:
         return x25519.X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes_raw()
     priv = ec.derive_private_key(int.from_bytes(sk, "big"), ec.SECP256R1())
-    return priv.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return uncompressed_point(priv.public_key())
+
+
+def uncompressed_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    """SEC1 uncompressed encoding of a P-256 point (without importing the
+    serialization package, which is slow to import)."""
+    nums = key.public_numbers()
+    return b"\x04" + nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
 
 
 def _dh(suite: Suite, sk: bytes, pk: bytes) -> bytes:

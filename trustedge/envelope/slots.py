@@ -29,13 +29,10 @@ import hmac
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-import nacl.bindings
-import nacl.exceptions
-import nacl.public
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -50,6 +47,12 @@ from trustedge.errors import (
     VerificationError,
 )
 from trustedge.hazmat.tpmbackend import PCRSelection, TPMBackend
+
+if TYPE_CHECKING:
+    import nacl.public
+
+# pynacl and cryptography's serialization package are imported where used:
+# both are slow to import and most processes need neither.
 
 __all__ = [
     "FILE_KEY_SIZE",
@@ -237,10 +240,7 @@ def _hpke_public_bytes(key: _HPKEPublic) -> tuple[int, bytes]:
     if isinstance(key, x25519.X25519PublicKey):
         return _hpke.KEM_X25519_HKDF_SHA256, key.public_bytes_raw()
     if isinstance(key.curve, ec.SECP256R1):
-        raw = key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        return _hpke.KEM_P256_HKDF_SHA256, raw
+        return _hpke.KEM_P256_HKDF_SHA256, _hpke.uncompressed_point(key)
     raise UnsupportedAlgorithmError(f"HPKE recipient on curve {key.curve.name}")
 
 
@@ -260,6 +260,8 @@ class HPKERecipient:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> HPKERecipient:
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_pem_public_key(pem)
         except ValueError as exc:
@@ -297,6 +299,8 @@ class HPKEIdentity:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> HPKEIdentity:
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as exc:
@@ -340,6 +344,8 @@ class SealedBoxRecipient:
         self.kek_id = "box:" + _fingerprint(b"trustedge/box-id/v1", raw)
 
     def wrap(self, file_key: bytes, binding: bytes, rng: RandomSource) -> Slot:
+        import nacl.bindings
+
         params: dict[str, Any] = {}
         aad = slot_aad(binding, SLOT_SEALED_BOX, self.kek_id, params)
         esk = rng(32)
@@ -355,6 +361,8 @@ class SealedBoxIdentity:
     """The private half of a :class:`SealedBoxRecipient`."""
 
     def __init__(self, private_key: bytes | nacl.public.PrivateKey) -> None:
+        import nacl.public
+
         self._sk = (
             private_key
             if isinstance(private_key, nacl.public.PrivateKey)
@@ -369,6 +377,8 @@ class SealedBoxIdentity:
 
     @classmethod
     def generate(cls) -> SealedBoxIdentity:
+        import nacl.public
+
         return cls(nacl.public.PrivateKey.generate())
 
     def matches(self, slot: Slot) -> bool:
@@ -377,6 +387,9 @@ class SealedBoxIdentity:
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         if slot.params:
             raise MalformedInputError(f"slot {slot.kek_id!r}: sealed-box slots take no params")
+        import nacl.exceptions
+        import nacl.public
+
         try:
             plain = nacl.public.SealedBox(self._sk).decrypt(slot.wrapped)
         except (nacl.exceptions.CryptoError, ValueError, TypeError):
