@@ -210,7 +210,8 @@ class Reader(io.RawIOBase):
         self._random = seekable
         self._index = 0
         self._eof = False
-        self._out_buf = b""
+        self._out_buf = b""  # decrypted, not yet returned (sequential mode)
+        self._out_off = 0
         self._consumed = 0
         self._body_start = start + self.prefix.body_offset
         self._final_checked = False
@@ -344,19 +345,25 @@ class Reader(io.RawIOBase):
             remaining = max(self._layout.plaintext_size - self._pos, 0)
             n = remaining if size is None or size < 0 else min(size, remaining)
             buf = bytearray(n)
-            got = self.readinto(buf)
+            view = memoryview(buf)
+            got = 0
+            while got < n and (k := self.readinto(view[got:])):
+                got += k
+            view.release()
             del buf[got:]
             return bytes(buf)
         if size is None or size < 0:
-            parts = [self._out_buf]
-            self._out_buf = b""
+            parts = [self._out_buf[self._out_off :]]
+            self._out_buf, self._out_off = b"", 0
             while not self._eof:
                 parts.append(self._stream_batch())
             data = b"".join(parts)
         else:
-            while len(self._out_buf) < size and not self._eof:
-                self._out_buf += self._stream_batch()
-            data, self._out_buf = self._out_buf[:size], self._out_buf[size:]
+            if self._out_off >= len(self._out_buf) and not self._eof:
+                self._out_buf, self._out_off = self._stream_batch(), 0
+            # At most one batch is buffered; callers loop for more.
+            data = self._out_buf[self._out_off : self._out_off + size]
+            self._out_off += len(data)
         self._pos += len(data)
         return data
 
