@@ -174,3 +174,40 @@ def test_usage_errors(keys: Path) -> None:
         )
         == 4
     )
+
+
+def test_progress_bar_on_tty(keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    class FakeTTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", err)
+    big = keys / "big"
+    big.write_bytes(b"\x00" * (9 << 20))
+    env = keys / "big.tenv"
+    assert (
+        main(["envelope", "seal", "--kek", str(keys / "a.kek"), "-i", str(big), "-o", str(env)])
+        == 0
+    )
+    assert "sealing [" in err.getvalue() and "100%" in err.getvalue()
+    err.truncate(0)
+    assert (
+        main(
+            [
+                "envelope",
+                "open",
+                "--kek",
+                str(keys / "a.kek"),
+                "-i",
+                str(env),
+                "-o",
+                str(keys / "big.out"),
+            ]
+        )
+        == 0
+    )
+    assert "opening [" in err.getvalue()
+    assert (keys / "big.out").read_bytes() == big.read_bytes()
