@@ -14,6 +14,7 @@ from trustedge.errors import (
     KeyProviderError,
     MalformedInputError,
     TruncationError,
+    UnsupportedAlgorithmError,
     VerificationError,
 )
 
@@ -60,7 +61,7 @@ def unwrap(
             except KeyProviderError as exc:
                 provider_errors.append(exc)
                 continue
-            except (VerificationError, MalformedInputError) as exc:
+            except (VerificationError, MalformedInputError, UnsupportedAlgorithmError) as exc:
                 tried.append(f"slot {i} ({slot.kek_id}): {exc}")
                 continue
             cipher = cb.open_header(

@@ -154,3 +154,13 @@ def test_slot_transplanted_from_another_envelope_fails_commitment() -> None:
     forged = one[: p1.slots_offset] + two[p2.slots_offset : p2.body_offset] + one[p1.body_offset :]
     with pytest.raises(CommitmentError):
         envelope.open(forged, [KEK])
+
+
+def test_flip_every_byte_of_an_hpke_slot() -> None:
+    ident = envelope.HPKEIdentity.generate()
+    data = envelope.seal(MSG[:100], [ident.recipient])
+    for pos in _regions(data)["slots"]:
+        bad = bytearray(data)
+        bad[pos] ^= 0x01
+        with pytest.raises((MalformedInputError, KeyNotFoundError)):
+            envelope.open(bytes(bad), [ident])
