@@ -19,7 +19,7 @@ class StandInSealer:
     this fixture with both real backends.
 
     Implements only the sealing part of ``TPMBackend`` (``seal``/``unseal``) plus
-    ``pcr_extend`` so PCR-policy failures can be tested: a blob is an AES-GCM
+    ``pcr_extend``/``pcr_reset`` so PCR-policy failures can be tested: a blob is an AES-GCM
     encryption, under a key that never leaves this object, of the secret bound
     to the PCR values at sealing time and to the auth value.
     """
@@ -32,6 +32,10 @@ class StandInSealer:
         for bank, digest in digests.items():
             old = self._pcrs[bank][index]
             self._pcrs[bank][index] = hashlib.new(bank, old + digest).digest()
+
+    def pcr_reset(self, index: int) -> None:
+        for bank in self._pcrs.values():
+            bank[index] = bytes(32)
 
     def _policy(self, pcrs: Mapping[str, Sequence[int]] | None, auth: bytes | None) -> bytes:
         sel = {b: sorted(ix) for b, ix in (pcrs or {}).items()}

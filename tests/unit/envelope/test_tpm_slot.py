@@ -11,7 +11,7 @@ from trustedge.errors import KeyNotFoundError, KeyProviderError
 
 
 def test_tpm_sealed_kek_round_trip(tpm_backend: Any) -> None:
-    kek = envelope.TPMSealedKEK.create(tpm_backend, pcrs={"sha256": [7]}, auth=b"pin")
+    kek = envelope.TPMSealedKEK.create(tpm_backend, pcrs={"sha256": [16]}, auth=b"pin")
     sealed = envelope.seal(b"model cache", [kek])
     # A fresh object knows only the blob: the KEK comes from unsealing.
     again = envelope.TPMSealedKEK(tpm_backend, kek.sealed, auth=b"pin")
@@ -20,11 +20,16 @@ def test_tpm_sealed_kek_round_trip(tpm_backend: Any) -> None:
 
 
 def test_tpm_policy_failure_is_provider_error(tpm_backend: Any) -> None:
-    kek = envelope.TPMSealedKEK.create(tpm_backend, pcrs={"sha256": [7]})
+    # PCR 16 is the resettable debug PCR: real TPMs let the test put it back.
+    tpm_backend.pcr_reset(16)
+    kek = envelope.TPMSealedKEK.create(tpm_backend, pcrs={"sha256": [16]})
     sealed = envelope.seal(b"x", [kek])
-    tpm_backend.pcr_extend(7, {"sha256": b"\x01" * 32})
-    with pytest.raises(KeyProviderError):
-        envelope.open(sealed, [envelope.TPMSealedKEK(tpm_backend, kek.sealed)])
+    try:
+        tpm_backend.pcr_extend(16, {"sha256": b"\x01" * 32})
+        with pytest.raises(KeyProviderError):
+            envelope.open(sealed, [envelope.TPMSealedKEK(tpm_backend, kek.sealed)])
+    finally:
+        tpm_backend.pcr_reset(16)
 
 
 def test_tpm_wrong_auth_is_provider_error(tpm_backend: Any) -> None:
