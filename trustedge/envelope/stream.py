@@ -289,9 +289,12 @@ class Reader(io.RawIOBase):
         if _readinto_full(self._src, ct) != length:
             raise self._fail(TruncationError("the source shrank while reading"))
         try:
-            return self._cipher.decrypt_chunks(ct, first, out)
+            n = self._cipher.decrypt_chunks(ct, first, out)
         except TrustedgeError as exc:
             raise self._fail(exc) from None
+        if end_chunk == lay.chunks - 1:
+            self._final_checked = True
+        return n
 
     def _read_chunks(self, first: int, last: int) -> memoryview:
         """Decrypt chunks ``first..last`` into the reusable plaintext buffer."""
@@ -350,6 +353,8 @@ class Reader(io.RawIOBase):
             while got < n and (k := self.readinto(view[got:])):
                 got += k
             view.release()
+            if self._pos >= self._layout.plaintext_size and not self._final_checked:
+                self._authenticate_final()  # reached the end: the final chunk must verify
             del buf[got:]
             return bytes(buf)
         if size is None or size < 0:
@@ -378,6 +383,12 @@ class Reader(io.RawIOBase):
             return len(data)
         size = self._layout.plaintext_size
         n = min(len(view), size - self._pos)
+        if self._pos >= size:
+            # End of message: never report EOF before the final chunk (possibly
+            # empty, so no read above needed it) authenticated.
+            if not self._final_checked:
+                self._authenticate_final()
+            return 0
         if n <= 0:
             return 0
         if self._pos % cb.CHUNK_SIZE == 0 and n >= cb.CHUNK_SIZE:

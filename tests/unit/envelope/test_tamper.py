@@ -164,3 +164,15 @@ def test_flip_every_byte_of_an_hpke_slot() -> None:
         bad[pos] ^= 0x01
         with pytest.raises((MalformedInputError, KeyNotFoundError)):
             envelope.open(bytes(bad), [ident])
+
+
+@pytest.mark.parametrize("size", [0, cb.CHUNK_SIZE, 2 * cb.CHUNK_SIZE])
+def test_empty_final_chunk_is_always_authenticated(size: int) -> None:
+    data = envelope.seal(b"e" * size, [KEK])
+    bad = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(ChunkAuthenticationError):
+        envelope.open(bad, [KEK])
+    reader = envelope.Reader(io.BytesIO(bad), [KEK])
+    with pytest.raises(ChunkAuthenticationError):
+        while reader.read(1000):
+            pass
