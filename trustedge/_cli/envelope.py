@@ -203,8 +203,7 @@ def _keygen(args: argparse.Namespace) -> int:
         kek_id = envelope.HPKEIdentity(sk).kek_id
     elif args.type == "box":
         ident = envelope.SealedBoxIdentity.generate()
-        raw = bytes(ident._sk)
-        _write_secret(out, raw)
+        _write_secret(out, ident.private_bytes())
         pub.write_bytes(ident.recipient.public_bytes)
         kek_id = ident.kek_id
     elif args.type == "kek":

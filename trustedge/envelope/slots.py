@@ -375,6 +375,10 @@ class SealedBoxIdentity:
     def recipient(self) -> SealedBoxRecipient:
         return self._recipient
 
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key (for storing it)."""
+        return bytes(self._sk)
+
     @classmethod
     def generate(cls) -> SealedBoxIdentity:
         import nacl.public
