@@ -27,7 +27,7 @@ from trustedge.errors import BackendUnavailableError, MalformedInputError
 
 __all__ = ["register"]
 
-_BLOCK = 4 * 1024 * 1024
+_BLOCK = 1024 * 1024  # fits in L2: the read and the encryption share the cache
 _SUITES = {"aes": envelope.SUITE_COBBLESTONE_256, "chacha": envelope.SUITE_CHACHA20_POLY1305}
 
 
@@ -278,7 +278,7 @@ def _input(path: str | None) -> Iterator[tuple[IO[bytes], int | None]]:
     if path in (None, "-"):
         yield sys.stdin.buffer, None
         return
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         yield fh, size if Path(path).is_file() else None
 
