@@ -79,3 +79,42 @@ def test_fuzz_entry_point_runs() -> None:
 
     for data in (b"", b"TEnv", _SEED[:100], _SEED + b"x", bytes(range(256))):
         TestOneInput(data)
+
+
+_IDENTITIES = [
+    KEK,
+    envelope.HPKEIdentity.generate(),
+    envelope.SealedBoxIdentity.generate(),
+    envelope.KMSSlot(envelope.LocalKeyFileProvider(b"\x01" * 32)),
+]
+_PARAM_VALUES = st.one_of(
+    st.integers(-(2**64), 2**64 - 1), st.binary(max_size=40), st.text(max_size=8), st.none()
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 8),
+            st.text(max_size=24) | st.sampled_from([i.kek_id for i in _IDENTITIES]),
+            st.dictionaries(
+                st.sampled_from(["salt", "kem", "kdf", "aead", "provider", "x"]),
+                _PARAM_VALUES,
+                max_size=4,
+            ),
+            st.binary(max_size=120),
+        ),
+        max_size=5,
+    )
+)
+def test_hostile_slots_raise_only_trustedge_errors(slots: list[tuple]) -> None:  # type: ignore[type-arg]
+    from trustedge.envelope._format import Slot, encode_prefix, read_prefix
+
+    p = read_prefix(io.BytesIO(SEALED).read)
+    forged = encode_prefix(p.header_bytes, [Slot(*s) for s in slots]) + SEALED[p.body_offset :]
+    try:
+        envelope.open(forged, _IDENTITIES)
+    except TrustedgeError:
+        return
+    raise AssertionError("hostile slots opened the envelope")

@@ -109,6 +109,10 @@ class Identity(Protocol):
     def unwrap(self, slot: Slot, binding: bytes) -> bytes: ...
 
 
+# Key ids are public (``inspect`` shows them), so slots are matched with a
+# plain comparison; secrets and digests are compared with hmac.compare_digest.
+
+
 def _fingerprint(label: bytes, material: bytes) -> str:
     return hashlib.sha256(label + b"\x00" + material).hexdigest()[:16]
 
@@ -171,7 +175,7 @@ class KEK:
         return _kek_wrap(self._key, SLOT_KEK, self.kek_id, file_key, binding, rng)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_KEK and hmac.compare_digest(slot.kek_id, self.kek_id)
+        return slot.type == SLOT_KEK and slot.kek_id == self.kek_id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         return _kek_unwrap(self._key, slot, binding)
@@ -224,7 +228,7 @@ class TPMSealedKEK:
         return _kek_wrap(self._key(), SLOT_TPM_KEK, self.kek_id, file_key, binding, rng)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_TPM_KEK and hmac.compare_digest(slot.kek_id, self.kek_id)
+        return slot.type == SLOT_TPM_KEK and slot.kek_id == self.kek_id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         return _kek_unwrap(self._key(), slot, binding)
@@ -310,7 +314,7 @@ class HPKEIdentity:
         return cls(key)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_HPKE and hmac.compare_digest(slot.kek_id, self.kek_id)
+        return slot.type == SLOT_HPKE and slot.kek_id == self.kek_id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         p = slot.params
@@ -386,7 +390,7 @@ class SealedBoxIdentity:
         return cls(nacl.public.PrivateKey.generate())
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_SEALED_BOX and hmac.compare_digest(slot.kek_id, self.kek_id)
+        return slot.type == SLOT_SEALED_BOX and slot.kek_id == self.kek_id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         if slot.params:

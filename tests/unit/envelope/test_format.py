@@ -10,7 +10,7 @@ import pytest
 from trustedge import _cbor, envelope
 from trustedge._cli._common import to_jsonable
 from trustedge.envelope._format import PREAMBLE, Header, Slot, encode_prefix, read_prefix
-from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
+from trustedge.errors import KeyNotFoundError, MalformedInputError, UnsupportedAlgorithmError
 
 KEK = envelope.KEK(b"\x55" * 32)
 
@@ -64,3 +64,14 @@ def test_inspect_hostile_params_is_json_safe() -> None:
     text = json.dumps(to_jsonable(info))
     assert '"tag": 42' in text and '"verified": false' in text
     assert envelope.open(forged, [KEK]) == b"x"  # unknown slot types are skipped
+
+
+def test_non_ascii_key_ids_do_not_break_matching() -> None:
+    sealed = envelope.seal(b"x", [KEK])
+    p = read_prefix(io.BytesIO(sealed).read)
+    odd = [Slot(s.type, "kék:" + s.kek_id, s.params, s.wrapped) for s in p.slots]
+    forged = encode_prefix(p.header_bytes, odd) + sealed[p.body_offset :]
+    hpke = envelope.HPKEIdentity.generate()
+    box = envelope.SealedBoxIdentity.generate()
+    with pytest.raises(KeyNotFoundError):
+        envelope.open(forged, [KEK, hpke, box])
