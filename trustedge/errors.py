@@ -21,9 +21,12 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "ChunkAuthenticationError",
     "CommitmentError",
+    "ContextMismatchError",
     "ExpiredError",
     "KeyNotFoundError",
+    "KeyProviderError",
     "LimitExceededError",
     "MalformedInputError",
     "NonceError",
@@ -31,7 +34,9 @@ __all__ = [
     "ReplayMismatchError",
     "RollbackError",
     "SignatureError",
+    "TrailingDataError",
     "TrustedgeError",
+    "TruncationError",
     "UnsupportedAlgorithmError",
     "VerificationError",
 ]
@@ -168,3 +173,39 @@ class BackendError(TrustedgeError):
     def __init__(self, message: str, *, code: int | None = None) -> None:
         self.code = code
         super().__init__(message)
+
+
+class ChunkAuthenticationError(VerificationError):
+    """An encrypted chunk did not authenticate (tampered, reordered or at the
+    wrong index). ``index`` is the zero-based chunk number (None when unknown)."""
+
+    label = "chunk authentication"
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message)
+
+
+class TruncationError(VerificationError):
+    """Encrypted data ends early: a chunk, a tag or the final short chunk is missing."""
+
+    label = "truncated"
+
+
+class TrailingDataError(VerificationError):
+    """Bytes follow the end of an authenticated message."""
+
+    label = "trailing data"
+
+
+class ContextMismatchError(VerificationError):
+    """The context stored with the data differs from the one the caller requires."""
+
+    label = "context mismatch"
+
+
+class KeyProviderError(BackendError):
+    """A key provider (TPM, KMS) could not release or wrap a key. Not a sign of
+    tampering: the provider was unavailable, refused, or its policy failed."""
+
+    label = "key provider"

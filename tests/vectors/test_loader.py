@@ -21,7 +21,10 @@ def test_iter_cases_and_group_fallback(tmp_path: Path, monkeypatch: pytest.Monke
     doc = {
         "schema": "trustedge-vectors/1",
         "testGroups": [
-            {"keySize": 256, "tests": [{"tcId": 1, "comment": "a b", "result": "valid", "x": "00ff"}]}
+            {
+                "keySize": 256,
+                "tests": [{"tcId": 1, "comment": "a b", "result": "valid", "x": "00ff"}],
+            }
         ],
     }
     (tmp_path / "t.json").write_text(json.dumps(doc))

@@ -1,11 +1,371 @@
-"""CLI commands of the envelope group (filled by its issue)."""
+"""``trustedge envelope keygen|seal|open|rewrap|inspect``.
+
+Input is ``-i FILE`` or stdin, output ``-o FILE`` or stdout. Files are
+written atomically (temporary file, fsync, rename): a failed ``open`` leaves
+no output file. Exit codes: 1 for any authentication failure (wrong key,
+commitment, chunk, truncation, trailing data, context), 3 for malformed
+input, 4 when a key provider (TPM, KMS) fails.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+from trustedge import envelope
+from trustedge._cli._common import EXIT_OK, EXIT_USAGE, CommandError, Progress, add_json_flag, emit
+from trustedge.envelope.slots import Identity, Recipient
+from trustedge.envelope.stream import Reader, Writer
+from trustedge.errors import BackendUnavailableError, MalformedInputError
 
 __all__ = ["register"]
+
+_BLOCK = 1024 * 1024  # fits in L2: the read and the encryption share the cache
+_SUITES = {"aes": envelope.SUITE_COBBLESTONE_256, "chacha": envelope.SUITE_CHACHA20_POLY1305}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the top-level parser."""
+    group = sub.add_parser("envelope", help="envelope encryption (seal, open, rewrap)")
+    cmds = group.add_subparsers(dest="envelope_command", metavar="COMMAND")
+    group.set_defaults(handler=lambda _args: _usage(group))
+
+    p = cmds.add_parser("keygen", help="create a recipient key pair, a KEK or a TPM-sealed KEK")
+    p.add_argument("--type", choices=["x25519", "p256", "box", "kek", "tpm-kek"], default="x25519")
+    p.add_argument("-o", "--output", required=True, help="private key / KEK file (KEY.pub too)")
+    _tpm_options(p)
+    p.set_defaults(handler=_keygen)
+
+    p = cmds.add_parser("seal", help="encrypt for one or more recipients")
+    _key_options(p, public=True)
+    p.add_argument("--context", action="append", default=[], metavar="K=V")
+    p.add_argument("--content-type")
+    p.add_argument("--suite", choices=sorted(_SUITES), default="aes")
+    _io_options(p)
+    p.set_defaults(handler=_seal)
+
+    p = cmds.add_parser("open", help="decrypt and authenticate")
+    _key_options(p, public=False)
+    p.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="require this stored context value",
+    )
+    _io_options(p)
+    p.set_defaults(handler=_open)
+
+    p = cmds.add_parser("rewrap", help="change recipients without touching the body")
+    _key_options(p, public=False)
+    p.add_argument("--add-recipient", action="append", default=[], metavar="PUB")
+    p.add_argument("--add-box-recipient", action="append", default=[], metavar="PUB")
+    p.add_argument("--add-kek", action="append", default=[], metavar="KEK")
+    p.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="KEK_ID",
+        help="key id of a slot to drop (see inspect)",
+    )
+    _io_options(p)
+    p.set_defaults(handler=_rewrap)
+
+    p = cmds.add_parser("inspect", help="show header and slots (unverified, no keys needed)")
+    p.add_argument("-i", "--input")
+    add_json_flag(p)
+    p.set_defaults(handler=_inspect)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _io_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input", help="input file (default: stdin)")
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+
+
+def _tpm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tcti", help="TPM TCTI string (e.g. swtpm:host=127.0.0.1,port=2321)")
+    p.add_argument("--tpm-auth-file", help="file holding the sealed KEK's auth value")
+    p.add_argument(
+        "--pcr",
+        action="append",
+        default=[],
+        metavar="BANK:I",
+        help="seal the TPM KEK to this PCR (repeatable)",
+    )
+
+
+def _key_options(p: argparse.ArgumentParser, *, public: bool) -> None:
+    if public:
+        p.add_argument(
+            "--recipient",
+            action="append",
+            default=[],
+            metavar="PUB",
+            help="HPKE recipient public key (PEM, X25519 or P-256)",
+        )
+        p.add_argument(
+            "--box-recipient",
+            action="append",
+            default=[],
+            metavar="PUB",
+            help="libsodium sealed-box public key (32 raw bytes)",
+        )
+    else:
+        p.add_argument(
+            "--identity", action="append", default=[], metavar="KEY", help="HPKE private key (PEM)"
+        )
+        p.add_argument(
+            "--box-identity",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help="libsodium sealed-box private key (32 raw bytes)",
+        )
+    p.add_argument("--kek", action="append", default=[], metavar="KEK", help="software KEK file")
+    p.add_argument(
+        "--kms-key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="local key-provider key file (example KMS provider)",
+    )
+    p.add_argument(
+        "--tpm",
+        action="append",
+        default=[],
+        metavar="SEALED",
+        help="TPM-sealed KEK blob (made by keygen --type tpm-kek)",
+    )
+    _tpm_options(p)
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _tpm_backend(args: argparse.Namespace) -> Any:
+    if not args.tcti:
+        raise CommandError("--tpm needs --tcti")
+    try:
+        from trustedge.attestation.backends.tpm2 import (  # type: ignore[import-not-found]
+            Tpm2Backend,
+        )
+    except ImportError as exc:
+        raise BackendUnavailableError(f"TPM backend not available: {exc}") from exc
+    return Tpm2Backend(args.tcti)
+
+
+def _tpm_auth(args: argparse.Namespace) -> bytes | None:
+    return Path(args.tpm_auth_file).read_bytes() if args.tpm_auth_file else None
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    pub = out.with_name(out.name + ".pub")
+    if args.type in ("x25519", "p256"):
+        from cryptography.hazmat.primitives import serialization
+
+        sk: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey = (
+            x25519.X25519PrivateKey.generate()
+            if args.type == "x25519"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
+        _write_secret(
+            out,
+            sk.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        pub.write_bytes(
+            sk.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        kek_id = envelope.HPKEIdentity(sk).kek_id
+    elif args.type == "box":
+        ident = envelope.SealedBoxIdentity.generate()
+        _write_secret(out, ident.private_bytes())
+        pub.write_bytes(ident.recipient.public_bytes)
+        kek_id = ident.kek_id
+    elif args.type == "kek":
+        kek = envelope.KEK.generate()
+        _write_secret(out, kek.key_bytes())
+        kek_id = kek.kek_id
+    else:
+        pcrs: dict[str, list[int]] = {}
+        for item in args.pcr:
+            bank, _, index = item.partition(":")
+            pcrs.setdefault(bank, []).append(int(index))
+        tpm = envelope.TPMSealedKEK.create(
+            _tpm_backend(args), pcrs=pcrs or None, auth=_tpm_auth(args)
+        )
+        out.write_bytes(tpm.sealed)
+        kek_id = tpm.kek_id
+    emit(args, {"key_id": kek_id, "path": str(out)}, f"{kek_id}  {out}")
+    return EXIT_OK
+
+
+def _identities(args: argparse.Namespace) -> list[Identity]:
+    ids: list[Identity] = []
+    ids += [envelope.HPKEIdentity.from_pem(Path(p).read_bytes()) for p in args.identity]
+    ids += [envelope.SealedBoxIdentity(_raw32(p)) for p in args.box_identity]
+    ids += _symmetric(args)
+    if not ids:
+        raise CommandError("give at least one key (--identity, --kek, --tpm, ...)")
+    return ids
+
+
+def _symmetric(args: argparse.Namespace) -> list[Any]:
+    keys: list[Any] = [envelope.KEK.from_file(p) for p in args.kek]
+    keys += [envelope.KMSSlot(envelope.LocalKeyFileProvider.from_file(p)) for p in args.kms_key]
+    if args.tpm:
+        backend = _tpm_backend(args)
+        auth = _tpm_auth(args)
+        keys += [envelope.TPMSealedKEK(backend, Path(p).read_bytes(), auth=auth) for p in args.tpm]
+    return keys
+
+
+def _raw32(path: str) -> bytes:
+    data = Path(path).read_bytes()
+    if len(data) != 32:
+        raise MalformedInputError(f"{path}: expected a 32-byte key")
+    return data
+
+
+def _recipients(
+    args: argparse.Namespace, pems: list[str], boxes: list[str], keks: list[Any]
+) -> list[Recipient]:
+    rs: list[Recipient] = [envelope.HPKERecipient.from_pem(Path(p).read_bytes()) for p in pems]
+    rs += [envelope.SealedBoxRecipient(_raw32(p)) for p in boxes]
+    rs += keks
+    return rs
+
+
+def _context(items: list[str]) -> dict[str, str]:
+    ctx = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--context takes K=V, got {item!r}")
+        ctx[key] = value
+    return ctx
+
+
+# -- streams --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _input(path: str | None) -> Iterator[tuple[IO[bytes], int | None]]:
+    if path in (None, "-"):
+        yield sys.stdin.buffer, None
+        return
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        yield fh, size if Path(path).is_file() else None
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes]]:
+    if path in (None, "-"):
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with envelope.atomic_output(path) as fh:
+        yield fh
+
+
+def _seal(args: argparse.Namespace) -> int:
+    recipients = _recipients(args, args.recipient, args.box_recipient, _symmetric(args))
+    if not recipients:
+        raise CommandError("give at least one --recipient, --box-recipient, --kek or --tpm")
+    ctx = _context(args.context)
+    with _input(args.input) as (fin, size), _output(args.output) as fout:
+        progress = Progress(size or 0, "sealing")
+        progress.enabled = progress.enabled and (size or 0) > _BLOCK
+        buf = bytearray(_BLOCK)
+        view = memoryview(buf)
+        done = 0
+        with Writer(
+            fout,
+            recipients,
+            context=ctx,
+            content_type=args.content_type,
+            size=size,
+            suite=_SUITES[args.suite],
+        ) as w:
+            while n := fin.readinto(view):  # type: ignore[attr-defined]
+                w.write(view[:n])
+                done += n
+                progress.update(done)
+        progress.close()
+    return EXIT_OK
+
+
+def _open(args: argparse.Namespace) -> int:
+    identities = _identities(args)
+    with _input(args.input) as (fin, size), _output(args.output) as fout:
+        reader = Reader(fin, identities, context=_context(args.context) or None)
+        progress = Progress(size or 0, "opening")
+        progress.enabled = progress.enabled and (size or 0) > _BLOCK
+        buf = memoryview(bytearray(_BLOCK))
+        done = 0
+        while n := reader.readinto(buf):
+            fout.write(buf[:n])
+            done += n
+            progress.update(done)
+        progress.close()
+    return EXIT_OK
+
+
+def _rewrap(args: argparse.Namespace) -> int:
+    identities = _identities(args)
+    add_keks = [envelope.KEK.from_file(p) for p in args.add_kek]
+    add = _recipients(args, args.add_recipient, args.add_box_recipient, add_keks)
+    with _input(args.input) as (fin, _):
+        data = fin.read()
+    out = envelope.rewrap(data, identities, add=add, remove=args.remove)
+    with _output(args.output) as fout:
+        fout.write(out)
+    return EXIT_OK
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with _input(args.input) as (fin, _):
+        info = envelope.inspect(fin)
+
+    def text() -> str:
+        lines = [
+            "envelope (UNVERIFIED: no key was used)",
+            f"  suite:        {info.suite} ({info.aead})",
+            f"  content type: {info.content_type or '-'}",
+            f"  size:         {info.size if info.size is not None else '-'}",
+            f"  body bytes:   {info.body_size if info.body_size is not None else '-'}",
+            "  context:",
+        ]
+        lines += [f"    {k} = {v!r}" for k, v in sorted(info.context.items())] or ["    (none)"]
+        lines.append(f"  slots ({len(info.slots)}):")
+        names = {1: "kek", 2: "tpm-kek", 3: "hpke", 4: "sealed-box", 5: "kms"}
+        lines += [f"    {names.get(s['type'], s['type'])}  {s['kek_id']}" for s in info.slots]
+        return "\n".join(lines)
+
+    emit(args, info, text)
+    return EXIT_OK
