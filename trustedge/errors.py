@@ -19,6 +19,7 @@ Misuse of the API (wrong argument types, impossible parameters) stays
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "BackendError",
     "BackendUnavailableError",
     "ChunkAuthenticationError",
@@ -204,8 +205,17 @@ class ContextMismatchError(VerificationError):
     label = "context mismatch"
 
 
+class AccessDeniedError(VerificationError):
+    """A key holder (TPM, KMS) refused to release a key because its policy or
+    authorization check failed (PCRs differ, wrong auth value). The data was not
+    tampered with; this device state or caller is just not allowed to open it."""
+
+    label = "access denied"
+
+
 class KeyProviderError(BackendError):
-    """A key provider (TPM, KMS) could not release or wrap a key. Not a sign of
-    tampering: the provider was unavailable, refused, or its policy failed."""
+    """A key provider (TPM, KMS) could not release or wrap a key: it was
+    unavailable or failed. Not a sign of tampering, and not a policy refusal
+    (that is :class:`AccessDeniedError`)."""
 
     label = "key provider"

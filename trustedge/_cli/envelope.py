@@ -96,6 +96,7 @@ def _io_options(p: argparse.ArgumentParser) -> None:
 
 def _tpm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tcti", help="TPM TCTI string (e.g. swtpm:host=127.0.0.1,port=2321)")
+    p.add_argument("--software-tpm", metavar="DIR", help="use the software TPM kept in DIR")
     p.add_argument("--tpm-auth-file", help="file holding the sealed KEK's auth value")
     p.add_argument(
         "--pcr",
@@ -161,8 +162,12 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _tpm_backend(args: argparse.Namespace) -> Any:
+    if args.software_tpm:
+        from trustedge.attestation.backends.software import SoftwareTPM
+
+        return SoftwareTPM(Path(args.software_tpm))
     if not args.tcti:
-        raise CommandError("--tpm needs --tcti")
+        raise CommandError("TPM-sealed keys need --tcti TCTI or --software-tpm DIR")
     try:
         from trustedge.attestation.backends.tpm2 import (  # type: ignore[import-not-found]
             Tpm2Backend,

@@ -11,6 +11,7 @@ from trustedge.envelope.slots import Identity
 from trustedge.errors import (
     ContextMismatchError,
     KeyNotFoundError,
+    AccessDeniedError,
     KeyProviderError,
     MalformedInputError,
     TruncationError,
@@ -42,7 +43,8 @@ def unwrap(
     Raises :class:`~trustedge.errors.TruncationError` (short body header),
     :class:`~trustedge.errors.CommitmentError` as soon as an unwrapped key does not
     match the commitment (wrong header or a slot holding another key),
-    :class:`KeyProviderError` when the only matching slots failed in a provider,
+    :class:`AccessDeniedError` or :class:`KeyProviderError` when the only
+    matching slots were refused by (or failed in) their TPM/KMS,
     else :class:`KeyNotFoundError` listing what was tried.
     """
     if not identities:
@@ -51,14 +53,14 @@ def unwrap(
         raise TruncationError("the body ends inside its 56-byte header")
     bind = binding(prefix.header_bytes)
     tried: list[str] = []
-    provider_errors: list[KeyProviderError] = []
+    provider_errors: list[AccessDeniedError | KeyProviderError] = []
     for i, slot in enumerate(prefix.slots):
         for ident in identities:
             if not ident.matches(slot):
                 continue
             try:
                 file_key = ident.unwrap(slot, bind)
-            except KeyProviderError as exc:
+            except (AccessDeniedError, KeyProviderError) as exc:
                 provider_errors.append(exc)
                 continue
             except (VerificationError, MalformedInputError, UnsupportedAlgorithmError) as exc:

@@ -41,6 +41,7 @@ from trustedge.envelope import _hpke
 from trustedge.envelope._format import Slot, slot_aad
 from trustedge.envelope.kms import KeyProvider
 from trustedge.errors import (
+    AccessDeniedError,
     KeyProviderError,
     MalformedInputError,
     UnsupportedAlgorithmError,
@@ -102,7 +103,8 @@ class Identity(Protocol):
     """Opens slots: ``matches`` picks slots by type and key id (no trial
     decryption); ``unwrap`` returns the file key or raises
     ``VerificationError`` (does not authenticate), ``MalformedInputError``
-    (bad slot parameters) or ``KeyProviderError`` (TPM/KMS refused)."""
+    (bad slot parameters), ``AccessDeniedError`` (the TPM's PCR policy or auth
+    check refused) or ``KeyProviderError`` (TPM/KMS unavailable or failed)."""
 
     def matches(self, slot: Slot) -> bool: ...
 
@@ -189,7 +191,8 @@ class TPMSealedKEK:
     an optional PCR selection and/or auth value; the blob is stored by the
     caller (it is useless without that TPM). The KEK is unsealed once, on first
     use, and kept in this object. A refused unseal (PCR policy, auth) raises
-    :class:`KeyProviderError`, never a tampering error.
+    :class:`AccessDeniedError` (a verification failure, never a tampering error);
+    a TPM that fails raises :class:`KeyProviderError`.
     """
 
     def __init__(self, backend: TPMBackend, sealed: bytes, *, auth: bytes | None = None) -> None:
@@ -218,7 +221,7 @@ class TPMSealedKEK:
             try:
                 kek = self._backend.unseal(self.sealed, auth=self._auth)
             except VerificationError as exc:
-                raise KeyProviderError(f"TPM refused to unseal the KEK: {exc}") from exc
+                raise AccessDeniedError(f"TPM refused to unseal the KEK: {exc}") from exc
             if len(kek) != 32:
                 raise KeyProviderError("the sealed object does not hold a 32-byte KEK")
             self._kek = kek

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from trustedge import envelope
-from trustedge.errors import KeyNotFoundError, KeyProviderError
+from trustedge.errors import AccessDeniedError, KeyNotFoundError
 
 
 def test_tpm_sealed_kek_round_trip(tpm_backend: Any) -> None:
@@ -19,23 +19,23 @@ def test_tpm_sealed_kek_round_trip(tpm_backend: Any) -> None:
     assert envelope.open(sealed, [again]) == b"model cache"
 
 
-def test_tpm_policy_failure_is_provider_error(tpm_backend: Any) -> None:
+def test_tpm_policy_failure_is_access_denied(tpm_backend: Any) -> None:
     # PCR 16 is the resettable debug PCR: real TPMs let the test put it back.
     tpm_backend.pcr_reset(16)
     kek = envelope.TPMSealedKEK.create(tpm_backend, pcrs={"sha256": [16]})
     sealed = envelope.seal(b"x", [kek])
     try:
         tpm_backend.pcr_extend(16, {"sha256": b"\x01" * 32})
-        with pytest.raises(KeyProviderError):
+        with pytest.raises(AccessDeniedError):
             envelope.open(sealed, [envelope.TPMSealedKEK(tpm_backend, kek.sealed)])
     finally:
         tpm_backend.pcr_reset(16)
 
 
-def test_tpm_wrong_auth_is_provider_error(tpm_backend: Any) -> None:
+def test_tpm_wrong_auth_is_access_denied(tpm_backend: Any) -> None:
     kek = envelope.TPMSealedKEK.create(tpm_backend, auth=b"right")
     sealed = envelope.seal(b"x", [kek])
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(AccessDeniedError):
         envelope.open(sealed, [envelope.TPMSealedKEK(tpm_backend, kek.sealed, auth=b"wrong")])
 
 
