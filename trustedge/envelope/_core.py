@@ -9,9 +9,9 @@ from trustedge.envelope import _cobblestone as cb
 from trustedge.envelope._format import ContextValue, Prefix, binding
 from trustedge.envelope.slots import Identity
 from trustedge.errors import (
+    AccessDeniedError,
     ContextMismatchError,
     KeyNotFoundError,
-    AccessDeniedError,
     KeyProviderError,
     MalformedInputError,
     TruncationError,
