@@ -169,7 +169,7 @@ def _tpm_backend(args: argparse.Namespace) -> Any:
     if not args.tcti:
         raise CommandError("TPM-sealed keys need --tcti TCTI or --software-tpm DIR")
     try:
-        from trustedge.attestation.backends.tpm2 import (  # type: ignore[import-not-found]
+        from trustedge.attestation.backends.tpm2 import (
             Tpm2Backend,
         )
     except ImportError as exc:
