@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_MUTATIONS",
     "DEFAULT_TIME_LIMIT",
     "FUZZ_DIR",
+    "MAX_SEEDS",
     "ROOT",
     "ContractViolation",
     "Harness",
@@ -73,7 +74,7 @@ DEFAULT_MAX_LEN = 4096
 DEFAULT_TIME_LIMIT = 1.0
 #: Mutated inputs the pytest run derives from a harness's seeds.
 DEFAULT_MUTATIONS = 2000
-#: Cap on seeds taken per harness (the pytest run replays every one of them).
+#: Seeds the pytest run replays per harness (the fuzzer's corpus takes them all).
 MAX_SEEDS = 400
 
 Target = Callable[[bytes], object]
@@ -207,8 +208,8 @@ class Harness:
     time_limit: float
     mutations: int
 
-    def seeds(self) -> list[bytes]:
-        """Deduplicated seeds from ``SEEDS`` and ``seeds()``, at most ``MAX_SEEDS``."""
+    def seeds(self, limit: int | None = None) -> list[bytes]:
+        """Deduplicated seeds from ``SEEDS`` and ``seeds()`` (the first ``limit`` of them)."""
         found: list[bytes] = []
         patterns = getattr(self.module, "SEEDS", [])
         found.extend(files(*patterns))
@@ -221,7 +222,7 @@ class Harness:
             if seed not in seen:
                 seen.add(seed)
                 out.append(seed)
-        return out[:MAX_SEEDS]
+        return out[:limit]
 
 
 def load_harness(path: Path) -> Harness:

@@ -17,7 +17,6 @@ from trustedge._binary import Reader, Writer
 from trustedge.errors import MalformedInputError
 
 MAX_LEN = 4096
-SEEDS = ["vectors/fuzz/binary/*.bin"]
 
 _INTS = ["u8", "u16le", "u32le", "u64le", "i32le", "u16be", "u32be", "u64be"]
 _PREFIXED = ["bytes_u8", "bytes_u16be", "bytes_u16le", "bytes_u32le", "bytes_u32be"]

@@ -22,14 +22,14 @@ MAX_LEN = 16384
 SEEDS = [
     "shared/suit/**/*.cbor",
     "shared/suit/**/*.suit",
-    "vectors/fuzz/cbor/*.bin",
 ]
 
 _TIGHT = DecodeLimits(max_size=1024, max_depth=4, max_items=64)
 
 
 def seeds() -> list[bytes]:
-    """COSE examples and every hex field of the project's vectors, behind a mode byte."""
+    """COSE examples and every hex field of the project's vectors (the regression cases of
+    ``vectors/fuzz/cbor_decode.json`` among them), behind a mode byte."""
     bodies = list(json_hex_values("shared/cose/**/*.json", keys=["cbor"]))
     bodies += list(json_hex_values("vectors/**/*.json"))
     return [bytes([mode]) + body for body in bodies for mode in (0x00, 0x01)]

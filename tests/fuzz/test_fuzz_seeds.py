@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz._harness import (
+    MAX_SEEDS,
     ContractViolation,
     discover,
     enforce_contract,
@@ -48,7 +49,7 @@ def test_there_are_harnesses() -> None:
 @pytest.mark.parametrize("path", HARNESSES, ids=IDS)
 def test_seeds_keep_the_contract(path: Path) -> None:
     harness = load_harness(path)
-    seeds = harness.seeds()
+    seeds = harness.seeds(MAX_SEEDS)
     assert seeds, f"{harness.name} has no seeds"
     _run_all(path, seeds)
 
@@ -56,7 +57,7 @@ def test_seeds_keep_the_contract(path: Path) -> None:
 @pytest.mark.parametrize("path", HARNESSES, ids=IDS)
 def test_mutations_keep_the_contract(path: Path) -> None:
     harness = load_harness(path)
-    seeds = harness.seeds()
+    seeds = harness.seeds(MAX_SEEDS)
     inputs = list(
         mutations(seeds, harness.mutations, seed=len(harness.name), max_len=harness.max_len)
     )
