@@ -31,8 +31,7 @@ MiB = 1024 * 1024
 
 _CHILD = textwrap.dedent(
     """
-    import gc, json, sys, time
-    from trustedge import _cbor
+    import gc, importlib, json, sys, time
 
     def peak_rss_kib():
         # VmHWM belongs to this process image; ru_maxrss would carry the parent's
@@ -40,13 +39,15 @@ _CHILD = textwrap.dedent(
         with open("/proc/self/status") as fh:
             return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 
-    data = open(sys.argv[1], "rb").read()
-    canonical = sys.argv[2] == "1"
+    modname, _, attr = sys.argv[1].partition(":")
+    fn = getattr(importlib.import_module(modname), attr)
+    kwargs = json.loads(sys.argv[3])
+    data = open(sys.argv[2], "rb").read()
     gc.collect()
     base = peak_rss_kib()
     t0 = time.perf_counter()
     try:
-        _cbor.decode(data, canonical=canonical)
+        fn(data, **kwargs)
         outcome = "ok"
     except Exception as exc:
         outcome = type(exc).__name__
@@ -57,16 +58,27 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _measure(tmp_path: Path, data: bytes, *, canonical: bool = False) -> dict[str, object]:
-    """Decode ``data`` in a fresh interpreter; return outcome, seconds and RSS growth (MiB)."""
-    path = tmp_path / "input.cbor"
+def measure_call(tmp_path: Path, target: str, data: bytes, **kwargs: object) -> dict[str, object]:
+    """Run ``target(data, **kwargs)`` (``"module:function"``) in a fresh interpreter.
+
+    Returns ``{"outcome": "ok" | <exception class name>, "seconds": wall time of the call,
+    "rss_mib": growth of the peak RSS during the call}``. ``kwargs`` must be JSON values.
+    Module limit tests use this for their worst cases (an event log of maximal event
+    count, an envelope with the maximal slot count, ...).
+    """
+    path = tmp_path / "input.bin"
     path.write_bytes(data)
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path), "1" if canonical else "0"],
+        [sys.executable, "-c", _CHILD, target, str(path), json.dumps(kwargs)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     result: dict[str, object] = json.loads(out.stdout)
     return result
+
+
+def _measure(tmp_path: Path, data: bytes, *, canonical: bool = False) -> dict[str, object]:
+    """Decode ``data`` with the default limits in a fresh interpreter."""
+    return measure_call(tmp_path, "trustedge._cbor:decode", data, canonical=canonical)
 
 
 def _max_map() -> bytes:
