@@ -43,7 +43,7 @@ def _run_all(path: Path, inputs: list[bytes]) -> None:
 
 
 def test_there_are_harnesses() -> None:
-    assert {"cbor_decode", "binary_reader"} <= set(IDS)
+    assert {"cbor_decode", "cbor_differential", "binary_reader"} <= set(IDS)
 
 
 @pytest.mark.parametrize("path", HARNESSES, ids=IDS)
