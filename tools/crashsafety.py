@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,10 +124,14 @@ def _run_writer(writer: Callable[..., Any], state_dir: Path, fd: int) -> None:
     def ack(version: int) -> None:
         os.write(fd, f"{version}\n".encode())
 
+    status = 0
     try:
         writer(state_dir, ack)
+    except BaseException:  # a broken writer must be visible, not look like an early kill
+        traceback.print_exc()
+        status = 1
     finally:
-        os._exit(0)
+        os._exit(status)
 
 
 def _read_acks(fd: int) -> list[int]:
