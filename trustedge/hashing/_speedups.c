@@ -25,6 +25,9 @@
 #include "sha256_kernels.h"
 
 #define LANE_CHUNK (32 * 1024)    /* bytes read per lane per step */
+/* Lane buffers are LANE_CHUNK + 3 cache lines apart: at a power-of-two stride
+ * the 16 lane loads of one block would all hit the same L1 set. */
+#define LANE_STRIDE (LANE_CHUNK + 192)
 #define STREAM_CHUNK (256 * 1024) /* bytes per read for single streams */
 #define TICK_NS 50000000L         /* supervisor wake-up: 50 ms */
 
@@ -229,13 +232,13 @@ static int mb_leaves(job_t *j, uint8_t *mem, const size_t *pos, int n) {
     uint32_t st[8][TE_MAX_LANES];
     const uint8_t *ptr[TE_MAX_LANES];
     for (int i = 0; i < TE_MAX_LANES; i++) {
-        ptr[i] = mem + (size_t)(i < lanes ? i : 0) * LANE_CHUNK;
+        ptr[i] = mem + (size_t)(i < lanes ? i : 0) * LANE_STRIDE;
         for (int w = 0; w < 8; w++) st[w][i] = te_sha256_h0[w];
     }
     for (uint64_t m = 0; m < L; m += LANE_CHUNK) {
         size_t c = L - m < LANE_CHUNK ? (size_t)(L - m) : LANE_CHUNK;
         for (int i = 0; i < n; i++) {
-            uint8_t *b = mem + (size_t)i * LANE_CHUNK;
+            uint8_t *b = mem + (size_t)i * LANE_STRIDE;
             uint64_t start = j->idx[pos[i]] * L;
             if (m == 0) {
                 b[0] = 0x00;
@@ -248,7 +251,7 @@ static int mb_leaves(job_t *j, uint8_t *mem, const size_t *pos, int n) {
         atomic_fetch_add_explicit(&j->done, (unsigned long long)c * n, memory_order_relaxed);
     }
     for (int i = 0; i < lanes; i++) {
-        uint8_t *b = mem + (size_t)i * LANE_CHUNK;
+        uint8_t *b = mem + (size_t)i * LANE_STRIDE;
         memset(b, 0, 64);
         if (i < n && read_full(j, b, 1, j->idx[pos[i]] * L + L - 1)) return -1;
         b[1] = 0x80;
@@ -285,7 +288,7 @@ static int leaf_group(job_t *j, uint8_t *mem, size_t first, size_t count) {
 
 static void *worker(void *arg) {
     job_t *j = arg;
-    size_t bytes = (size_t)j->k.lanes * LANE_CHUNK;
+    size_t bytes = (size_t)j->k.lanes * LANE_STRIDE;
     if (bytes < STREAM_CHUNK) bytes = STREAM_CHUNK;
     uint8_t *mem = NULL;
     if (posix_memalign((void **)&mem, 64, bytes) != 0) {

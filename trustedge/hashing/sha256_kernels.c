@@ -128,11 +128,6 @@ __attribute__((target("sha,sse4.1,ssse3"))) void te_compress_shani(uint32_t h[8]
 
 #define TE_AVX2 __attribute__((target("avx2")))
 
-static inline int32_t ld32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 TE_AVX2 static inline __m256i ror8(__m256i x, int n) {
     return _mm256_or_si256(_mm256_srli_epi32(x, n), _mm256_slli_epi32(x, 32 - n));
@@ -147,17 +142,27 @@ TE_AVX2 void te_mb_avx2(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p[TE_
     for (size_t blk = 0; blk < nblocks; blk++) {
         __m256i w[16];
         size_t off = blk * 64;
-        for (int t = 0; t < 16; t++) {
-            __m256i v = _mm256_setr_epi32(
-                ld32(p[0] + off + 4 * t),
-                ld32(p[1] + off + 4 * t),
-                ld32(p[2] + off + 4 * t),
-                ld32(p[3] + off + 4 * t),
-                ld32(p[4] + off + 4 * t),
-                ld32(p[5] + off + 4 * t),
-                ld32(p[6] + off + 4 * t),
-                ld32(p[7] + off + 4 * t));
-            w[t] = _mm256_shuffle_epi8(v, bswap);
+        /* Two 8x8 transposes: lane i's block is row i; word t of all lanes becomes w[t]. */
+        for (int half = 0; half < 2; half++) {
+            __m256i r[8], t[8], u[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_shuffle_epi8(
+                    _mm256_loadu_si256((const __m256i *)(const void *)(p[i] + off + 32 * half)),
+                    bswap);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+                u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+                u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+                u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+            }
+            for (int k = 0; k < 4; k++) {
+                w[8 * half + k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+                w[8 * half + k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+            }
         }
         __m256i a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
 #pragma GCC unroll 64
@@ -203,19 +208,35 @@ TE_AVX512 void te_mb_avx512(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p
                             size_t nblocks) {
     const __m512i bswap = _mm512_broadcast_i32x4(
         _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
-    /* Lanes are gathered relative to lane 0; all lane buffers come from one
-     * allocation per worker, so the offsets fit in 32 bits. */
-    const uint8_t *base = p[0];
-    int32_t offs[16];
-    for (int i = 0; i < 16; i++) offs[i] = (int32_t)(p[i] - base);
-    const __m512i vidx = _mm512_loadu_si512(offs);
     __m512i s[8];
     for (int w = 0; w < 8; w++) s[w] = _mm512_loadu_si512(st[w]);
     for (size_t blk = 0; blk < nblocks; blk++) {
         __m512i w[16];
-        const uint8_t *bp = base + blk * 64;
-        for (int t = 0; t < 16; t++)
-            w[t] = _mm512_shuffle_epi8(_mm512_i32gather_epi32(vidx, bp + 4 * t, 1), bswap);
+        /* 16x16 transpose of 32-bit words: lane i's block is row i. */
+        __m512i r[16], t[16], u[16], v[4];
+        for (int i = 0; i < 16; i++)
+            r[i] = _mm512_shuffle_epi8(_mm512_loadu_si512(p[i] + blk * 64), bswap);
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            /* u[i + k] holds words k, k+4, k+8, k+12 of rows i..i+3 (one per 128-bit lane). */
+            u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+            u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+            u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+            u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+        }
+        for (int k = 0; k < 4; k++) {
+            v[0] = _mm512_shuffle_i32x4(u[k], u[k + 4], 0x88);      /* k, k+8: rows 0-7 */
+            v[1] = _mm512_shuffle_i32x4(u[k], u[k + 4], 0xDD);      /* k+4, k+12 */
+            v[2] = _mm512_shuffle_i32x4(u[k + 8], u[k + 12], 0x88); /* rows 8-15 */
+            v[3] = _mm512_shuffle_i32x4(u[k + 8], u[k + 12], 0xDD);
+            w[k] = _mm512_shuffle_i32x4(v[0], v[2], 0x88);
+            w[k + 8] = _mm512_shuffle_i32x4(v[0], v[2], 0xDD);
+            w[k + 4] = _mm512_shuffle_i32x4(v[1], v[3], 0x88);
+            w[k + 12] = _mm512_shuffle_i32x4(v[1], v[3], 0xDD);
+        }
         __m512i a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
 #pragma GCC unroll 64
         for (int t = 0; t < 64; t++) {
