@@ -60,7 +60,7 @@ def test_size_mismatch(blob: tuple[Path, hashing.BlobDigest]) -> None:
 
 def test_leaves_not_matching_root(blob: tuple[Path, hashing.BlobDigest]) -> None:
     path, d = blob
-    forged = dataclasses.replace(d, leaves=(b"\x00" * 32,) + d.leaves[1:])
+    forged = dataclasses.replace(d, leaves=(b"\x00" * 32, *d.leaves[1:]))
     with pytest.raises(VerificationError, match="root"):
         hashing.verify_file(path, forged, ranges=[(LEAF, LEAF + 1)])
 
