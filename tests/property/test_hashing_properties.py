@@ -56,7 +56,7 @@ def test_twins_agree(size: int, leaf_exp: int, threads: int, seed: bytes) -> Non
                     simd,
                     None,
                     None,
-                )  # fmt: skip
+                )
                 for module in implementations()
                 for simd in module.SIMD_PATHS  # type: ignore[attr-defined]
             ]
