@@ -86,6 +86,15 @@ def test_cancel_flag_stops_within_100ms(big_sparse: Path, implementation: Module
 
 
 def test_ctrl_c_stops_within_100ms(big_sparse: Path, implementation: ModuleType) -> None:
+    # A shell's background job starts with SIGINT ignored: install Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ctrl_c_during_hash(big_sparse, implementation)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_during_hash(big_sparse: Path, implementation: ModuleType) -> None:
     sent: list[float] = []
 
     def interrupt(done: int, total: int) -> None:
