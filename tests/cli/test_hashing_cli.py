@@ -110,3 +110,18 @@ def test_missing_file_is_environment_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert run(capsys, str(tmp_path / "nope"))[0] == 4
+
+
+def test_matches_coreutils_sha256sum(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("sha256sum") is None:
+        pytest.fail("sha256sum (coreutils) is needed to compare against")
+    for size in (0, 1, 4095, 4096, 4097, 1 << 20):
+        path = tmp_path / f"s{size}"
+        path.write_bytes(hashlib.shake_128(str(size).encode()).digest(size))
+        theirs = subprocess.run(
+            ["sha256sum", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        assert run(capsys, str(path))[1] == theirs
