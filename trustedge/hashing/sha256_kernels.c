@@ -255,17 +255,19 @@ TE_AVX512 void te_mb_avx512(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p
                                       _mm512_add_epi32(w[(t - 7) & 15], s1));
                 w[t & 15] = wt;
             }
+            /* Sums ordered for a short dependency chain (the rounds are latency-bound):
+             * h + K + W and d + h + K + W do not depend on this round's e. */
+            __m512i hkw = _mm512_add_epi32(h, _mm512_add_epi32(wt, _mm512_set1_epi32((int)te_sha256_k[t])));
+            __m512i dhkw = _mm512_add_epi32(d, hkw);
+            __m512i ch = _mm512_ternarylogic_epi32(e, f, g, 0xCA);  /* e ? f : g */
             __m512i S1 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(e, 6), _mm512_ror_epi32(e, 11),
                                                    _mm512_ror_epi32(e, 25), 0x96);
-            __m512i ch = _mm512_ternarylogic_epi32(e, f, g, 0xCA);  /* e ? f : g */
-            __m512i t1 = _mm512_add_epi32(
-                _mm512_add_epi32(_mm512_add_epi32(h, S1), _mm512_add_epi32(ch, wt)),
-                _mm512_set1_epi32((int)te_sha256_k[t]));
+            __m512i t1 = _mm512_add_epi32(_mm512_add_epi32(hkw, ch), S1);
             __m512i S0 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(a, 2), _mm512_ror_epi32(a, 13),
                                                    _mm512_ror_epi32(a, 22), 0x96);
             __m512i maj = _mm512_ternarylogic_epi32(a, b, c, 0xE8); /* majority */
             __m512i t2 = _mm512_add_epi32(S0, maj);
-            h = g; g = f; f = e; e = _mm512_add_epi32(d, t1);
+            h = g; g = f; f = e; e = _mm512_add_epi32(_mm512_add_epi32(dhkw, ch), S1);
             d = c; c = b; b = a; a = _mm512_add_epi32(t1, t2);
         }
         s[0] = _mm512_add_epi32(s[0], a); s[1] = _mm512_add_epi32(s[1], b);
