@@ -19,6 +19,7 @@ twin. ``SIMD_PATH`` names the leaf kernel (``avx512``, ``avx2``, ``shani``,
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import stat
@@ -42,6 +43,7 @@ __all__ = [
     "SIMD_PATH",
     "TREE_DOMAIN",
     "BlobDigest",
+    "BlobHasher",
     "CancelFlag",
     "ProgressCallback",
     "available_simd_paths",
@@ -133,8 +135,6 @@ def tree_root(size: int, leaf_size: int, leaves: Sequence[bytes]) -> bytes:
 
     Raises ``ValueError`` if the leaf count does not fit ``size``/``leaf_size``.
     """
-    import hashlib
-
     _check_leaf_size(leaf_size)
     if len(leaves) != leaf_count(size, leaf_size) or any(len(x) != 32 for x in leaves):
         raise ValueError("leaf list does not match size and leaf_size")
@@ -247,6 +247,53 @@ class BlobDigest:
             leaves=[_hex32(x, "tree leaf") for x in leaves],
             sha256=None if sha is None else _hex32(sha, "sha256"),
         )
+
+
+class BlobHasher:
+    """Both digests of a byte stream fed in order, e.g. while it downloads.
+
+    ``update()`` takes chunks of any size; ``digest()`` gives the same
+    :class:`BlobDigest` that :func:`hash_file` gives for a file with those
+    bytes, and may be called at any point (the hasher keeps going). Pure
+    Python on hashlib, which releases the GIL for chunks of 2 KiB or more.
+    """
+
+    def __init__(self, leaf_size: int = DEFAULT_LEAF_SIZE) -> None:
+        _check_leaf_size(leaf_size)
+        self.leaf_size = leaf_size
+        self._whole = hashlib.sha256()
+        self._leaf = hashlib.sha256(b"\x00")
+        self._in_leaf = 0
+        self._leaves: list[bytes] = []
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes fed so far."""
+        return self._size
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed the next bytes of the blob."""
+        view = memoryview(data).cast("B")
+        self._whole.update(view)
+        self._size += len(view)
+        while view:
+            take = min(len(view), self.leaf_size - self._in_leaf)
+            self._leaf.update(view[:take])
+            self._in_leaf += take
+            view = view[take:]
+            if self._in_leaf == self.leaf_size:
+                self._leaves.append(self._leaf.digest())
+                self._leaf = hashlib.sha256(b"\x00")
+                self._in_leaf = 0
+
+    def digest(self) -> BlobDigest:
+        """The digests of everything fed so far (with ``sha256``)."""
+        leaves = list(self._leaves)
+        if self._in_leaf:
+            leaves.append(self._leaf.digest())
+        root = tree_root(self._size, self.leaf_size, leaves)
+        return BlobDigest(self._size, self.leaf_size, root, tuple(leaves), self._whole.digest())
 
 
 def _open(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
