@@ -205,10 +205,13 @@ static int whole_file(job_t *j, uint8_t *mem) {
     return 0;
 }
 
+static uint64_t leaf_bytes(uint64_t size, uint64_t leaf_size, uint64_t leaf) {
+    uint64_t rest = size - leaf * leaf_size;
+    return rest < leaf_size ? rest : leaf_size;
+}
+
 static uint64_t leaf_len(const job_t *j, uint64_t leaf) {
-    uint64_t start = leaf * j->leaf_size;
-    uint64_t rest = j->size - start;
-    return rest < j->leaf_size ? rest : j->leaf_size;
+    return leaf_bytes(j->size, j->leaf_size, leaf);
 }
 
 static int one_leaf(job_t *j, uint8_t *mem, size_t pos) {
@@ -388,7 +391,7 @@ static PyObject *hash_fd(PyObject *self, PyObject *args) {
             goto done;
         }
         idx[i] = v;
-        total += leaf_len(&(job_t){.size = size, .leaf_size = leaf_size}, v);
+        total += leaf_bytes(size, leaf_size, v);
     }
 
     j.fd = fd;
