@@ -208,6 +208,9 @@ TE_AVX512 void te_mb_avx512(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p
                             size_t nblocks) {
     const __m512i bswap = _mm512_broadcast_i32x4(
         _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
+    /* Broadcast round constants once per call; the rounds then add them from L1. */
+    __m512i kv[64];
+    for (int t = 0; t < 64; t++) kv[t] = _mm512_set1_epi32((int)te_sha256_k[t]);
     __m512i s[8];
     for (int w = 0; w < 8; w++) s[w] = _mm512_loadu_si512(st[w]);
     for (size_t blk = 0; blk < nblocks; blk++) {
@@ -257,7 +260,7 @@ TE_AVX512 void te_mb_avx512(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p
             }
             /* Sums ordered for a short dependency chain (the rounds are latency-bound):
              * h + K + W and d + h + K + W do not depend on this round's e. */
-            __m512i hkw = _mm512_add_epi32(h, _mm512_add_epi32(wt, _mm512_set1_epi32((int)te_sha256_k[t])));
+            __m512i hkw = _mm512_add_epi32(h, _mm512_add_epi32(wt, kv[t]));
             __m512i dhkw = _mm512_add_epi32(d, hkw);
             __m512i ch = _mm512_ternarylogic_epi32(e, f, g, 0xCA);  /* e ? f : g */
             __m512i S1 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(e, 6), _mm512_ror_epi32(e, 11),
