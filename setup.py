@@ -50,7 +50,11 @@ setup(
     ext_modules=[
         Extension(
             "trustedge.hashing._speedups",
-            sources=["trustedge/hashing/_speedups.c"],
+            sources=[
+                "trustedge/hashing/_speedups.c",
+                "trustedge/hashing/sha256_kernels.c",
+            ],
+            depends=["trustedge/hashing/sha256_kernels.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=["-pthread"] if sys.platform != "win32" else [],
         )

@@ -1,11 +1,251 @@
-"""CLI commands of the hashing group (filled by its issue)."""
+"""``trustedge hash``: digests of large files and model directories.
+
+``trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]``
+prints whole-file SHA-256 lines (the ``sha256sum`` format) and, with ``--tree``,
+the tree root too; a directory gives its model manifest. ``trustedge hash
+verify FILE|DIR --digest HEX|@digest.json [--range START:END]`` checks one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from trustedge import hashing
+from trustedge._cli._common import (
+    EXIT_MALFORMED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Progress,
+    add_json_flag,
+    emit,
+)
+from trustedge.errors import MalformedInputError, VerificationError
+from trustedge.hashing.manifest import ModelManifest, hash_model, verify_model
 
 __all__ = ["register"]
 
+#: Files larger than this get a progress bar on a TTY even without --progress.
+PROGRESS_THRESHOLD = 256 * 1024 * 1024
+#: Largest digest/manifest JSON file --digest reads.
+DIGEST_FILE_LIMIT = 64 * 1024 * 1024
+
+USAGE = """\
+trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]
+trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]..."""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this group's commands to the top-level parser."""
+    """Add ``trustedge hash`` (and ``hash verify``) to the top-level parser."""
+    p = sub.add_parser(
+        "hash",
+        usage=USAGE,
+        help="SHA-256 and tree digests of large files and model directories",
+        description="Hash files (whole-file SHA-256, plus the tree digest with --tree) or "
+        "model directories (a manifest of every file). 'hash verify' checks a file or "
+        "directory against a digest. Exit 1 when verification fails.",
+    )
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR", help="files or directories")
+    p.add_argument("--tree", action="store_true", help="also compute the tree digest")
+    p.add_argument(
+        "--leaf-size",
+        type=_size,
+        default=hashing.DEFAULT_LEAF_SIZE,
+        help="tree leaf size, a power of two from 4K to 1G (default 4M)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: CPUs)")
+    p.add_argument("--progress", action="store_true", help="progress bar on a TTY")
+    p.add_argument("--digest", help="verify: 64 hex digits (SHA-256) or @FILE.json")
+    p.add_argument(
+        "--range",
+        dest="ranges",
+        action="append",
+        type=_range,
+        default=None,
+        metavar="START:END",
+        help="verify: only the leaves under this byte range (repeatable)",
+    )
+    add_json_flag(p)
+    p.set_defaults(handler=_run)
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    try:
+        if text[-1:].upper() in units:
+            return int(text[:-1]) * units[text[-1].upper()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def _range(text: str) -> tuple[int, int]:
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(start), int(end)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a START:END range: {text!r}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be at least 1")
+    try:
+        hashing.tree_root(0, args.leaf_size, [])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if args.paths[0] == "verify":
+        return _verify(args, args.paths[1:])
+    if args.digest is not None or args.ranges is not None:
+        raise CommandError("--digest and --range belong to 'trustedge hash verify'")
+    return _hash(args)
+
+
+@contextlib.contextmanager
+def _progress(
+    args: argparse.Namespace, size: int, label: str
+) -> Iterator[hashing.ProgressCallback | None]:
+    """A progress callback drawing a bar on a TTY (--progress, or files > 256 MiB)."""
+    bar = Progress(size, label) if args.progress or size > PROGRESS_THRESHOLD else None
+    if bar is None or not bar.enabled:
+        yield None
+        return
+    shown = bar
+    try:
+        yield lambda done, total: shown.update(done * size // max(total, 1))
+    finally:
+        shown.close()
+
+
+def _hash(args: argparse.Namespace) -> int:
+    files: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for name in args.paths:
+        path = Path(name)
+        if path.is_dir():
+            with _progress(args, _dir_size(path), name) as cb:
+                manifest = hash_model(path, args.leaf_size, threads=args.threads, progress=cb)
+            models.append({"path": name, **manifest.to_json()})
+            for f in manifest.files:
+                lines.append(_line(f.digest, os.path.join(name, f.path), tree=args.tree))
+            continue
+        size = path.stat().st_size
+        if args.tree:
+            with _progress(args, size, name) as cb:
+                digest = hashing.hash_file(path, args.leaf_size, threads=args.threads, progress=cb)
+            files.append({"path": name, **digest.to_json()})
+            lines.append(_line(digest, name, tree=True))
+        else:
+            with _progress(args, size, name) as cb:
+                sha = hashing.sha256_file(path, progress=cb)
+            files.append({"path": name, "size": size, "sha256": sha.hex()})
+            lines.append(f"{sha.hex()}  {name}")
+    data: dict[str, Any] = {"files": files}
+    if models:
+        data["models"] = models
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+def _line(digest: hashing.BlobDigest, name: str, *, tree: bool) -> str:
+    sha = digest.sha256.hex() if digest.sha256 is not None else "-"
+    if not tree:
+        return f"{sha}  {name}"
+    return f"{sha}  tree-v1:{digest.leaf_size}:{digest.root.hex()}  {name}"
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(root, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _load_digest_json(spec: str) -> Any:
+    try:
+        with open(spec[1:], "rb") as fh:
+            raw = fh.read(DIGEST_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot read {spec[1:]}: {exc.strerror}", exit_code=EXIT_USAGE
+        ) from None
+    if len(raw) > DIGEST_FILE_LIMIT:
+        raise CommandError("digest file too large", exit_code=EXIT_MALFORMED)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedInputError(f"{spec[1:]} is not JSON") from None
+
+
+def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest:
+    """A BlobDigest JSON, or the entry for ``name`` in ``trustedge hash --json`` output."""
+    if isinstance(doc, dict) and isinstance(doc.get("files"), list) and "tree" not in doc:
+        entries = [e for e in doc["files"] if isinstance(e, dict)]
+        match = [e for e in entries if e.get("path") == name]
+        if not match and len(entries) == 1:
+            match = entries
+        if len(match) != 1:
+            raise MalformedInputError(f"digest file has no single entry for {name!r}")
+        doc = {k: v for k, v in match[0].items() if k != "path"}
+    if isinstance(doc, dict) and "tree" not in doc:
+        raise MalformedInputError(
+            "digest has no tree: hash it with --tree, or pass the hex SHA-256"
+        )
+    return hashing.BlobDigest.from_json(doc)
+
+
+def _verify(args: argparse.Namespace, targets: list[str]) -> int:
+    if len(targets) != 1 or args.digest is None:
+        raise CommandError("usage: trustedge hash verify FILE|DIR --digest HEX|@FILE.json")
+    name = targets[0]
+    path = Path(name)
+    spec: str = args.digest
+    if path.is_dir():
+        if not spec.startswith("@") or args.ranges:
+            raise CommandError("a directory verifies against @manifest.json, without --range")
+        doc = _load_digest_json(spec)
+        if isinstance(doc, dict) and isinstance(doc.get("models"), list) and doc["models"]:
+            doc = {k: v for k, v in doc["models"][0].items() if k != "path"}
+        manifest = ModelManifest.from_json(doc)
+        with _progress(args, _dir_size(path), name) as cb:
+            verify_model(path, manifest, threads=args.threads, progress=cb)
+        result = {"path": name, "verified": True, "files": len(manifest.files)}
+        emit(args, result, f"OK  {name} ({len(manifest.files)} files)")
+        return EXIT_OK
+    if spec.startswith("@"):
+        expected = _pick_file_digest(_load_digest_json(spec), name)
+        ranges = args.ranges
+        try:
+            with _progress(args, expected.size, name) as cb:
+                hashing.verify_file(
+                    path, expected, ranges=ranges, threads=args.threads, progress=cb
+                )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    else:
+        if args.ranges:
+            raise CommandError("--range needs a tree digest (@FILE.json)")
+        want = spec.lower()
+        if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+            raise CommandError("--digest must be 64 hex digits or @FILE.json")
+        size = path.stat().st_size
+        with _progress(args, size, name) as cb:
+            got = hashing.sha256_file(path, progress=cb)
+        if not hmac.compare_digest(got, bytes.fromhex(want)):
+            raise VerificationError(f"{name}: SHA-256 differs")
+    emit(args, {"path": name, "verified": True}, f"OK  {name}")
+    return EXIT_OK

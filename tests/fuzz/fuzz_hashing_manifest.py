@@ -1,0 +1,43 @@
+"""Fuzz entry point: model manifest decoding (CBOR and JSON).
+
+Run with atheris: ``python tests/fuzz/fuzz_hashing_manifest.py [corpus]``.
+Anything but MalformedInputError / UnsupportedAlgorithmError (and their
+subclasses) from ``ModelManifest.from_cbor`` / ``from_json`` is a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
+from trustedge.hashing import BlobDigest
+from trustedge.hashing.manifest import ModelManifest
+
+
+def TestOneInput(data: bytes) -> None:
+    try:
+        ModelManifest.from_cbor(data)
+    except (MalformedInputError, UnsupportedAlgorithmError):
+        pass
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return
+    for decode in (ModelManifest.from_json, BlobDigest.from_json):
+        try:
+            decode(doc)
+        except (MalformedInputError, UnsupportedAlgorithmError):
+            pass
+
+
+def main() -> None:  # pragma: no cover - needs atheris
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
