@@ -80,15 +80,7 @@ def check_tree(root: Path, package: str = "trustedge") -> list[str]:
             comp = tparts[1]
             if comp not in LEVELS:
                 continue  # a name imported from the top-level package, e.g. __version__
-            # The shared codecs (_binary, _cbor) sit at level 1 and may also be used
-            # by the other level-1 package (hashing: manifests are deterministic CBOR).
-            same_level_codec = comp in SHARED_PRIVATE and LEVELS[comp] == LEVELS[own]
-            if (
-                comp != own
-                and LEVELS[comp] >= LEVELS[own]
-                and own != "__init__"
-                and not same_level_codec
-            ):
+            if comp != own and LEVELS[comp] >= LEVELS[own] and own != "__init__":
                 problems.append(
                     f"{module}: imports {target} (level {LEVELS[comp]}) from level {LEVELS[own]}"
                 )
