@@ -95,6 +95,8 @@ __all__ = [
 ]
 
 Finds = list[Finding | tuple[Finding, str]]
+#: TPM models in EK certificates of software TPMs (``SoftwareTPM``).
+_SOFTWARE_MODELS = frozenset({"trustedge-software-tpm"})
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,10 @@ class Verifier:
             ek_public_key=ek.public_key(),
         )
         anchor = verified.chain[-1]
+        # A software TPM is never genuine hardware, even when its CA was
+        # (mis)configured as a hardware root.
+        if verified.tpm_model in _SOFTWARE_MODELS:
+            return Finding.SOFTWARE_TPM
         if any(anchor == root for root in self.anchors.ek_roots):
             return Finding.HARDWARE_TPM
         return Finding.SOFTWARE_TPM
