@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -79,6 +80,8 @@ from trustedge.measuredboot import (
     EventLogPolicy,
     ImaRuntimePolicy,
     UnsafeNoPolicy,
+    load_ima_policy,
+    load_policy,
     parse_event_log,
     parse_ima_log,
     secure_boot_state,
@@ -92,9 +95,11 @@ __all__ = [
     "AttestationChallenge",
     "TrustAnchors",
     "Verifier",
+    "load_appraisal_policy",
 ]
 
 Finds = list[Finding | tuple[Finding, str]]
+_DEFAULT_PCRS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 #: TPM models in EK certificates of software TPMs (``SoftwareTPM``).
 _SOFTWARE_MODELS = frozenset({"trustedge-software-tpm"})
 
@@ -115,7 +120,7 @@ class AppraisalPolicy:
 
     boot: EventLogPolicy | UnsafeNoPolicy
     runtime: ImaRuntimePolicy | None
-    pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    pcrs: tuple[int, ...] = _DEFAULT_PCRS
     bank: str = "sha256"
     secure_boot: bool = True
     quote: QuotePolicy = field(default_factory=QuotePolicy)
@@ -552,3 +557,74 @@ class Verifier:
 def _violations(exc: PolicyError) -> str:
     found: Sequence[str] = exc.violations or [str(exc)]
     return "; ".join(found[:5])
+
+
+def _int(doc: dict[str, object], key: str, default: int, low: int, high: int) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MalformedInputError(f"appraisal policy field {key!r} must be an integer {low}-{high}")
+    return value
+
+
+def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
+    """An :class:`AppraisalPolicy` from its JSON document::
+
+        {"version": 1, "policy_id": "fleet-2026-11", "bank": "sha256",
+         "pcrs": [0, 1, 2, 3, 4, 5, 6, 7, 10], "secure_boot": true,
+         "nonce_ttl": 60, "enrollment_ttl": 300,
+         "boot": {<event-log policy, docs/measured-boot.md>} | "unsafe-no-policy",
+         "runtime": {<IMA runtime policy, Keylime layout>} | null}
+
+    Raises ``MalformedInputError`` for documents that do not follow it and
+    ``UnsupportedAlgorithmError`` for unknown rules.
+    """
+    try:
+        doc = json.loads(document)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"appraisal policy is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise MalformedInputError("appraisal policy must be a JSON object with version 1")
+    unknown = set(doc) - {
+        "version", "policy_id", "bank", "pcrs", "secure_boot", "nonce_ttl",
+        "enrollment_ttl", "boot", "runtime",
+    }  # fmt: skip
+    if unknown:
+        raise MalformedInputError(f"unknown appraisal policy field(s) {sorted(unknown)}")
+    boot_doc = doc.get("boot")
+    if boot_doc == "unsafe-no-policy":
+        boot: EventLogPolicy | UnsafeNoPolicy = UnsafeNoPolicy()
+    elif isinstance(boot_doc, dict):
+        boot = load_policy(json.dumps(boot_doc))
+    else:
+        raise MalformedInputError("'boot' must be an event-log policy or 'unsafe-no-policy'")
+    runtime_doc = doc.get("runtime")
+    if runtime_doc is not None and not isinstance(runtime_doc, dict):
+        raise MalformedInputError("'runtime' must be an IMA runtime policy or null")
+    runtime = None if runtime_doc is None else load_ima_policy(json.dumps(runtime_doc))
+    pcrs = doc.get("pcrs", list(_DEFAULT_PCRS))
+    if (
+        not isinstance(pcrs, list)
+        or not pcrs
+        or any(isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 23 for p in pcrs)
+    ):
+        raise MalformedInputError("'pcrs' must be a non-empty list of PCR indexes 0-23")
+    bank = doc.get("bank", "sha256")
+    if bank not in ("sha256", "sha384", "sha512"):
+        raise MalformedInputError("'bank' must be sha256, sha384 or sha512")
+    policy_id = doc.get("policy_id", "trustedge-default")
+    secure_boot = doc.get("secure_boot", True)
+    if not isinstance(policy_id, str) or not isinstance(secure_boot, bool):
+        raise MalformedInputError("'policy_id' must be text and 'secure_boot' a boolean")
+    try:
+        return AppraisalPolicy(
+            boot=boot,
+            runtime=runtime,
+            pcrs=tuple(pcrs),
+            bank=bank,
+            secure_boot=secure_boot,
+            policy_id=policy_id,
+            nonce_ttl=_int(doc, "nonce_ttl", 60, 1, 86_400),
+            enrollment_ttl=_int(doc, "enrollment_ttl", 300, 1, 86_400 * 7),
+        )
+    except ValueError as exc:
+        raise MalformedInputError(f"inconsistent appraisal policy: {exc}") from None
