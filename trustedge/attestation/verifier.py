@@ -353,6 +353,10 @@ class Verifier:
                 findings.insert(0, (Finding.NONCE_REJECTED, str(exc)))
             except RollbackError as exc:
                 findings.append((Finding.QUOTE_ROLLBACK, str(exc)))
+                try:  # the commit rolled back: use the nonce up on its own
+                    self._nonces.consume(ev.nonce, ev.device_id, now)
+                except NonceError:
+                    pass
         else:
             try:
                 self._nonces.consume(ev.nonce, ev.device_id, now)
