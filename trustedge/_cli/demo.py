@@ -268,7 +268,13 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
     return steps
 
 
-_MARK = {"affirming": "OK ", "contraindicated": "!! ", "warning": "?? ", "none": "-- "}
+_MARK = {
+    "enrolled": "OK ",
+    "affirming": "OK ",
+    "contraindicated": "!! ",
+    "warning": "?? ",
+    "none": "-- ",
+}
 
 
 _GOOD = ("ak-enrolled", "software-tpm", "hardware-tpm")
@@ -318,8 +324,10 @@ def _demo(args: argparse.Namespace) -> int:
 
             backend = SoftwareTPM(workdir / "tpm")
             where = "a software TPM (pure Python, in a temporary directory)"
-        say(f"trustedge demo: remote attestation of one edge device on {where}.")
-        say("Device = Attester, cloud service = Verifier; results are signed EAR tokens.")
+        say("trustedge demo: remote attestation of one edge device, end to end")
+        say(f"   on {where}.")
+        say("   The device is the Attester, the cloud service the Verifier; every verdict is a")
+        say("   signed EAR token (here checked again as a relying party would).")
         try:
             steps = run_story(backend, workdir, say)
         finally:
