@@ -1,4 +1,4 @@
-"""CLI commands of the attestation group: ``tpm ...``, ``quote verify``, ``credential ...``.
+"""CLI commands of the attestation group: ``tpm``, ``quote``, ``credential``, ``attest``.
 
 ``tpm`` commands work on any backend of the TPMBackend protocol: ``--software
 DIR`` (the pure-Python SoftwareTPM) or ``--tcti TCTI`` (a real TPM or swtpm
@@ -410,3 +410,223 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
     p.add_argument("-o", "--output", required=True, help="where to write the secret")
     p.set_defaults(handler=_credential_activate)
+
+    _register_attest(sub)
+
+
+# ---------------------------------------------------------------------------
+# attest: evidence (device), enroll/complete/challenge/appraise (verifier),
+# result verify (relying party)
+# ---------------------------------------------------------------------------
+def _certs(paths: list[str]) -> tuple[Any, ...]:
+    from trustedge.attestation.ekcert import load_certificates
+
+    out: list[Any] = []
+    for path in paths:
+        out.extend(load_certificates(read_input(path, limit=_SMALL)))
+    return tuple(out)
+
+
+def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge.attestation.cli_support import load_private_key
+    from trustedge.attestation.store import open_store
+    from trustedge.attestation.verifier import TrustAnchors, Verifier, load_appraisal_policy
+
+    policy = load_appraisal_policy(read_input(args.policy, limit=_SMALL))
+    signing_key = (
+        load_private_key(read_input(args.key, limit=_SMALL))
+        if key
+        else ec.generate_private_key(ec.SECP256R1())  # not used: nothing is signed
+    )
+    anchors = TrustAnchors(
+        signing_key=signing_key,
+        ek_roots=_certs(args.ek_roots),
+        software_roots=_certs(args.software_roots),
+        intermediates=_certs(args.intermediates),
+        allow_uncertified_ek=getattr(args, "allow_uncertified_ek", False),
+        result_format=getattr(args, "format", "jwt"),
+    )
+    return Verifier(open_store(args.store), policy, anchors)
+
+
+def _attest_enroll(args: argparse.Namespace) -> int:
+    verifier = _verifier(args)
+    try:
+        cred = verifier.enroll(
+            args.device_id,
+            ek_public=read_input(args.ek, limit=_SMALL),
+            ak_public=read_input(args.ak, limit=_SMALL),
+            ek_certificate=read_input(args.ek_cert, limit=_SMALL) if args.ek_cert else None,
+        )
+    finally:
+        verifier.store.close()
+    Path(args.output).write_bytes(cred.to_tpm2_tools())
+    emit(
+        args,
+        {"device_id": args.device_id, "credential": args.output},
+        f"{args.device_id}: registered; credential challenge -> {args.output} "
+        "(the device runs: trustedge credential activate)",
+    )
+    return EXIT_OK
+
+
+def _attest_complete(args: argparse.Namespace) -> int:
+    verifier = _verifier(args)
+    try:
+        record = verifier.complete_enrollment(args.device_id, read_input(args.secret, limit=64))
+    finally:
+        verifier.store.close()
+    data = {"device_id": record.device_id, "state": record.state.value,
+            "ak_name": record.ak_name}  # fmt: skip
+    emit(args, data, f"{record.device_id}: {record.state.value} (AK {record.ak_name.hex()})")
+    return EXIT_OK
+
+
+def _attest_challenge(args: argparse.Namespace) -> int:
+    verifier = _verifier(args)
+    try:
+        ch = verifier.challenge(args.device_id)
+    finally:
+        verifier.store.close()
+    data = {"device_id": ch.device_id, "nonce": ch.nonce, "expires_at": ch.expires_at,
+            "ima_offset": ch.ima_offset, "pcrs": list(ch.pcrs)}  # fmt: skip
+    emit(args, data, lambda: (
+        f"nonce {ch.nonce.hex()}\nexpires_at {ch.expires_at}\nima_offset {ch.ima_offset}\n"
+        f"pcrs {','.join(map(str, ch.pcrs))}"
+    ))  # fmt: skip
+    return EXIT_OK
+
+
+def _attest_evidence(args: argparse.Namespace) -> int:
+    from trustedge.attestation.attester import Attester
+
+    nonce = _hex(args.nonce, "--nonce")
+    pcrs = parse_pcr_spec(f"{args.bank}:{args.pcrs}")[args.bank]
+    backend = open_backend(args)
+    try:
+        ak = backend.load_ak(_ak_blob_path(args).read_bytes())
+        attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
+                            eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
+        evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=args.ima_offset)
+    finally:
+        _close(backend)
+    wire = evidence.encode()
+    Path(args.output).write_bytes(wire)
+    emit(args, evidence.to_json(), lambda: (
+        f"evidence for {evidence.device_id}: {len(wire)} bytes -> {args.output} "
+        f"(PCRs {','.join(map(str, pcrs))}, IMA entries from {evidence.ima_offset})"
+    ))  # fmt: skip
+    return EXIT_OK
+
+
+def _attest_appraise(args: argparse.Namespace) -> int:
+    from trustedge.attestation.cli_support import render_result
+
+    verifier = _verifier(args, key=True)
+    try:
+        outcome = verifier.appraise(read_input(args.evidence, limit=64 << 20))
+    finally:
+        verifier.store.close()
+    token = outcome.token
+    if args.output:
+        Path(args.output).write_bytes(token.encode("ascii") if isinstance(token, str) else token)
+    data = {
+        "status": outcome.status.value,
+        "device_id": outcome.device_id,
+        "token": token if isinstance(token, str) else token.hex(),
+        "claims": outcome.result.to_json_claims(),
+    }
+    emit(args, data, lambda: render_result(outcome.result)
+         + (f"\nsigned result -> {args.output}" if args.output else ""))  # fmt: skip
+    return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
+
+
+def _attest_result_verify(args: argparse.Namespace) -> int:
+    import time
+
+    from trustedge.attestation.cli_support import render_result, result_view, verify_result_bytes
+
+    now = int(time.time()) if args.max_age is not None else None
+    result = verify_result_bytes(
+        read_input(args.token, limit=_SMALL),
+        read_input(args.key, limit=_SMALL),
+        now=now,
+        max_age=args.max_age,
+        expected_nonce=_hex(args.nonce, "--nonce") if args.nonce else None,
+    )
+    emit(args, result_view(result), lambda: render_result(result))
+    return EXIT_OK if result.status.value == "affirming" else EXIT_VERIFICATION
+
+
+def _add_verifier(p: argparse.ArgumentParser, *, policy: bool = True) -> None:
+    p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI")
+    p.add_argument("--policy", required=policy, help="appraisal policy (JSON)")
+    p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
+                   help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
+    p.add_argument("--software-roots", action="append", default=[], metavar="PEM",
+                   help="software-TPM CA(s): enrolled, labelled software")  # fmt: skip
+    p.add_argument("--intermediates", action="append", default=[], metavar="PEM")
+    add_json_flag(p)
+
+
+def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``attest`` (called from :func:`register`)."""
+    attest = sub.add_parser("attest", help="remote attestation: evidence, appraisal, results")
+    asub = attest.add_subparsers(dest="attest_command", metavar="COMMAND", required=True)
+
+    p = asub.add_parser("evidence", help="device: quote + logs -> evidence bundle (CBOR)")
+    _add_backend(p)
+    p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--nonce", required=True, help="the verifier's challenge nonce (hex)")
+    p.add_argument("--pcrs", default="0-10", help="PCR indexes to quote (default 0-10)")
+    p.add_argument("--bank", default="sha256", choices=("sha256", "sha384", "sha512"))
+    p.add_argument("--ima-offset", type=int, default=0, help="IMA entries the verifier has")
+    p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
+    p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("-o", "--output", required=True, help="where to write the evidence")
+    p.set_defaults(handler=_attest_evidence)
+
+    p = asub.add_parser("enroll", help="verifier: register a device, write its credential")
+    _add_verifier(p)
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--ek", required=True, help="EK TPM2B_PUBLIC (tpm init: PREFIX.ek.tpm2b)")
+    p.add_argument("--ak", required=True, help="AK TPM2B_PUBLIC (tpm init: PREFIX.tpm2b)")
+    p.add_argument("--ek-cert", help="EK certificate DER (tpm init: PREFIX.ek.der)")
+    p.add_argument("--allow-uncertified-ek", action="store_true",
+                   help="accept an EK without certificate (no hardware claim)")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, help="credential (tpm2-tools format)")
+    p.set_defaults(handler=_attest_enroll)
+
+    p = asub.add_parser("complete", help="verifier: bind the AK with the activated secret")
+    _add_verifier(p)
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--secret", required=True, help="secret from credential activate")
+    p.set_defaults(handler=_attest_complete)
+
+    p = asub.add_parser("challenge", help="verifier: issue a single-use nonce")
+    _add_verifier(p)
+    p.add_argument("--device-id", required=True)
+    p.set_defaults(handler=_attest_challenge)
+
+    p = asub.add_parser(
+        "appraise", help="verifier: appraise evidence -> signed EAR (exit 0 affirming, else 1)"
+    )
+    p.add_argument("evidence", help="evidence bundle (CBOR)")
+    _add_verifier(p)
+    p.add_argument("--key", required=True, help="verifier signing key (PEM/DER, P-256 or Ed25519)")
+    p.add_argument("--format", choices=("jwt", "cwt"), default="jwt")
+    p.add_argument("-o", "--output", help="where to write the signed result")
+    p.set_defaults(handler=_attest_appraise)
+
+    result = asub.add_parser("result", help="relying party: signed attestation results")
+    rsub = result.add_subparsers(dest="result_command", metavar="COMMAND", required=True)
+    p = rsub.add_parser("verify", help="verify an EAR (exit 0 affirming, 1 otherwise)")
+    p.add_argument("token", help="JWT or CWT file")
+    p.add_argument("--key", required=True, help="the verifier's public key (PEM/DER)")
+    p.add_argument("--nonce", help="expected eat_nonce (hex)")
+    p.add_argument("--max-age", type=int, help="reject results older than this (seconds)")
+    add_json_flag(p)
+    p.set_defaults(handler=_attest_result_verify)

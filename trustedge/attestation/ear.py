@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final
 
-from trustedge._cbor import DecodeLimits, decode, encode
-from trustedge.attestation import _cwt, _jws, _signing
+from trustedge import cose
+from trustedge._cbor import CBORTag, DecodeLimits, decode, encode
+from trustedge.attestation import _jws, _signing
 from trustedge.errors import ExpiredError, MalformedInputError, NonceError
 
 __all__ = [
@@ -125,6 +126,7 @@ _K_REASONS: Final = -71000  # trustedge private-use extension
 _J_REASONS: Final = "trustedge.reasons"
 
 _LIMITS: Final = DecodeLimits(max_size=1 << 20, max_depth=16, max_items=100_000)
+_COSE_LIMITS: Final = DecodeLimits(max_size=1 << 20, max_depth=8, max_items=4096)
 MAX_SUBMODS: Final = 64
 MAX_REASONS: Final = 256
 MAX_TEXT: Final = 4096
@@ -490,7 +492,28 @@ def sign_cwt(
     result: AttestationResult, key: _signing.PrivateKey, *, kid: bytes | None = None
 ) -> bytes:
     """The result as a CWT: a COSE_Sign1 (tag 18) over the deterministic-CBOR claims."""
-    return _cwt.sign1(encode(result.to_cbor_claims()), key, kid=kid)
+    _signing.algorithm_for(key)  # P-256 or Ed25519 only
+    unprotected = {} if kid is None else {_COSE_KID: kid}
+    return cose.create_sign1(encode(result.to_cbor_claims()), key, unprotected=unprotected)
+
+
+_COSE_KID: Final = 4
+_TAG_CWT: Final = 61
+_TAG_SIGN1: Final = 18
+
+
+def _verify_cwt(token: bytes, key: _signing.PublicKey) -> bytes:
+    """Verify a COSE_Sign1 (tag 18, optionally inside the CWT tag 61) with ``key``."""
+    _signing.algorithm_for(key)  # P-256 or Ed25519 only
+    item = decode(token, limits=_COSE_LIMITS)
+    if isinstance(item, CBORTag) and item.tag == _TAG_CWT:
+        item = item.value
+    if not isinstance(item, CBORTag) or item.tag != _TAG_SIGN1:
+        raise MalformedInputError("not a tagged COSE_Sign1 (tag 18)")
+    message = cose.sign1_from_item(item)
+    if message.payload is None:
+        raise MalformedInputError("COSE_Sign1 payload must be attached")
+    return cose.verify_sign1(message, key)
 
 
 def _canonical_json(obj: object) -> bytes:
@@ -532,7 +555,7 @@ def verify_result(
         payload = _jws.verify_jws(token.strip(), verifier_key)
         result = AttestationResult.from_json_claims(_jws.load_json(payload, "JWT claims"))
     elif isinstance(token, (bytes, bytearray, memoryview)):
-        payload = _cwt.verify_sign1(bytes(token), verifier_key)
+        payload = _verify_cwt(bytes(token), verifier_key)
         claims = decode(payload, limits=_LIMITS)
         if not isinstance(claims, dict):
             raise MalformedInputError("CWT claims must be a map")

@@ -409,9 +409,9 @@ def test_cwt_malformed(token: bytes) -> None:
 )
 def test_signed_but_malformed_claims(claims: dict[int, object]) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    from trustedge.attestation import _cwt
+    from trustedge import cose
 
-    token = _cwt.sign1(encode(claims), key)
+    token = cose.create_sign1(encode(claims), key)
     with pytest.raises(MalformedInputError):
         verify_result(token, key.public_key())
 
@@ -448,10 +448,10 @@ def test_hostile_jwt_text_raises_only_trustedge_errors(text: str) -> None:
 @given(st.binary(max_size=256))
 @settings(max_examples=200, deadline=None)
 def test_hostile_signed_claims_raise_only_trustedge_errors(data: bytes) -> None:
-    from trustedge.attestation import _cwt
+    from trustedge import cose
 
     try:
-        verify_result(_cwt.sign1(data, _FUZZ_KEY), _FUZZ_KEY.public_key())
+        verify_result(cose.create_sign1(data, _FUZZ_KEY), _FUZZ_KEY.public_key())
     except TrustedgeError:
         pass
 
@@ -463,7 +463,7 @@ def test_verifier_id_must_be_filled(vid: tuple[str, str]) -> None:
     claims = affirming().to_cbor_claims()
     claims[1004] = {0: vid[1], 1: vid[0]}
     key = ec.generate_private_key(ec.SECP256R1())
-    from trustedge.attestation import _cwt
+    from trustedge import cose
 
     with pytest.raises(MalformedInputError):
-        verify_result(_cwt.sign1(encode(claims), key), key.public_key())
+        verify_result(cose.create_sign1(encode(claims), key), key.public_key())

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from trustedge.attestation import _cli_support as cli
+from trustedge.attestation import cli_support as cli
 from trustedge.attestation.ear import (
     Appraisal,
     AttestationResult,

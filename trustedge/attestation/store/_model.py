@@ -317,10 +317,13 @@ class VerifierStore(Protocol):
         ima: tuple[ImaState | None, ImaState] | None = None,
         nonce: bytes | None = None,
         now: int | None = None,
+        ima_restart: bool = False,
     ) -> None:
         """Commit an accepted appraisal in one transaction.
 
-        ``quote`` and ``ima`` are ``(expected, new)`` compare-and-set pairs.
+        ``quote`` and ``ima`` are ``(expected, new)`` compare-and-set pairs;
+        the IMA offset may drop only with ``ima_restart`` (the quote shows a
+        TPM reset, so the device's IMA list started again).
         With ``nonce`` (and ``now``) the nonce is consumed in the same
         transaction, with the same rules as :meth:`consume_nonce`. Either
         everything applies or nothing does (``NonceError`` / ``RollbackError``).

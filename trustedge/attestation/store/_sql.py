@@ -317,8 +317,17 @@ class SQLStore(ABC):
                 f"quote state of device {device_id!r} changed concurrently; appraisal not recorded"
             )
 
-    def _cas_ima(self, tx: Tx, device_id: str, expected: ImaState | None, new: ImaState) -> None:
-        if expected is not None and (new.offset < expected.offset or new.bank != expected.bank):
+    def _cas_ima(
+        self,
+        tx: Tx,
+        device_id: str,
+        expected: ImaState | None,
+        new: ImaState,
+        restart: bool = False,
+    ) -> None:
+        # After a TPM reset the IMA list starts again: the offset may drop then.
+        backwards = new.offset < expected.offset if expected is not None else False
+        if expected is not None and ((backwards and not restart) or new.bank != expected.bank):
             raise RollbackError(f"IMA state of device {device_id!r} would go backwards")
         if expected is None:
             changed = tx.run(
@@ -365,6 +374,7 @@ class SQLStore(ABC):
         ima: tuple[ImaState | None, ImaState] | None = None,
         nonce: bytes | None = None,
         now: int | None = None,
+        ima_restart: bool = False,
     ) -> None:
         with self.transaction() as tx:
             if nonce is not None:
@@ -375,7 +385,7 @@ class SQLStore(ABC):
             self._require_device(tx, device_id)
             self._cas_quote(tx, device_id, *quote)
             if ima is not None:
-                self._cas_ima(tx, device_id, *ima)
+                self._cas_ima(tx, device_id, *ima, restart=ima_restart)
 
     def device_state(self, device_id: str) -> DeviceState:
         with self.transaction(write=False) as tx:

@@ -1,0 +1,122 @@
+"""``trustedge attest``: enroll, challenge, evidence, appraise, result verify -- via the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from trustedge._cli import main
+from trustedge._cli._demo_data import EVENT_LOG
+from trustedge.attestation.backends.software import SoftwareTPM
+from trustedge.attestation.simulate import boot_from_event_log, measure_file
+
+DEVICE = "edge-cli"
+
+
+def cli(*args: str | Path) -> int:
+    return main([str(a) for a in args])
+
+
+def run_json(
+    capsys: pytest.CaptureFixture[str], *args: str | Path
+) -> tuple[int, dict[str, object]]:
+    capsys.readouterr()
+    code = cli(*args, "--json")
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Path:
+    tpm_dir = tmp_path / "tpm"
+    tpm = SoftwareTPM(tpm_dir)
+    (tmp_path / "ca.der").write_bytes(tpm.ek_ca_certificate())
+    (tmp_path / "eventlog").write_bytes(EVENT_LOG)
+    boot_from_event_log(tpm, EVENT_LOG)
+    ima = tmp_path / "ima"
+    ima.write_bytes(b"")
+    measure_file(tpm, ima, "boot_aggregate", bytes(32))
+    measure_file(tpm, ima, "/usr/bin/agent", hashlib.sha256(b"agent").digest())
+    policy = {
+        "version": 1,
+        "policy_id": "cli-test",
+        "pcrs": [1, 2, 3, 4, 5, 6, 7, 8, 10],
+        "boot": {"version": 1, "rules": [{"rule": "secure_boot"}]},
+        "runtime": {"digests": {"/usr/bin/agent": [hashlib.sha256(b"agent").hexdigest()]}},
+    }
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "pub.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return tmp_path
+
+
+def test_enroll_attest_appraise_verify(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = setup
+    verifier = ["--store", d / "v.db", "--policy", d / "policy.json",
+                "--software-roots", d / "ca.der"]  # fmt: skip
+    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
+    enroll = ["--ek", d / "ak.ek.tpm2b", "--ak", d / "ak.tpm2b", "--ek-cert", d / "ak.ek.der"]
+    assert cli("attest", "enroll", *verifier, "--device-id", DEVICE, *enroll, "-o", d / "cred") == 0
+    assert cli("credential", "activate", "--software", d / "tpm", "-i", d / "cred",
+               "-o", d / "secret") == 0  # fmt: skip
+    code, out = run_json(capsys, "attest", "complete", *verifier, "--device-id", DEVICE,
+                         "--secret", d / "secret")  # fmt: skip
+    assert code == 0 and out["state"] == "enrolled"
+
+    code, ch = run_json(capsys, "attest", "challenge", *verifier, "--device-id", DEVICE)
+    assert code == 0 and ch["ima_offset"] == 0 and ch["pcrs"] == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    code, ev = run_json(capsys, "attest", "evidence", "--software", d / "tpm", "--device-id",
+                        DEVICE, "--nonce", str(ch["nonce"]), "--pcrs", "1-8,10", "--eventlog",
+                        d / "eventlog", "--ima", d / "ima", "-o", d / "ev.cbor")  # fmt: skip
+    assert code == 0 and ev["device_id"] == DEVICE and ev["nonce"] == ch["nonce"]
+
+    appraise = ["attest", "appraise", d / "ev.cbor", *verifier, "--key", d / "key.pem"]
+    code, res = run_json(capsys, *appraise, "-o", d / "token.jwt")
+    assert code == 0, res
+    assert res["status"] == "affirming"
+    code, verified = run_json(capsys, "attest", "result", "verify", d / "token.jwt",
+                              "--key", d / "pub.pem", "--nonce", str(ch["nonce"]),
+                              "--max-age", "300")  # fmt: skip
+    assert code == 0 and verified["status"] == "affirming"
+
+    # The same evidence again: a replay, contraindicated (exit 1), as a CWT this time.
+    code, res = run_json(capsys, *appraise, "--format", "cwt", "-o", d / "token.cwt")
+    assert code == 1 and res["status"] == "contraindicated"
+    reasons = res["claims"]["submods"][DEVICE]["trustedge.reasons"]  # type: ignore[index]
+    assert reasons[0].startswith("nonce-rejected")
+    capsys.readouterr()
+    assert cli("attest", "result", "verify", d / "token.cwt", "--key", d / "pub.pem") == 1
+    text = capsys.readouterr().out
+    assert "CONTRAINDICATED" in text and "nonce-rejected" in text
+
+
+def test_appraise_refuses_malformed_inputs(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = setup
+    (d / "junk").write_bytes(b"\xff" * 10)
+    verifier = ["--store", d / "v.db", "--policy", d / "policy.json"]
+    code, res = run_json(capsys, "attest", "appraise", d / "junk", *verifier, "--key",
+                         d / "key.pem")  # fmt: skip
+    assert code == 1 and res["status"] == "contraindicated"
+    (d / "bad-policy.json").write_text('{"version": 1, "boot": 3}')
+    assert cli("attest", "appraise", d / "junk", "--store", d / "v.db", "--policy",
+               d / "bad-policy.json", "--key", d / "key.pem") == 3  # fmt: skip
+    # A tampered token does not verify (exit 1).
+    (d / "bad.jwt").write_text("eyJhbGciOiJFZERTQSJ9.e30.AAAA")
+    assert cli("attest", "result", "verify", d / "bad.jwt", "--key", d / "pub.pem") in (1, 3)
+    # An unknown device cannot get a challenge.
+    assert cli("attest", "challenge", *verifier, "--device-id", "nobody") == 1

@@ -1,0 +1,65 @@
+"""``trustedge demo``: the whole story runs, on the SoftwareTPM and on swtpm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.swtpm import Swtpm
+from trustedge._cli import main
+from trustedge._cli._demo_data import EVENT_LOG, VECTOR_FILE, VECTOR_TC_ID
+
+EXPECTED = [
+    ("Manufacture and enroll", "enrolled", None),
+    ("Boot and attest", "affirming", None),
+    ("Attack: replay yesterday's good evidence", "contraindicated", "nonce-rejected"),
+    ("Attack: a held-back (rolled-back) quote", "contraindicated", "quote-rollback"),
+    ("Attack: a modified program runs", "contraindicated", "ima-file-modified"),
+    ("Attack: an unexpected boot application", "contraindicated", "boot-policy-violation"),
+]
+
+
+def check_story(doc: dict[str, object]) -> None:
+    assert doc["ok"] is True
+    steps = doc["steps"]
+    assert isinstance(steps, list)
+    assert [(s["title"], s["status"]) for s in steps] == [(t, st) for t, st, _ in EXPECTED]
+    for step, (_, _, reason) in zip(steps, EXPECTED, strict=True):
+        assert step["ok"] is True
+        if reason is not None:
+            assert any(r.startswith(reason) for r in step["reasons"]), step["reasons"]
+    assert steps[1]["trust_vector"]["instance-identity"] == 2
+
+
+def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json"]) == 0
+    check_story(json.loads(capsys.readouterr().out))
+
+
+def test_demo_text_reads_as_a_story(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    for title, _, _ in EXPECTED:
+        assert f"== {title}" in out
+    assert "6/6 steps as expected" in out and "every attack was caught" in out
+    assert "never 'genuine hardware'" in " ".join(out.split())
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+@pytest.mark.tpm
+def test_demo_on_swtpm(swtpm_factory: type[Swtpm], capsys: pytest.CaptureFixture[str]) -> None:
+    tpm = swtpm_factory().start()
+    assert main(["demo", "--json", "--tcti", tpm.tcti]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    check_story(doc)
+    assert "TPM at" in doc["backend"]
+
+
+def test_demo_log_is_the_published_vector() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    doc = json.loads((root / VECTOR_FILE).read_text())
+    cases = [t for g in doc["testGroups"] for t in g["tests"] if int(t["tcId"]) == VECTOR_TC_ID]
+    assert bytes.fromhex(cases[0]["log"]) == EVENT_LOG
