@@ -2,8 +2,9 @@
 
 tcti-swtpm always uses control port = command port + 1, so we look for a free
 adjacent pair, start swtpm on loopback with ``not-need-init,startup-clear``,
-poll the *control* port until it answers (swtpm serves one command connection
-at a time, so the command port is never probed), and retry with new ports if
+poll the control and then the command port until both accept a connection
+(swtpm opens them one after the other; a connect-and-close probe does not
+disturb the one-client-at-a-time command socket), and retry with new ports if
 swtpm exits early. See ../shared/research/quotes-tpm.md.
 """
 
@@ -78,13 +79,21 @@ class Swtpm:
                 if self.proc.poll() is not None:
                     last = (self.proc.stderr.read() if self.proc.stderr else b"").decode()
                     break
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port + 1), timeout=0.2):
-                        return self
-                except OSError:
-                    time.sleep(0.01)
+                if self._listening(self.port + 1) and self._listening(self.port):
+                    return self
+                time.sleep(0.01)
             self.stop()
         raise SwtpmUnavailable(f"swtpm did not start: {last.strip()}")
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        # swtpm may open its control socket before its command socket. A bare
+        # connect-and-close is harmless: swtpm serves the next connection as usual.
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
