@@ -209,6 +209,8 @@ def main() -> int:
         f"  {'tree_digest throughput':<52} {gbps:5.2f} GB/s"
         + ("  ok" if gbps >= 8 else "  BELOW target 8 GB/s")
     )
+    for r in (tree, sha, both, ossl):
+        print(f"  {r.name + ' per CPU-second':<52} {size / r.cpu / 1e9:5.2f} GB/s")
     worst = max(r.rss_mib for r in (tree, sha, both))
     print(
         f"  {'trustedge peak RSS':<52} {worst:5.1f} MiB"
