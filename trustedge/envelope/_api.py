@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -109,8 +110,21 @@ def open(  # the recipe's name; shadows the builtin inside this module only
 def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
     """Write to a temporary file beside ``path``; on success fsync, rename over
     ``path`` and fsync the directory; on any exception remove the temporary
-    file (so no partial or unverified output is ever left at ``path``)."""
+    file (so no partial or unverified output is ever left at ``path``).
+
+    An existing ``path`` that is not a regular file (``/dev/null``, a FIFO, a
+    terminal) is written in place, as a stream like stdout: renaming over it
+    would replace the device node with a file.
+    """
     target = Path(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with io.open(target, "wb") as fh:  # noqa: UP020 (open is the envelope API here)
+            yield fh
+        return
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
+import threading
 from pathlib import Path
 
 import nacl.public
@@ -191,3 +194,21 @@ def test_identity_protocols() -> None:
     for r, i in _recipients():
         assert isinstance(r, slotmod.Recipient)
         assert isinstance(i, slotmod.Identity)
+
+
+def test_output_to_a_device_or_fifo_streams_in_place(tmp_path: Path) -> None:
+    # Renaming a temporary file over /dev/null would replace the device node.
+    kek = envelope.KEK.generate()
+    src = tmp_path / "plain"
+    src.write_bytes(b"data " * 5000)
+    envelope.seal_file(src, "/dev/null", [kek])
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    envelope.seal_file(src, fifo, [kek])
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert envelope.open(received[0], [kek]) == src.read_bytes()
