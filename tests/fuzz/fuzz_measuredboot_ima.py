@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from tests.fuzz._harness import files, json_hex_values
+from trustedge.errors import MalformedInputError
 from trustedge.measuredboot import parse_ima_log
 
 MAX_LEN = 65536
@@ -32,13 +33,19 @@ def TestOneInput(data: bytes) -> None:
     if not data:
         return
     mode, body = data[0], data[1:]
-    ima = parse_ima_log(
-        body, allow_partial_tail=bool(mode & 1), template_hash_size=32 if mode & 2 else 20
-    )
+    try:
+        ima = parse_ima_log(
+            body, allow_partial_tail=bool(mode & 1), template_hash_size=32 if mode & 2 else 20
+        )
+    except MalformedInputError:
+        return
     for bank in ("sha1", "sha256"):
         ima.replay(bank)
     for entry in ima.unverified_entries:
-        entry.fields()
+        try:
+            entry.fields()
+        except MalformedInputError:
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover
