@@ -11,12 +11,22 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.fuzz._harness import json_hex_values
 from trustedge.attestation.ear import verify_result
 from trustedge.attestation.evidence import Evidence
 from trustedge.errors import TrustedgeError
 
 # A fixed key: the fuzzer explores parsing, not signatures.
 _KEY = ec.derive_private_key(0x1234567890ABCDEF, ec.SECP256R1()).public_key()
+
+MAX_LEN = 65536
+
+
+def seeds() -> list[bytes]:
+    """The project's evidence bundles and attestation results (EAR tokens)."""
+    out = list(json_hex_values("vectors/attestation/evidence.json", keys=["input"]))
+    out += list(json_hex_values("vectors/attestation/ear.json", keys=["token"]))
+    return out
 
 
 def TestOneInput(data: bytes) -> None:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import sys
 
+from tests.fuzz._harness import json_hex_values
 from trustedge import cose
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
+
+SEEDS = ["shared/suit/**/*.cbor"]
+
+
+def seeds() -> list[bytes]:
+    """The COSE working group's examples (``cbor`` fields), tagged and untagged."""
+    return list(json_hex_values("shared/cose/**/*.json", keys=["cbor"]))
 
 
 def TestOneInput(data: bytes) -> None:

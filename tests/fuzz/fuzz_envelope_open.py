@@ -9,11 +9,22 @@ from __future__ import annotations
 import io
 import sys
 
+from tests.fuzz._harness import json_hex_values
 from trustedge import envelope
 from trustedge.errors import TrustedgeError
 
 _KEK = envelope.KEK(b"\x44" * 32)
 _SEED = envelope.seal(b"fuzz seed " * 2000, [_KEK], context={"k": "v"})
+
+MAX_LEN = 16384
+
+
+def seeds() -> list[bytes]:
+    """The project's envelope vectors (header, slots, chunks; hostile cases among them)
+    and a small sealed envelope of each slot-count shape."""
+    out = list(json_hex_values("vectors/envelope/envelope.json", keys=["envelope"]))
+    out += [envelope.seal(b"x" * n, [_KEK] * k) for n, k in ((0, 1), (100, 1), (5000, 3))]
+    return out
 
 
 def TestOneInput(data: bytes) -> None:

@@ -6,10 +6,19 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.fuzz._harness import json_hex_values
 from trustedge.errors import MalformedInputError, VerificationError
 from trustedge.ota.suit import KeySet, authenticate, decode_envelope
 
 _KEYS = KeySet.of([ed25519.Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key()])
+
+MAX_LEN = 16384
+SEEDS = ["shared/suit/**/*.suit", "shared/suit/**/*.cbor"]
+
+
+def seeds() -> list[bytes]:
+    """The project's OTA scenarios (genuine, tampered, rolled-back envelopes)."""
+    return list(json_hex_values("vectors/ota/scenarios.json", keys=["envelope"]))
 
 
 def TestOneInput(data: bytes) -> None:

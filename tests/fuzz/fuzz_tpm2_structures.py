@@ -7,8 +7,10 @@ may escape; anything else is a bug.
 
 from __future__ import annotations
 
+import json
 import sys
 
+from tests.fuzz._harness import ROOT
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 from trustedge.hazmat.tpm2 import (
     Attest,
@@ -33,6 +35,35 @@ PARSERS = (
     Credential.from_tpm2_tools,
     load_public,
 )
+
+
+def _vectors(name: str) -> list[dict[str, object]]:
+    doc = json.loads((ROOT / "vectors/attestation" / name).read_text(encoding="utf-8"))
+    return [dict(group, **test) for group in doc["testGroups"] for test in group["tests"]]
+
+
+def seeds() -> list[bytes]:
+    """Selector byte + structure: TPMS_ATTEST and TPMT_SIGNATURE of every quote vector,
+    the parse vectors' attests, AK and EK publics (TPM2B_PUBLIC and bare TPMT_PUBLIC),
+    tpm2-tools credential files."""
+    out: list[bytes] = []
+
+    def add(parser: object, hexdata: object) -> None:
+        if isinstance(hexdata, str) and hexdata:
+            out.append(bytes([PARSERS.index(parser)]) + bytes.fromhex(hexdata))  # type: ignore[arg-type]
+
+    for case in _vectors("quotes.json"):
+        add(Attest.unmarshal, case["message"])
+        add(Signature.unmarshal, case["signature"])
+        add(Public.unmarshal_tpm2b, case["akPublic"])
+        add(Public.unmarshal, str(case["akPublic"])[4:])
+        add(load_public, case["akPublic"])
+    for case in _vectors("attest_parse.json"):
+        add(Attest.unmarshal, case["attest"])
+    for case in _vectors("credentials.json"):
+        add(Credential.from_tpm2_tools, case.get("tpm2ToolsFile"))
+        add(Public.unmarshal_tpm2b, case.get("ekPublic"))
+    return out
 
 
 def TestOneInput(data: bytes) -> None:

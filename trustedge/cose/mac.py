@@ -47,7 +47,7 @@ class MacMessage:
 def _decode(data: bytes, tag: int, size: int, context: str, tagged: bool) -> list[Any]:
     item = _cbor.decode(data, limits=LIMITS)
     if isinstance(item, _cbor.CBORTag):
-        if item.tag != tag:
+        if item.tag != tag:  # not secret: CBOR tag numbers are public structure
             raise MalformedInputError(f"{context} must carry CBOR tag {tag}, found {item.tag}")
         item = item.value
     elif tagged:

@@ -49,7 +49,7 @@ SIGN_TAG: Final = 98
 
 def _untag(item: object, tag: int, tagged: bool, what: str) -> object:
     if isinstance(item, _cbor.CBORTag):
-        if item.tag != tag:
+        if item.tag != tag:  # not secret: CBOR tag numbers are public structure
             raise MalformedInputError(f"{what} must carry CBOR tag {tag}, found tag {item.tag}")
         return item.value
     if tagged:

@@ -177,7 +177,7 @@ class KEK:
         return _kek_wrap(self._key, SLOT_KEK, self.kek_id, file_key, binding, rng)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_KEK and slot.kek_id == self.kek_id
+        return slot.type == SLOT_KEK and slot.kek_id == self.kek_id  # not secret: public key id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         return _kek_unwrap(self._key, slot, binding)
@@ -231,7 +231,7 @@ class TPMSealedKEK:
         return _kek_wrap(self._key(), SLOT_TPM_KEK, self.kek_id, file_key, binding, rng)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_TPM_KEK and slot.kek_id == self.kek_id
+        return slot.type == SLOT_TPM_KEK and slot.kek_id == self.kek_id  # not secret: public key id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         return _kek_unwrap(self._key(), slot, binding)
@@ -317,7 +317,7 @@ class HPKEIdentity:
         return cls(key)
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_HPKE and slot.kek_id == self.kek_id
+        return slot.type == SLOT_HPKE and slot.kek_id == self.kek_id  # not secret: public key id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         p = slot.params
@@ -393,6 +393,7 @@ class SealedBoxIdentity:
         return cls(nacl.public.PrivateKey.generate())
 
     def matches(self, slot: Slot) -> bool:
+        # not secret: public key id
         return slot.type == SLOT_SEALED_BOX and slot.kek_id == self.kek_id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
@@ -432,7 +433,7 @@ class KMSSlot:
         return Slot(SLOT_KMS, self.kek_id, params, self.provider.wrap_key(file_key, aad=aad))
 
     def matches(self, slot: Slot) -> bool:
-        return slot.type == SLOT_KMS and slot.kek_id == self.kek_id
+        return slot.type == SLOT_KMS and slot.kek_id == self.kek_id  # not secret: public key id
 
     def unwrap(self, slot: Slot, binding: bytes) -> bytes:
         if dict(slot.params) != dict(self._params()):

@@ -449,6 +449,7 @@ class Reader(io.RawIOBase):
         if final:
             self._eof = True
             expected = self.prefix.header.size
+            # not secret: byte counts from the public header
             if expected is not None and self._consumed != expected:
                 cls = TruncationError if self._consumed < expected else TrailingDataError
                 raise self._fail(cls(f"{self._consumed} bytes, the header promises {expected}"))

@@ -259,6 +259,7 @@ def _read_agile_records(
             if end - start >= record_head:
                 head = peek(record_head, "TCG_PCR_EVENT2 header")
                 pcr, etype, count = _HEADER.unpack_from(head)
+                # not secret: TPM algorithm ids of the public log header
                 fast = count == n_spec and ids_of(head) == expected_ids
             else:
                 head = peek(12, "TCG_PCR_EVENT2 header")

@@ -193,6 +193,7 @@ def _parse(signed: bytes) -> tuple[TrustRoot, Any]:
             key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
         ):
             raise MalformedInputError("trust root keys must be public signature keys")
+        # not secret: a key id is the SHA-256 of a public key, both public
         if not isinstance(kid, bytes) or kid != key_id(key):
             raise MalformedInputError("key id does not match the key (must be its SHA-256)")
         keys[kid] = key

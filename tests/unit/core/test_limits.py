@@ -40,7 +40,9 @@ _CHILD = textwrap.dedent(
             return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 
     modname, _, attr = sys.argv[1].partition(":")
-    fn = getattr(importlib.import_module(modname), attr)
+    fn = importlib.import_module(modname)
+    for part in attr.split("."):  # "module:Class.method" works too
+        fn = getattr(fn, part)
     kwargs = json.loads(sys.argv[3])
     data = open(sys.argv[2], "rb").read()
     gc.collect()
@@ -59,7 +61,8 @@ _CHILD = textwrap.dedent(
 
 
 def measure_call(tmp_path: Path, target: str, data: bytes, **kwargs: object) -> dict[str, object]:
-    """Run ``target(data, **kwargs)`` (``"module:function"``) in a fresh interpreter.
+    """Run ``target(data, **kwargs)`` (``"module:function"`` or ``"module:Class.method"``)
+    in a fresh interpreter.
 
     Returns ``{"outcome": "ok" | <exception class name>, "seconds": wall time of the call,
     "rss_mib": growth of the peak RSS during the call}``. ``kwargs`` must be JSON values.
