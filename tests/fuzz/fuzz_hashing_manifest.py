@@ -9,10 +9,29 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 from trustedge.hashing import BlobDigest
-from trustedge.hashing.manifest import ModelManifest
+from trustedge.hashing.manifest import ModelManifest, hash_model
+
+
+def seeds() -> list[bytes]:
+    """Manifests (CBOR and JSON) of small model directories: empty files, one
+    leaf, several leaves, nested paths."""
+    out: list[bytes] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "sub").mkdir()
+        (root / "config.json").write_bytes(b"{}")
+        (root / "empty.bin").write_bytes(b"")
+        (root / "sub" / "weights.safetensors").write_bytes(bytes(range(256)) * 40)
+        for leaf_size in (4096, 1 << 22):
+            manifest = hash_model(root, leaf_size=leaf_size)
+            out.append(manifest.to_cbor())
+            out.append(json.dumps(manifest.to_json()).encode())
+    return out
 
 
 def TestOneInput(data: bytes) -> None:

@@ -528,7 +528,7 @@ class Verifier:
         assert runtime is not None
         start = None if reboot else stored
         expected_offset = start.offset if start is not None else 0
-        if ev.ima_offset != expected_offset:
+        if ev.ima_offset != expected_offset:  # not secret: an entry count
             findings.append(
                 (
                     Finding.IMA_LOG_MISMATCH,
