@@ -82,7 +82,7 @@ def test_errors_become_diagnostics_without_traceback(capsys: pytest.CaptureFixtu
             return args
 
     try:
-        _cli.build_parser = lambda: _P()  # type: ignore[assignment,return-value]
+        _cli.build_parser = lambda *a, **k: _P()  # type: ignore[assignment,return-value]
         assert main([]) == 3
     finally:
         _cli.build_parser = original
@@ -96,3 +96,24 @@ def test_emit_json_and_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == '{\n  "digest": "01ff",\n  "1": [\n    1,\n    2\n  ]\n}\n'
     emit(argparse.Namespace(json=False), {}, lambda: "hello\n")
     assert capsys.readouterr().out == "hello\n"
+
+
+def test_command_table_matches_the_groups() -> None:
+    """main() imports only the group of the command given: the table must name
+    every command each group registers, and nothing else."""
+    from trustedge import _cli
+
+    for group in _cli._GROUPS:
+        parser = _cli.build_parser((group,))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert {c for c, g in _cli._COMMANDS.items() if g == group} == set(sub.choices), group
+
+
+def test_version_imports_no_command_group() -> None:
+    code = (
+        "import sys; from trustedge._cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('trustedge._cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['trustedge._cli._common']"
