@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,6 @@ def _seal_stream(
     rng: RandomSource,
     progress: Any = None,
 ) -> None:
-    buf = bytearray(_COPY_BLOCK)
-    view = memoryview(buf)
     done = 0
     with Writer(
         fout,
@@ -185,11 +184,30 @@ def _seal_stream(
         suite=suite,
         rng=rng,
     ) as w:
-        while n := fin.readinto(view):  # type: ignore[attr-defined]
-            w.write(view[:n])
-            done += n
+        for block in _read_ahead(fin, _COPY_BLOCK):
+            w.write(block)
+            done += len(block)
             if progress is not None:
                 progress(done)
+
+
+def _read_ahead(fin: IO[bytes], block: int) -> Iterator[memoryview]:
+    """Yield ``fin``'s content in blocks while a helper thread reads the next one.
+
+    File reads release the GIL, so reading overlaps encryption. Two buffers
+    alternate: the block handed out is never the one being filled, and the
+    consumer (``Writer.write``) copies whatever it keeps before asking for more.
+    """
+    bufs = (bytearray(block), bytearray(block))
+    readinto = fin.readinto  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustedge-read") as pool:
+        pending = pool.submit(readinto, bufs[0])
+        current = 0
+        while n := pending.result():
+            nxt = current ^ 1
+            pending = pool.submit(readinto, bufs[nxt])
+            yield memoryview(bufs[current])[:n]
+            current = nxt
 
 
 def open_file(

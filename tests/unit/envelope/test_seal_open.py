@@ -212,3 +212,14 @@ def test_output_to_a_device_or_fifo_streams_in_place(tmp_path: Path) -> None:
     reader.join(timeout=10)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert envelope.open(received[0], [kek]) == src.read_bytes()
+
+
+def test_seal_file_reads_ahead_across_many_blocks(tmp_path: Path) -> None:
+    # Several read-ahead blocks (1 MiB each) and a ragged tail: what the reader
+    # thread fills must never overwrite a block still being encrypted.
+    kek = envelope.KEK.generate()
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    src, dst = tmp_path / "plain", tmp_path / "sealed"
+    src.write_bytes(data)
+    envelope.seal_file(src, dst, [kek])
+    assert envelope.open(dst.read_bytes(), [kek]) == data
