@@ -10,6 +10,7 @@ was expected) or its subclass :class:`~trustedge.errors.LimitExceededError`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from typing import Final
 
 from trustedge.errors import LimitExceededError, MalformedInputError
@@ -182,6 +183,81 @@ class Reader:
                 f"{n} elements exceed the limit of {max_count}", offset=self.offset, expected=what
             )
         return n
+
+    # -- runs of records (the fast path for long lists) ----------------------
+    def u32le_pair_records(
+        self,
+        head: int,
+        max_first: int,
+        max_second: int,
+        *,
+        max_count: int,
+        split_second: Mapping[bytes, int],
+    ) -> list[tuple[int, bytes, bytes, bytes, tuple[bytes, ...] | None]]:
+        """Read records ``head bytes || u32le-prefixed first || u32le-prefixed second``
+        whose ``first`` field is a key of ``split_second``.
+
+        Returns ``(offset, head, first, second, parts)`` for each complete
+        record, in order: ``parts`` is ``second`` split into exactly
+        ``split_second[first]`` u32le-prefixed fields, or None when it does not
+        split that way. Stops **without raising** before a record that is
+        incomplete, has a field over its cap or another ``first`` value, and
+        after ``max_count`` records; the reader is left at the start of that
+        record, so the caller reads it field by field (and gets the exact
+        error) or through its own layout. Every length is checked against
+        what is left before anything is sliced.
+        """
+        data = self._data
+        end = len(data)
+        pos = self._pos
+        base = self._base
+        unpack = _U32LE.unpack_from
+        out: list[tuple[int, bytes, bytes, bytes, tuple[bytes, ...] | None]] = []
+        append = out.append
+        count_for = split_second.get
+        while pos < end and len(out) < max_count:
+            p = pos + head
+            if p + 4 > end:
+                break
+            n1 = unpack(data, p)[0]
+            p += 4
+            if n1 > max_first or p + n1 + 4 > end:
+                break
+            first = data[p : p + n1]
+            parts_wanted = count_for(first)
+            if parts_wanted is None:
+                break
+            p += n1
+            n2 = unpack(data, p)[0]
+            p += 4
+            if n2 > max_second or p + n2 > end:
+                break
+            stop = p + n2
+            parts: tuple[bytes, ...] | None = ()
+            q = p
+            for _ in range(parts_wanted):
+                if q + 4 > stop:
+                    parts = None
+                    break
+                n = unpack(data, q)[0]
+                q += 4
+                if n > stop - q:
+                    parts = None
+                    break
+                parts += (data[q : q + n],)  # type: ignore[operator]
+                q += n
+            append(
+                (
+                    base + pos,
+                    data[pos : pos + head],
+                    first,
+                    data[p:stop],
+                    parts if q == stop else None,
+                )
+            )
+            pos = stop
+        self._pos = pos
+        return out
 
 
 class Writer:

@@ -50,6 +50,8 @@ __all__ = [
     "default_threads",
     "hash_file",
     "leaf_count",
+    "sha256_chain",
+    "sha256_each",
     "sha256_file",
     "tree_digest",
     "tree_root",
@@ -342,6 +344,26 @@ def _run(
             f"(size {before.st_size} -> {after.st_size})"
         )
     return size, sha, leaves
+
+
+def sha256_each(messages: Sequence[bytes]) -> list[bytes]:
+    """SHA-256 of each of many short messages (multi-buffer SIMD lanes in C).
+
+    The same digests as ``[hashlib.sha256(m).digest() for m in messages]``,
+    several times faster for thousands of small messages (IMA template data).
+    """
+    digests: list[bytes] = _impl.sha256_many(messages, SIMD_PATH)
+    return digests
+
+
+def sha256_chain(initial: bytes, digests: Sequence[bytes]) -> list[bytes]:
+    """Every running value of the PCR extend ``value = SHA-256(value || digest)``.
+
+    ``initial`` and each digest are 32 bytes (``ValueError`` otherwise); the
+    result has one value per digest, the last being the final PCR value.
+    """
+    values: list[bytes] = _impl.sha256_chain(bytes(initial), digests)
+    return values
 
 
 def sha256_file(

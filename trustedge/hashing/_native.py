@@ -17,7 +17,7 @@ from typing import Protocol
 
 from trustedge.errors import VerificationError
 
-__all__ = ["SIMD_PATHS", "hash_fd", "sha256_many"]
+__all__ = ["SIMD_PATHS", "hash_fd", "sha256_chain", "sha256_many"]
 
 #: The twin has one "SIMD path": whatever hashlib (OpenSSL) picks.
 SIMD_PATHS: tuple[str, ...] = ("hashlib",)
@@ -39,6 +39,21 @@ def sha256_many(messages: Sequence[bytes], simd: str) -> list[bytes]:
     if simd not in SIMD_PATHS:
         raise ValueError(f"unknown SIMD path {simd!r}")
     return [hashlib.sha256(m).digest() for m in messages]
+
+
+def sha256_chain(initial: bytes, digests: Sequence[bytes]) -> list[bytes]:
+    """Every running value of ``value = SHA-256(value || digest)`` (PCR extends)."""
+    if len(initial) != 32:
+        raise ValueError("initial value must be 32 bytes")
+    sha256 = hashlib.sha256
+    value = bytes(initial)
+    out = []
+    for d in digests:
+        if not isinstance(d, bytes) or len(d) != 32:
+            raise ValueError("each digest must be 32 bytes")
+        value = sha256(value + d).digest()
+        out.append(value)
+    return out
 
 
 class _Job:

@@ -578,12 +578,69 @@ fail:
     return NULL;
 }
 
+/* PCR-style extend chain: value = SHA-256(value || digest) for each 32-byte
+ * digest, returning every running value. value || digest is exactly one
+ * block, so each step is that block plus the constant padding block.
+ * Digests are hashed, never interpreted. */
+static PyObject *sha256_chain(PyObject *self, PyObject *args) {
+    Py_buffer init;
+    PyObject *digests;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O:sha256_chain", &init, &digests)) return NULL;
+    PyObject *seq = NULL, *result = NULL;
+    if (init.len != 32) {
+        PyErr_SetString(PyExc_ValueError, "initial value must be 32 bytes");
+        goto done;
+    }
+    seq = PySequence_Fast(digests, "digests must be a sequence");
+    if (seq == NULL) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    result = PyList_New(n);
+    if (result == NULL) goto done;
+    int cpu = te_cpu_features();
+    te_compress_fn one = te_compress_portable;
+#ifdef TE_X86
+    if (cpu & TE_CPU_SHANI) one = te_compress_shani;
+#endif
+    (void)cpu;
+    uint8_t block[64], pad[64] = {0};
+    pad[0] = 0x80;
+    put_bitlen(pad + 56, 64);
+    memcpy(block, init.buf, 32);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(d) || PyBytes_GET_SIZE(d) != 32) {
+            PyErr_SetString(PyExc_ValueError, "each digest must be 32 bytes");
+            Py_CLEAR(result);
+            goto done;
+        }
+        memcpy(block + 32, PyBytes_AS_STRING(d), 32);
+        uint32_t h[8];
+        memcpy(h, te_sha256_h0, sizeof h);
+        one(h, block, 1);
+        one(h, pad, 1);
+        store_digest(block, h);
+        PyObject *v = PyBytes_FromStringAndSize((const char *)block, 32);
+        if (v == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, v);
+    }
+done:
+    Py_XDECREF(seq);
+    PyBuffer_Release(&init);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"hash_fd", hash_fd, METH_VARARGS,
      "hash_fd(fd, size, leaf_size, want_sha256, leaf_indices, threads, simd, progress, cancel)"
      " -> (sha256 | None, [leaf digests])"},
     {"sha256_many", sha256_many, METH_VARARGS,
      "sha256_many(messages, simd) -> [digests]: SHA-256 of each message on one SIMD path."},
+    {"sha256_chain", sha256_chain, METH_VARARGS,
+     "sha256_chain(initial, digests) -> [values]: value = SHA-256(value || digest), each step."},
     {NULL, NULL, 0, NULL},
 };
 

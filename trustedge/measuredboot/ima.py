@@ -23,6 +23,7 @@ from typing import Final, NamedTuple
 
 from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError, ReplayMismatchError
+from trustedge.hashing import sha256_chain, sha256_each
 from trustedge.measuredboot.events import BANK_SIZES, bank_hasher
 
 __all__ = [
@@ -48,6 +49,7 @@ _ALGO_NAMES: Final = {
     b"sha512": "sha512",
 }
 _SHA1_ZERO: Final = bytes(20)
+_ZEROS: Final = {n: bytes(n) for n in (20, 32, 48, 64)}
 _KNOWN_TEMPLATES: Final = ("ima", "ima-ng", "ima-sig", "ima-buf", "ima-modsig")
 _NG_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "ima-ng": ("d-ng", "n-ng"),
@@ -110,7 +112,9 @@ class ImaEntry(NamedTuple):
     @property
     def is_violation(self) -> bool:
         """True for a ToMToU/open-writers violation (all-zero template hash)."""
-        return not any(self.template_hash)
+        th = self.template_hash
+        zero = _ZEROS.get(len(th))
+        return th == zero if zero is not None else not any(th)
 
     def fields(self) -> ImaFields:
         """Decode the template data (raises MalformedInputError if it does not decode)."""
@@ -217,36 +221,71 @@ def _looks_ascii(data: bytes) -> bool:
 
 
 # -- binary -------------------------------------------------------------------
+#: Template names the record fast path takes (the legacy ``ima`` template has
+#: another layout, other names are rare: both go field by field).
+_FAST_TEMPLATES: Final = {name.encode(): name for name in _NG_FIELDS}
+_FAST_SPLIT: Final = {name.encode(): len(fields) for name, fields in _NG_FIELDS.items()}
+
+
 def _parse_binary(
     data: bytes, lim: ImaLimits, partial: bool, base: int, first: int, hash_size: int
 ) -> ImaLog:
     r = Reader(data, max_size=lim.max_list_size, base_offset=base)
     head_size = 4 + hash_size
     entries: list[ImaEntry] = []
+    append = entries.append
+    new_tuple = tuple.__new__
+    unpack = _U32.unpack_from
     number = first
     max_data = lim.max_template_data
-    read = r.read
     end = base + len(data)
-    start = base
-    while start < end:
-        try:
-            head = read(head_size, "IMA record header")
-            pcr = _U32.unpack_from(head)[0]
-            template_hash = head[4:head_size]
-            name = r.bytes_u32le("template name", max_len=lim.max_name)
-            try:
-                template = name.decode("ascii")
-            except UnicodeDecodeError:
-                raise MalformedInputError("template name is not ASCII", offset=r.offset) from None
-            if template == "ima":
-                digest = read(20, "ima digest")
-                fname = r.bytes_u32le("ima file name", max_len=lim.max_name)
-                template_data = digest + fname.ljust(256, b"\x00")
+    while True:
+        # Runs of well-formed ima-ng/ima-sig/... records in one bounded call.
+        run = r.u32le_pair_records(
+            head_size,
+            lim.max_name,
+            max_data,
+            max_count=lim.max_entries - (number - first),
+            split_second=_FAST_SPLIT,
+        )
+        for offset, head, raw_name, template_data, parts in run:
+            if raw_name == b"ima-ng" and parts is not None:
+                # The common case, inlined (same result as _ng_fields).
+                d_ng, n_ng = parts
+                algo, sep, digest = d_ng.partition(b":\x00")
+                if sep:
+                    algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii", "replace")
+                else:
+                    algo_name, digest = ("sha1" if len(d_ng) == 20 else "md5"), d_ng
+                fields: tuple[str, bytes, str | None, bytes, bytes] = (
+                    algo_name,
+                    digest,
+                    n_ng.rstrip(b"\x00").decode("utf-8", "surrogateescape"),
+                    b"",
+                    b"",
+                )
+                template = "ima-ng"
             else:
-                size = r.u32le("template data length")
-                if size > max_data:
-                    raise LimitExceededError(f"template data of {size} bytes", offset=r.offset - 4)
-                template_data = read(size, "template data")
+                template = _FAST_TEMPLATES[raw_name]
+                fields = (
+                    ("", b"", None, b"", b"")
+                    if parts is None
+                    else _ng_fields(_NG_FIELDS[template], parts)
+                )
+            append(
+                new_tuple(
+                    ImaEntry,
+                    (number, offset, unpack(head)[0], head[4:], template, template_data, *fields),
+                )
+            )
+            number += 1
+        start = r.offset
+        if start >= end:
+            break
+        # One record field by field: the legacy template, another name, an
+        # error (with its offset) or an incomplete tail.
+        try:
+            entry = _binary_record(r, number, start, lim, head_size)
         except MalformedInputError as exc:
             if partial and not isinstance(exc, LimitExceededError):
                 return ImaLog(entries, fmt="binary", consumed=start - base, trailing=end - start)
@@ -254,10 +293,30 @@ def _parse_binary(
             raise
         if number - first >= lim.max_entries:
             raise LimitExceededError(f"more than {lim.max_entries} entries", offset=start)
-        entries.append(ImaEntry(number, start, pcr, template_hash, template, template_data))
+        append(entry)
         number += 1
-        start = r.offset
     return ImaLog(entries, fmt="binary", consumed=len(data), trailing=0)
+
+
+def _binary_record(r: Reader, number: int, start: int, lim: ImaLimits, head_size: int) -> ImaEntry:
+    head = r.read(head_size, "IMA record header")
+    pcr = _U32.unpack_from(head)[0]
+    template_hash = head[4:head_size]
+    name = r.bytes_u32le("template name", max_len=lim.max_name)
+    try:
+        template = name.decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedInputError("template name is not ASCII", offset=r.offset) from None
+    if template == "ima":
+        digest = r.read(20, "ima digest")
+        fname = r.bytes_u32le("ima file name", max_len=lim.max_name)
+        template_data = digest + fname.ljust(256, b"\x00")
+    else:
+        size = r.u32le("template data length")
+        if size > lim.max_template_data:
+            raise LimitExceededError(f"template data of {size} bytes", offset=r.offset - 4)
+        template_data = r.read(size, "template data")
+    return ImaEntry(number, start, pcr, template_hash, template, template_data)
 
 
 # -- ASCII --------------------------------------------------------------------
@@ -386,35 +445,85 @@ def _decode_fields(entry: ImaEntry) -> ImaFields:
     r = Reader(data, base_offset=entry.offset)
     values = [r.bytes_u32le(name) for name in names]
     r.expect_end("end of template data")
+    return ImaFields(*_ng_fields(names, values))
+
+
+def _ng_fields(
+    names: tuple[str, ...], values: Sequence[bytes]
+) -> tuple[str, bytes, str, bytes, bytes]:
+    """(algorithm, digest, path, signature, buffer) from split ``ima-*`` fields."""
     algo, sep, digest = values[0].partition(b":\x00")
     if not sep:
         # ima-ng with a SHA-1/MD5 digest may omit the "algo:" prefix.
         algo, digest = b"sha1" if len(values[0]) == 20 else b"md5", values[0]
     path = values[1].rstrip(b"\x00").decode("utf-8", "surrogateescape")
-    sig = values[2] if names[2:3] == ("sig",) else b""
-    buf = values[2] if names[2:3] == ("buf",) else b""
-    return ImaFields(algo.decode("ascii", "replace"), digest, path, sig, buf)
+    extra = names[2] if len(names) > 2 else ""
+    sig = values[2] if extra == "sig" else b""
+    buf = values[2] if extra == "buf" else b""
+    algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii", "replace")
+    return algo_name, digest, path, sig, buf
 
 
 # -- replay / verification ------------------------------------------------------
-def _running(entries: Sequence[ImaEntry], bank: str, pcr: int, value: bytes) -> list[bytes]:
-    """The PCR value after each entry (entries of other PCRs repeat the value)."""
+def _data_digests(entries: Sequence[ImaEntry], bank: str) -> list[bytes]:
+    """H_bank(template data) of every entry (SHA-256 in SIMD lanes, in C)."""
+    if bank == "sha256":
+        return sha256_each([e.template_data for e in entries])
     h = bank_hasher(bank)
-    size = BANK_SIZES[bank]
-    ff = b"\xff" * size
-    out: list[bytes] = []
-    append = out.append
+    return [h(e.template_data).digest() for e in entries]
+
+
+def _running(
+    entries: Sequence[ImaEntry],
+    bank: str,
+    pcr: int,
+    value: bytes,
+    digests: Sequence[bytes] | None = None,
+) -> list[bytes]:
+    """The PCR value after each entry (entries of other PCRs repeat the value).
+
+    ``digests`` are the entries' ``_data_digests`` when the caller has them.
+    """
+    ff = b"\xff" * BANK_SIZES[bank]
     sha1 = bank == "sha1"
+    if digests is None and not sha1:
+        digests = _data_digests(entries, bank)
+    h = bank_hasher(bank)
+    steps: list[bytes] = []
+    append = steps.append
+    zeros = _ZEROS.get
+    for i, e in enumerate(entries):
+        if e.pcr != pcr:
+            continue
+        th = e.template_hash
+        if th == zeros(len(th)):  # a violation extends all-ones
+            append(ff)
+        elif sha1 and len(th) == 20:
+            append(th)
+        elif digests is not None:
+            append(digests[i])
+        else:
+            append(h(e.template_data).digest())
+    values = _extend_all(bank, value, steps)
+    if len(values) == len(entries):
+        return values
+    out: list[bytes] = []  # some entries are for other PCRs: they repeat the value
+    it = iter(values)
     for e in entries:
         if e.pcr == pcr:
-            th = e.template_hash
-            if not any(th):
-                value = h(value + ff).digest()
-            elif sha1 and len(th) == 20:
-                value = h(value + th).digest()
-            else:
-                value = h(value + h(e.template_data).digest()).digest()
-        append(value)
+            value = next(it)
+        out.append(value)
+    return out
+
+
+def _extend_all(bank: str, value: bytes, steps: Sequence[bytes]) -> list[bytes]:
+    if bank == "sha256":
+        return sha256_chain(value, steps)
+    h = bank_hasher(bank)
+    out: list[bytes] = []
+    for step in steps:
+        value = h(value + step).digest()
+        out.append(value)
     return out
 
 
@@ -462,13 +571,15 @@ def verify_ima_log(
     if state is not None and log.base_offset != state.byte_offset:
         raise ValueError("the list does not continue where the state stopped")
     entries = log.unverified_entries
-    _check_template_hashes(entries, bank)
+    digests = None if bank == "sha1" else _data_digests(entries, bank)
+    _check_template_hashes(entries, bank, digests)
     quoted = bytes(quoted_pcr)
     if hmac.compare_digest(start, quoted):
         return VerifiedImaLog((), ImaState(base_entries, log.base_offset, start, bank), pcr)
-    running = _running(entries, bank, pcr, start)
+    running = _running(entries, bank, pcr, start, digests)
+    cmp = hmac.compare_digest
     for i, value in enumerate(running):
-        if entries[i].pcr == pcr and hmac.compare_digest(value, quoted):
+        if cmp(value, quoted) and entries[i].pcr == pcr:
             verified = tuple(e for e in entries[: i + 1] if e.pcr == pcr)
             after = entries[i + 1].offset if i + 1 < len(entries) else log.end_offset
             new_state = ImaState(base_entries + i + 1, after, value, bank)
@@ -479,27 +590,30 @@ def verify_ima_log(
     )
 
 
-def _check_template_hashes(entries: Sequence[ImaEntry], bank: str) -> None:
+def _check_template_hashes(
+    entries: Sequence[ImaEntry], bank: str, digests: Sequence[bytes] | None
+) -> None:
     """Template hashes must hash the template data: SHA-1 for 20-byte columns, the
-    bank's hash for a bank-sized column (per-bank lists)."""
+    bank's hash (``digests``, from ``_data_digests``) for a bank-sized column
+    (per-bank lists)."""
     sha1 = bank_hasher("sha1")
-    other = bank_hasher(bank)
     other_size = BANK_SIZES[bank]
     cmp = hmac.compare_digest
-    for e in entries:
+    zeros = _ZEROS.get
+    for i, e in enumerate(entries):
         th = e.template_hash
-        if not any(th):
+        if th == zeros(len(th)):
             continue
         if len(th) == 20:
-            h = sha1
-        elif len(th) == other_size and bank != "sha1":
-            h = other
+            ok = cmp(sha1(e.template_data).digest(), th)
+        elif len(th) == other_size and digests is not None:
+            ok = cmp(digests[i], th)
         else:
             raise ReplayMismatchError(
                 f"IMA entry {e.number}: {len(th)}-byte template hash cannot be checked in {bank}",
                 mismatches=[(bank, e.pcr)],
             )
-        if not cmp(h(e.template_data).digest(), th):
+        if not ok:
             raise ReplayMismatchError(
                 f"IMA entry {e.number} (offset {e.offset}): template hash does not match "
                 "its template data",

@@ -382,7 +382,22 @@ class ImaRuntimePolicy:
             raise TypeError("IMA policies check only a VerifiedImaLog")
         exclude = re.compile("|".join(f"(?:{p})" for p in self.excludes)) if self.excludes else None
         found: list[str] = []
+        # The common case first: a measured (not violation), decoded, unsigned
+        # or unchecked-signature entry whose digest the policy allows; anything
+        # else takes the full rules of _entry_violation.
+        allowed_for = self.digests.get
+        quick = not self.require_signatures
+        no_keyring = self.keyring is None
         for entry in log.entries:
+            if quick and entry.decoded_path is not None and entry.template_name != "ima-buf":
+                allowed = allowed_for(entry.decoded_path)
+                if (
+                    allowed is not None
+                    and entry.decoded_digest in allowed
+                    and (no_keyring or not entry.decoded_signature)
+                    and not entry.is_violation
+                ):
+                    continue
             problem = self._entry_violation(entry, exclude)
             if problem:
                 found.append(problem)

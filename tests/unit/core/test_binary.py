@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trustedge._binary import Reader, Writer
 from trustedge.errors import LimitExceededError, MalformedInputError
@@ -91,3 +93,72 @@ def test_writer_range_errors_are_value_errors() -> None:
         Writer().u16be(-1)
     with pytest.raises(ValueError):
         Writer().bytes_u8(b"x" * 256)
+
+
+# -- runs of records ------------------------------------------------------------
+def _reference_records(
+    data: bytes, head: int, max_first: int, max_second: int, max_count: int, split: dict[bytes, int]
+) -> tuple[list[tuple[int, bytes, bytes, bytes, tuple[bytes, ...] | None]], int]:
+    """u32le_pair_records spelled out with single Reader reads (the contract)."""
+    r = Reader(data, base_offset=7)
+    out: list[tuple[int, bytes, bytes, bytes, tuple[bytes, ...] | None]] = []
+    while not r.at_end() and len(out) < max_count:
+        start = r.offset
+        trial = Reader(data[start - 7 :], base_offset=start)
+        try:
+            h = trial.read(head)
+            first = trial.bytes_u32le(max_len=max_first)
+            if first not in split:
+                break
+            second = trial.bytes_u32le(max_len=max_second)
+        except MalformedInputError:
+            break
+        inner = Reader(second)
+        parts: tuple[bytes, ...] | None
+        try:
+            parts = tuple(inner.bytes_u32le() for _ in range(split[first]))
+            inner.expect_end()
+        except MalformedInputError:
+            parts = None
+        out.append((start, h, first, second, parts))
+        r.skip(trial.offset - start)
+    return out, r.offset
+
+
+def _record(head: bytes, first: bytes, parts: list[bytes]) -> bytes:
+    second = b"".join(Writer().bytes_u32le(p).getvalue() for p in parts)
+    return head + Writer().bytes_u32le(first).bytes_u32le(second).getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=3, max_size=3),
+            st.sampled_from([b"ab", b"abc", b"zz", b""]),
+            st.lists(st.binary(max_size=12), max_size=3),
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 400),
+    st.binary(max_size=4),
+    st.integers(0, 255),
+    st.integers(0, 8),
+)
+def test_pair_records_match_single_reads(
+    records: list[tuple[bytes, bytes, list[bytes]]],
+    cut: int,
+    junk: bytes,
+    flip: int,
+    max_count: int,
+) -> None:
+    data = bytearray(b"".join(_record(*rec) for rec in records)[:cut] + junk)
+    if data:
+        data[flip % len(data)] ^= 0x41  # one corrupted byte anywhere
+    split = {b"ab": 2, b"abc": 1, b"": 0}
+    for max_second in (4, 64):
+        r = Reader(bytes(data), base_offset=7)
+        got = r.u32le_pair_records(3, 3, max_second, max_count=max_count, split_second=split)
+        want, offset = _reference_records(bytes(data), 3, 3, max_second, max_count, split)
+        assert got == want
+        assert r.offset == offset

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError, ReplayMismatchError
 from trustedge.measuredboot import ImaLimits, ImaState, parse_ima_log, verify_ima_log
 from trustedge.measuredboot.build import build_ima_entry
@@ -92,3 +95,131 @@ def test_limits_and_state_checks() -> None:
         verify_ima_log(log, bytes(32))
     with pytest.raises(TypeError):
         parse_ima_log("text")  # type: ignore[arg-type]
+
+
+# -- the binary fast path gives what the field-by-field path gives ----------------
+def _legacy_ima_record(path: bytes) -> bytes:
+    digest = hashlib.sha1(path).digest()
+    name_field = len(path).to_bytes(4, "little") + path
+    data = digest + path.ljust(256, b"\x00")
+    return (
+        (10).to_bytes(4, "little")
+        + hashlib.sha1(data).digest()
+        + (3).to_bytes(4, "little")
+        + b"ima"
+        + digest
+        + name_field
+    )
+
+
+def _ng_record(template: bytes, fields: list[bytes]) -> bytes:
+    data = b"".join(len(f).to_bytes(4, "little") + f for f in fields)
+    return (
+        (10).to_bytes(4, "little")
+        + hashlib.sha1(data).digest()
+        + len(template).to_bytes(4, "little")
+        + template
+        + len(data).to_bytes(4, "little")
+        + data
+    )
+
+
+_RECORDS = st.one_of(
+    st.builds(
+        lambda p, d: build_ima_entry(p, d),
+        st.text(max_size=12),
+        st.binary(min_size=32, max_size=32),
+    ),
+    st.builds(_legacy_ima_record, st.binary(max_size=10)),
+    st.builds(
+        _ng_record,
+        st.sampled_from([b"ima-ng", b"ima-sig", b"ima-buf", b"ima-modsig", b"ima-xx", b"\xffng"]),
+        st.lists(
+            st.one_of(
+                st.just(b"sha256:\x00" + bytes(32)),
+                st.binary(min_size=20, max_size=20),  # SHA-1 digest without "algo:"
+                st.binary(max_size=24),
+                st.just(b"/bin/sh\x00"),
+            ),
+            max_size=6,
+        ),
+    ),
+)
+
+
+def _outcome(data: bytes, **kwargs: object) -> object:
+    try:
+        log = parse_ima_log(data, **kwargs)  # type: ignore[arg-type]
+    except MalformedInputError as exc:
+        return (type(exc), str(exc), exc.offset)
+    rows = []
+    for e in log.unverified_entries:
+        try:
+            fields: object = tuple(e.fields())
+        except MalformedInputError as exc:
+            fields = (type(exc), str(exc))
+        rows.append((tuple(e[:6]), fields, e.is_violation))
+    return rows, log.consumed, log.trailing_bytes
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    st.lists(_RECORDS, max_size=6),
+    st.integers(0, 2000),
+    st.integers(0, 10_000),
+    st.booleans(),
+    st.integers(1, 8),
+)
+def test_binary_fast_path_matches_field_by_field(
+    records: list[bytes], cut: int, flip: int, partial: bool, max_entries: int
+) -> None:
+    data = bytearray(b"".join(records))
+    data = data[: max(cut, 1)] if cut < len(data) else data
+    if data and flip % 3 == 0:
+        data[flip % len(data)] ^= 0x5A
+    if not data or data[:1].isdigit():
+        data[:0] = b"\x0a\x00\x00\x00"  # keep it binary (ASCII lists start with a digit)
+    limits = ImaLimits(max_entries=max_entries, max_name=40, max_template_data=200)
+    kwargs = {"allow_partial_tail": partial, "limits": limits, "base_offset": 5}
+    fast = _outcome(bytes(data), **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Reader, "u32le_pair_records", lambda self, *a, **k: [])
+        slow = _outcome(bytes(data), **kwargs)
+    assert fast == slow
+
+
+def _reference_replay(entries: list[tuple[int, bytes, bytes]], bank: str) -> bytes:
+    size = hashlib.new(bank).digest_size
+    value = bytes(size)
+    for pcr, template_hash, data in entries:
+        if pcr != 10:
+            continue
+        if not any(template_hash):
+            step = b"\xff" * size
+        elif bank == "sha1":
+            step = template_hash
+        else:
+            step = hashlib.new(bank, data).digest()
+        value = hashlib.new(bank, value + step).digest()
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([10, 10, 10, 11]), st.booleans(), st.text(max_size=8))),
+    st.sampled_from(["sha1", "sha256", "sha384"]),
+)
+def test_replay_matches_reference(rows: list[tuple[int, bool, str]], bank: str) -> None:
+    records = []
+    for pcr, violation, path in rows:
+        record = bytearray(build_ima_entry(path, bytes(32), pcr=pcr))
+        if violation:
+            record[4:24] = bytes(20)
+        records.append(bytes(record))
+    log = parse_ima_log(b"".join(records)) if records else parse_ima_log(b"")
+    plain = [(e.pcr, e.template_hash, e.template_data) for e in log.unverified_entries]
+    expected = _reference_replay(plain, bank)
+    assert log.replay(bank) == expected
+    if any(pcr == 10 for pcr, _, _ in plain):
+        verified = verify_ima_log(log, expected, bank=bank)
+        assert verified.state.pcr_value == expected
