@@ -235,6 +235,24 @@ class Reader:
             stop = p + n2
             parts: tuple[bytes, ...] | None = ()
             q = p
+            if parts_wanted == 2 and p + 4 <= stop:  # the common shape, unrolled
+                n = unpack(data, p)[0]
+                q = p + 4 + n
+                if q + 4 <= stop:
+                    m = unpack(data, q)[0]
+                    if q + 4 + m == stop:
+                        append(
+                            (
+                                base + pos,
+                                data[pos : pos + head],
+                                first,
+                                data[p:stop],
+                                (data[p + 4 : q], data[q + 4 : stop]),
+                            )
+                        )
+                        pos = stop
+                        continue
+                q = p  # not exactly two fields: the general loop decides
             for _ in range(parts_wanted):
                 if q + 4 > stop:
                     parts = None
