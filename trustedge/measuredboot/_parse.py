@@ -215,74 +215,96 @@ def _read_agile_records(
 ) -> None:
     sizes = spec.digest_sizes
     names = {alg: BANK_BY_ALG_ID.get(alg) for alg in sizes}
-    # Fast path: almost every event lists one digest per declared algorithm in
-    # the Spec ID order. Then the digests and EventSize form one block of known
-    # length, peeked in one bounded read and checked at fixed positions.
-    layout: list[tuple[str | None, bytes, int, int]] = []
-    pos = 0
-    for alg, size in sizes.items():
-        layout.append((names[alg], alg.to_bytes(2, "little"), pos, pos + 2 + size))
-        pos += 2 + size
-    block_len = pos + 4
+    # Almost every event lists one digest per declared algorithm in the Spec ID
+    # order. Then header, digests and EventSize have one fixed layout, unpacked
+    # by one struct in one bounded read: (pcr, type, count, id, digest, ...,
+    # EventSize); ``fields[ids]`` are the algorithm ids.
+    layout = struct.Struct("<III" + "".join(f"H{size}s" for size in sizes.values()) + "I")
+    record_head = layout.size
+    ids = slice(3, -1, 2)
+    expected_ids = tuple(sizes)
     n_spec = len(sizes)
-    # itemgetter over fixed slices does the per-algorithm work in C; the extra
-    # empty slice keeps the result a tuple when there is a single algorithm.
-    # Positions are relative to the record start (12-byte header first).
-    record_head = 12 + block_len
-    size_at = record_head - 4
-    unpack_size = _U32.unpack_from
-    ids_of = itemgetter(*[slice(12 + lo, 14 + lo) for _, _, lo, _ in layout], slice(0, 0))
-    expected_ids = (*(alg_le for _, alg_le, _, _ in layout), b"")
-    digests_of = itemgetter(
-        *[slice(14 + lo, 12 + hi) for name, _, lo, hi in layout if name is not None],
-        slice(0, 0),
-    )
-    known_names = tuple(name for name, _, _, _ in layout if name is not None)
+    known = [(name, 4 + 2 * i) for i, name in enumerate(names.values()) if name is not None]
+    known_names = tuple(name for name, _ in known)
+    n_known = len(known)
+    # Dict displays of 1-3 digests cost a quarter of dict(zip(...)); the
+    # padding entries are never used (n_known picks the branch).
+    (k0, i0), (k1, i1), (k2, i2) = (*known, ("", 0), ("", 0), ("", 0))[:3]
+    # Two trailing dummies keep the result a tuple even for 0 or 1 known banks.
+    pick = itemgetter(*[i for _, i in known], 0, 0)
     max_event = lim.max_event_size
     max_events = lim.max_events
     # Bound methods in locals: this loop runs once per event.
+    peek_struct = r.peek_struct
     read = r.read
-    peek = r.peek
-    skip = r.skip
     append = events.append
     new_tuple = tuple.__new__
     index = len(events)
+    # ``start`` is always ``r.offset`` (the fast path tracks it by arithmetic).
     start = r.offset
     end = start + r.remaining
     while start < end:
-        if end - start < 16 and _at_padding(r):
+        avail = end - start
+        # Fast path: full-layout records on PCR 0-23 that fit the limits and
+        # the input. Anything else (padding, limits, errors, other digest
+        # lists, PCR 0xFFFFFFFF) goes to the general code below, record by
+        # record, which keeps the checks and messages in their order.
+        while avail >= record_head and index < max_events:
+            fields = peek_struct(layout, "TCG_PCR_EVENT2 header")
+            pcr = fields[0]
+            size = fields[-1]
+            if (
+                fields[2] != n_spec
+                or fields[ids] != expected_ids  # not secret: public algorithm ids
+                or pcr > 23
+                or size > max_event
+                or size > avail - record_head
+            ):
+                break
+            if n_known == 2:
+                digests = {k0: fields[i0], k1: fields[i1]}
+            elif n_known == 1:
+                digests = {k0: fields[i0]}
+            elif n_known == 3:
+                digests = {k0: fields[i0], k1: fields[i1], k2: fields[i2]}
+            else:
+                digests = dict(zip(known_names, pick(fields)))  # noqa: B905 - dummies
+            total = record_head + size
+            # Header, digests and data in one bounded read; tuple.__new__
+            # skips NamedTuple's Python-level __new__.
+            payload = read(total, "event data")[record_head:]
+            append(new_tuple(Event, (index, start, pcr, fields[1], digests, payload)))
+            index += 1
+            start += total
+            avail -= total
+        if not avail:
+            return
+        if avail < 16 and _at_padding(r):
             return
         try:
-            # Slicing/unpacking below only touches chunks whose exact length the
-            # Reader has already checked, so no read can run short. Fast path:
-            # peek header + digest block in one bounded read, then skip it.
-            if end - start >= record_head:
-                head = peek(record_head, "TCG_PCR_EVENT2 header")
-                pcr, etype, count = _HEADER.unpack_from(head)
-                # not secret: TPM algorithm ids of the public log header
-                fast = count == n_spec and ids_of(head) == expected_ids
+            if avail >= record_head:
+                fields = peek_struct(layout, "TCG_PCR_EVENT2 header")
+                pcr, etype, count = fields[:3]
+                fast = count == n_spec and fields[ids] == expected_ids  # not secret: alg ids
             else:
-                head = peek(12, "TCG_PCR_EVENT2 header")
-                pcr, etype, count = _HEADER.unpack_from(head)
+                pcr, etype, count = peek_struct(_HEADER, "TCG_PCR_EVENT2 header")
                 fast = False
             if pcr == etype == count and pcr in (0, _PAD_FF) and _rest_is_fill(r, pcr & 0xFF):
                 return
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
             if fast:
-                digests = dict(zip(known_names, digests_of(head)))  # noqa: B905 - dummy slice
-                size = unpack_size(head, size_at)[0]
+                digests = dict(zip(known_names, pick(fields)))  # noqa: B905 - dummies
+                size = fields[-1]
                 if size > max_event:
                     raise LimitExceededError(
                         f"EventSize {size} exceeds the limit of {max_event}",
                         offset=start + record_head - 4,
                         expected="EventSize",
                     )
-                # Header, digests and data in one bounded read.
                 payload = read(record_head + size, "event data")[record_head:]
-                next_start = start + record_head + size
             else:
-                skip(12)
+                r.skip(12)
                 digests = _read_digests(r, count, sizes, names, start)
                 size = r.u32le("EventSize")
                 if size > max_event:
@@ -292,15 +314,13 @@ def _read_agile_records(
                         expected="EventSize",
                     )
                 payload = read(size, "event data")
-                next_start = r.offset
         except MalformedInputError as exc:
             raise _with_index(exc, index) from None
         if pcr > 23:
             _check_pcr(pcr, etype, start, index)
-        # tuple.__new__ skips NamedTuple's Python-level __new__ (hot loop).
-        append(new_tuple(Event, (index, start, pcr, etype, digests, payload)))
+        append(Event(index, start, pcr, etype, digests, payload))
         index += 1
-        start = next_start
+        start = r.offset
 
 
 def _read_digests(
