@@ -8,9 +8,12 @@ byte offset and the index of the record being read.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError
@@ -27,6 +30,17 @@ _PAD_FF = 0xFFFFFFFF
 _HEADER = struct.Struct("<III")
 _U32 = struct.Struct("<I")
 _PCR_TYPE = struct.Struct("<II")
+#: The fixed start of the Spec ID event, and its fields' sizes and names.
+_SPEC_HEAD = struct.Struct("<16sIBBBBI")
+_SPEC_HEAD_FIELDS = (
+    (16, "Spec ID signature"),
+    (4, "platformClass"),
+    (1, "specVersionMinor"),
+    (1, "specVersionMajor"),
+    (1, "specErrata"),
+    (1, "uintnSize"),
+    (4, "numberOfAlgorithms"),
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,7 @@ def parse_event_log(
             raise MalformedInputError(
                 "Spec ID record with a non-zero digest", offset=first.offset, expected="zero digest"
             )
-        events = [first._replace(digests={})]
+        events = [Event(0, first.offset, first.pcr, first.event_type, {}, first.data)]
         _read_agile_records(r, events, spec, lim)
     else:
         events = [first]
@@ -139,13 +153,12 @@ def _parse_spec_id(
     base = first.offset + 32
     r = Reader(first.data, max_size=lim.max_event_size, base_offset=base)
     try:
-        signature = r.read(16, "Spec ID signature")
-        platform_class = r.u32le("platformClass")
-        minor = r.u8("specVersionMinor")
-        major = r.u8("specVersionMajor")
-        errata = r.u8("specErrata")
-        uintn = r.u8("uintnSize")
-        n = r.count(r.u32le("numberOfAlgorithms"), lim.max_digests, "numberOfAlgorithms")
+        if r.remaining < _SPEC_HEAD.size:
+            # Too short: read field by field so the error names the cut one.
+            for size, what in _SPEC_HEAD_FIELDS:
+                r.skip(size, what)
+        signature, platform_class, minor, major, errata, uintn, n = r.read_struct(_SPEC_HEAD)
+        r.count(n, lim.max_digests, "numberOfAlgorithms")
         algs: dict[str, int] = {}
         sizes: dict[int, int] = {}
         for _ in range(n):
@@ -210,28 +223,52 @@ def _at_padding(r: Reader) -> bool:
     return r.peek(n).count(head) == n
 
 
+class _Layout(NamedTuple):
+    """The fixed record layout of one Spec ID algorithm list (see :func:`_layout`)."""
+
+    #: pcr, type, count, (algorithm id, digest) per declared algorithm, EventSize.
+    head: struct.Struct
+    expected_ids: tuple[int, ...]
+    #: algorithm id -> bank name (None for algorithms trustedge does not know).
+    names: Mapping[int, str | None]
+    #: (bank name, field index) of the digests of known banks, in Spec ID order.
+    known: tuple[tuple[str, int], ...]
+    known_names: tuple[str, ...]
+    #: known[i][1] for every i, plus two dummies: always returns a tuple.
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+@lru_cache(maxsize=64)
+def _layout(algs: tuple[tuple[int, int], ...]) -> _Layout:
+    """Layout of a record with one digest per ``(alg, size)``, in that order.
+
+    Cached: logs of a fleet share a handful of algorithm lists, and building
+    this costs more than parsing a short log's records.
+    """
+    head = struct.Struct("<III" + "".join(f"H{size}s" for _, size in algs) + "I")
+    names = {alg: BANK_BY_ALG_ID.get(alg) for alg, _ in algs}
+    known = tuple((name, 4 + 2 * i) for i, name in enumerate(names.values()) if name is not None)
+    pick = itemgetter(*[i for _, i in known], 0, 0)
+    known_names = tuple(name for name, _ in known)
+    return _Layout(head, tuple(names), MappingProxyType(names), known, known_names, pick)
+
+
 def _read_agile_records(
     r: Reader, events: list[Event], spec: SpecIdEvent, lim: EventLogLimits
 ) -> None:
     sizes = spec.digest_sizes
-    names = {alg: BANK_BY_ALG_ID.get(alg) for alg in sizes}
     # Almost every event lists one digest per declared algorithm in the Spec ID
     # order. Then header, digests and EventSize have one fixed layout, unpacked
     # by one struct in one bounded read: (pcr, type, count, id, digest, ...,
     # EventSize); ``fields[ids]`` are the algorithm ids.
-    layout = struct.Struct("<III" + "".join(f"H{size}s" for size in sizes.values()) + "I")
+    layout, expected_ids, names, known, known_names, pick = _layout(tuple(sizes.items()))
     record_head = layout.size
     ids = slice(3, -1, 2)
-    expected_ids = tuple(sizes)
     n_spec = len(sizes)
-    known = [(name, 4 + 2 * i) for i, name in enumerate(names.values()) if name is not None]
-    known_names = tuple(name for name, _ in known)
     n_known = len(known)
     # Dict displays of 1-3 digests cost a quarter of dict(zip(...)); the
     # padding entries are never used (n_known picks the branch).
     (k0, i0), (k1, i1), (k2, i2) = (*known, ("", 0), ("", 0), ("", 0))[:3]
-    # Two trailing dummies keep the result a tuple even for 0 or 1 known banks.
-    pick = itemgetter(*[i for _, i in known], 0, 0)
     max_event = lim.max_event_size
     max_events = lim.max_events
     # Bound methods in locals: this loop runs once per event.
@@ -324,7 +361,7 @@ def _read_agile_records(
 
 
 def _read_digests(
-    r: Reader, count: int, sizes: dict[int, int], names: dict[int, str | None], start: int
+    r: Reader, count: int, sizes: dict[int, int], names: Mapping[int, str | None], start: int
 ) -> dict[str, bytes]:
     """The general TPML_DIGEST_VALUES reader (any order, fewer digests than declared)."""
     if count > len(sizes):

@@ -220,3 +220,30 @@ def test_fill_and_exact_limits_after_fast_records(fill: bytes) -> None:
     for n in (1, 7, 15, 16, 100):
         log = parse_event_log(_FIVE + fill * n, limits=exact)
         assert len(log.unverified_events) == 6
+
+
+_SPEC_FIELDS = [
+    (16, "Spec ID signature"),
+    (4, "platformClass"),
+    (1, "specVersionMinor"),
+    (1, "specVersionMajor"),
+    (1, "specErrata"),
+    (1, "uintnSize"),
+    (4, "numberOfAlgorithms"),
+]
+
+
+@pytest.mark.parametrize("cut", range(16, 28))
+def test_short_spec_id_event_names_the_cut_field(cut: int) -> None:
+    spec = _log([(_ALG["sha256"], 32)], [])[32:]
+    data = Writer().u32le(0).u32le(T.EV_NO_ACTION).write(bytes(20)).bytes_u32le(spec[:cut])
+    starts = [sum(size for size, _ in _SPEC_FIELDS[:i]) for i in range(len(_SPEC_FIELDS))]
+    at, (size, what) = next(
+        (at, field) for at, field in zip(starts, _SPEC_FIELDS, strict=True) if at + field[0] > cut
+    )
+    with pytest.raises(MalformedInputError) as info:
+        parse_event_log(data.getvalue())
+    assert info.value.offset == 32 + at
+    assert str(info.value).startswith(
+        f"record 0: need {size} bytes, {cut - at} left, expected {what},"
+    )
