@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from trustedge.errors import LimitExceededError, MalformedInputError
 
@@ -81,31 +81,38 @@ class Reader:
         return MalformedInputError(message, offset=self.offset, expected=expected)
 
     # -- raw bytes --------------------------------------------------------
-    def _need(self, n: int, what: str) -> int:
+    # Each read checks ``0 <= n <= remaining`` inline (the hot path of every
+    # parser) before it slices or moves; :meth:`_short` only builds the error.
+    def _short(self, n: int, what: str) -> MalformedInputError:
         if n < 0:
-            raise MalformedInputError("negative length", offset=self.offset, expected=what)
-        if n > len(self._data) - self._pos:
-            raise MalformedInputError(
-                f"need {n} bytes, {self.remaining} left", offset=self.offset, expected=what
-            )
-        start = self._pos
-        self._pos += n
-        return start
+            return MalformedInputError("negative length", offset=self.offset, expected=what)
+        return MalformedInputError(
+            f"need {n} bytes, {self.remaining} left", offset=self.offset, expected=what
+        )
 
     def read(self, n: int, what: str = "bytes") -> bytes:
         """Read exactly ``n`` bytes."""
-        start = self._need(n, what)
-        return self._data[start : start + n]
+        start = self._pos
+        end = start + n
+        if n < 0 or end > len(self._data):
+            raise self._short(n, what)
+        self._pos = end
+        return self._data[start:end]
 
     def peek(self, n: int, what: str = "bytes") -> bytes:
         """Return the next ``n`` bytes without consuming them."""
-        start = self._need(n, what)
-        self._pos = start
-        return self._data[start : start + n]
+        start = self._pos
+        end = start + n
+        if n < 0 or end > len(self._data):
+            raise self._short(n, what)
+        return self._data[start:end]
 
     def skip(self, n: int, what: str = "bytes") -> None:
         """Advance past ``n`` bytes."""
-        self._need(n, what)
+        end = self._pos + n
+        if n < 0 or end > len(self._data):
+            raise self._short(n, what)
+        self._pos = end
 
     def rest(self) -> bytes:
         """Read every remaining byte."""
@@ -119,12 +126,35 @@ class Reader:
 
     # -- integers ---------------------------------------------------------
     def _unpack(self, st: struct.Struct, what: str) -> int:
-        start = self._need(st.size, what)
+        start = self._pos
+        end = start + st.size
+        if end > len(self._data):
+            raise self._short(st.size, what)
+        self._pos = end
         value: int = st.unpack_from(self._data, start)[0]
         return value
 
+    def peek_struct(self, st: struct.Struct, what: str = "structure") -> tuple[Any, ...]:
+        """Unpack the fixed-size ``st`` at the current position without consuming it."""
+        start = self._pos
+        if start + st.size > len(self._data):
+            raise self._short(st.size, what)
+        return st.unpack_from(self._data, start)
+
+    def read_struct(self, st: struct.Struct, what: str = "structure") -> tuple[Any, ...]:
+        """Consume and unpack the fixed-size ``st`` (one bounds check for all its fields)."""
+        start = self._pos
+        end = start + st.size
+        if end > len(self._data):
+            raise self._short(st.size, what)
+        self._pos = end
+        return st.unpack_from(self._data, start)
+
     def u8(self, what: str = "u8") -> int:
-        start = self._need(1, what)
+        start = self._pos
+        if start >= len(self._data):
+            raise self._short(1, what)
+        self._pos = start + 1
         return self._data[start]
 
     def u16le(self, what: str = "u16") -> int:

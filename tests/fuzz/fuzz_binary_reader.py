@@ -2,8 +2,8 @@
 
 The input is both program and data: each step reads an opcode byte and then
 performs that read (fixed-size integers, length-prefixed fields with and
-without caps, ``sub`` readers, ``peek``/``skip``, ``count``, ``expect_end``)
-on the rest. Besides the contract (only ``MalformedInputError`` /
+without caps, ``sub`` readers, ``peek``/``skip``, struct reads, ``count``,
+``expect_end``) on the rest. Besides the contract (only ``MalformedInputError`` /
 ``LimitExceededError``) each step checks the reader's invariants: the offset
 advances by exactly what was read, ``remaining`` stays consistent, a failed
 read consumes nothing, and every integer read re-serialises through
@@ -11,6 +11,8 @@ read consumes nothing, and every integer read re-serialises through
 """
 
 from __future__ import annotations
+
+import struct
 
 from tests.fuzz._harness import fuzz_target
 from trustedge._binary import Reader, Writer
@@ -72,7 +74,10 @@ def _step(r: Reader, depth: int) -> None:
             size = 2
         elif op == 16:
             n = r.u8("peek length")
-            assert r.peek(n) == r.read(n)
+            st = struct.Struct(f"{n}s")
+            peeked = r.peek_struct(st, "peek")
+            assert peeked == (r.peek(n),)
+            assert r.read_struct(st, "read") == peeked
             size = 1 + n
         elif op == 17:
             r.expect_end("end")

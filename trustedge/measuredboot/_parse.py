@@ -8,9 +8,12 @@ byte offset and the index of the record being read.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError
@@ -27,6 +30,17 @@ _PAD_FF = 0xFFFFFFFF
 _HEADER = struct.Struct("<III")
 _U32 = struct.Struct("<I")
 _PCR_TYPE = struct.Struct("<II")
+#: The fixed start of the Spec ID event, and its fields' sizes and names.
+_SPEC_HEAD = struct.Struct("<16sIBBBBI")
+_SPEC_HEAD_FIELDS = (
+    (16, "Spec ID signature"),
+    (4, "platformClass"),
+    (1, "specVersionMinor"),
+    (1, "specVersionMajor"),
+    (1, "specErrata"),
+    (1, "uintnSize"),
+    (4, "numberOfAlgorithms"),
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,7 @@ def parse_event_log(
             raise MalformedInputError(
                 "Spec ID record with a non-zero digest", offset=first.offset, expected="zero digest"
             )
-        events = [first._replace(digests={})]
+        events = [Event(0, first.offset, first.pcr, first.event_type, {}, first.data)]
         _read_agile_records(r, events, spec, lim)
     else:
         events = [first]
@@ -139,13 +153,12 @@ def _parse_spec_id(
     base = first.offset + 32
     r = Reader(first.data, max_size=lim.max_event_size, base_offset=base)
     try:
-        signature = r.read(16, "Spec ID signature")
-        platform_class = r.u32le("platformClass")
-        minor = r.u8("specVersionMinor")
-        major = r.u8("specVersionMajor")
-        errata = r.u8("specErrata")
-        uintn = r.u8("uintnSize")
-        n = r.count(r.u32le("numberOfAlgorithms"), lim.max_digests, "numberOfAlgorithms")
+        if r.remaining < _SPEC_HEAD.size:
+            # Too short: read field by field so the error names the cut one.
+            for size, what in _SPEC_HEAD_FIELDS:
+                r.skip(size, what)
+        signature, platform_class, minor, major, errata, uintn, n = r.read_struct(_SPEC_HEAD)
+        r.count(n, lim.max_digests, "numberOfAlgorithms")
         algs: dict[str, int] = {}
         sizes: dict[int, int] = {}
         for _ in range(n):
@@ -210,79 +223,125 @@ def _at_padding(r: Reader) -> bool:
     return r.peek(n).count(head) == n
 
 
+class _Layout(NamedTuple):
+    """The fixed record layout of one Spec ID algorithm list (see :func:`_layout`)."""
+
+    #: pcr, type, count, (algorithm id, digest) per declared algorithm, EventSize.
+    head: struct.Struct
+    expected_ids: tuple[int, ...]
+    #: algorithm id -> bank name (None for algorithms trustedge does not know).
+    names: Mapping[int, str | None]
+    #: (bank name, field index) of the digests of known banks, in Spec ID order.
+    known: tuple[tuple[str, int], ...]
+    known_names: tuple[str, ...]
+    #: known[i][1] for every i, plus two dummies: always returns a tuple.
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+@lru_cache(maxsize=64)
+def _layout(algs: tuple[tuple[int, int], ...]) -> _Layout:
+    """Layout of a record with one digest per ``(alg, size)``, in that order.
+
+    Cached: logs of a fleet share a handful of algorithm lists, and building
+    this costs more than parsing a short log's records.
+    """
+    head = struct.Struct("<III" + "".join(f"H{size}s" for _, size in algs) + "I")
+    names = {alg: BANK_BY_ALG_ID.get(alg) for alg, _ in algs}
+    known = tuple((name, 4 + 2 * i) for i, name in enumerate(names.values()) if name is not None)
+    pick = itemgetter(*[i for _, i in known], 0, 0)
+    known_names = tuple(name for name, _ in known)
+    return _Layout(head, tuple(names), MappingProxyType(names), known, known_names, pick)
+
+
 def _read_agile_records(
     r: Reader, events: list[Event], spec: SpecIdEvent, lim: EventLogLimits
 ) -> None:
     sizes = spec.digest_sizes
-    names = {alg: BANK_BY_ALG_ID.get(alg) for alg in sizes}
-    # Fast path: almost every event lists one digest per declared algorithm in
-    # the Spec ID order. Then the digests and EventSize form one block of known
-    # length, peeked in one bounded read and checked at fixed positions.
-    layout: list[tuple[str | None, bytes, int, int]] = []
-    pos = 0
-    for alg, size in sizes.items():
-        layout.append((names[alg], alg.to_bytes(2, "little"), pos, pos + 2 + size))
-        pos += 2 + size
-    block_len = pos + 4
+    # Almost every event lists one digest per declared algorithm in the Spec ID
+    # order. Then header, digests and EventSize have one fixed layout, unpacked
+    # by one struct in one bounded read: (pcr, type, count, id, digest, ...,
+    # EventSize); ``fields[ids]`` are the algorithm ids.
+    layout, expected_ids, names, known, known_names, pick = _layout(tuple(sizes.items()))
+    record_head = layout.size
+    ids = slice(3, -1, 2)
     n_spec = len(sizes)
-    # itemgetter over fixed slices does the per-algorithm work in C; the extra
-    # empty slice keeps the result a tuple when there is a single algorithm.
-    # Positions are relative to the record start (12-byte header first).
-    record_head = 12 + block_len
-    size_at = record_head - 4
-    unpack_size = _U32.unpack_from
-    ids_of = itemgetter(*[slice(12 + lo, 14 + lo) for _, _, lo, _ in layout], slice(0, 0))
-    expected_ids = (*(alg_le for _, alg_le, _, _ in layout), b"")
-    digests_of = itemgetter(
-        *[slice(14 + lo, 12 + hi) for name, _, lo, hi in layout if name is not None],
-        slice(0, 0),
-    )
-    known_names = tuple(name for name, _, _, _ in layout if name is not None)
+    n_known = len(known)
+    # Dict displays of 1-3 digests cost a quarter of dict(zip(...)); the
+    # padding entries are never used (n_known picks the branch).
+    (k0, i0), (k1, i1), (k2, i2) = (*known, ("", 0), ("", 0), ("", 0))[:3]
     max_event = lim.max_event_size
     max_events = lim.max_events
     # Bound methods in locals: this loop runs once per event.
+    peek_struct = r.peek_struct
     read = r.read
-    peek = r.peek
-    skip = r.skip
     append = events.append
     new_tuple = tuple.__new__
     index = len(events)
+    # ``start`` is always ``r.offset`` (the fast path tracks it by arithmetic).
     start = r.offset
     end = start + r.remaining
     while start < end:
-        if end - start < 16 and _at_padding(r):
+        avail = end - start
+        # Fast path: full-layout records on PCR 0-23 that fit the limits and
+        # the input. Anything else (padding, limits, errors, other digest
+        # lists, PCR 0xFFFFFFFF) goes to the general code below, record by
+        # record, which keeps the checks and messages in their order.
+        while avail >= record_head and index < max_events:
+            fields = peek_struct(layout, "TCG_PCR_EVENT2 header")
+            pcr = fields[0]
+            size = fields[-1]
+            if (
+                fields[2] != n_spec
+                or fields[ids] != expected_ids  # not secret: public algorithm ids
+                or pcr > 23
+                or size > max_event
+                or size > avail - record_head
+            ):
+                break
+            if n_known == 2:
+                digests = {k0: fields[i0], k1: fields[i1]}
+            elif n_known == 1:
+                digests = {k0: fields[i0]}
+            elif n_known == 3:
+                digests = {k0: fields[i0], k1: fields[i1], k2: fields[i2]}
+            else:
+                digests = dict(zip(known_names, pick(fields)))  # noqa: B905 - dummies
+            total = record_head + size
+            # Header, digests and data in one bounded read; tuple.__new__
+            # skips NamedTuple's Python-level __new__.
+            payload = read(total, "event data")[record_head:]
+            append(new_tuple(Event, (index, start, pcr, fields[1], digests, payload)))
+            index += 1
+            start += total
+            avail -= total
+        if not avail:
+            return
+        if avail < 16 and _at_padding(r):
             return
         try:
-            # Slicing/unpacking below only touches chunks whose exact length the
-            # Reader has already checked, so no read can run short. Fast path:
-            # peek header + digest block in one bounded read, then skip it.
-            if end - start >= record_head:
-                head = peek(record_head, "TCG_PCR_EVENT2 header")
-                pcr, etype, count = _HEADER.unpack_from(head)
-                # not secret: TPM algorithm ids of the public log header
-                fast = count == n_spec and ids_of(head) == expected_ids
+            if avail >= record_head:
+                fields = peek_struct(layout, "TCG_PCR_EVENT2 header")
+                pcr, etype, count = fields[:3]
+                fast = count == n_spec and fields[ids] == expected_ids  # not secret: alg ids
             else:
-                head = peek(12, "TCG_PCR_EVENT2 header")
-                pcr, etype, count = _HEADER.unpack_from(head)
+                pcr, etype, count = peek_struct(_HEADER, "TCG_PCR_EVENT2 header")
                 fast = False
             if pcr == etype == count and pcr in (0, _PAD_FF) and _rest_is_fill(r, pcr & 0xFF):
                 return
             if index >= max_events:
                 raise LimitExceededError(f"more than {max_events} records", offset=start)
             if fast:
-                digests = dict(zip(known_names, digests_of(head)))  # noqa: B905 - dummy slice
-                size = unpack_size(head, size_at)[0]
+                digests = dict(zip(known_names, pick(fields)))  # noqa: B905 - dummies
+                size = fields[-1]
                 if size > max_event:
                     raise LimitExceededError(
                         f"EventSize {size} exceeds the limit of {max_event}",
                         offset=start + record_head - 4,
                         expected="EventSize",
                     )
-                # Header, digests and data in one bounded read.
                 payload = read(record_head + size, "event data")[record_head:]
-                next_start = start + record_head + size
             else:
-                skip(12)
+                r.skip(12)
                 digests = _read_digests(r, count, sizes, names, start)
                 size = r.u32le("EventSize")
                 if size > max_event:
@@ -292,19 +351,17 @@ def _read_agile_records(
                         expected="EventSize",
                     )
                 payload = read(size, "event data")
-                next_start = r.offset
         except MalformedInputError as exc:
             raise _with_index(exc, index) from None
         if pcr > 23:
             _check_pcr(pcr, etype, start, index)
-        # tuple.__new__ skips NamedTuple's Python-level __new__ (hot loop).
-        append(new_tuple(Event, (index, start, pcr, etype, digests, payload)))
+        append(Event(index, start, pcr, etype, digests, payload))
         index += 1
-        start = next_start
+        start = r.offset
 
 
 def _read_digests(
-    r: Reader, count: int, sizes: dict[int, int], names: dict[int, str | None], start: int
+    r: Reader, count: int, sizes: dict[int, int], names: Mapping[int, str | None], start: int
 ) -> dict[str, bytes]:
     """The general TPML_DIGEST_VALUES reader (any order, fewer digests than declared)."""
     if count > len(sizes):

@@ -74,8 +74,12 @@ class EventLog:
             for ev in self._events:
                 if ev.event_type == _EV_NO_ACTION:
                     no_action.append(ev)
+                    continue
+                group = grouped.get(ev.pcr)
+                if group is None:
+                    grouped[ev.pcr] = [ev]
                 else:
-                    grouped.setdefault(ev.pcr, []).append(ev)
+                    group.append(ev)
             self._grouped = grouped
         return self._grouped
 
@@ -208,19 +212,26 @@ def _replay(
 ) -> tuple[PCRValues, frozenset[tuple[str, int]]]:
     out: PCRValues = {}
     missing: set[tuple[str, int]] = set()
+    in_order = sorted(per_pcr.items())
     for bank in banks:
-        h = bank_hasher(bank)
+        new = bank_hasher(bank)
+        # initial_pcr_value, inlined: this runs for every (bank, PCR).
+        zeros = bytes(BANK_SIZES[bank])
+        ones = b"\xff" * len(zeros)
         values: dict[int, bytes] = {}
-        for pcr, evs in per_pcr.items():
-            value = initial_pcr_value(bank, pcr, locality=locality)
+        for pcr, evs in in_order:
+            if pcr == 0:
+                value = initial_pcr_value(bank, 0, locality=locality)
+            else:
+                value = ones if 17 <= pcr <= 22 else zeros
             try:
                 for ev in evs:
-                    value = h(value + ev.digests[bank]).digest()
+                    value = new(value + ev.digests[bank]).digest()
             except KeyError:
                 missing.add((bank, pcr))
                 continue
             values[pcr] = value
-        out[bank] = dict(sorted(values.items()))
+        out[bank] = values
     return out, frozenset(missing)
 
 

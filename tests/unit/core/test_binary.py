@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -162,3 +165,50 @@ def test_pair_records_match_single_reads(
         want, offset = _reference_records(bytes(data), 3, 3, max_second, max_count, split)
         assert got == want
         assert r.offset == offset
+
+
+def test_struct_reads_check_the_whole_size_first() -> None:
+    st = struct.Struct("<IH")
+    r = Reader(b"\x01\x00\x00\x00\x02\x00\x03", base_offset=10)
+    assert r.peek_struct(st) == (1, 2)
+    assert r.offset == 10
+    assert r.read_struct(st, "pair") == (1, 2)
+    assert r.offset == 16
+    with pytest.raises(MalformedInputError) as info:
+        r.peek_struct(st, "pair")
+    assert (str(info.value), info.value.offset) == (
+        "need 6 bytes, 1 left, expected pair, at offset 16",
+        16,
+    )
+    with pytest.raises(MalformedInputError, match="need 6 bytes, 1 left"):
+        r.read_struct(st)
+    assert r.remaining == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.read(3, "x"), "need 3 bytes, 2 left"),
+        (lambda r: r.peek(3, "x"), "need 3 bytes, 2 left"),
+        (lambda r: r.skip(3, "x"), "need 3 bytes, 2 left"),
+        (lambda r: r.skip(-1, "x"), "negative length"),
+        (lambda r: r.peek(-1, "x"), "negative length"),
+        (lambda r: r.u32le("x"), "need 4 bytes, 2 left"),
+        (lambda r: r.u64be("x"), "need 8 bytes, 2 left"),
+    ],
+)
+def test_failed_reads_do_not_move(call: Callable[[Reader], object], message: str) -> None:
+    r = Reader(b"\x00\x01\x02")
+    r.u8()
+    with pytest.raises(MalformedInputError, match=message) as info:
+        call(r)
+    assert (info.value.offset, info.value.expected, r.offset) == (1, "x", 1)
+
+
+def test_u8_at_end() -> None:
+    r = Reader(b"\x07", base_offset=4)
+    assert r.u8() == 7
+    with pytest.raises(
+        MalformedInputError, match="need 1 bytes, 0 left, expected flag, at offset 5"
+    ):
+        r.u8("flag")
