@@ -7,7 +7,6 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +76,7 @@ def seal(
         with Writer(
             out, recipients, context=context, content_type=content_type, suite=suite, rng=rng
         ) as w:
-            while block := plaintext.read(_COPY_BLOCK):
-                w.write(block)
+            w.write_from(plaintext)
     return out.getvalue()
 
 
@@ -160,54 +158,16 @@ def seal_file(
     """Encrypt the file ``src`` into ``dst`` (atomically; size recorded)."""
     with io.open(src, "rb") as fin, atomic_output(dst) as fout:  # noqa: UP020
         size = os.fstat(fin.fileno()).st_size
-        _seal_stream(fin, fout, recipients, size, context, content_type, suite, rng)
-
-
-def _seal_stream(
-    fin: IO[bytes],
-    fout: IO[bytes],
-    recipients: Sequence[Recipient],
-    size: int | None,
-    context: Mapping[str, ContextValue] | None,
-    content_type: str | None,
-    suite: int,
-    rng: RandomSource,
-    progress: Any = None,
-) -> None:
-    done = 0
-    with Writer(
-        fout,
-        recipients,
-        context=context,
-        content_type=content_type,
-        size=size,
-        suite=suite,
-        rng=rng,
-    ) as w:
-        for block in _read_ahead(fin, _COPY_BLOCK):
-            w.write(block)
-            done += len(block)
-            if progress is not None:
-                progress(done)
-
-
-def _read_ahead(fin: IO[bytes], block: int) -> Iterator[memoryview]:
-    """Yield ``fin``'s content in blocks while a helper thread reads the next one.
-
-    File reads release the GIL, so reading overlaps encryption. Two buffers
-    alternate: the block handed out is never the one being filled, and the
-    consumer (``Writer.write``) copies whatever it keeps before asking for more.
-    """
-    bufs = (bytearray(block), bytearray(block))
-    readinto = fin.readinto  # type: ignore[attr-defined]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustedge-read") as pool:
-        pending = pool.submit(readinto, bufs[0])
-        current = 0
-        while n := pending.result():
-            nxt = current ^ 1
-            pending = pool.submit(readinto, bufs[nxt])
-            yield memoryview(bufs[current])[:n]
-            current = nxt
+        with Writer(
+            fout,
+            recipients,
+            context=context,
+            content_type=content_type,
+            size=size,
+            suite=suite,
+            rng=rng,
+        ) as w:
+            w.write_from(fin)
 
 
 def open_file(
@@ -222,18 +182,8 @@ def open_file(
     error it is removed. Returns the authenticated header."""
     with io.open(src, "rb") as fin, atomic_output(dst) as fout:  # noqa: UP020
         reader = Reader(fin, identities, context=context)
-        _copy_plaintext(reader, fout)
+        reader.copy_to(fout)
         return reader.header
-
-
-def _copy_plaintext(reader: Reader, fout: IO[bytes], progress: Any = None) -> None:
-    buf = memoryview(bytearray(_COPY_BLOCK))
-    done = 0
-    while n := reader.readinto(buf):
-        fout.write(buf[:n])
-        done += n
-        if progress is not None:
-            progress(done)
 
 
 def _rewrap_slots(
