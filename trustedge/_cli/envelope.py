@@ -27,7 +27,7 @@ from trustedge.errors import BackendUnavailableError, MalformedInputError
 
 __all__ = ["register"]
 
-_BLOCK = 1024 * 1024  # fits in L2: the read and the encryption share the cache
+_BLOCK = 1024 * 1024  # no progress bar for inputs of one block or less
 _SUITES = {"aes": envelope.SUITE_COBBLESTONE_256, "chacha": envelope.SUITE_CHACHA20_POLY1305}
 
 

@@ -39,7 +39,7 @@ __all__ = [
     "seal_file",
 ]
 
-_COPY_BLOCK = 1024 * 1024  # fits in L2: the copy and the encryption share the cache
+_COPY_BLOCK = 1024 * 1024  # rewrap_file copies the body in blocks of this size
 
 
 def seal(

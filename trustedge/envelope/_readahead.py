@@ -16,7 +16,8 @@ CPU). Spending the second core on the copy out of the page cache pays instead.
 Only regular files are read ahead: a read from a regular file always
 returns, so stopping the helper thread (on an error, on Ctrl-C) is bounded by
 one block. Pipes and terminals, whose reads may block for ever, are read on
-the calling thread as before.
+the calling thread as before, and so is everything on a single CPU, where the
+thread could only add switches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO, Final
 
-__all__ = ["BLOCK", "ReadAhead", "is_regular_file"]
+__all__ = ["BLOCK", "ReadAhead", "is_regular_file", "worth_reading_ahead"]
 
 #: Bytes per block: 1 MiB, a multiple of the 16 KiB chunk. Larger blocks bring
 #: nothing measurable and fall out of the L2 cache.
@@ -46,6 +47,17 @@ def is_regular_file(f: object) -> bool:
         return stat.S_ISREG(os.fstat(fileno()).st_mode)
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return False
+
+
+def worth_reading_ahead(f: object) -> bool:
+    """Read ``f`` ahead only when it is a regular file and this process may run
+    on more than one CPU: on a single core the helper thread could only add
+    thread switches (about 10% more CPU time per GiB)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity outside Linux
+        cpus = os.cpu_count() or 1
+    return cpus > 1 and is_regular_file(f)
 
 
 class ReadAhead:

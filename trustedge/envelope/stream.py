@@ -29,7 +29,7 @@ from trustedge.envelope._format import (
     encode_prefix,
     read_prefix,
 )
-from trustedge.envelope._readahead import BLOCK, ReadAhead, is_regular_file
+from trustedge.envelope._readahead import BLOCK, ReadAhead, worth_reading_ahead
 from trustedge.envelope.slots import FILE_KEY_SIZE, Identity, RandomSource, Recipient
 from trustedge.errors import (
     LimitExceededError,
@@ -118,14 +118,15 @@ class Writer:
         returns the number of bytes read. ``progress``, when given, is called
         with the running total after each block.
 
-        A regular file is read ahead by a helper thread (reads release the
-        GIL, so copying the next block overlaps encrypting this one); other
-        sources (pipes, terminals, in-memory streams) are read on this thread.
+        A regular file is read ahead by a helper thread when the process may
+        use more than one CPU (reads release the GIL, so copying the next
+        block overlaps encrypting this one); other sources (pipes, terminals,
+        in-memory streams) are read on this thread.
         Either way memory is bounded (a few 1 MiB blocks) and the helper
         thread has stopped when this returns or raises.
         """
         done = 0
-        if is_regular_file(src):
+        if worth_reading_ahead(src):
             with ReadAhead(src) as blocks:
                 for block in blocks:
                     self.write(block)
@@ -456,13 +457,13 @@ class Reader(io.RawIOBase):
         a time; at the first chunk that fails nothing more is written and the
         error is raised (and sticky), so a caller that must not keep partial
         output writes to :func:`~trustedge.envelope.atomic_output`. With a
-        seekable regular file as the source, a helper thread reads the next
-        batch of ciphertext while this one is decrypted; it has stopped when
-        this returns or raises.
+        seekable regular file as the source and more than one CPU, a helper
+        thread reads the next batch of ciphertext while this one is
+        decrypted; it has stopped when this returns or raises.
         """
         self._check_error()
         done = 0
-        if not (self._random and is_regular_file(self._src)):
+        if not (self._random and worth_reading_ahead(self._src)):
             view = memoryview(bytearray(BLOCK))
             while n := self.readinto(view):
                 dst.write(view[:n])

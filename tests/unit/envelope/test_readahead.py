@@ -269,3 +269,22 @@ def test_a_stuck_consumer_holds_bounded_memory(plain: Path) -> None:
         assert f.tell() <= 2 * BLOCK
         assert bytes(first) == _data()[:BLOCK]
         assert bytes(next(it)) == _data()[BLOCK : 2 * BLOCK]
+
+
+def test_single_cpu_reads_on_the_calling_thread(
+    plain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    started = []
+    monkeypatch.setattr(ReadAhead, "__enter__", lambda self: started.append(self))
+    sealed = tmp_path / "sealed"
+    envelope.seal_file(plain, sealed, [KEK], rng=_fixed_rng())
+    out = io.BytesIO()
+    with sealed.open("rb") as f:
+        envelope.Reader(f, [KEK]).copy_to(out)
+    assert started == []
+    assert out.getvalue() == _data()
+    monkeypatch.undo()
+    again = tmp_path / "again"
+    envelope.seal_file(plain, again, [KEK], rng=_fixed_rng())
+    assert again.read_bytes() == sealed.read_bytes()
