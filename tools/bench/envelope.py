@@ -12,6 +12,12 @@ the script prints ``uptime`` load with the figures, and CPU time next to wall
 clock. Children run with byte-code caching on (PYTHONDONTWRITEBYTECODE is
 dropped, the cache goes to the temporary directory), as for an installed
 package.
+
+trustedge reads its input file in a helper thread while the main thread
+encrypts or decrypts (two cores), age works on one: the wall-clock table is
+what a user waits for, the CPU-time table compares the work done. With the
+other core busy the read-ahead cannot overlap, and trustedge's wall time
+rises towards its CPU time.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from trustedge.errors import BackendUnavailableError, MalformedInputError
 
 __all__ = ["register"]
 
-_BLOCK = 1024 * 1024  # fits in L2: the read and the encryption share the cache
+_BLOCK = 1024 * 1024  # no progress bar for inputs of one block or less
 _SUITES = {"aes": envelope.SUITE_COBBLESTONE_256, "chacha": envelope.SUITE_CHACHA20_POLY1305}
 
 
@@ -306,9 +306,6 @@ def _seal(args: argparse.Namespace) -> int:
     with _input(args.input) as (fin, size), _output(args.output) as fout:
         progress = Progress(size or 0, "sealing")
         progress.enabled = progress.enabled and (size or 0) > _BLOCK
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        done = 0
         with Writer(
             fout,
             recipients,
@@ -317,10 +314,7 @@ def _seal(args: argparse.Namespace) -> int:
             size=size,
             suite=_SUITES[args.suite],
         ) as w:
-            while n := fin.readinto(view):  # type: ignore[attr-defined]
-                w.write(view[:n])
-                done += n
-                progress.update(done)
+            w.write_from(fin, progress.update)
         progress.close()
     return EXIT_OK
 
@@ -331,12 +325,7 @@ def _open(args: argparse.Namespace) -> int:
         reader = Reader(fin, identities, context=_context(args.context) or None)
         progress = Progress(size or 0, "opening")
         progress.enabled = progress.enabled and (size or 0) > _BLOCK
-        buf = memoryview(bytearray(_BLOCK))
-        done = 0
-        while n := reader.readinto(buf):
-            fout.write(buf[:n])
-            done += n
-            progress.update(done)
+        reader.copy_to(fout, progress.update)
         progress.close()
     return EXIT_OK
 

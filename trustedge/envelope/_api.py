@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ __all__ = [
     "seal_file",
 ]
 
-_COPY_BLOCK = 1024 * 1024  # fits in L2: the copy and the encryption share the cache
+_COPY_BLOCK = 1024 * 1024  # rewrap_file copies the body in blocks of this size
 
 
 def seal(
@@ -77,8 +75,7 @@ def seal(
         with Writer(
             out, recipients, context=context, content_type=content_type, suite=suite, rng=rng
         ) as w:
-            while block := plaintext.read(_COPY_BLOCK):
-                w.write(block)
+            w.write_from(plaintext)
     return out.getvalue()
 
 
@@ -113,6 +110,11 @@ def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
     ``path`` and fsync the directory; on any exception remove the temporary
     file (so no partial or unverified output is ever left at ``path``).
 
+    On Linux the temporary file has no name until it is complete
+    (``O_TMPFILE``): a process killed while writing (SIGKILL, power loss)
+    leaves nothing behind, not even a hidden file of partial plaintext.
+    Elsewhere it is a hidden ``.NAME.*.tmp`` file, removed on any exception.
+
     An existing ``path`` that is not a regular file (``/dev/null``, a FIFO, a
     terminal) is written in place, as a stream like stdout: renaming over it
     would replace the device node with a file.
@@ -127,24 +129,64 @@ def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
             yield fh
         return
     directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _unnamed_file(directory, target.name)
+    if tmp is None:
+        fd, tmp = _named_temp_file(directory, target.name)
+        tmp_is_named = True
+    else:
+        tmp_is_named = False
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+            if not tmp_is_named:
+                # Complete and synced: only now give it a name, to rename over
+                # ``path``. /proc/self/fd/N names the open, unlinked file.
+                _link_fd(fh.fileno(), tmp)
+                tmp_is_named = True
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp_is_named:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
     dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:
+    """An unnamed 0600 file in ``directory`` (Linux ``O_TMPFILE``) and the name
+    it will get; ``(-1, None)`` where that is not available."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return -1, None
+    try:
+        fd = os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError:  # a file system without O_TMPFILE support (EOPNOTSUPP, EISDIR)
+        return -1, None
+    return fd, str(directory / f".{name}.{os.urandom(8).hex()}.tmp")
+
+
+def _named_temp_file(directory: Path, name: str) -> tuple[int, str]:
+    import tempfile  # only where O_TMPFILE is missing: 2 ms of start-up otherwise
+
+    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+
+
+def _link_fd(fd: int, name: str) -> None:
+    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N; os.link uses plain link(2),
+    # which would link the /proc symlink itself, unless a dir fd is given.
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
 
 
 def seal_file(
@@ -160,54 +202,16 @@ def seal_file(
     """Encrypt the file ``src`` into ``dst`` (atomically; size recorded)."""
     with io.open(src, "rb") as fin, atomic_output(dst) as fout:  # noqa: UP020
         size = os.fstat(fin.fileno()).st_size
-        _seal_stream(fin, fout, recipients, size, context, content_type, suite, rng)
-
-
-def _seal_stream(
-    fin: IO[bytes],
-    fout: IO[bytes],
-    recipients: Sequence[Recipient],
-    size: int | None,
-    context: Mapping[str, ContextValue] | None,
-    content_type: str | None,
-    suite: int,
-    rng: RandomSource,
-    progress: Any = None,
-) -> None:
-    done = 0
-    with Writer(
-        fout,
-        recipients,
-        context=context,
-        content_type=content_type,
-        size=size,
-        suite=suite,
-        rng=rng,
-    ) as w:
-        for block in _read_ahead(fin, _COPY_BLOCK):
-            w.write(block)
-            done += len(block)
-            if progress is not None:
-                progress(done)
-
-
-def _read_ahead(fin: IO[bytes], block: int) -> Iterator[memoryview]:
-    """Yield ``fin``'s content in blocks while a helper thread reads the next one.
-
-    File reads release the GIL, so reading overlaps encryption. Two buffers
-    alternate: the block handed out is never the one being filled, and the
-    consumer (``Writer.write``) copies whatever it keeps before asking for more.
-    """
-    bufs = (bytearray(block), bytearray(block))
-    readinto = fin.readinto  # type: ignore[attr-defined]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustedge-read") as pool:
-        pending = pool.submit(readinto, bufs[0])
-        current = 0
-        while n := pending.result():
-            nxt = current ^ 1
-            pending = pool.submit(readinto, bufs[nxt])
-            yield memoryview(bufs[current])[:n]
-            current = nxt
+        with Writer(
+            fout,
+            recipients,
+            context=context,
+            content_type=content_type,
+            size=size,
+            suite=suite,
+            rng=rng,
+        ) as w:
+            w.write_from(fin)
 
 
 def open_file(
@@ -222,18 +226,8 @@ def open_file(
     error it is removed. Returns the authenticated header."""
     with io.open(src, "rb") as fin, atomic_output(dst) as fout:  # noqa: UP020
         reader = Reader(fin, identities, context=context)
-        _copy_plaintext(reader, fout)
+        reader.copy_to(fout)
         return reader.header
-
-
-def _copy_plaintext(reader: Reader, fout: IO[bytes], progress: Any = None) -> None:
-    buf = memoryview(bytearray(_COPY_BLOCK))
-    done = 0
-    while n := reader.readinto(buf):
-        fout.write(buf[:n])
-        done += n
-        if progress is not None:
-            progress(done)
 
 
 def _rewrap_slots(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Final
 
 from trustedge.envelope import _cobblestone as cb
@@ -29,6 +29,7 @@ from trustedge.envelope._format import (
     encode_prefix,
     read_prefix,
 )
+from trustedge.envelope._readahead import BLOCK, ReadAhead, worth_reading_ahead
 from trustedge.envelope.slots import FILE_KEY_SIZE, Identity, RandomSource, Recipient
 from trustedge.errors import (
     LimitExceededError,
@@ -111,6 +112,43 @@ class Writer:
             self._emit(mv[:full])
         self._buf += mv[full:]
         return n
+
+    def write_from(self, src: IO[bytes], progress: Callable[[int], object] | None = None) -> int:
+        """Encrypt everything ``src`` (a binary file object) holds until its end;
+        returns the number of bytes read. ``progress``, when given, is called
+        with the running total after each block.
+
+        A regular file is read ahead by a helper thread when the process may
+        use more than one CPU (reads release the GIL, so copying the next
+        block overlaps encrypting this one); other sources (pipes, terminals,
+        in-memory streams) are read on this thread.
+        Either way memory is bounded (a few 1 MiB blocks) and the helper
+        thread has stopped when this returns or raises.
+        """
+        done = 0
+        if worth_reading_ahead(src):
+            with ReadAhead(src) as blocks:
+                for block in blocks:
+                    self.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done)
+            return done
+        view = memoryview(bytearray(BLOCK))
+        readinto = getattr(src, "readinto", None)
+        while True:
+            if readinto is not None:
+                n = readinto(view)
+            else:
+                data = src.read(BLOCK)
+                n = len(data)
+                view[:n] = data
+            if not n:
+                return done
+            self.write(view[:n])
+            done += n
+            if progress is not None:
+                progress(done)
 
     def _emit(self, plaintext: memoryview) -> None:
         scratch = memoryview(self._scratch)
@@ -409,6 +447,65 @@ class Reader(io.RawIOBase):
 
     def readall(self) -> bytes:
         return self.read(-1)
+
+    def copy_to(self, dst: IO[bytes], progress: Callable[[int], object] | None = None) -> int:
+        """Decrypt the rest of the envelope (from the current position) into
+        ``dst``; returns the number of plaintext bytes written. ``progress``,
+        when given, is called with the running total after each block.
+
+        Only authenticated plaintext is written, one batch of chunks (1 MiB) at
+        a time; at the first chunk that fails nothing more is written and the
+        error is raised (and sticky), so a caller that must not keep partial
+        output writes to :func:`~trustedge.envelope.atomic_output`. With a
+        seekable regular file as the source and more than one CPU, a helper
+        thread reads the next batch of ciphertext while this one is
+        decrypted; it has stopped when this returns or raises.
+        """
+        self._check_error()
+        done = 0
+        if not (self._random and worth_reading_ahead(self._src)):
+            view = memoryview(bytearray(BLOCK))
+            while n := self.readinto(view):
+                dst.write(view[:n])
+                done += n
+                if progress is not None:
+                    progress(done)
+            return done
+        lay = self._layout
+        if self._pos % cb.CHUNK_SIZE and self._pos < lay.plaintext_size:
+            # Finish the chunk the position is in; the rest is chunk-aligned.
+            head = memoryview(bytearray(cb.CHUNK_SIZE - self._pos % cb.CHUNK_SIZE))
+            done = self.readinto(head)
+            dst.write(head[:done])
+        if self._pos >= lay.plaintext_size:
+            if not self._final_checked:
+                self._authenticate_final()
+            return done
+        index = self._pos // cb.CHUNK_SIZE
+        start = cb.Layout.chunk_offset(index)
+        left = cb.Layout.chunk_offset(lay.chunks - 1) + lay.final_ct_size - start
+        batch = BLOCK // cb.CHUNK_SIZE * cb.CT_CHUNK_SIZE  # whole chunks: 1 MiB of plaintext
+        out = self._scratch("_pt_buf", BLOCK)
+        self._src.seek(self._body_start + start)
+        with ReadAhead(self._src, block=batch, limit=left) as blocks:
+            for ct in blocks:
+                if len(ct) != min(batch, left):
+                    raise self._fail(TruncationError("the source shrank while reading"))
+                left -= len(ct)
+                try:
+                    n = self._cipher.decrypt_chunks(ct, index, out)
+                except TrustedgeError as exc:
+                    raise self._fail(exc) from None
+                index += -(-len(ct) // cb.CT_CHUNK_SIZE)
+                dst.write(out[:n])
+                self._pos += n
+                done += n
+                if progress is not None:
+                    progress(done)
+        if left:
+            raise self._fail(TruncationError("the source shrank while reading"))
+        self._final_checked = True
+        return done
 
     def _stream_batch(self) -> bytes:
         """Decrypt the next batch of chunks from a non-seekable source. Every

@@ -223,3 +223,43 @@ def test_seal_file_reads_ahead_across_many_blocks(tmp_path: Path) -> None:
     src.write_bytes(data)
     envelope.seal_file(src, dst, [kek])
     assert envelope.open(dst.read_bytes(), [kek]) == data
+
+
+def test_killed_writer_leaves_no_partial_file(tmp_path: Path) -> None:
+    # SIGKILL inside atomic_output (as during a long `open`): no file at the
+    # final name and, where O_TMPFILE exists, no hidden temporary file either.
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from trustedge.envelope import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as f:\n"
+        "    f.write(b'partial plaintext' * 1000)\n"
+        "    f.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    dst = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-c", code, str(dst)], check=False)
+    assert res.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if hasattr(os, "O_TMPFILE"):
+        assert left == []
+    else:
+        assert all(name.startswith(".out.") for name in left)
+
+
+def test_atomic_output_replaces_and_cleans_up(tmp_path: Path) -> None:
+    dst = tmp_path / "out"
+    dst.write_bytes(b"old")
+    with envelope.atomic_output(dst) as f:
+        f.write(b"new")
+        assert dst.read_bytes() == b"old"  # nothing visible before success
+    assert dst.read_bytes() == b"new"
+    assert stat.S_IMODE(dst.stat().st_mode) & 0o077 == 0
+    with pytest.raises(RuntimeError), envelope.atomic_output(dst) as f:
+        f.write(b"partial")
+        raise RuntimeError
+    assert dst.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
