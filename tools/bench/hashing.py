@@ -119,6 +119,13 @@ def main() -> int:
     results.append(
         measure("trustedge hash_file: both digests (C)", py(te + f"h.hash_file({f})"), args.runs)
     )
+    results.append(
+        measure(
+            "trustedge hash_file, threads=1 (one core)",
+            py(te + f"h.hash_file({f}, threads=1)"),
+            args.runs,
+        )
+    )
     for simd in th.available_simd_paths()[1:]:
         if simd == "portable" and size > (1 << 30):
             continue  # minutes at 4 GiB; the portable path exists for other CPUs
@@ -209,7 +216,9 @@ def main() -> int:
         f"  {'tree_digest throughput':<52} {gbps:5.2f} GB/s"
         + ("  ok" if gbps >= 8 else "  BELOW target 8 GB/s")
     )
-    for r in (tree, sha, both, ossl):
+    one_core = by["trustedge hash_file, threads=1 (one core)"]
+    ratio(one_core, sha, "hash_file threads=1 (one core) vs sha256_file", None)
+    for r in (tree, sha, both, one_core, ossl):
         print(f"  {r.name + ' per CPU-second':<52} {size / r.cpu / 1e9:5.2f} GB/s")
     worst = max(r.rss_mib for r in (tree, sha, both))
     print(

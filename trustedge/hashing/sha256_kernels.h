@@ -2,8 +2,8 @@
  *
  * Single stream: portable C and SHA-NI. Multi-buffer ("lanes" independent
  * messages hashed in lock-step, one 32-bit SIMD lane each): AVX2 (8 lanes)
- * and AVX-512 (16 lanes). Every kernel only compresses whole 64-byte blocks;
- * padding is done by the caller. */
+ * and AVX-512 (16 lanes); SHA-NI runs two streams interleaved. Every kernel
+ * only compresses whole 64-byte blocks; padding is done by the caller. */
 #ifndef TRUSTEDGE_SHA256_KERNELS_H
 #define TRUSTEDGE_SHA256_KERNELS_H
 
@@ -23,11 +23,20 @@ typedef void (*te_compress_fn)(uint32_t h[8], const uint8_t *p, size_t nblocks);
 typedef void (*te_mb_fn)(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p[TE_MAX_LANES],
                          size_t nblocks);
 
+/* Two streams at once: h0 over p0 and h1 over p1, nblocks blocks each. */
+typedef void (*te_compress2_fn)(uint32_t h0[8], const uint8_t *p0, uint32_t h1[8],
+                                const uint8_t *p1, size_t nblocks);
+
 void te_compress_portable(uint32_t h[8], const uint8_t *p, size_t nblocks);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define TE_X86 1
 void te_compress_shani(uint32_t h[8], const uint8_t *p, size_t nblocks);
+void te_compress2_shani(uint32_t h0[8], const uint8_t *p0, uint32_t h1[8], const uint8_t *p1,
+                        size_t nblocks);
+/* Multi-buffer wrapper of te_compress2_shani: lanes 0 and 1 only. */
+void te_mb_shani2(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p[TE_MAX_LANES],
+                  size_t nblocks);
 void te_mb_avx2(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p[TE_MAX_LANES], size_t nblocks);
 void te_mb_avx512(uint32_t st[8][TE_MAX_LANES], const uint8_t *const p[TE_MAX_LANES],
                   size_t nblocks);

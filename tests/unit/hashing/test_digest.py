@@ -78,6 +78,30 @@ def test_every_simd_path_gives_the_same_tree(
             assert got.sha256 == hashlib.sha256(data).digest(), (simd, threads)
 
 
+BIG_LEAF = 1 << 20  # several 256 KiB read chunks per leaf
+
+
+@pytest.mark.parametrize(
+    "size", [BIG_LEAF - 1, BIG_LEAF + 1, 3 * BIG_LEAF + 300_001], ids=lambda n: f"size{n}"
+)
+def test_one_pass_over_leaves_of_several_chunks(
+    tmp_path: Path, implementation: ModuleType, size: int
+) -> None:
+    # hash_file feeds each chunk to the whole-file stream and to the leaf stream that is
+    # one byte behind it (the 0x00 prefix): the byte carried across chunks, leaves taken
+    # by the whole-file worker (1 thread) or shared with leaf workers (2, 3), every path.
+    data = hashlib.shake_256(str(size).encode()).digest(size)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    root, leaves = reference_tree(data, BIG_LEAF)
+    for simd in implementation.SIMD_PATHS:
+        for threads in (1, 2, 3):
+            got = hashing.hash_file(path, BIG_LEAF, threads=threads, simd=simd)
+            assert got.sha256 == hashlib.sha256(data).digest(), (simd, threads)
+            assert list(got.leaves) == leaves, (simd, threads)
+            assert got.root == root, (simd, threads)
+
+
 def test_sha256_file_and_tree_digest(blob: tuple[Path, bytes]) -> None:
     path, data = blob
     assert hashing.sha256_file(path) == hashlib.sha256(data).digest()

@@ -38,7 +38,8 @@ def test_short_file_is_a_clean_error(tmp_path: Path, implementation: ModuleType)
     path.write_bytes(b"x" * (5 * LEAF))
     fd = os.open(path, os.O_RDONLY)
     try:
-        for want_sha, leaves in ((True, []), (False, list(range(8)))):
+        # whole file alone, leaves alone, both in one pass
+        for want_sha, leaves in ((True, []), (False, list(range(8))), (True, list(range(8)))):
             with pytest.raises(VerificationError, match="truncated"):
                 implementation.hash_fd(
                     fd, 8 * LEAF, LEAF, want_sha, leaves, 2,
