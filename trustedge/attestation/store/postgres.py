@@ -92,12 +92,16 @@ class PostgresStore(SQLStore):
     @contextmanager
     def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
         # READ COMMITTED + FOR UPDATE serve reads and writes alike; commits
-        # always follow the server's synchronous_commit setting.
-        del write, sync
+        # follow the server's synchronous_commit setting, except a sync=False
+        # commit (an issued nonce), which does not wait for the WAL flush:
+        # the next synced commit flushes it anyway (WAL is sequential).
+        del write
         psycopg = self._psycopg
         with self._lock:
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
+                    if not sync:
+                        cur.execute("SET LOCAL synchronous_commit = off")
                     yield _PgTx(cur)
             except psycopg.Error as exc:
                 raise BackendError(f"PostgreSQL store failed: {exc}") from exc
