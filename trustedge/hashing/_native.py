@@ -23,7 +23,7 @@ __all__ = ["SIMD_PATHS", "hash_fd", "sha256_chain", "sha256_many"]
 SIMD_PATHS: tuple[str, ...] = ("hashlib",)
 
 _CHUNK = 1 << 20  # bytes per read; bounded memory is threads x _CHUNK
-_TICK = 0.05  # seconds between progress/cancel checks (Ctrl-C within 100 ms)
+_TICK = 0.02  # seconds between progress/cancel checks (Ctrl-C within 100 ms, loaded)
 
 
 class _CancelFlag(Protocol):
