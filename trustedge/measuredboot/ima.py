@@ -49,7 +49,6 @@ _ALGO_NAMES: Final = {
     b"sha512": "sha512",
 }
 _SHA1_ZERO: Final = bytes(20)
-_ZEROS: Final = {n: bytes(n) for n in (20, 32, 48, 64)}
 _KNOWN_TEMPLATES: Final = ("ima", "ima-ng", "ima-sig", "ima-buf", "ima-modsig")
 _NG_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "ima-ng": ("d-ng", "n-ng"),
@@ -112,9 +111,7 @@ class ImaEntry(NamedTuple):
     @property
     def is_violation(self) -> bool:
         """True for a ToMToU/open-writers violation (all-zero template hash)."""
-        th = self.template_hash
-        zero = _ZEROS.get(len(th))
-        return th == zero if zero is not None else not any(th)
+        return not any(self.template_hash)
 
     def fields(self) -> ImaFields:
         """Decode the template data (raises MalformedInputError if it does not decode)."""
@@ -225,6 +222,9 @@ def _looks_ascii(data: bytes) -> bool:
 #: another layout, other names are rare: both go field by field).
 _FAST_TEMPLATES: Final = {name.encode(): name for name in _NG_FIELDS}
 _FAST_SPLIT: Final = {name.encode(): len(fields) for name, fields in _NG_FIELDS.items()}
+#: The decoded-field columns of an entry whose template data does not split
+#: (``fields()`` decodes again, and raises).
+_NO_FIELDS: Final[tuple[str, bytes, str | None, bytes, bytes]] = ("", b"", None, b"", b"")
 
 
 def _parse_binary(
@@ -249,29 +249,8 @@ def _parse_binary(
             split_second=_FAST_SPLIT,
         )
         for offset, head, raw_name, template_data, parts in run:
-            if raw_name == b"ima-ng" and parts is not None:
-                # The common case, inlined (same result as _ng_fields).
-                d_ng, n_ng = parts
-                algo, sep, digest = d_ng.partition(b":\x00")
-                if sep:
-                    algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii", "replace")
-                else:
-                    algo_name, digest = ("sha1" if len(d_ng) == 20 else "md5"), d_ng
-                fields: tuple[str, bytes, str | None, bytes, bytes] = (
-                    algo_name,
-                    digest,
-                    n_ng.rstrip(b"\x00").decode("utf-8", "surrogateescape"),
-                    b"",
-                    b"",
-                )
-                template = "ima-ng"
-            else:
-                template = _FAST_TEMPLATES[raw_name]
-                fields = (
-                    ("", b"", None, b"", b"")
-                    if parts is None
-                    else _ng_fields(_NG_FIELDS[template], parts)
-                )
+            template = _FAST_TEMPLATES[raw_name]
+            fields = _NO_FIELDS if parts is None else _ng_fields(_NG_FIELDS[template], parts)
             append(
                 new_tuple(
                     ImaEntry,
@@ -491,12 +470,11 @@ def _running(
     h = bank_hasher(bank)
     steps: list[bytes] = []
     append = steps.append
-    zeros = _ZEROS.get
     for i, e in enumerate(entries):
         if e.pcr != pcr:
             continue
         th = e.template_hash
-        if th == zeros(len(th)):  # a violation extends all-ones
+        if not any(th):  # a violation extends all-ones
             append(ff)
         elif sha1 and len(th) == 20:
             append(th)
@@ -599,10 +577,9 @@ def _check_template_hashes(
     sha1 = bank_hasher("sha1")
     other_size = BANK_SIZES[bank]
     cmp = hmac.compare_digest
-    zeros = _ZEROS.get
     for i, e in enumerate(entries):
         th = e.template_hash
-        if th == zeros(len(th)):
+        if not any(th):
             continue
         if len(th) == 20:
             ok = cmp(sha1(e.template_data).digest(), th)
