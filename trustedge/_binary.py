@@ -263,37 +263,26 @@ class Reader:
             if n2 > max_second or p + n2 > end:
                 break
             stop = p + n2
-            parts: tuple[bytes, ...] | None = ()
+            parts: tuple[bytes, ...] | None = None
             q = p
             if parts_wanted == 2 and p + 4 <= stop:  # the common shape, unrolled
-                n = unpack(data, p)[0]
-                q = p + 4 + n
-                if q + 4 <= stop:
-                    m = unpack(data, q)[0]
-                    if q + 4 + m == stop:
-                        append(
-                            (
-                                base + pos,
-                                data[pos : pos + head],
-                                first,
-                                data[p:stop],
-                                (data[p + 4 : q], data[q + 4 : stop]),
-                            )
-                        )
-                        pos = stop
-                        continue
-                q = p  # not exactly two fields: the general loop decides
-            for _ in range(parts_wanted):
-                if q + 4 > stop:
-                    parts = None
-                    break
-                n = unpack(data, q)[0]
-                q += 4
-                if n > stop - q:
-                    parts = None
-                    break
-                parts += (data[q : q + n],)  # type: ignore[operator]
-                q += n
+                mid = p + 4 + unpack(data, p)[0]
+                if mid + 4 <= stop and mid + 4 + unpack(data, mid)[0] == stop:
+                    parts = (data[p + 4 : mid], data[mid + 4 : stop])
+                    q = stop
+            if parts is None:  # not exactly two fields: split field by field
+                parts = ()
+                for _ in range(parts_wanted):
+                    if q + 4 > stop:
+                        parts = None
+                        break
+                    n = unpack(data, q)[0]
+                    q += 4
+                    if n > stop - q:
+                        parts = None
+                        break
+                    parts += (data[q : q + n],)
+                    q += n
             append(
                 (
                     base + pos,

@@ -212,3 +212,20 @@ def test_u8_at_end() -> None:
         MalformedInputError, match="need 1 bytes, 0 left, expected flag, at offset 5"
     ):
         r.u8("flag")
+
+
+def test_pair_records_split_counts_exactly() -> None:
+    # Two fields wanted: an empty second field, one field, three fields and a
+    # lying inner length do not split (None); exactly two do.
+    split = {b"ab": 2}
+    two = _record(b"h00", b"ab", [b"x", b"yz"])
+    cases = [
+        (_record(b"h01", b"ab", []), None),
+        (_record(b"h02", b"ab", [b"x"]), None),
+        (_record(b"h03", b"ab", [b"x", b"y", b"z"]), None),
+        (two[:-3] + b"\x09" + two[-2:], None),  # second field's length runs past the end
+        (two, (b"x", b"yz")),
+    ]
+    for record, parts in cases:
+        got = Reader(record).u32le_pair_records(3, 3, 64, max_count=9, split_second=split)
+        assert [row[4] for row in got] == [parts], record
