@@ -362,7 +362,7 @@ def sha256_chain(initial: bytes, digests: Sequence[bytes]) -> list[bytes]:
     ``initial`` and each digest are 32 bytes (``ValueError`` otherwise); the
     result has one value per digest, the last being the final PCR value.
     """
-    values: list[bytes] = _impl.sha256_chain(bytes(initial), digests)
+    values: list[bytes] = _impl.sha256_chain(bytes(initial), digests, SIMD_PATH)
     return values
 
 

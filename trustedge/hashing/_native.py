@@ -41,8 +41,10 @@ def sha256_many(messages: Sequence[bytes], simd: str) -> list[bytes]:
     return [hashlib.sha256(m).digest() for m in messages]
 
 
-def sha256_chain(initial: bytes, digests: Sequence[bytes]) -> list[bytes]:
+def sha256_chain(initial: bytes, digests: Sequence[bytes], simd: str) -> list[bytes]:
     """Every running value of ``value = SHA-256(value || digest)`` (PCR extends)."""
+    if simd not in SIMD_PATHS:
+        raise ValueError(f"unknown SIMD path {simd!r}")
     if len(initial) != 32:
         raise ValueError("initial value must be 32 bytes")
     sha256 = hashlib.sha256

@@ -676,9 +676,15 @@ fail:
 static PyObject *sha256_chain(PyObject *self, PyObject *args) {
     Py_buffer init;
     PyObject *digests;
+    const char *simd;
+    kernels_t k;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*O:sha256_chain", &init, &digests)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*Os:sha256_chain", &init, &digests, &simd)) return NULL;
     PyObject *seq = NULL, *result = NULL;
+    if (pick_kernels(simd, &k) != 0) {
+        PyErr_Format(PyExc_ValueError, "SIMD path %s is unknown or not supported here", simd);
+        goto done;
+    }
     if (init.len != 32) {
         PyErr_SetString(PyExc_ValueError, "initial value must be 32 bytes");
         goto done;
@@ -688,12 +694,6 @@ static PyObject *sha256_chain(PyObject *self, PyObject *args) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     result = PyList_New(n);
     if (result == NULL) goto done;
-    int cpu = te_cpu_features();
-    te_compress_fn one = te_compress_portable;
-#ifdef TE_X86
-    if (cpu & TE_CPU_SHANI) one = te_compress_shani;
-#endif
-    (void)cpu;
     uint8_t block[64], pad[64] = {0};
     pad[0] = 0x80;
     put_bitlen(pad + 56, 64);
@@ -708,8 +708,8 @@ static PyObject *sha256_chain(PyObject *self, PyObject *args) {
         memcpy(block + 32, PyBytes_AS_STRING(d), 32);
         uint32_t h[8];
         memcpy(h, te_sha256_h0, sizeof h);
-        one(h, block, 1);
-        one(h, pad, 1);
+        k.one(h, block, 1); /* the path's single-stream kernel */
+        k.one(h, pad, 1);
         store_digest(block, h);
         PyObject *v = PyBytes_FromStringAndSize((const char *)block, 32);
         if (v == NULL) {
@@ -731,7 +731,7 @@ static PyMethodDef methods[] = {
     {"sha256_many", sha256_many, METH_VARARGS,
      "sha256_many(messages, simd) -> [digests]: SHA-256 of each message on one SIMD path."},
     {"sha256_chain", sha256_chain, METH_VARARGS,
-     "sha256_chain(initial, digests) -> [values]: value = SHA-256(value || digest), each step."},
+     "sha256_chain(initial, digests, simd) -> [values]: value = SHA-256(value || digest)."},
     {NULL, NULL, 0, NULL},
 };
 

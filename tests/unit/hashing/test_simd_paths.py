@@ -54,9 +54,22 @@ def test_long_messages_mixed_lengths(implementation: ModuleType) -> None:
         assert implementation.sha256_many(messages, simd) == expected, simd
 
 
+def test_extend_chain_on_every_path(implementation: ModuleType) -> None:
+    # PCR extends: value = SHA-256(value || digest), one 64-byte message per step.
+    digests = [hashlib.sha256(bytes([n])).digest() for n in range(40)]
+    expected, value = [], bytes(32)
+    for d in digests:
+        value = hashlib.sha256(value + d).digest()
+        expected.append(value)
+    for simd in simd_paths(implementation):
+        assert implementation.sha256_chain(bytes(32), digests, simd) == expected, simd
+
+
 def test_unknown_path_is_refused(implementation: ModuleType) -> None:
     with pytest.raises(ValueError):
         implementation.sha256_many([b"x"], "sse9")
+    with pytest.raises(ValueError):
+        implementation.sha256_chain(bytes(32), [], "sse9")
 
 
 def test_speedups_reports_paths_in_preference_order() -> None:
