@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from trustedge.errors import ReplayMismatchError
@@ -38,6 +39,12 @@ _EBS_ACTIONS: Final = (
 
 def initial_pcr_value(bank: str, pcr: int, *, locality: int = 0) -> bytes:
     """The reset value of ``pcr`` in ``bank`` (``locality`` applies to PCR0 only)."""
+    return _reset_value(bank, pcr, locality)
+
+
+@lru_cache(maxsize=1024)
+def _reset_value(bank: str, pcr: int, locality: int) -> bytes:
+    # Cached: replay asks for it for every (bank, PCR) of every log.
     size = BANK_SIZES[bank]
     if 17 <= pcr <= 22:
         return b"\xff" * size
@@ -215,15 +222,9 @@ def _replay(
     in_order = sorted(per_pcr.items())
     for bank in banks:
         new = bank_hasher(bank)
-        # initial_pcr_value, inlined: this runs for every (bank, PCR).
-        zeros = bytes(BANK_SIZES[bank])
-        ones = b"\xff" * len(zeros)
         values: dict[int, bytes] = {}
         for pcr, evs in in_order:
-            if pcr == 0:
-                value = initial_pcr_value(bank, 0, locality=locality)
-            else:
-                value = ones if 17 <= pcr <= 22 else zeros
+            value = _reset_value(bank, pcr, locality)
             try:
                 for ev in evs:
                     value = new(value + ev.digests[bank]).digest()
