@@ -1,4 +1,7 @@
-"""Project-wide fixtures: shared vectors, a real swtpm, CI strictness."""
+"""Project-wide fixtures: the vendored third-party corpora, a real swtpm, strictness.
+
+Under tools/test and in CI (``tests.requirements.STRICT``) a run with any skipped test fails.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import STRICT, unavailable
 from tests.swtpm import Swtpm, SwtpmUnavailable
-from tests.vectors import shared_vectors_dir
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.vectors import third_party_dir
 
 os.environ.setdefault("TSS2_LOG", "all+none")
 
 
-def _unavailable(reason: str) -> None:
-    """In CI a missing component is a failure, never a skip."""
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def shared_vectors() -> Path:
-    """``../shared/vectors`` (or ``$TRUSTEDGE_SHARED_VECTORS``)."""
-    path = shared_vectors_dir()
-    if path is None:
-        _unavailable("shared vectors not found (../shared/vectors or $TRUSTEDGE_SHARED_VECTORS)")
-    assert path is not None
-    return path
+def third_party() -> Path:
+    """The vendored third-party corpora, ``tests/data/third_party`` (always present)."""
+    return third_party_dir()
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +34,7 @@ def swtpm() -> Iterator[Swtpm]:
     try:
         tpm = Swtpm().start()
     except SwtpmUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         raise
     try:
         yield tpm
@@ -61,7 +52,7 @@ def swtpm_factory(tmp_path: Path) -> Iterator[type[Swtpm]]:
             try:
                 super().__init__(state_dir)
             except SwtpmUnavailable as exc:
-                _unavailable(str(exc))
+                unavailable(str(exc))
             started.append(self)
 
     yield _Factory
@@ -73,3 +64,15 @@ def swtpm_factory(tmp_path: Path) -> Iterator[type[Swtpm]]:
 def tcti(swtpm: Swtpm) -> str:
     """The TCTI string of the session swtpm."""
     return swtpm.tcti
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Strict runs fail when anything was skipped: nothing skips under tools/test or in CI."""
+    if not STRICT or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped:
+        if reporter is not None:
+            reporter.write_line(f"FAILED: {skipped} test(s) skipped in a strict run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -21,24 +21,24 @@ def _expected(shared: Path, folder: str, name: str) -> dict[str, object]:
 
 
 def test_replay_json_is_exactly_the_expected_object(
-    shared_vectors: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = _log(shared_vectors, "tpm2-tss/binary_measurements_hcrtm.bin")
+    log = _log(third_party, "tpm2-tss/binary_measurements_hcrtm.bin")
     assert main(["eventlog", "replay", str(log), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    exp = _expected(shared_vectors, "tpm2-tss", "binary_measurements_hcrtm.bin")
+    exp = _expected(third_party, "tpm2-tss", "binary_measurements_hcrtm.bin")
     assert out == exp["pcrs_replayed"]
     assert list(out) == ["sha1", "sha256", "sm3_256"]
 
 
-def test_replay_text(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = _log(shared_vectors, "go-attestation/crypto_agile_eventlog")
+def test_replay_text(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(third_party, "go-attestation/crypto_agile_eventlog")
     assert main(["eventlog", "replay", str(log)]) == 0
     assert capsys.readouterr().out.startswith("sha256:\n   0: ")
 
 
-def test_show_json_decodes_events(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = _log(shared_vectors, "tpm2-tools/logs/event-bootorder.bin")
+def test_show_json_decodes_events(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(third_party, "tpm2-tools/logs/event-bootorder.bin")
     assert main(["eventlog", "show", str(log), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["format"] == "crypto-agile"
@@ -48,20 +48,18 @@ def test_show_json_decodes_events(shared_vectors: Path, capsys: pytest.CaptureFi
     assert var["guid"] == "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 
-def test_show_text(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = _log(shared_vectors, "go-attestation/sb_cert_eventlog")
+def test_show_text(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(third_party, "go-attestation/sb_cert_eventlog")
     assert main(["eventlog", "show", str(log)]) == 0
     out = capsys.readouterr().out
     assert "EV_EFI_VARIABLE_AUTHORITY" in out
 
 
 def test_verify_json_pcrs_ok_and_mismatch(
-    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = _log(shared_vectors, "go-attestation/coreos_36_shielded_vm_no_secure_boot_eventlog")
-    exp = _expected(
-        shared_vectors, "go-attestation", "coreos_36_shielded_vm_no_secure_boot_eventlog"
-    )
+    log = _log(third_party, "go-attestation/coreos_36_shielded_vm_no_secure_boot_eventlog")
+    exp = _expected(third_party, "go-attestation", "coreos_36_shielded_vm_no_secure_boot_eventlog")
     pcrs = tmp_path / "pcrs.json"
     pcrs.write_text(json.dumps(exp["pcrs_replayed"]))
     assert main(["eventlog", "verify", str(log), "--pcrs", str(pcrs), "--json"]) == 0
@@ -75,10 +73,10 @@ def test_verify_json_pcrs_ok_and_mismatch(
 
 
 def test_verify_tpm2_pcrread_yaml(
-    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = _log(shared_vectors, "go-attestation/crypto_agile_eventlog")
-    exp = _expected(shared_vectors, "go-attestation", "crypto_agile_eventlog")
+    log = _log(third_party, "go-attestation/crypto_agile_eventlog")
+    exp = _expected(third_party, "go-attestation", "crypto_agile_eventlog")
     lines = []
     for bank, values in exp["pcrs_replayed"].items():  # type: ignore[attr-defined]
         lines.append(f"  {bank}:")
@@ -92,16 +90,14 @@ def test_verify_tpm2_pcrread_yaml(
 @pytest.mark.parametrize(
     "name", ["binary_bios_measurements-bogus", "binary_bios_measurements-empty"]
 )
-def test_malformed_exit_3(
-    shared_vectors: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    log = _log(shared_vectors, f"keylime/create-mb-policy/{name}")
+def test_malformed_exit_3(third_party: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(third_party, f"keylime/create-mb-policy/{name}")
     assert main(["eventlog", "replay", str(log), "--json"]) == 3
     assert "offset" in capsys.readouterr().err
 
 
-def test_workaround_flag(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = _log(shared_vectors, "tpm2-tools/logs/specid-vendordata.bin")
+def test_workaround_flag(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(third_party, "tpm2-tools/logs/specid-vendordata.bin")
     assert main(["eventlog", "replay", str(log), "--json"]) == 3
     capsys.readouterr()
     argv = ["eventlog", "replay", str(log), "--json"]
@@ -111,11 +107,11 @@ def test_workaround_flag(shared_vectors: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_verify_with_policy(
-    shared_vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = _log(shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
+    log = _log(third_party, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
     exp = _expected(
-        shared_vectors, "go-attestation", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
+        third_party, "go-attestation", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
     )
     pcrs = tmp_path / "pcrs.json"
     pcrs.write_text(json.dumps(exp["pcrs_replayed"]))

@@ -12,17 +12,17 @@ from trustedge._cli import main
 KEYLIME = "eventlog/keylime/ima"
 
 
-def test_show_json(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_vectors / KEYLIME / "test_ima_verification/signatures.ascii"
+def test_show_json(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = third_party / KEYLIME / "test_ima_verification/signatures.ascii"
     assert main(["ima", "show", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [e["path"] for e in doc["entries"]] == ["/usr/bin/dd", "/usr/bin/zmore"]
 
 
 def test_verify_with_quote_policy_and_keyring(
-    shared_vectors: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = shared_vectors / KEYLIME
+    base = third_party / KEYLIME
     argv = [
         "ima",
         "verify",
@@ -42,16 +42,16 @@ def test_verify_with_quote_policy_and_keyring(
 
 
 def test_verify_wrong_pcr_and_bad_signature(
-    shared_vectors: Path, capsys: pytest.CaptureFixture[str]
+    third_party: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = shared_vectors / KEYLIME / "test_ima_verification"
+    base = third_party / KEYLIME / "test_ima_verification"
     assert main(["ima", "verify", str(base / "measurements.ascii"), "--pcr10", "11" * 20]) == 1
     assert main(["ima", "verify", str(base / "bad_signatures.ascii")]) == 1
     assert "template hash" in capsys.readouterr().err
 
 
-def test_incremental_from_offset(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_vectors / KEYLIME / "test_ima_verification/measurements.ascii"
+def test_incremental_from_offset(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = third_party / KEYLIME / "test_ima_verification/measurements.ascii"
     assert main(["ima", "verify", str(path), "--json", "--pcr10", "0" * 40]) == 0
     first_line = path.read_bytes().split(b"\n", 1)[0] + b"\n"
     capsys.readouterr()
@@ -67,7 +67,7 @@ def test_incremental_from_offset(shared_vectors: Path, capsys: pytest.CaptureFix
     assert doc["entries"] == 2
 
 
-def test_partial_tail(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_vectors / "eventlog/tpm2-tss/ima/sml-ima-sig-sha256.bin"
+def test_partial_tail(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = third_party / "eventlog/tpm2-tss/ima/sml-ima-sig-sha256.bin"
     assert main(["ima", "show", str(path)]) == 3
     assert main(["ima", "verify", str(path), "--partial-tail", "--json"]) == 0

@@ -172,13 +172,13 @@ def test_malformed_manifest_exit_3(tmp_path: Path) -> None:
     assert _run("release", "inspect", str(bad)) == 3
 
 
-def test_draft_example_with_cose_key(shared_vectors: Path, tmp_path: Path) -> None:
+def test_draft_example_with_cose_key(third_party: Path, tmp_path: Path) -> None:
     from trustedge.cose import encode_key
     from trustedge.keys import load_public_key
 
-    pem = (shared_vectors / "suit/keys/suit-draft-es256-pub.pem").read_bytes()
+    pem = (third_party / "suit/keys/suit-draft-es256-pub.pem").read_bytes()
     (tmp_path / "k.cose").write_bytes(encode_key(load_public_key(pem)))
-    ex = shared_vectors / "suit/ietf-suit-manifest-37"
+    ex = third_party / "suit/ietf-suit-manifest-37"
     assert (
         _run(
             "release", "verify", str(ex / "example3.signed.suit"), "--key", str(tmp_path / "k.cose")
@@ -195,7 +195,7 @@ def test_draft_example_with_cose_key(shared_vectors: Path, tmp_path: Path) -> No
         )
         == 1
     )
-    lib = shared_vectors / "suit/libcsuit-2023/suit_manifest_exp1.cbor"
-    key = str(shared_vectors / "suit/keys/suit-draft-es256-pub.pem")
+    lib = third_party / "suit/libcsuit-2023/suit_manifest_exp1.cbor"
+    key = str(third_party / "suit/keys/suit-draft-es256-pub.pem")
     assert _run("release", "verify", str(lib), "--key", key) == 3
     assert _run("release", "verify", str(lib), "--key", key, "--legacy-install") == 0

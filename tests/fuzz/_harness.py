@@ -21,8 +21,8 @@ is applied by the runners, so a harness may but need not use
 
 Optional module attributes a harness may declare:
 
-* ``SEEDS``: list of globs. ``shared/<glob>`` is relative to the shared vectors
-  (``../shared/vectors`` or ``$TRUSTEDGE_SHARED_VECTORS``), anything else to the
+* ``SEEDS``: list of globs. ``third_party/<glob>`` is relative to the vendored
+  third-party corpora (``tests/data/third_party``), anything else to the
   project root (e.g. ``vectors/fuzz/cbor/*.bin``). Each matching file is one seed.
 * ``seeds()``: a function returning an iterable of ``bytes`` seeds (use
   :func:`files`, :func:`json_hex_values` to pull inputs out of vector files).
@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import random
 import sys
 import time
@@ -63,7 +62,7 @@ __all__ = [
     "json_hex_values",
     "load_harness",
     "mutations",
-    "shared_dir",
+    "THIRD_PARTY",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -126,21 +125,14 @@ def fuzz_target(*, time_limit: float = DEFAULT_TIME_LIMIT) -> Callable[[Target],
 # -- seeds ---------------------------------------------------------------------
 
 
-def shared_dir() -> Path | None:
-    """The shared third-party vectors, or None when absent."""
-    env = os.environ.get("TRUSTEDGE_SHARED_VECTORS")
-    for path in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "vectors"]:
-        if path.is_dir():
-            return path
-    return None
+#: The vendored third-party corpora (each folder with its SOURCES.md and licence).
+THIRD_PARTY = ROOT / "tests" / "data" / "third_party"
 
 
 def _glob(pattern: str) -> list[Path]:
-    if pattern.startswith("shared/"):
-        base = shared_dir()
-        if base is None:
-            return []
-        pattern = pattern[len("shared/") :]
+    if pattern.startswith("third_party/"):
+        base = THIRD_PARTY
+        pattern = pattern[len("third_party/") :]
     else:
         base = ROOT
     return sorted(p for p in base.glob(pattern) if p.is_file())

@@ -20,8 +20,8 @@ from trustedge._cbor import DecodeLimits
 
 MAX_LEN = 16384
 SEEDS = [
-    "shared/suit/**/*.cbor",
-    "shared/suit/**/*.suit",
+    "third_party/suit/**/*.cbor",
+    "third_party/suit/**/*.suit",
 ]
 
 _TIGHT = DecodeLimits(max_size=1024, max_depth=4, max_items=64)
@@ -30,7 +30,7 @@ _TIGHT = DecodeLimits(max_size=1024, max_depth=4, max_items=64)
 def seeds() -> list[bytes]:
     """COSE examples and every hex field of the project's vectors (the regression cases of
     ``vectors/fuzz/cbor_decode.json`` among them), behind a mode byte."""
-    bodies = list(json_hex_values("shared/cose/**/*.json", keys=["cbor"]))
+    bodies = list(json_hex_values("third_party/cose/**/*.json", keys=["cbor"]))
     bodies += list(json_hex_values("vectors/**/*.json"))
     return [bytes([mode]) + body for body in bodies for mode in (0x00, 0x01)]
 

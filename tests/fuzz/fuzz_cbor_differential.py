@@ -19,12 +19,12 @@ from trustedge import _cbor
 from trustedge._cbor import CBORTag
 
 MAX_LEN = 8192
-SEEDS = ["shared/suit/**/*.cbor"]
+SEEDS = ["third_party/suit/**/*.cbor"]
 
 
 def seeds() -> list[bytes]:
     """The COSE examples and every hex field of the project's vectors."""
-    return [*json_hex_values("shared/cose/**/*.json", keys=["cbor"]), *json_hex_values(
+    return [*json_hex_values("third_party/cose/**/*.json", keys=["cbor"]), *json_hex_values(
         "vectors/**/*.json")]  # fmt: skip
 
 

@@ -8,12 +8,12 @@ from tests.fuzz._harness import json_hex_values
 from trustedge import cose
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 
-SEEDS = ["shared/suit/**/*.cbor"]
+SEEDS = ["third_party/suit/**/*.cbor"]
 
 
 def seeds() -> list[bytes]:
     """The COSE working group's examples (``cbor`` fields), tagged and untagged."""
-    return list(json_hex_values("shared/cose/**/*.json", keys=["cbor"]))
+    return list(json_hex_values("third_party/cose/**/*.json", keys=["cbor"]))
 
 
 def TestOneInput(data: bytes) -> None:

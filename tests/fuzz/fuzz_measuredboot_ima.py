@@ -16,9 +16,9 @@ from trustedge.measuredboot import parse_ima_log
 
 MAX_LEN = 65536
 SEEDS = [
-    "shared/eventlog/**/ima/**/*.bin",
-    "shared/eventlog/**/*.ascii",
-    "shared/eventlog/**/*runtime_measurements*",
+    "third_party/eventlog/**/ima/**/*.bin",
+    "third_party/eventlog/**/*.ascii",
+    "third_party/eventlog/**/*runtime_measurements*",
 ]
 
 

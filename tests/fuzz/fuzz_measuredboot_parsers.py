@@ -21,8 +21,8 @@ from trustedge.measuredboot import (
 
 MAX_LEN = 65536
 SEEDS = [
-    "shared/eventlog/**/*.bin",
-    "shared/eventlog/**/*binary_bios_measurements*",
+    "third_party/eventlog/**/*.bin",
+    "third_party/eventlog/**/*binary_bios_measurements*",
 ]
 
 

@@ -13,7 +13,7 @@ from trustedge.ota.suit import KeySet, authenticate, decode_envelope
 _KEYS = KeySet.of([ed25519.Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key()])
 
 MAX_LEN = 16384
-SEEDS = ["shared/suit/**/*.suit", "shared/suit/**/*.cbor"]
+SEEDS = ["third_party/suit/**/*.suit", "third_party/suit/**/*.cbor"]
 
 
 def seeds() -> list[bytes]:

@@ -9,17 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from tests.vectors.test_cose_wg import jwk_public
 from trustedge import cose
 from trustedge.errors import MalformedInputError, VerificationError
 
-ROOT = shared_vectors_dir()
+ROOT = third_party_dir()
 
 
 def _seeds() -> list[tuple[str, bytes, Any]]:
-    if ROOT is None:
-        return []
     out = []
     for d in ("sign1-tests", "sign-tests", "mac0-tests", "eddsa-examples", "ecdsa-examples"):
         for f in sorted((ROOT / "cose/cose-wg-examples" / d).glob("*.json")):

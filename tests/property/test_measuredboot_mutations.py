@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge.errors import MalformedInputError
 from trustedge.measuredboot import (
     EventLogLimits,
@@ -17,12 +17,10 @@ from trustedge.measuredboot import (
     parse_ima_log,
 )
 
-_BASE = shared_vectors_dir()
+_BASE = third_party_dir()
 
 
 def _read(rel: str) -> bytes:
-    if _BASE is None:
-        return b""
     return (_BASE / "eventlog" / rel).read_bytes()
 
 
@@ -81,13 +79,13 @@ def _exercise_log(data: bytes) -> None:
 
 @SETTINGS
 @given(mutated(LOGS))
-def test_mutated_event_logs(shared_vectors: Path, data: bytes) -> None:
+def test_mutated_event_logs(third_party: Path, data: bytes) -> None:
     _exercise_log(data)
 
 
 @SETTINGS
 @given(mutated(IMA))
-def test_mutated_ima_lists(shared_vectors: Path, data: bytes) -> None:
+def test_mutated_ima_lists(third_party: Path, data: bytes) -> None:
     for partial in (False, True):
         try:
             log = parse_ima_log(data, allow_partial_tail=partial)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge import _cbor
 from trustedge.errors import MalformedInputError, VerificationError
 from trustedge.keys import load_public_key
@@ -20,18 +20,10 @@ from trustedge.ota.suit import KeySet, authenticate, decode_envelope
 from trustedge.ota.suit import numbers as n
 from trustedge.ota.suit.processor import Processor
 
-ROOT = shared_vectors_dir()
-FILES = (
-    sorted((ROOT / "suit").glob("*/*.suit")) + sorted((ROOT / "suit").glob("*/*.cbor"))
-    if ROOT
-    else []
-)
+ROOT = third_party_dir()
+FILES = sorted((ROOT / "suit").glob("*/*.suit")) + sorted((ROOT / "suit").glob("*/*.cbor"))
 SEEDS = [f.read_bytes() for f in FILES]
-KEY = (
-    KeySet.of([load_public_key((ROOT / "suit/keys/suit-draft-es256-pub.pem").read_bytes())])
-    if ROOT
-    else KeySet({}, 1)
-)
+KEY = KeySet.of([load_public_key((ROOT / "suit/keys/suit-draft-es256-pub.pem").read_bytes())])
 
 
 @st.composite
@@ -91,8 +83,8 @@ def test_random_bytes(data: bytes) -> None:
         pass
 
 
-def test_added_unprotected_header_keeps_signature_valid(shared_vectors: Path) -> None:
-    data = (shared_vectors / "suit/ietf-suit-manifest-37/example0.signed.suit").read_bytes()
+def test_added_unprotected_header_keeps_signature_valid(third_party: Path) -> None:
+    data = (third_party / "suit/ietf-suit-manifest-37/example0.signed.suit").read_bytes()
     env = _cbor.decode(data)
     wrapper = _cbor.decode(env.value[2])
     block = _cbor.decode(wrapper[1])

@@ -1,5 +1,6 @@
 """Loader for Wycheproof-style vector files: the project's own (``vectors/``) and
-third-party ones (``../shared/vectors`` or ``$TRUSTEDGE_SHARED_VECTORS``).
+third-party ones vendored in ``tests/data/third_party`` (each with SOURCES.md and licence).
+Both live in the repository: a missing vector file is an error, never a skip.
 
 A vector file is JSON::
 
@@ -36,26 +37,23 @@ __all__ = [
     "error_class",
     "iter_cases",
     "load_vector_file",
-    "shared_vectors_dir",
+    "THIRD_PARTY",
+    "third_party_dir",
     "vector_cases",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECT_VECTORS = ROOT / "vectors"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def shared_vectors_dir() -> Path | None:
-    """Where the read-only third-party vectors are, or None."""
-    env = os.environ.get("TRUSTEDGE_SHARED_VECTORS")
-    candidates = [Path(env)] if env else []
-    candidates.append(ROOT.parent / "shared" / "vectors")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+THIRD_PARTY = ROOT / "tests" / "data" / "third_party"
+
+
+def third_party_dir() -> Path:
+    """The vendored third-party corpora (``tests/data/third_party``)."""
+    return THIRD_PARTY
 
 
 @dataclass(frozen=True)
@@ -115,19 +113,11 @@ def load_vector_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve(name: str, shared: bool) -> Path | None:
-    if shared:
-        base = shared_vectors_dir()
-        return None if base is None else base / name
-    return PROJECT_VECTORS / name
-
-
 def iter_cases(name: str, *, shared: bool = False) -> Iterator[VectorCase]:
-    path = _resolve(name, shared)
-    if path is None or not path.exists():
-        if IN_CI:
-            raise FileNotFoundError(f"vector file {name} not found (shared={shared})")
-        return
+    """Every case of a project (``vectors/``) or third-party vector file; missing is an error."""
+    path = (THIRD_PARTY if shared else PROJECT_VECTORS) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"vector file {path} not found")
     data = load_vector_file(path)
     for group in data["testGroups"]:
         params = {k: v for k, v in group.items() if k != "tests"}
@@ -145,5 +135,5 @@ def vector_cases(name: str, *, shared: bool = False, argname: str = "case") -> C
     """Parametrise a test over every case of a vector file."""
     cases = list(iter_cases(name, shared=shared))
     if not cases:
-        return pytest.mark.skip(reason=f"no vectors in {name}")  # type: ignore[return-value]
+        raise ValueError(f"vector file {name} has no cases")
     return pytest.mark.parametrize(argname, cases, ids=[_case_id(c) for c in cases])

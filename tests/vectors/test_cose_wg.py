@@ -1,5 +1,5 @@
 """cose-wg/Examples through trustedge.cose, with the expectations in
-``../shared/vectors/cose/expected.json`` (see its SOURCES.md).
+``tests/data/third_party/cose/expected.json`` (see its SOURCES.md).
 
 Structures run here: COSE_Sign1, COSE_Sign, COSE_Mac0 and COSE_Mac with direct
 keys. COSE_Encrypt0/COSE_Encrypt belong to the envelope module and are not in
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge import cose
 from trustedge.errors import MalformedInputError, VerificationError
 
@@ -61,9 +61,7 @@ def jwk_public(jwk: dict[str, Any]) -> Any:
 
 
 def _cases() -> list[Any]:
-    root = shared_vectors_dir()
-    if root is None:
-        return [pytest.param(None, id="shared-vectors-missing")]
+    root = third_party_dir()
     data = json.loads((root / "cose" / "expected.json").read_text())
     return [
         pytest.param(v, id=v["file"].split("/", 1)[1])
@@ -103,14 +101,13 @@ def _run(case: dict[str, Any], root: Path) -> None:
 
 
 @pytest.mark.parametrize("case", _cases())
-def test_cose_wg_example(case: dict[str, Any] | None, shared_vectors: Path) -> None:
-    assert case is not None
+def test_cose_wg_example(case: dict[str, Any], third_party: Path) -> None:
     if case["file"] in OUT_OF_SUBSET:
         with pytest.raises(MalformedInputError):
-            _run(case, shared_vectors)
+            _run(case, third_party)
         return
     if case["trustedge_expect"].startswith("accept"):
-        _run(case, shared_vectors)
+        _run(case, third_party)
     else:
         with pytest.raises((MalformedInputError, VerificationError)):
-            _run(case, shared_vectors)
+            _run(case, third_party)

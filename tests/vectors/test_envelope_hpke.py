@@ -10,14 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import hpke as chpke
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge.envelope import _hpke as hpke
 
 
 def _cases() -> list[dict[str, Any]]:
-    base = shared_vectors_dir()
-    if base is None:
-        return []
+    base = third_party_dir()
     data = json.loads((base / "hpke" / "test-vectors.json").read_text())
     return [v for v in data if v["mode"] == 0 and v["kem_id"] in (0x10, 0x20)]
 

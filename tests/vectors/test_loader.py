@@ -36,5 +36,5 @@ def test_iter_cases_and_group_fallback(tmp_path: Path, monkeypatch: pytest.Monke
     assert vectors._case_id(case) == "t.json#1-a-b"
 
 
-def test_shared_vectors_are_found(shared_vectors: Path) -> None:
-    assert (shared_vectors / "wycheproof").is_dir()
+def test_shared_vectors_are_found(third_party: Path) -> None:
+    assert (third_party / "wycheproof").is_dir()

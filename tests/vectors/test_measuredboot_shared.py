@@ -1,4 +1,4 @@
-"""Every firmware event log in ``../shared/vectors/eventlog`` against its ``expected.json``."""
+"""Every firmware event log in ``tests/data/third_party/eventlog`` against its ``expected.json``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge.errors import MalformedInputError, ReplayMismatchError, VerificationError
 from trustedge.measuredboot import Workaround, parse_event_log
 from trustedge.measuredboot.secureboot import secure_boot_state
@@ -33,9 +33,7 @@ FOLDERS = [
 
 
 def _log_cases() -> list[tuple[str, str]]:
-    base = shared_vectors_dir()
-    if base is None:
-        return [("missing", "missing")]
+    base = third_party_dir()
     cases = []
     for folder in FOLDERS:
         expected = json.loads((base / "eventlog" / folder / "expected.json").read_text())
@@ -68,14 +66,14 @@ def _is_event_log(exp: dict[str, Any]) -> bool:
     return "n_records_total" in exp
 
 
-def test_every_shared_log_is_covered(shared_vectors: Path) -> None:
+def test_every_shared_log_is_covered(third_party: Path) -> None:
     assert len(CASES) >= 40
 
 
 @pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
-def test_shared_log(shared_vectors: Path, folder: str, name: str) -> None:
-    exp = _expected(shared_vectors, folder, name)
-    data = (shared_vectors / "eventlog" / folder / name).read_bytes()
+def test_shared_log(third_party: Path, folder: str, name: str) -> None:
+    exp = _expected(third_party, folder, name)
+    data = (third_party / "eventlog" / folder / name).read_bytes()
     if not _is_event_log(exp):
         # bogus/empty inputs and the ACPI CCEL tables (not event logs) are rejected.
         with pytest.raises(MalformedInputError) as info:
@@ -134,16 +132,16 @@ def test_shared_log(shared_vectors: Path, folder: str, name: str) -> None:
             assert state.enabled is sb_var.startswith("01")
 
 
-def test_hcrtm_pcr0_matches_tpm2_tss(shared_vectors: Path) -> None:
-    data = (shared_vectors / "eventlog/tpm2-tss/binary_measurements_hcrtm.bin").read_bytes()
+def test_hcrtm_pcr0_matches_tpm2_tss(third_party: Path) -> None:
+    data = (third_party / "eventlog/tpm2-tss/binary_measurements_hcrtm.bin").read_bytes()
     log = parse_event_log(data)
     assert log.pcr0_locality() == 4
     assert log.replay()["sha1"][0].hex() == "15f4e6ca457d1af6bc49511a93ba3500ad69acc5"
 
 
-def test_ebs_workaround_is_opt_in(shared_vectors: Path) -> None:
-    base = shared_vectors / "eventlog/go-attestation"
-    exp = _expected(shared_vectors, "go-attestation", "ebs_event_missing_eventlog")
+def test_ebs_workaround_is_opt_in(third_party: Path) -> None:
+    base = third_party / "eventlog/go-attestation"
+    exp = _expected(third_party, "go-attestation", "ebs_event_missing_eventlog")
     quoted = exp["expected_from_source"]["quoted_pcr5 (TestEBSVerifyWorkaround)"]
     log = parse_event_log((base / "ebs_event_missing_eventlog").read_bytes())
     sha1_only = {"sha1": {5: bytes.fromhex(quoted["sha1"]["5"])}}
@@ -158,29 +156,29 @@ def test_ebs_workaround_is_opt_in(shared_vectors: Path) -> None:
     ]
 
 
-def test_quoted_pcrs_of_sources(shared_vectors: Path) -> None:
+def test_quoted_pcrs_of_sources(third_party: Path) -> None:
     """Upstream quoted PCR sets (incl. PCRs the log never touches) verify."""
     checked = 0
     for folder, name in CASES:
-        exp = _expected(shared_vectors, folder, name)
+        exp = _expected(third_party, folder, name)
         for key, value in exp.get("expected_from_source", {}).items():
             if not (key.startswith("pcrs") or key.startswith("quoted_pcrs")):
                 continue
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
                 continue
-            log = parse_event_log((shared_vectors / "eventlog" / folder / name).read_bytes())
+            log = parse_event_log((third_party / "eventlog" / folder / name).read_bytes())
             log.verify(_unhex(value))
             checked += 1
     assert checked >= 3
 
 
 @pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
-def test_digest_vs_data(shared_vectors: Path, folder: str, name: str) -> None:
+def test_digest_vs_data(third_party: Path, folder: str, name: str) -> None:
     """Mismatches (EV_IPL aside) and EV_EFI_VARIABLE_BOOT digest styles match expected.json."""
-    exp = _expected(shared_vectors, folder, name)
+    exp = _expected(third_party, folder, name)
     if "digest_check_bank" not in exp:
         return
-    data = (shared_vectors / "eventlog" / folder / name).read_bytes()
+    data = (third_party / "eventlog" / folder / name).read_bytes()
     log = parse_event_log(data, workarounds={Workaround.SPEC_ID_VENDOR_INFO_OUTSIDE_EVENT})
     bank = exp["digest_check_bank"]
     mismatches: dict[str, list[int]] = {}
@@ -207,9 +205,7 @@ IMA_FOLDERS = ["keylime", "tpm2-tss", "ima-evm-utils"]
 
 
 def _ima_cases() -> list[tuple[str, str]]:
-    base = shared_vectors_dir()
-    if base is None:
-        return [("missing", "missing")]
+    base = third_party_dir()
     out = []
     for folder in IMA_FOLDERS:
         expected = json.loads((base / "eventlog" / folder / "expected.json").read_text())
@@ -221,11 +217,11 @@ IMA_CASES = _ima_cases()
 
 
 @pytest.mark.parametrize(("folder", "name"), IMA_CASES, ids=[f"{f}/{n}" for f, n in IMA_CASES])
-def test_shared_ima_list(shared_vectors: Path, folder: str, name: str) -> None:
-    exp = json.loads((shared_vectors / "eventlog" / folder / "expected.json").read_text())["ima"][
+def test_shared_ima_list(third_party: Path, folder: str, name: str) -> None:
+    exp = json.loads((third_party / "eventlog" / folder / "expected.json").read_text())["ima"][
         name
     ]
-    data = (shared_vectors / "eventlog" / folder / name).read_bytes()
+    data = (third_party / "eventlog" / folder / name).read_bytes()
     trailing = exp.get("trailing_bytes", 0)
     if trailing:
         with pytest.raises(MalformedInputError) as info:
@@ -267,9 +263,9 @@ def test_shared_ima_list(shared_vectors: Path, folder: str, name: str) -> None:
                 verify_ima_log(log, bytes.fromhex(pcr10))
 
 
-def test_ima_iterative_prefix_and_incremental(shared_vectors: Path) -> None:
+def test_ima_iterative_prefix_and_incremental(third_party: Path) -> None:
     """Every running PCR10 value verifies a prefix; resuming from the state works."""
-    base = shared_vectors / "eventlog/keylime/ima/test_ima_verification"
+    base = third_party / "eventlog/keylime/ima/test_ima_verification"
     data = (base / "measurements.ascii").read_bytes()
     log = parse_ima_log(data)
     running = list(log.unverified_entries)
@@ -291,13 +287,13 @@ def test_ima_iterative_prefix_and_incremental(shared_vectors: Path) -> None:
 @pytest.mark.parametrize(
     "name", ["sample-binary_bios_measurements-pcrs-8-9", "test_binary_bios_measurements"]
 )
-def test_boot_aggregate(shared_vectors: Path, name: str) -> None:
-    base = shared_vectors / "eventlog/ima-evm-utils"
+def test_boot_aggregate(third_party: Path, name: str) -> None:
+    base = third_party / "eventlog/ima-evm-utils"
     ascii_name = {
         "sample-binary_bios_measurements-pcrs-8-9": "sample-ascii_runtime_measurements-pcrs-8-9",
         "test_binary_bios_measurements": "test_ascii_runtime_measurements",
     }[name]
-    exp = _expected(shared_vectors, "ima-evm-utils", name)
+    exp = _expected(third_party, "ima-evm-utils", name)
     log = parse_event_log((base / name).read_bytes())
     replayed = log.replay()
     verified = log.verify(replayed)
@@ -314,9 +310,9 @@ def test_boot_aggregate(shared_vectors: Path, name: str) -> None:
         check_boot_aggregate(ima.unverified_entries, bad)
 
 
-def test_secure_boot_authorities_of_go_attestation(shared_vectors: Path) -> None:
+def test_secure_boot_authorities_of_go_attestation(third_party: Path) -> None:
     """sb_cert: Secure Boot on, db/dbx present, authorities logged after the separator."""
-    data = (shared_vectors / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
+    data = (third_party / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
     log = parse_event_log(data)
     state = secure_boot_state(log.verify(log.replay()))
     assert state.enabled is True
@@ -326,8 +322,8 @@ def test_secure_boot_authorities_of_go_attestation(shared_vectors: Path) -> None
         secure_boot_state(log)  # type: ignore[arg-type]
 
 
-def test_secure_boot_rejects_unverified_pcr7(shared_vectors: Path) -> None:
-    data = (shared_vectors / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
+def test_secure_boot_rejects_unverified_pcr7(third_party: Path) -> None:
+    data = (third_party / "eventlog/go-attestation/sb_cert_eventlog").read_bytes()
     log = parse_event_log(data)
     only_pcr4 = {"sha256": {4: log.replay()["sha256"][4]}}
     with pytest.raises(VerificationError):
@@ -350,8 +346,8 @@ def _sources_with(shared: Path, needle: str) -> list[tuple[str, str, Any, Path]]
     return out
 
 
-def test_efi_application_digests_match_go_eventlog(shared_vectors: Path) -> None:
-    cases = _sources_with(shared_vectors, "efi_app_digests")
+def test_efi_application_digests_match_go_eventlog(third_party: Path) -> None:
+    cases = _sources_with(third_party, "efi_app_digests")
     assert len(cases) >= 6
     for _folder, _name, expected, path in cases:
         log = parse_event_log(path.read_bytes())
@@ -362,8 +358,8 @@ def test_efi_application_digests_match_go_eventlog(shared_vectors: Path) -> None
             assert [app.digests[bank].hex() for app in state.boot_applications] == digests
 
 
-def test_post_separator_authorities_match_go_attestation(shared_vectors: Path) -> None:
-    cases = _sources_with(shared_vectors, "PostSeparatorAuthority count")
+def test_post_separator_authorities_match_go_attestation(third_party: Path) -> None:
+    cases = _sources_with(third_party, "PostSeparatorAuthority count")
     assert len(cases) == 2
     for _folder, _name, count, path in cases:
         log = parse_event_log(path.read_bytes())

@@ -9,17 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge._cli import main
 from trustedge.measuredboot import Workaround, parse_event_log
 from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
-_BASE = shared_vectors_dir()
-LOGS = (
-    sorted(p.name for p in (_BASE / "eventlog/tpm2-tools/logs").iterdir())
-    if _BASE is not None
-    else ["missing"]
-)
+_BASE = third_party_dir()
+LOGS = sorted(p.name for p in (_BASE / "eventlog/tpm2-tools/logs").iterdir())
 
 
 def _expected_path(shared: Path, name: str) -> Path:
@@ -43,10 +39,10 @@ def _diff(ours: Any, theirs: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize("name", LOGS)
-def test_yaml_matches_tpm2_tools(shared_vectors: Path, name: str) -> None:
-    data = (shared_vectors / "eventlog/tpm2-tools/logs" / name).read_bytes()
+def test_yaml_matches_tpm2_tools(third_party: Path, name: str) -> None:
+    data = (third_party / "eventlog/tpm2-tools/logs" / name).read_bytes()
     log = parse_event_log(data, workarounds={Workaround.SPEC_ID_VENDOR_INFO_OUTSIDE_EVENT})
-    expected_text = _expected_path(shared_vectors, name).read_text()
+    expected_text = _expected_path(third_party, name).read_text()
     version = 2 if expected_text.startswith("---\nversion: 2") else 1
     ours = to_tpm2_eventlog_yaml(log, version=version)
     if log.format == "sha1":
@@ -58,14 +54,14 @@ def test_yaml_matches_tpm2_tools(shared_vectors: Path, name: str) -> None:
     assert _diff(yaml.safe_load(ours), yaml.safe_load(expected_text)) == []
 
 
-def test_cli_yaml(shared_vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_yaml(third_party: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "event-gce-ubuntu-2104-log.bin"
-    path = shared_vectors / "eventlog/tpm2-tools/logs" / name
+    path = third_party / "eventlog/tpm2-tools/logs" / name
     assert main(["eventlog", "show", str(path), "--yaml"]) == 0
     ours = yaml.safe_load(capsys.readouterr().out)
-    theirs = yaml.safe_load(_expected_path(shared_vectors, name).read_text())
+    theirs = yaml.safe_load(_expected_path(third_party, name).read_text())
     assert ours == theirs
-    expected = json.loads((shared_vectors / "eventlog/tpm2-tools/expected.json").read_text())
+    expected = json.loads((third_party / "eventlog/tpm2-tools/expected.json").read_text())
     pcrs = expected["logs"][f"logs/{name}"]["pcrs_replayed"]
     assert {b: {str(k): f"{v:x}".zfill(len(pcrs[b][str(k)])) for k, v in vals.items()}
             for b, vals in ours["pcrs"].items()} == pcrs

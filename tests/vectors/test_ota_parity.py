@@ -52,14 +52,14 @@ SPECS: dict[int, list[dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("number", sorted(SPECS))
-def test_create_matches_draft_example(number: int, shared_vectors: Path) -> None:
+def test_create_matches_draft_example(number: int, third_party: Path) -> None:
     spec = {"manifest-version": 1, "manifest-sequence-number": number, "components": SPECS[number]}
-    draft = shared_vectors / f"suit/ietf-suit-manifest-37/example{number}.signed.suit"
+    draft = third_party / f"suit/ietf-suit-manifest-37/example{number}.signed.suit"
     expected = decode_envelope(draft.read_bytes())
     raw, _ = encode_manifest(compile_spec(spec))
     assert raw == expected.manifest_raw
     # the unsigned envelope is byte-identical too (same digest, no signatures)
-    unsigned = shared_vectors / f"suit/ietf-suit-manifest-37/example{number}.unsigned.suit"
+    unsigned = third_party / f"suit/ietf-suit-manifest-37/example{number}.unsigned.suit"
     assert create_envelope(spec) == unsigned.read_bytes()
 
 

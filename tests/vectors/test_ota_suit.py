@@ -1,4 +1,4 @@
-"""SUIT vectors from ``../shared/vectors/suit`` with the expectations in its
+"""SUIT vectors from ``tests/data/third_party/suit`` with the expectations in its
 expected.json: draft-37 examples verify with the draft key and re-encode to the
 same bytes, unsigned ones are rejected, manifest digests match; libcsuit files
 (install = 17) are refused unless ``legacy_install=True``."""
@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.vectors import shared_vectors_dir
+from tests.vectors import third_party_dir
 from trustedge.errors import MalformedInputError, SignatureError
 from trustedge.keys import load_public_key
 from trustedge.ota.suit import KeySet, authenticate, decode_envelope, encode_manifest
 
 
 def _cases(prefix: str) -> list[Any]:
-    root = shared_vectors_dir()
-    if root is None:
-        return [pytest.param(None, id="shared-vectors-missing")]
+    root = third_party_dir()
     data = json.loads((root / "suit" / "expected.json").read_text())
     return [
         pytest.param(v, id=v["file"].split("/")[-1])
@@ -34,12 +32,11 @@ def _keys(root: Path, name: str) -> KeySet:
 
 
 @pytest.mark.parametrize("case", _cases("ietf-suit-manifest-37/"))
-def test_draft_example(case: dict[str, Any] | None, shared_vectors: Path) -> None:
-    assert case is not None
-    data = (shared_vectors / "suit" / case["file"]).read_bytes()
+def test_draft_example(case: dict[str, Any], third_party: Path) -> None:
+    data = (third_party / "suit" / case["file"]).read_bytes()
     env = decode_envelope(data)
     assert env.manifest_digest.hex() == case["manifest_digest_sha256"]
-    keys = _keys(shared_vectors, "keys/suit-draft-es256-pub.pem")
+    keys = _keys(third_party, "keys/suit-draft-es256-pub.pem")
     if case["expect"].startswith("reject"):
         assert case["auth_blocks"] == 0
         with pytest.raises(SignatureError, match="unauthenticated"):
@@ -61,14 +58,13 @@ def test_draft_example(case: dict[str, Any] | None, shared_vectors: Path) -> Non
         assert members == dict(env.members)
     # the TAM key must not verify draft-key files
     with pytest.raises(SignatureError):
-        authenticate(env, _keys(shared_vectors, "keys/libcsuit-tam-es256-pub.pem"))
+        authenticate(env, _keys(third_party, "keys/libcsuit-tam-es256-pub.pem"))
 
 
 @pytest.mark.parametrize("case", _cases("libcsuit-2023/"))
-def test_libcsuit_file(case: dict[str, Any] | None, shared_vectors: Path) -> None:
-    assert case is not None
-    data = (shared_vectors / "suit" / case["file"]).read_bytes()
-    keys = _keys(shared_vectors, case["signed_by"])
+def test_libcsuit_file(case: dict[str, Any], third_party: Path) -> None:
+    data = (third_party / "suit" / case["file"]).read_bytes()
+    keys = _keys(third_party, case["signed_by"])
     other = (
         "keys/libcsuit-tam-es256-pub.pem"
         if "suit-draft" in case["signed_by"]
@@ -85,7 +81,7 @@ def test_libcsuit_file(case: dict[str, Any] | None, shared_vectors: Path) -> Non
     env = decode_envelope(data, legacy_install=True)
     assert env.manifest_digest.hex() == case["manifest_digest_sha256"]
     with pytest.raises(SignatureError):
-        authenticate(env, _keys(shared_vectors, other))
+        authenticate(env, _keys(third_party, other))
     try:
         auth = authenticate(env, keys)
     except MalformedInputError as exc:

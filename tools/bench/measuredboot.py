@@ -32,7 +32,7 @@ from trustedge.errors import MalformedInputError  # noqa: E402
 from trustedge.measuredboot import parse_event_log, parse_ima_log, verify_ima_log  # noqa: E402
 from trustedge.measuredboot.policy import ImaRuntimePolicy  # noqa: E402
 
-SHARED = Path(os.environ.get("TRUSTEDGE_SHARED_VECTORS", ROOT.parent / "shared" / "vectors"))
+SHARED = ROOT / "tests" / "data" / "third_party"
 
 KEYLIME_SCRIPT = r"""
 import json, sys, time, types

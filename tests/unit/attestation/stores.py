@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.requirements import unavailable
 from trustedge.attestation.store import PostgresStore, SQLiteStore
 from trustedge.attestation.store._sql import SQLStore
 from trustedge.errors import TrustedgeError
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 Opener = Callable[[], SQLStore]
 
@@ -30,9 +29,7 @@ Opener = Callable[[], SQLStore]
 def pg_dsn() -> str:
     dsn = os.environ.get("TRUSTEDGE_PG_DSN")
     if not dsn:
-        if IN_CI:
-            pytest.fail("required in CI: TRUSTEDGE_PG_DSN (tools/test starts PostgreSQL)")
-        pytest.skip("TRUSTEDGE_PG_DSN not set (run through tools/test)")
+        unavailable("TRUSTEDGE_PG_DSN (tools/test starts PostgreSQL)")
     return dsn
 
 

@@ -4,7 +4,6 @@ with a per-test (hermetic) local CA, plus forged chains for the negative cases."
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 from cryptography.x509.verification import VerificationError as X509VerificationError
 
+from tests.requirements import unavailable
 from tests.swtpm import Swtpm, SwtpmUnavailable
 from trustedge.attestation.ekcert import (
     OID_EK_CERTIFICATE,
@@ -41,17 +41,11 @@ class Manufactured:
     keys: dict[str, object]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
 def manufacture(base: Path) -> Path:
     """Run swtpm_setup with its own local-CA state under ``base``; returns the TPM state dir."""
     localca = shutil.which("swtpm_localca")
     if shutil.which("swtpm_setup") is None or localca is None:
-        _unavailable("swtpm_setup/swtpm_localca missing (apt-get install swtpm-tools)")
+        unavailable("swtpm_setup/swtpm_localca missing (apt-get install swtpm-tools)")
     ca, state = base / "ca", base / "state"
     ca.mkdir()
     state.mkdir()
@@ -88,7 +82,7 @@ def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manufactured]:
     try:
         swtpm = Swtpm(state).start()
     except SwtpmUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         raise
     certs: dict[str, bytes] = {}
     keys: dict[str, object] = {}

@@ -9,15 +9,13 @@ build itself fatal).
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
 import trustedge.hashing as hashing
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.requirements import unavailable
 
 
 def load_implementation(name: str) -> ModuleType:
@@ -25,9 +23,7 @@ def load_implementation(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"trustedge.hashing._{name}")
     except ImportError:
-        if IN_CI:
-            pytest.fail(f"required in CI: trustedge.hashing._{name} is not built")
-        pytest.skip(f"trustedge.hashing._{name} is not built")
+        unavailable(f"trustedge.hashing._{name} is not built")
 
 
 @pytest.fixture(autouse=True, params=["speedups", "native"])

@@ -28,11 +28,9 @@ def _verified(shared: Path, rel: str):  # type: ignore[no-untyped-def]
     return log.verify(log.replay())
 
 
-def test_secure_boot_rule(shared_vectors: Path) -> None:
-    on = _verified(shared_vectors, "go-attestation/sb_cert_eventlog")
-    off = _verified(
-        shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
-    )
+def test_secure_boot_rule(third_party: Path) -> None:
+    on = _verified(third_party, "go-attestation/sb_cert_eventlog")
+    off = _verified(third_party, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
     policy = EventLogPolicy((RequireSecureBoot(),))
     policy.check(on)
     with pytest.raises(PolicyError) as info:
@@ -40,10 +38,8 @@ def test_secure_boot_rule(shared_vectors: Path) -> None:
     assert info.value.violations == ["secure_boot: SecureBoot is not enabled"]
 
 
-def test_every_violation_is_listed(shared_vectors: Path) -> None:
-    off = _verified(
-        shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
-    )
+def test_every_violation_is_listed(third_party: Path) -> None:
+    off = _verified(third_party, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
     policy = EventLogPolicy(
         (
             RequireSecureBoot(),
@@ -58,10 +54,8 @@ def test_every_violation_is_listed(shared_vectors: Path) -> None:
     assert len(info.value.violations) >= 5
 
 
-def test_any_of_and_unsafe(shared_vectors: Path) -> None:
-    off = _verified(
-        shared_vectors, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
-    )
+def test_any_of_and_unsafe(third_party: Path) -> None:
+    off = _verified(third_party, "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
     pcr4 = frozenset(ev.digests["sha256"] for ev in off.events_for(4))
     EventLogPolicy((AnyOf((RequireSecureBoot(), EventDigests(4, "sha256", pcr4))),)).check(off)
     EventLogPolicy((AllOf(()),)).check(off)
@@ -70,8 +64,8 @@ def test_any_of_and_unsafe(shared_vectors: Path) -> None:
         UnsafeNoPolicy().check(parse_event_log(b"\x00" * 32))  # type: ignore[arg-type]
 
 
-def test_json_document(shared_vectors: Path) -> None:
-    vlog = _verified(shared_vectors, "go-attestation/sb_cert_eventlog")
+def test_json_document(third_party: Path) -> None:
+    vlog = _verified(third_party, "go-attestation/sb_cert_eventlog")
     apps = [ev.digests["sha256"].hex() for ev in vlog.events_for(4)]
     doc = {
         "version": 1,
@@ -120,26 +114,24 @@ def _keys(shared: Path, names: list[str]) -> ImaKeyring:
     return ImaKeyring.from_pem((base / n).read_bytes() for n in names)
 
 
-def test_ima_runtime_policy(shared_vectors: Path) -> None:
-    base = shared_vectors / "eventlog/keylime/ima/test_ima_verification"
+def test_ima_runtime_policy(third_party: Path) -> None:
+    base = third_party / "eventlog/keylime/ima/test_ima_verification"
     policy = load_ima_policy((base / "runtime_policy.json").read_bytes())
-    policy.check(_ima(shared_vectors, "measurements.ascii"))
-    policy.check(_ima(shared_vectors, "keyrings.ascii"))
+    policy.check(_ima(third_party, "measurements.ascii"))
+    policy.check(_ima(third_party, "keyrings.ascii"))
     with pytest.raises(PolicyError) as info:
-        ImaRuntimePolicy().check(_ima(shared_vectors, "measurements.ascii"))
+        ImaRuntimePolicy().check(_ima(third_party, "measurements.ascii"))
     assert len(info.value.violations) == 2
-    ImaRuntimePolicy(excludes=(r"/lib/modules/.*",)).check(
-        _ima(shared_vectors, "measurements.ascii")
-    )
+    ImaRuntimePolicy(excludes=(r"/lib/modules/.*",)).check(_ima(third_party, "measurements.ascii"))
 
 
 @pytest.mark.parametrize(
     ("keys", "failures"),
     [([], 2), (["rsa2048pub.pem"], 1), (["rsa2048pub.pem", "secp256k1-pub.pem"], 0)],
 )
-def test_ima_signatures(shared_vectors: Path, keys: list[str], failures: int) -> None:
-    policy = ImaRuntimePolicy(keyring=_keys(shared_vectors, keys), require_signatures=True)
-    vlog = _ima(shared_vectors, "signatures.ascii")
+def test_ima_signatures(third_party: Path, keys: list[str], failures: int) -> None:
+    policy = ImaRuntimePolicy(keyring=_keys(third_party, keys), require_signatures=True)
+    vlog = _ima(third_party, "signatures.ascii")
     if failures == 0:
         policy.check(vlog)
         return

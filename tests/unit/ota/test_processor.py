@@ -27,26 +27,24 @@ def _device(tmp: Path, vendor: str = VENDOR, klass: str = CLASS) -> FileSystemDe
     return FileSystemDevice(tmp, vendor_id=uuid.UUID(vendor).bytes, class_id=uuid.UUID(klass).bytes)
 
 
-def test_severed_install_needs_member(shared_vectors: Path, tmp_path: Path) -> None:
-    auth = _auth(shared_vectors, "ietf-suit-manifest-37/example2.severed-signed.suit")
+def test_severed_install_needs_member(third_party: Path, tmp_path: Path) -> None:
+    auth = _auth(third_party, "ietf-suit-manifest-37/example2.severed-signed.suit")
     with pytest.raises(MalformedInputError, match="severed"):
         Processor(auth, _device(tmp_path)).run(n.INSTALL)
-    full = _auth(shared_vectors, "ietf-suit-manifest-37/example2.signed.suit")
+    full = _auth(third_party, "ietf-suit-manifest-37/example2.signed.suit")
     assert n.INSTALL in full.manifest.sequences and full.manifest.text
 
 
-def test_severed_member_digest_checked(shared_vectors: Path) -> None:
-    data = (shared_vectors / "suit/ietf-suit-manifest-37/example2.signed.suit").read_bytes()
+def test_severed_member_digest_checked(third_party: Path) -> None:
+    data = (third_party / "suit/ietf-suit-manifest-37/example2.signed.suit").read_bytes()
     env = _cbor.decode(data)
     env.value[n.INSTALL] = env.value[n.INSTALL][:-1] + b"\x0e"
     with pytest.raises(MalformedInputError, match="digest"):
-        _auth(shared_vectors, "", data=_cbor.encode(env))
+        _auth(third_party, "", data=_cbor.encode(env))
 
 
-def test_secure_boot_example_checks_identity_then_image(
-    shared_vectors: Path, tmp_path: Path
-) -> None:
-    auth = _auth(shared_vectors, "ietf-suit-manifest-37/example0.signed.suit")
+def test_secure_boot_example_checks_identity_then_image(third_party: Path, tmp_path: Path) -> None:
+    auth = _auth(third_party, "ietf-suit-manifest-37/example0.signed.suit")
     with pytest.raises(VerificationError, match="no image"):
         Processor(auth, _device(tmp_path), mode="boot").run(n.VALIDATE)
     other = _device(tmp_path / "o", klass="00000000-0000-5000-8000-000000000000")
@@ -54,8 +52,8 @@ def test_secure_boot_example_checks_identity_then_image(
         Processor(auth, other, mode="boot").run(n.VALIDATE)
 
 
-def test_ab_try_each_selects_slot(shared_vectors: Path, tmp_path: Path) -> None:
-    auth = _auth(shared_vectors, "ietf-suit-manifest-37/example3.signed.suit")
+def test_ab_try_each_selects_slot(third_party: Path, tmp_path: Path) -> None:
+    auth = _auth(third_party, "ietf-suit-manifest-37/example3.signed.suit")
     device = _device(tmp_path)
     fetched: list[str] = []
 
@@ -71,9 +69,9 @@ def test_ab_try_each_selects_slot(shared_vectors: Path, tmp_path: Path) -> None:
     assert device.read((b"\x00",), 1) is None
 
 
-def test_integrated_payload_image_match(shared_vectors: Path, tmp_path: Path) -> None:
+def test_integrated_payload_image_match(third_party: Path, tmp_path: Path) -> None:
     name = "libcsuit-2023/suit_manifest_expI.cbor"
-    auth = _auth(shared_vectors, name, legacy=True)
+    auth = _auth(third_party, name, legacy=True)
     vendor, klass = "c0ddd5f1-5243-5660-87db-4f5b0aa26c2f", "db42f709-3d8c-55ba-a8c5-265fc5820f4e"
     proc = Processor(auth, _device(tmp_path / "a", vendor, klass))
     proc.run(n.INSTALL)
@@ -83,10 +81,10 @@ def test_integrated_payload_image_match(shared_vectors: Path, tmp_path: Path) ->
     with fh:
         assert fh.read() == b"Hello, Secure World!"
     # a flipped or longer integrated payload is refused and nothing is stored
-    env = _cbor.decode((shared_vectors / "suit" / name).read_bytes())
+    env = _cbor.decode((third_party / "suit" / name).read_bytes())
     for bad in (b"Hello, Secure World?", b"Hello, Secure World!!"):
         env.value["#tc"] = bad
-        auth = _auth(shared_vectors, "", legacy=True, data=_cbor.encode(env))
+        auth = _auth(third_party, "", legacy=True, data=_cbor.encode(env))
         proc = Processor(auth, _device(tmp_path / bad.hex(), vendor, klass))
         with pytest.raises(VerificationError):
             proc.run(n.INSTALL)
