@@ -25,6 +25,7 @@ from trustedge.attestation.store._model import (
     ImaState,
     NonceRecord,
     QuoteClockState,
+    StoredResult,
     VerifierStore,
     nonce_key,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "PostgresStore",
     "QuoteClockState",
     "SQLiteStore",
+    "StoredResult",
     "VerifierStore",
     "nonce_key",
     "open_store",
