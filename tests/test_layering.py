@@ -27,8 +27,9 @@ LEVELS: dict[str, int] = {
     "envelope": 4,
     "attestation": 5,
     "ota": 5,
-    "_cli": 6,
-    "__main__": 7,
+    "fleet": 6,
+    "_cli": 7,
+    "__main__": 8,
 }
 
 #: Shared low-level private modules any package may use.
