@@ -181,7 +181,7 @@ def parse_pcr_values(text: str) -> PCRValues:
     if stripped.startswith("{"):
         try:
             raw = json.loads(stripped)
-            return {
+            parsed: PCRValues = {
                 str(bank): {
                     int(k): bytes.fromhex(str(v).removeprefix("0x")) for k, v in vals.items()
                 }
@@ -189,6 +189,7 @@ def parse_pcr_values(text: str) -> PCRValues:
             }
         except (ValueError, AttributeError, TypeError) as exc:
             raise CommandError(f"bad PCR JSON: {exc}", exit_code=EXIT_MALFORMED) from None
+        return _sized(parsed)
     out: PCRValues = {}
     bank: str | None = None
     for line in text.splitlines():
@@ -206,13 +207,22 @@ def parse_pcr_values(text: str) -> PCRValues:
         raise CommandError(f"cannot read PCR line {line.strip()!r}", exit_code=EXIT_MALFORMED)
     if not out:
         raise CommandError("no PCR values found", exit_code=EXIT_MALFORMED)
-    for bank_name, values in out.items():
-        for pcr, value in values.items():
-            if len(value) != BANK_SIZES[bank_name]:
+    return _sized(out)
+
+
+def _sized(values: PCRValues) -> PCRValues:
+    """Every PCR value must have its bank's digest size (a value is never re-split)."""
+    for bank_name, bank_values in values.items():
+        size = BANK_SIZES.get(bank_name)
+        if size is None:
+            raise CommandError(f"unknown PCR bank {bank_name!r}", exit_code=EXIT_MALFORMED)
+        for pcr, value in bank_values.items():
+            if not 0 <= pcr <= 23 or len(value) != size:
                 raise CommandError(
-                    f"{bank_name} PCR {pcr} has {len(value)} bytes", exit_code=EXIT_MALFORMED
+                    f"{bank_name} PCR {pcr}: {len(value)} bytes, not {size}",
+                    exit_code=EXIT_MALFORMED,
                 )
-    return out
+    return values
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -60,6 +60,8 @@ class Finding(enum.Enum):
     IMA_LOG_MISMATCH = "ima-log-mismatch"
     IMA_FILE_MODIFIED = "ima-file-modified"
     IMA_FILE_UNKNOWN = "ima-file-unknown"
+    IMA_BOOT_AGGREGATE_MISMATCH = "ima-boot-aggregate-mismatch"
+    IMA_BOOT_AGGREGATE_UNCHECKED = "ima-boot-aggregate-unchecked"
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,16 @@ EFFECTS: Final = MappingProxyType(
         Finding.IMA_FILE_UNKNOWN: Effect(
             (("file_system", ear.UNRECOGNIZED_FILES),),
             "a measured file is not in the runtime policy",
+        ),
+        Finding.IMA_BOOT_AGGREGATE_MISMATCH: Effect(
+            (("file_system", ear.CONTRAINDICATED_FILES),),
+            "the IMA list's boot_aggregate does not match the quoted boot PCRs "
+            "(or is missing, all zero or not entry 0)",
+        ),
+        # No claim: the policy does not quote PCRs 0-7, so the binding of the
+        # IMA list to this boot is not checked; the result says so.
+        Finding.IMA_BOOT_AGGREGATE_UNCHECKED: Effect(
+            (), "boot_aggregate not checked: the policy does not quote PCRs 0-7"
         ),
     }
 )

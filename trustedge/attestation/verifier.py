@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography import x509
 
@@ -77,14 +77,18 @@ from trustedge.errors import (
 )
 from trustedge.hazmat.tpm2 import Credential, Public, make_credential
 from trustedge.measuredboot import (
+    IMA_MODIFIED_KINDS,
+    BootAggregateOutcome,
     EventLogPolicy,
     ImaRuntimePolicy,
+    ImaViolationKind,
     UnsafeNoPolicy,
+    boot_aggregate_result,
+    boot_facts,
     load_ima_policy,
     load_policy,
     parse_event_log,
     parse_ima_log,
-    secure_boot_state,
     verify_ima_log,
 )
 from trustedge.measuredboot import ImaState as LogImaState
@@ -490,22 +494,26 @@ class Verifier:
         if ev.event_log is None:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, "evidence has no firmware event log"))
             return
+        # The policy's workarounds reach every step, and the log is classified
+        # (and Secure Boot decoded) once for the policy and the Secure Boot check.
+        workarounds = pol.boot.workarounds
         try:
-            log = parse_event_log(ev.event_log)
+            log = parse_event_log(ev.event_log, workarounds=workarounds)
             firmware_pcrs = {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}
-            verified = log.verify({pol.bank: firmware_pcrs})
+            verified = log.verify({pol.bank: firmware_pcrs}, workarounds=workarounds)
         except (VerificationError, MalformedInputError) as exc:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, str(exc)))
             return
+        facts = boot_facts(verified, workarounds=workarounds)
         try:
-            pol.boot.check(verified)
+            pol.boot.check(verified, facts=facts)
         except PolicyError as exc:
             findings.append((Finding.BOOT_POLICY_VIOLATION, _violations(exc)))
         else:
             findings.append(Finding.BOOT_APPROVED)
         if pol.secure_boot:
             try:
-                enabled = secure_boot_state(verified).enabled
+                enabled = facts.secure_boot_state().enabled
             except TrustedgeError as exc:
                 findings.append((Finding.SECURE_BOOT_VIOLATION, str(exc)))
             else:
@@ -543,19 +551,34 @@ class Verifier:
         except (VerificationError, MalformedInputError, ValueError) as exc:
             findings.append((Finding.IMA_LOG_MISMATCH, str(exc)))
             return None
-        try:
-            runtime.check(verified)
-        except PolicyError as exc:
-            unknown = [v for v in exc.violations if "is not in the policy" in v]
-            modified = [v for v in exc.violations if v not in unknown]
-            if modified:
-                findings.append((Finding.IMA_FILE_MODIFIED, "; ".join(modified[:5])))
-            if unknown:
-                findings.append((Finding.IMA_FILE_UNKNOWN, "; ".join(unknown[:5])))
+        bad_aggregate = False
+        if expected_offset == 0:  # the list starts at this boot: entry 0 is boot_aggregate
+            aggregate = boot_aggregate_result(verified.entries, quote.pcrs)
+            if aggregate.outcome is BootAggregateOutcome.UNCHECKABLE:
+                findings.append((Finding.IMA_BOOT_AGGREGATE_UNCHECKED, aggregate.detail))
+            elif aggregate.outcome is not BootAggregateOutcome.MATCH:
+                findings.append((Finding.IMA_BOOT_AGGREGATE_MISMATCH, aggregate.detail))
+                bad_aggregate = True
+        violations = runtime.violations(verified)
+        if violations:
+            for finding, kinds in _IMA_FINDINGS:
+                texts = [str(v) for v in violations if v.kind in kinds]
+                if texts:
+                    findings.append((finding, "; ".join(texts[:5])))
+            return None
+        if bad_aggregate:
             return None
         findings.append(Finding.RUNTIME_APPROVED)
         new = ImaState(verified.state.entries, verified.state.pcr_value, pol.bank)
         return stored, new
+
+
+#: Typed IMA violations -> the finding that reports them.
+_IMA_FINDINGS: Final = (
+    (Finding.IMA_BOOT_AGGREGATE_MISMATCH, frozenset({ImaViolationKind.MISPLACED_BOOT_AGGREGATE})),
+    (Finding.IMA_FILE_MODIFIED, IMA_MODIFIED_KINDS - {ImaViolationKind.MISPLACED_BOOT_AGGREGATE}),
+    (Finding.IMA_FILE_UNKNOWN, frozenset({ImaViolationKind.NOT_IN_POLICY})),
+)
 
 
 def _violations(exc: PolicyError) -> str:
