@@ -67,7 +67,13 @@ from trustedge.measuredboot.policy import (
     load_ima_policy,
     load_policy,
 )
-from trustedge.measuredboot.replay import EventLog, PCRValues, VerifiedEventLog, initial_pcr_value
+from trustedge.measuredboot.replay import (
+    EventLog,
+    PCRValues,
+    VerifiedEventLog,
+    initial_pcr_value,
+    register_name,
+)
 from trustedge.measuredboot.secureboot import BootApplication, SecureBootState, secure_boot_state
 from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
@@ -134,5 +140,6 @@ __all__ = [
     "decode_event",
     "event_type_name",
     "initial_pcr_value",
+    "register_name",
     "parse_event_log",
 ]

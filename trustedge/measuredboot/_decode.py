@@ -15,19 +15,27 @@ from cryptography import x509
 
 from trustedge._binary import Reader
 from trustedge.errors import MalformedInputError
+from trustedge.measuredboot.consistency import (
+    CCEL_PCR_GROUPS,
+    SHIM_PCR14_VARIABLES,
+    SYSTEMD_STUB_ARCHIVES,
+)
 
 __all__ = [
     "EFI_CERT_SHA256_GUID",
     "EFI_CERT_X509_GUID",
     "EFI_GLOBAL_VARIABLE_GUID",
     "EFI_IMAGE_SECURITY_DATABASE_GUID",
+    "EVENT_TAG_NAMES",
     "SHIM_LOCK_GUID",
     "DecodedEvent",
+    "DerCertificate",
     "LoadOption",
     "SignatureData",
     "SignatureList",
     "UefiVariable",
     "decode_device_path",
+    "decode_device_paths",
     "decode_event",
     "decode_signature_lists",
     "decode_uefi_variable",
@@ -86,6 +94,62 @@ def _c_string(raw: bytes) -> str:
     return raw.rstrip(b"\x00").decode("utf-8", "backslashreplace")
 
 
+def _load_certificate(data: bytes) -> x509.Certificate | None:
+    if len(data) < 64 or data[0] != 0x30:
+        return None
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        return None
+
+
+def _certificate_json(cert: x509.Certificate | None) -> dict[str, str]:
+    if cert is None:
+        return {}
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string()}
+
+
+def _der_length(data: bytes) -> int | None:
+    """Total length of the DER SEQUENCE at the start of ``data`` (None if it is not one)."""
+    r = Reader(data)
+    try:
+        if r.u8("DER tag") != 0x30:
+            return None
+        first = r.u8("DER length")
+        if first < 0x80:
+            length = first
+        elif 0x81 <= first <= 0x83:
+            length = int.from_bytes(r.read(first & 0x7F, "DER length"), "big")
+        else:
+            return None
+    except MalformedInputError:
+        return None
+    total = r.offset + length
+    return total if total <= len(data) else None
+
+
+@dataclass(frozen=True)
+class DerCertificate:
+    """A bare DER X.509 certificate (shim's ``Shim``/``MokList`` authorities)
+    and any bytes logged after it."""
+
+    data: bytes
+    trailing: bytes = b""
+
+    def certificate(self) -> x509.Certificate | None:
+        """The certificate, or None when the bytes do not parse as X.509."""
+        return _load_certificate(self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "certificate": self.data.hex(),
+            **_certificate_json(self.certificate()),
+        }
+        if self.trailing:
+            out["trailing"] = self.trailing.hex()
+        return out
+
+
 @dataclass(frozen=True)
 class SignatureData:
     """One EFI_SIGNATURE_DATA: owner GUID and the signature (a DER cert or a hash)."""
@@ -95,20 +159,14 @@ class SignatureData:
 
     def certificate(self) -> x509.Certificate | None:
         """The entry as an X.509 certificate, or None when it is not DER X.509 (a hash)."""
-        if len(self.data) < 64 or self.data[0] != 0x30:
-            return None
-        try:
-            return x509.load_der_x509_certificate(self.data)
-        except ValueError:
-            return None
+        return _load_certificate(self.data)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"owner": self.owner, "data": self.data.hex()}
-        cert = self.certificate()
-        if cert is not None:
-            out["subject"] = cert.subject.rfc4514_string()
-            out["issuer"] = cert.issuer.rfc4514_string()
-        return out
+        return {
+            "owner": self.owner,
+            "data": self.data.hex(),
+            **_certificate_json(self.certificate()),
+        }
 
 
 @dataclass(frozen=True)
@@ -166,15 +224,19 @@ class LoadOption:
 
     attributes: int
     description: str
+    #: Every path of the FilePathList, as one text (see :func:`decode_device_path`).
     device_path: str
     device_path_raw: bytes
     optional_data: bytes
+    #: Each device path of the (multi-instance) FilePathList on its own.
+    device_paths: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "attributes": self.attributes,
             "description": self.description,
             "device_path": self.device_path,
+            "device_paths": list(self.device_paths),
             "optional_data": self.optional_data.hex(),
         }
 
@@ -194,9 +256,8 @@ def _decode_load_option(data: bytes, base: int) -> LoadOption:
     desc = _utf16(bytes(chars), base + 6)
     path_off = r.offset
     path = r.read(path_len, "FilePathList")
-    return LoadOption(
-        attributes, desc, decode_device_path(path, base_offset=path_off), path, r.rest()
-    )
+    paths = decode_device_paths(path, base_offset=path_off)
+    return LoadOption(attributes, desc, _join_paths(paths), path, r.rest(), paths)
 
 
 @dataclass(frozen=True)
@@ -208,6 +269,8 @@ class UefiVariable:
     data: bytes
     unicode_name_length: int
     decoded: Any = None
+    #: Bytes of the event after VariableData (shim's authorities carry some).
+    trailing: bytes = b""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -217,14 +280,16 @@ class UefiVariable:
         }
         if self.decoded is not None:
             out["decoded"] = _jsonable(self.decoded)
+        if self.trailing:
+            out["trailing"] = self.trailing.hex()
         return out
 
 
 def decode_uefi_variable(data: bytes, *, base_offset: int = 0) -> UefiVariable:
     """Decode UEFI_VARIABLE_DATA; the value is decoded for well-known variables.
 
-    Raises :class:`~trustedge.errors.MalformedInputError` when lengths do not fit
-    (trailing bytes after VariableData are rejected too).
+    Raises :class:`~trustedge.errors.MalformedInputError` when lengths do not fit;
+    bytes after VariableData are kept in :attr:`UefiVariable.trailing`.
     """
     r = Reader(data, base_offset=base_offset)
     guid = _guid(r, "VariableName")
@@ -236,9 +301,8 @@ def decode_uefi_variable(data: bytes, *, base_offset: int = 0) -> UefiVariable:
     name = _utf16(r.read(2 * name_len, "UnicodeName"), name_off).rstrip("\x00")
     value_off = r.offset
     value = r.read(data_len, "VariableData")
-    return UefiVariable(
-        guid, name, value, name_len, _decode_variable_value(guid, name, value, value_off)
-    )
+    decoded = _decode_variable_value(guid, name, value, value_off)
+    return UefiVariable(guid, name, value, name_len, decoded, r.rest())
 
 
 def _decode_variable_value(guid: str, name: str, value: bytes, base: int) -> Any:
@@ -253,16 +317,46 @@ def _decode_variable_value(guid: str, name: str, value: bytes, base: int) -> Any
                 return [r.u16le("BootOrder entry") for _ in range(len(value) // 2)]
             if len(name) == 8 and name.startswith("Boot") and _is_hex(name[4:]):
                 return _decode_load_option(value, base)
-        if guid == EFI_IMAGE_SECURITY_DATABASE_GUID and name in ("db", "dbx", "dbt", "dbr"):
-            return _signature_lists_or_none(value, base)
+        if guid == EFI_IMAGE_SECURITY_DATABASE_GUID and name in _DB_NAMES:
+            return _signature_lists_or_authority(value, base)
         if guid == SHIM_LOCK_GUID and name in ("MokList", "MokListX", "MokListTrusted"):
             if name == "MokListTrusted" and len(value) == 1:
                 return {"enabled": value[0] == 1}
-            return _signature_lists_or_none(value, base)
+            return _signature_lists_or_authority(value, base)
         if guid == SHIM_LOCK_GUID and name in ("SbatLevel", "SbatLevelRT"):
             return _c_string(value)
+        if guid == SHIM_LOCK_GUID and name == "Shim":
+            return _authority_value(value)
     except MalformedInputError:
         return None
+    return None
+
+
+_DB_NAMES: Final = frozenset({"db", "dbx", "dbt", "dbr", "vendor_db", "vendor_dbx"})
+
+
+def _signature_lists_or_authority(value: bytes, base: int) -> Any:
+    """Signature lists (a configuration variable) or, as EV_EFI_VARIABLE_AUTHORITY
+    logs them, the one entry that verified an image."""
+    try:
+        return _signature_lists_or_none(value, base)
+    except MalformedInputError:
+        found = _authority_value(value)
+        if found is None:
+            raise
+        return found
+
+
+def _authority_value(value: bytes) -> SignatureData | DerCertificate | None:
+    """A single EFI_SIGNATURE_DATA (owner GUID + DER certificate: firmware's "db"
+    authority) or a bare DER certificate (shim's), else None."""
+    size = _der_length(value)
+    if size is not None and _load_certificate(value[:size]) is not None:
+        return DerCertificate(value[:size], value[size:])
+    if len(value) > 16:
+        size = _der_length(value[16:])
+        if size == len(value) - 16 and _load_certificate(value[16:]) is not None:
+            return SignatureData(format_guid(value[:16]), value[16:])
     return None
 
 
@@ -280,10 +374,46 @@ def _is_hex(text: str) -> bool:
 def decode_device_path(data: bytes, *, base_offset: int = 0) -> str:
     """Render an EFI device path as text (``PciRoot(0x0)/Pci(0x1,0x0)/...``).
 
-    Common node types get their UEFI text form; others render as
-    ``Path(type,subtype,hex)``. Raises MalformedInputError on a bad node length.
+    Instances (End Instance nodes) are joined by ``,``; further device paths
+    after an End Entire node (a multi-instance FilePathList) by ``|``; bytes
+    after the last path that are no device path are shown as
+    ``Trailing(hex)``. Common node types get their UEFI text form; others
+    (and known nodes with unexpected lengths) render as
+    ``Path(type,subtype,hex)``. Raises MalformedInputError on a bad node length
+    in the first path.
     """
+    return _join_paths(decode_device_paths(data, base_offset=base_offset))
+
+
+def decode_device_paths(data: bytes, *, base_offset: int = 0) -> tuple[str, ...]:
+    """Every device path in ``data`` (a FilePathList), each rendered as
+    :func:`decode_device_path` renders one; undecodable bytes after the first
+    path become a final ``Trailing(hex)`` entry."""
     r = Reader(data, base_offset=base_offset)
+    paths: list[str] = []
+    while not r.at_end() and len(paths) < _MAX_PATHS:
+        start = r.offset
+        try:
+            paths.append(_one_device_path(r))
+        except MalformedInputError:
+            if not paths:
+                raise
+            r = Reader(data[start - base_offset :], base_offset=start)
+            paths.append(f"Trailing({r.rest().hex()})")
+    if not r.at_end():
+        paths.append(f"Trailing({r.rest().hex()})")
+    return tuple(paths)
+
+
+_MAX_PATHS: Final = 64
+
+
+def _join_paths(paths: tuple[str, ...]) -> str:
+    return "|".join(paths)
+
+
+def _one_device_path(r: Reader) -> str:
+    """Nodes up to and including an End Entire node (or the end of the input)."""
     parts: list[str] = []
     instance: list[str] = []
     for _ in range(_MAX_ITEMS):
@@ -312,79 +442,198 @@ def decode_device_path(data: bytes, *, base_offset: int = 0) -> str:
 def _node_text(typ: int, sub: int, r: Reader) -> str:
     raw = r.peek(r.remaining)
     try:
-        if typ == 1 and sub == 1:
-            fn = r.u8()
-            dev = r.u8()
-            return f"Pci(0x{dev:x},0x{fn:x})"
-        if typ == 1 and sub == 3:
-            mtype = r.u32le()
-            start = r.u64le()
-            end = r.u64le()
-            return f"MemoryMapped(0x{mtype:x},0x{start:x},0x{end:x})"
-        if typ == 1 and sub == 4:
-            return f"VenHw({_guid(r)}{_tail(r)})"
-        if typ == 2 and sub == 1:
-            hid = r.u32le()
-            uid = r.u32le()
-            if hid == 0x0A0341D0:
-                return f"PciRoot(0x{uid:x})"
-            if hid == 0x0A0841D0:
-                return f"PcieRoot(0x{uid:x})"
-            return f"Acpi(0x{hid:x},0x{uid:x})"
-        if typ == 3 and sub == 2:
-            return f"Scsi(0x{r.u16le():x},0x{r.u16le():x})"
-        if typ == 3 and sub == 5:
-            return f"USB(0x{r.u8():x},0x{r.u8():x})"
-        if typ == 3 and sub == 11:
-            mac = r.read(32)
-            iftype = r.u8()
-            return f"MAC({mac[:6].hex()},0x{iftype:x})"
-        if typ == 3 and sub == 18:
-            return f"Sata(0x{r.u16le():x},0x{r.u16le():x},0x{r.u16le():x})"
-        if typ == 3 and sub == 23:
-            nsid = r.u32le()
-            eui = r.read(8)
-            return f"NVMe(0x{nsid:x},{'-'.join(f'{b:02X}' for b in eui)})"
-        if typ == 3 and sub == 10:
-            return f"VenMsg({_guid(r)}{_tail(r)})"
-        if typ == 3 and sub == 24:
-            return f"Uri({_c_string(r.rest())})"
-        if typ == 4 and sub == 1:
-            part = r.u32le()
-            start = r.u64le()
-            size = r.u64le()
-            sig = r.read(16)
-            fmt = r.u8()
-            sig_type = r.u8()
-            if sig_type == 2:
-                sig_text = format_guid(sig)
-            elif sig_type == 1:
-                sig_text = f"0x{int.from_bytes(sig[:4], 'little'):08x}"
-            else:
-                sig_text = "0"
-            fmt_text = {1: "MBR", 2: "GPT"}.get(fmt, f"0x{fmt:x}")
-            return f"HD({part},{fmt_text},{sig_text},0x{start:x},0x{size:x})"
-        if typ == 4 and sub == 2:
-            entry = r.u32le()
-            start = r.u64le()
-            size = r.u64le()
-            return f"CDROM(0x{entry:x},0x{start:x},0x{size:x})"
-        if typ == 4 and sub == 3:
-            return f"VenMedia({_guid(r)}{_tail(r)})"
-        if typ == 4 and sub == 4:
-            return _utf16(r.rest(), r.offset).rstrip("\x00")
-        if typ == 4 and sub == 6:
-            return f"FvFile({_guid(r)})"
-        if typ == 4 and sub == 7:
-            return f"Fv({_guid(r)})"
-        if typ == 4 and sub == 8:
-            r.u32le()
-            start = r.u64le()
-            end = r.u64le()
-            return f"Offset(0x{start:x},0x{end:x})"
+        text = _known_node(typ, sub, r)
+        if text is not None and r.at_end():
+            return text
     except MalformedInputError:
         pass
+    # Unknown node, or a known one with a length its type does not have:
+    # every byte stays visible.
     return f"Path({typ},{sub},{raw.hex()})"
+
+
+def _ip_mode(value: int) -> str:
+    return {0: "Static", 1: "DHCP"}.get(value, f"0x{value:x}")
+
+
+def _ip_protocol(value: int) -> str:
+    return {6: "TCP", 17: "UDP"}.get(value, f"0x{value:x}")
+
+
+def _known_node(typ: int, sub: int, r: Reader) -> str | None:
+    if typ == 1 and sub == 1:
+        fn = r.u8()
+        dev = r.u8()
+        return f"Pci(0x{dev:x},0x{fn:x})"
+    if typ == 1 and sub == 2:
+        return f"PcCard(0x{r.u8():x})"
+    if typ == 1 and sub == 5:
+        return f"Ctrl(0x{r.u32le():x})"
+    if typ == 1 and sub == 6:
+        return f"BMC(0x{r.u8():x},0x{r.u64le():x})"
+    if typ == 1 and sub == 3:
+        mtype = r.u32le()
+        start = r.u64le()
+        end = r.u64le()
+        return f"MemoryMapped(0x{mtype:x},0x{start:x},0x{end:x})"
+    if typ == 1 and sub == 4:
+        return f"VenHw({_guid(r)}{_tail(r)})"
+    if typ == 2 and sub == 1:
+        hid = r.u32le()
+        uid = r.u32le()
+        if hid == 0x0A0341D0:
+            return f"PciRoot(0x{uid:x})"
+        if hid == 0x0A0841D0:
+            return f"PcieRoot(0x{uid:x})"
+        return f"Acpi(0x{hid:x},0x{uid:x})"
+    if typ == 2 and sub == 2:
+        hid = r.u32le()
+        uid = r.u32le()
+        cid = r.u32le()
+        strings = r.rest().split(b"\x00")
+        texts = ",".join(_c_string(t) for t in strings[:3])
+        return f"AcpiEx(0x{hid:x},0x{cid:x},0x{uid:x},{texts})"
+    if typ == 2 and sub == 3:
+        adrs = [r.u32le() for _ in range(r.remaining // 4)]
+        return "AcpiAdr(" + ",".join(f"0x{a:x}" for a in adrs) + ")"
+    if typ == 3 and sub == 1:
+        primary = r.u8()
+        slave = r.u8()
+        lun = r.u16le()
+        channel = "Secondary" if primary else "Primary"
+        return f"Ata({channel},{'Slave' if slave else 'Master'},0x{lun:x})"
+    if typ == 3 and sub == 2:
+        return f"Scsi(0x{r.u16le():x},0x{r.u16le():x})"
+    if typ == 3 and sub == 5:
+        return f"USB(0x{r.u8():x},0x{r.u8():x})"
+    if typ == 3 and sub == 11:
+        mac = r.read(32)
+        iftype = r.u8()
+        return f"MAC({mac[:6].hex()},0x{iftype:x})"
+    if typ == 3 and sub == 12:
+        local = r.read(4)
+        remote = r.read(4)
+        local_port = r.u16le()
+        remote_port = r.u16le()
+        proto = r.u16le()
+        mode = r.u8()
+        tail = ""
+        if r.remaining:  # UEFI 2.x: gateway and subnet mask
+            gateway = r.read(4)
+            mask = r.read(4)
+            tail = f",{_ipv4(gateway)},{_ipv4(mask)}"
+        return (
+            f"IPv4({_ipv4(remote)},{_ip_protocol(proto)},{_ip_mode(mode)},{_ipv4(local)}"
+            f"{tail})" + (f"[{local_port}->{remote_port}]" if local_port or remote_port else "")
+        )
+    if typ == 3 and sub == 13:
+        local6 = r.read(16)
+        remote6 = r.read(16)
+        local_port = r.u16le()
+        remote_port = r.u16le()
+        proto = r.u16le()
+        origin = r.u8()
+        tail = ""
+        if r.remaining:  # UEFI 2.x: prefix length and gateway
+            prefix = r.u8()
+            gateway6 = r.read(16)
+            tail = f",0x{prefix:x},{_ipv6(gateway6)}"
+        mode6 = {0: "Static", 1: "StatelessAutoConfigure", 2: "StatefulAutoConfigure"}.get(
+            origin, f"0x{origin:x}"
+        )
+        return f"IPv6({_ipv6(remote6)},{_ip_protocol(proto)},{mode6},{_ipv6(local6)}{tail})" + (
+            f"[{local_port}->{remote_port}]" if local_port or remote_port else ""
+        )
+    if typ == 3 and sub == 15:
+        vid = r.u16le()
+        pid = r.u16le()
+        cls = r.u8()
+        subcls = r.u8()
+        proto8 = r.u8()
+        return f"UsbClass(0x{vid:x},0x{pid:x},0x{cls:x},0x{subcls:x},0x{proto8:x})"
+    if typ == 3 and sub == 17:
+        return f"Unit(0x{r.u8():x})"
+    if typ == 3 and sub == 20:
+        return f"Vlan({r.u16le()})"
+    if typ == 3 and sub == 26:
+        return f"SD(0x{r.u8():x})"
+    if typ == 3 and sub == 29:
+        return f"eMMC(0x{r.u8():x})"
+    if typ == 3 and sub == 25:
+        return f"UFS(0x{r.u8():x},0x{r.u8():x})"
+    if typ == 3 and sub == 31:
+        dns_v6 = r.u8()
+        size = 16 if dns_v6 else 4
+        if r.remaining % size:
+            return None
+        servers = [r.read(size) for _ in range(r.remaining // size)]
+        render = _ipv6 if dns_v6 else _ipv4
+        return "Dns(" + ",".join(render(s) for s in servers) + ")"
+    if typ == 3 and sub == 18:
+        return f"Sata(0x{r.u16le():x},0x{r.u16le():x},0x{r.u16le():x})"
+    if typ == 3 and sub == 23:
+        nsid = r.u32le()
+        eui = r.read(8)
+        return f"NVMe(0x{nsid:x},{'-'.join(f'{b:02X}' for b in eui)})"
+    if typ == 3 and sub == 10:
+        return f"VenMsg({_guid(r)}{_tail(r)})"
+    if typ == 3 and sub == 24:
+        return f"Uri({_c_string(r.rest())})"
+    if typ == 4 and sub == 1:
+        part = r.u32le()
+        start = r.u64le()
+        size = r.u64le()
+        sig = r.read(16)
+        fmt = r.u8()
+        sig_type = r.u8()
+        if sig_type == 2:
+            sig_text = format_guid(sig)
+        elif sig_type == 1:
+            sig_text = f"0x{int.from_bytes(sig[:4], 'little'):08x}"
+        else:
+            sig_text = "0"
+        fmt_text = {1: "MBR", 2: "GPT"}.get(fmt, f"0x{fmt:x}")
+        return f"HD({part},{fmt_text},{sig_text},0x{start:x},0x{size:x})"
+    if typ == 4 and sub == 2:
+        entry = r.u32le()
+        start = r.u64le()
+        size = r.u64le()
+        return f"CDROM(0x{entry:x},0x{start:x},0x{size:x})"
+    if typ == 4 and sub == 3:
+        return f"VenMedia({_guid(r)}{_tail(r)})"
+    if typ == 4 and sub == 4:
+        return _utf16(r.rest(), r.offset).rstrip("\x00")
+    if typ == 4 and sub == 6:
+        return f"FvFile({_guid(r)})"
+    if typ == 4 and sub == 7:
+        return f"Fv({_guid(r)})"
+    if typ == 4 and sub == 8:
+        r.u32le()
+        start = r.u64le()
+        end = r.u64le()
+        return f"Offset(0x{start:x},0x{end:x})"
+    if typ == 4 and sub == 9:
+        start = r.u64le()
+        end = r.u64le()
+        disk_type = _guid(r)
+        instance = r.u16le()
+        return f"RamDisk(0x{start:x},0x{end:x},{instance},{disk_type})"
+    if typ == 4 and sub == 5:
+        return f"Protocol({_guid(r)})"
+    if typ == 5 and sub == 1:
+        dev_type = r.u16le()
+        status = r.u16le()
+        desc = _c_string(r.rest())
+        return f"BBS(0x{dev_type:x},{desc},0x{status:x})"
+    return None
+
+
+def _ipv4(raw: bytes) -> str:
+    return ".".join(str(b) for b in raw)
+
+
+def _ipv6(raw: bytes) -> str:
+    return ":".join(raw[i : i + 2].hex() for i in range(0, 16, 2))
 
 
 def _tail(r: Reader) -> str:
@@ -428,30 +677,59 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def decode_event(event: Any, *, uintn_size: int = 2) -> DecodedEvent:
+def decode_event(event: Any, *, uintn_size: int = 2, ccel: bool = False) -> DecodedEvent:
     """Decode the data of ``event`` (an :class:`~trustedge.measuredboot.Event`) by its type.
 
     Never raises for bad data: a structure that does not decode is returned
     as ``kind="raw"`` with ``error`` set. The result is as unverified as the event.
+    ``ccel`` says ``event.pcr`` is a CCEL measurement-register index (EV_IPL
+    strings are read by the PCRs it stands for).
     """
     etype: int = event.event_type
     data: bytes = event.data
     base = event.offset if event.offset >= 0 else 0
+    pcrs = CCEL_PCR_GROUPS.get(event.pcr, frozenset()) if ccel else frozenset((event.pcr,))
     try:
-        return _decode(etype, data, base, uintn_size)
+        return _decode(etype, data, base, uintn_size, pcrs)
     except MalformedInputError as exc:
         return DecodedEvent("raw", {"data": data}, error=str(exc))
 
 
-def _decode(etype: int, data: bytes, base: int, uintn: int) -> DecodedEvent:
+#: EV_EVENT_TAG taggedEventID -> name (Linux/systemd tags and Windows SIPA containers).
+EVENT_TAG_NAMES: Final[dict[int, str]] = {
+    0x8F3B22EC: "Linux initrd",
+    0x8F3B22ED: "Linux load options",
+    0x40010001: "SIPA trust boundary",
+    0x40010002: "SIPA ELAM aggregation",
+    0x40010003: "SIPA loaded-module aggregation",
+    0xC0010004: "SIPA trustpoint aggregation",
+    0x40010005: "SIPA KSR aggregation",
+    0x40010006: "SIPA KSR signed-measurement aggregation",
+}
+
+_SEPARATOR_MEANINGS: Final = {0: "normal", 0xFFFFFFFF: "normal (all-ones)", 1: "error"}
+
+
+def _decode_separator(data: bytes, base: int) -> DecodedEvent:
+    if data == b"WBCL":
+        # Windows Boot Configuration Log: Windows' separator for PCR 12-14.
+        return DecodedEvent(
+            "separator", {"value": "WBCL", "meaning": "Windows (WBCL)"}, "separator WBCL (Windows)"
+        )
+    r = Reader(data, base_offset=base)
+    value = r.u32le("separator value")
+    r.expect_end()
+    kind = _SEPARATOR_MEANINGS.get(value, "unknown")
+    return DecodedEvent("separator", {"value": value, "meaning": kind}, f"separator {kind}")
+
+
+def _decode(
+    etype: int, data: bytes, base: int, uintn: int, pcrs: frozenset[int] = frozenset()
+) -> DecodedEvent:
     if etype == 0x03:
         return _decode_no_action(data, base)
     if etype == 0x04:
-        r = Reader(data, base_offset=base)
-        value = r.u32le("separator value")
-        r.expect_end()
-        kind = {0: "normal", 0xFFFFFFFF: "normal (all-ones)", 1: "error"}.get(value, "unknown")
-        return DecodedEvent("separator", {"value": value, "meaning": kind}, f"separator {kind}")
+        return _decode_separator(data, base)
     if etype in (0x05, 0x80000007, 0x80000010):
         text = _c_string(data)
         return DecodedEvent("string", {"text": text}, text)
@@ -487,9 +765,16 @@ def _decode(etype: int, data: bytes, base: int, uintn: int) -> DecodedEvent:
         tag = r.u32le("taggedEventID")
         tag_data = r.bytes_u32le("taggedEventData")
         r.expect_end()
-        return DecodedEvent("event_tag", {"tag": tag, "data": tag_data}, f"tag 0x{tag:x}")
+        fields: dict[str, Any] = {"tag": tag, "data": tag_data}
+        tag_name = EVENT_TAG_NAMES.get(tag)
+        if tag_name is None:
+            return DecodedEvent("event_tag", fields, f"tag 0x{tag:x}")
+        fields["tag_name"] = tag_name
+        if tag in (0x8F3B22EC, 0x8F3B22ED):  # systemd: a NUL-terminated description
+            fields["description"] = _c_string(tag_data)
+        return DecodedEvent("event_tag", fields, f"tag 0x{tag:x} ({tag_name})")
     if etype == 0x0D:
-        return _decode_ipl(data)
+        return _decode_ipl(data, pcrs)
     if etype in (0x08, 0x01, 0x07, 0x0C, 0x0A, 0x09, 0x11, 0x13):
         return _decode_text_or_blob(data)
     return DecodedEvent("raw", {"data": data})
@@ -531,18 +816,55 @@ def _decode_text_or_blob(data: bytes) -> DecodedEvent:
     return DecodedEvent("raw", {"data": data})
 
 
-def _decode_ipl(data: bytes) -> DecodedEvent:
-    decoded = _decode_text_or_blob(data)
+#: GRUB's EV_IPL tags -> the field the text after them goes to (upstream
+#: ``"tag: "``, RHEL/Fedora/RHCOS ``"tag "``; see consistency.GRUB_PREFIXES).
+_GRUB_TAGS: Final = (
+    ("grub_cmd: ", "grub_command"),
+    ("kernel_cmdline: ", "kernel_cmdline"),
+    ("grub_kernel_cmdline ", "kernel_cmdline"),
+    ("grub_cmd ", "grub_command"),
+)
+
+
+def _decode_ipl(data: bytes, pcrs: frozenset[int]) -> DecodedEvent:
+    name = data.split(b"\x00", 1)[0]
+    if name in SHIM_PCR14_VARIABLES and (14 in pcrs or not pcrs):
+        # shim: the variable's name (its content is only in the digest); some
+        # versions log bytes after the NUL.
+        var_name = name.decode("ascii")
+        shim: dict[str, Any] = {"text": var_name, "shim_variable": var_name}
+        extra = data[len(name) + 1 :]
+        if extra.strip(b"\x00"):
+            shim["trailing"] = extra
+        return DecodedEvent("string", shim, var_name)
+    lost_byte = len(data) % 2 == 1 and _utf16_ascii(data + b"\x00")
+    decoded = _decode_text_or_blob(data + b"\x00" if lost_byte else data)
     text = decoded.fields.get("text")
     if not isinstance(text, str):
         return decoded
     fields = dict(decoded.fields)
-    for prefix, key in (("grub_cmd: ", "grub_command"), ("kernel_cmdline: ", "kernel_cmdline")):
+    if lost_byte:
+        fields["lost_final_byte"] = True
+    for prefix, key in _GRUB_TAGS:
         if text.startswith(prefix):
             fields[key] = text[len(prefix) :]
-    if decoded.fields.get("encoding") == "utf-16-le" and "initrd=" in text:
-        fields["kernel_cmdline"] = text
+            break
+    utf16 = decoded.fields.get("encoding") == "utf-16-le"
+    if utf16 and ("initrd=" in text or 8 in pcrs or (12 in pcrs and len(pcrs) == 1)):
+        # systemd-boot: the load options on PCR8 (old) or PCR12 (systemd-stub),
+        # not its descriptions of the cpio archives it measures on PCR12.
+        if text not in SYSTEMD_STUB_ARCHIVES:
+            fields["kernel_cmdline"] = text
+    if 9 in pcrs and len(pcrs) == 1 and "grub_command" not in fields:
+        if text.startswith("grub_linuxefi "):
+            fields["grub_linuxefi"] = text[len("grub_linuxefi ") :]
+        else:
+            fields["file"] = text
     return DecodedEvent("string", fields, text)
+
+
+def _utf16_ascii(data: bytes) -> bool:
+    return len(data) >= 2 and data[1::2].count(0) == len(data) // 2
 
 
 def _decode_image_load(data: bytes, base: int, uintn: int) -> DecodedEvent:
@@ -555,17 +877,16 @@ def _decode_image_load(data: bytes, base: int, uintn: int) -> DecodedEvent:
     path_off = r.offset
     raw = r.read(path_len, "DevicePath")
     path = decode_device_path(raw, base_offset=path_off)
-    return DecodedEvent(
-        "image_load",
-        {
-            "image_location": location,
-            "image_length": length,
-            "link_time_address": link,
-            "device_path": path,
-            "device_path_raw": raw,
-        },
-        path,
-    )
+    fields: dict[str, Any] = {
+        "image_location": location,
+        "image_length": length,
+        "link_time_address": link,
+        "device_path": path,
+        "device_path_raw": raw,
+    }
+    if not r.at_end():
+        fields["trailing"] = r.rest()
+    return DecodedEvent("image_load", fields, path)
 
 
 def _decode_gpt(data: bytes, base: int) -> DecodedEvent:

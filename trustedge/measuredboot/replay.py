@@ -22,7 +22,7 @@ from trustedge.errors import ReplayMismatchError
 from trustedge.measuredboot._workarounds import Workaround
 from trustedge.measuredboot.events import BANK_SIZES, Event, SpecIdEvent, bank_hash, bank_hasher
 
-__all__ = ["EventLog", "PCRValues", "VerifiedEventLog", "initial_pcr_value"]
+__all__ = ["EventLog", "PCRValues", "VerifiedEventLog", "initial_pcr_value", "register_name"]
 
 #: bank name -> PCR index -> value.
 PCRValues = dict[str, dict[int, bytes]]
@@ -35,6 +35,18 @@ _EBS_ACTIONS: Final = (
     b"Exit Boot Services Invocation",
     b"Exit Boot Services Returned with Success",
 )
+
+
+def register_name(index: int, *, ccel: bool = False) -> str:
+    """How to label the ``pcr`` field of an event: ``"PCR7"``, or for a CCEL log
+    (where it is a TDX measurement-register index) ``"MRTD"``/``"RTMR0"``-``"RTMR3"``."""
+    if not ccel:
+        return f"PCR{index}"
+    if index == 0:
+        return "MRTD"
+    if 1 <= index <= 4:
+        return f"RTMR{index - 1}"
+    return f"MR{index}"
 
 
 def initial_pcr_value(bank: str, pcr: int, *, locality: int = 0) -> bytes:
@@ -100,6 +112,21 @@ class EventLog:
     def format(self) -> str:
         """``"crypto-agile"`` or ``"sha1"``."""
         return "sha1" if self.spec_id is None else "crypto-agile"
+
+    @property
+    def ccel(self) -> bool:
+        """True for a Confidential Computing event log (TDX CCEL).
+
+        Its Spec ID record sits on index 1 and every ``pcr`` field is a
+        measurement-register index (1-4 = RTMR0-3, see :func:`register_name`);
+        replay and verification treat the indices like PCRs.
+        """
+        events = self._events
+        return self.spec_id is not None and bool(events) and events[0].pcr == 1
+
+    def register_name(self, index: int) -> str:
+        """The label of register ``index`` in this log (``"PCR7"`` or ``"RTMR0"``)."""
+        return register_name(index, ccel=self.ccel)
 
     @property
     def banks(self) -> tuple[str, ...]:
@@ -301,3 +328,8 @@ class VerifiedEventLog:
     def spec_id(self) -> SpecIdEvent | None:
         """The log's Spec ID header."""
         return self.source.spec_id
+
+    @property
+    def ccel(self) -> bool:
+        """True for a CCEL (TDX) log: ``pcr`` fields are RTMR indices (:attr:`EventLog.ccel`)."""
+        return self.source.ccel
