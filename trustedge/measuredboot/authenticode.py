@@ -99,7 +99,13 @@ class PEImage:
         return None
 
     def hashed_ranges(self) -> Iterator[tuple[int, int]]:
-        """(offset, length) of every byte range the Authenticode hash covers, in order."""
+        """(offset, length) of every byte range the Authenticode hash covers, in order.
+
+        The last range (data after the sections) starts at SizeOfHeaders plus
+        the sum of the section sizes, as in EDK2 and pesign: when sections
+        leave gaps it starts inside section data, and the firmware hashes
+        those bytes twice. trustedge reproduces the firmware's digest.
+        """
         headers_end = self.size_of_headers
         yield 0, self.checksum_offset
         after_checksum = self.checksum_offset + 4
