@@ -32,6 +32,11 @@ from trustedge.measuredboot import (
     parse_ima_log,
     verify_ima_log,
 )
+from trustedge.measuredboot.authenticode import (
+    AUTHENTICODE_BANKS,
+    MAX_IMAGE_SIZE,
+    authenticode_digest,
+)
 from trustedge.measuredboot.policy import load_ima_policy, load_policy
 from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
@@ -75,6 +80,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_flag(verify)
     _add_workaround_flag(verify)
     verify.set_defaults(handler=_cmd_verify)
+
+    authenticode = evsub.add_parser(
+        "authenticode", help="Authenticode digest of PE/COFF images (what firmware puts in PCR4)"
+    )
+    authenticode.add_argument("files", nargs="+", metavar="FILE", help="EFI/PE image (- for stdin)")
+    authenticode.add_argument(
+        "--bank", choices=AUTHENTICODE_BANKS, default="sha256", help="hash (default sha256)"
+    )
+    add_json_flag(authenticode)
+    authenticode.set_defaults(handler=_cmd_authenticode)
 
     _register_ima(sub)
 
@@ -246,6 +261,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return f"verified: PCRs {pcr_list} match the log{extra}"
 
     emit(args, result, text)
+    return EXIT_OK
+
+
+def _cmd_authenticode(args: argparse.Namespace) -> int:
+    results = []
+    for name in args.files:
+        digest = authenticode_digest(read_input(name, limit=MAX_IMAGE_SIZE), args.bank)
+        results.append({"file": name, "bank": args.bank, "digest": digest.hex()})
+
+    def text() -> str:
+        return "\n".join(f"{r['digest']}  {r['file']}" for r in results)
+
+    emit(args, {"images": results}, text)
     return EXIT_OK
 
 
