@@ -25,6 +25,7 @@ LEVELS: dict[str, int] = {
     "hazmat": 3,
     "measuredboot": 4,
     "envelope": 4,
+    "models": 4,
     "attestation": 5,
     "ota": 5,
     "fleet": 6,
