@@ -18,6 +18,7 @@ LEVELS: dict[str, int] = {
     # DESIGN.md's level 1, split: hashing (model manifests) encodes with _cbor.
     "_binary": 1,
     "_cbor": 1,
+    "_fs": 1,
     "hashing": 2,
     "keys": 3,
     "cose": 3,
@@ -31,7 +32,7 @@ LEVELS: dict[str, int] = {
 }
 
 #: Shared low-level private modules any package may use.
-SHARED_PRIVATE = {"_binary", "_cbor", "_version"}
+SHARED_PRIVATE = {"_binary", "_cbor", "_fs", "_version"}
 
 
 def _module_name(root: Path, path: Path, package: str) -> str:
