@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from trustedge import _cbor
-from trustedge.attestation.backends._softstate import atomic_write
+from trustedge._fs import atomic_write
 from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding
 from trustedge.attestation.modelsig import (
