@@ -47,6 +47,7 @@ from trustedge.attestation.ear import Appraisal, AttestationResult, VerifierId
 from trustedge.attestation.ekcert import verify_ek_certificate
 from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding, appraisal_from_findings
+from trustedge.attestation.modellog import MODEL_SUBMOD, ModelPolicy, appraise_models
 from trustedge.attestation.nonces import NonceIssuer
 from trustedge.attestation.quote import (
     AttestationKey,
@@ -118,6 +119,8 @@ class AppraisalPolicy:
     (``None``: PCR 10 and IMA are not appraised). ``pcrs`` are the PCRs
     the device must quote in ``bank``; ``secure_boot`` demands Secure Boot
     on in the verified log. ``quote`` holds the quote checks' own policy.
+    ``models`` (optional) appraises the model-load log into its own EAR
+    submod ``model`` (:mod:`trustedge.attestation.modellog`).
     ``policy_id`` is echoed in results; ``nonce_ttl`` and ``enrollment_ttl``
     are lifetimes in seconds.
     """
@@ -131,6 +134,7 @@ class AppraisalPolicy:
     policy_id: str = "trustedge-default"
     nonce_ttl: int = 60
     enrollment_ttl: int = 300
+    models: ModelPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.boot, (EventLogPolicy, UnsafeNoPolicy)):
@@ -340,7 +344,8 @@ class Verifier:
                 return self._sign("evidence", [(Finding.EVIDENCE_MALFORMED, str(exc))], None, now)
         ev = evidence
         findings: Finds = []
-        commit = self._appraise(ev, now, findings)
+        model_findings: Finds = []
+        commit = self._appraise(ev, now, findings, model_findings)
         appraisal = appraisal_from_findings(findings, policy_id=self.policy.policy_id)
         if commit is not None and appraisal.status is not ear.TrustTier.CONTRAINDICATED:
             quote_cas, ima_cas, reboot = commit
@@ -372,16 +377,30 @@ class Verifier:
                     self.store.advance_quote_state(ev.device_id, *quote_cas)
                 except RollbackError as exc:
                     findings.append((Finding.QUOTE_ROLLBACK, str(exc)))
-        return self._sign(ev.device_id, findings, ev.nonce, now)
+        models = None
+        if self.policy.models is not None:
+            if not model_findings:  # the quote did not verify: nothing is certified
+                model_findings = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
+            models = appraisal_from_findings(model_findings, policy_id=self.policy.policy_id)
+        return self._sign(ev.device_id, findings, ev.nonce, now, models=models)
 
     def _sign(
-        self, submod: str, findings: Finds, nonce: bytes | None, now: int
+        self,
+        submod: str,
+        findings: Finds,
+        nonce: bytes | None,
+        now: int,
+        *,
+        models: Appraisal | None = None,
     ) -> AppraisalOutcome:
         appraisal = appraisal_from_findings(findings, policy_id=self.policy.policy_id)
+        submods = {submod: appraisal}
+        if models is not None:
+            submods[MODEL_SUBMOD] = models
         result = AttestationResult(
             issued_at=now,
             verifier_id=self.anchors.verifier_id,
-            submods={submod: appraisal},
+            submods=submods,
             nonce=nonce,
         )
         key = self.anchors.signing_key
@@ -418,7 +437,7 @@ class Verifier:
         return finding
 
     def _appraise(
-        self, ev: Evidence, now: int, findings: Finds
+        self, ev: Evidence, now: int, findings: Finds, model_findings: Finds | None = None
     ) -> (
         tuple[
             tuple[QuoteClockState | None, QuoteClockState],
@@ -482,6 +501,11 @@ class Verifier:
         new_clock = QuoteClockState(
             quote.state.reset_count, quote.state.restart_count, quote.state.clock
         )
+        if pol.models is not None and model_findings is not None:
+            model_findings += appraise_models(
+                ev, pol.models, self._ak_for(device.ak_public), quote_state=quote.state,
+                quote_policy=pol.quote,
+            )  # fmt: skip
         self._check_boot(ev, quote, findings)
         ima_cas: tuple[ImaState | None, ImaState] | None = None
         reboot = quote.reboot == "reset"
