@@ -20,7 +20,7 @@ LEVELS: dict[str, int] = {
     "_cbor": 1,
     "_fs": 1,
     "hashing": 2,
-    "keys": 3,
+    "keys": 4,
     "cose": 3,
     "hazmat": 3,
     "measuredboot": 4,
