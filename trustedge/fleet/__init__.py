@@ -2,7 +2,7 @@
 
 * :func:`serve` runs :func:`create_app` (an ASGI app on Starlette, served by uvicorn) in N
   stateless worker processes behind one listening socket; every worker, on any host, shares
-  the ``VerifierStore`` (SQLite on one host, PostgreSQL for many). ADR 0004 records the stack.
+  the ``VerifierStore`` (SQLite on one host, PostgreSQL for many). ADR 0006 records the stack.
 * :class:`Agent` is the device side: enroll once, push evidence on a schedule and on demand.
 * :class:`FleetClient` speaks the API (``trustedge/fleet/openapi.json``).
 
