@@ -18,20 +18,23 @@ LEVELS: dict[str, int] = {
     # DESIGN.md's level 1, split: hashing (model manifests) encodes with _cbor.
     "_binary": 1,
     "_cbor": 1,
+    "_fs": 1,
     "hashing": 2,
-    "keys": 3,
+    "keys": 4,
     "cose": 3,
     "hazmat": 3,
     "measuredboot": 4,
     "envelope": 4,
+    "models": 4,
     "attestation": 5,
     "ota": 5,
-    "_cli": 6,
-    "__main__": 7,
+    "fleet": 6,
+    "_cli": 7,
+    "__main__": 8,
 }
 
 #: Shared low-level private modules any package may use.
-SHARED_PRIVATE = {"_binary", "_cbor", "_version"}
+SHARED_PRIVATE = {"_binary", "_cbor", "_fs", "_version"}
 
 
 def _module_name(root: Path, path: Path, package: str) -> str:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from trustedge._cli import main
 from trustedge._cli._demo_data import EVENT_LOG
 from trustedge.attestation.backends.software import SoftwareTPM
-from trustedge.attestation.simulate import boot_from_event_log, measure_file
+from trustedge.attestation.simulate import boot_from_event_log, measure_boot_aggregate, measure_file
 
 DEVICE = "edge-cli"
 
@@ -39,7 +39,7 @@ def setup(tmp_path: Path) -> Path:
     boot_from_event_log(tpm, EVENT_LOG)
     ima = tmp_path / "ima"
     ima.write_bytes(b"")
-    measure_file(tpm, ima, "boot_aggregate", bytes(32))
+    measure_boot_aggregate(tpm, ima)
     measure_file(tpm, ima, "/usr/bin/agent", hashlib.sha256(b"agent").digest())
     policy = {
         "version": 1,

@@ -48,6 +48,7 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "fleet",
 )
 
 
@@ -67,6 +68,8 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "verifier": "fleet",
+    "agent": "fleet",
 }
 
 

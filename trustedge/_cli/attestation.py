@@ -34,6 +34,7 @@ from trustedge.hazmat.tpm2 import (
     Public,
     load_public,
     make_credential,
+    pcr_values_from_json,
     read_pcr_file,
     write_pcr_file,
 )
@@ -108,12 +109,9 @@ def _load_pcrs(data: bytes) -> PCRValues:
     if data.lstrip()[:1] == b"{":
         try:
             doc = json.loads(data)
-            return {
-                str(bank).lower(): {int(i): bytes.fromhex(v) for i, v in vals.items()}
-                for bank, vals in doc.items()
-            }
-        except (ValueError, AttributeError, TypeError) as exc:
+        except ValueError as exc:
             raise MalformedInputError(f"PCR JSON is not {{bank: {{index: hex}}}}: {exc}") from exc
+        return pcr_values_from_json(doc)
     return read_pcr_file(data)[1]
 
 

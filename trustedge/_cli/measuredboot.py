@@ -32,6 +32,11 @@ from trustedge.measuredboot import (
     parse_ima_log,
     verify_ima_log,
 )
+from trustedge.measuredboot.authenticode import (
+    AUTHENTICODE_BANKS,
+    MAX_IMAGE_SIZE,
+    authenticode_digest,
+)
 from trustedge.measuredboot.policy import load_ima_policy, load_policy
 from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
@@ -75,6 +80,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_flag(verify)
     _add_workaround_flag(verify)
     verify.set_defaults(handler=_cmd_verify)
+
+    authenticode = evsub.add_parser(
+        "authenticode", help="Authenticode digest of PE/COFF images (what firmware puts in PCR4)"
+    )
+    authenticode.add_argument("files", nargs="+", metavar="FILE", help="EFI/PE image (- for stdin)")
+    authenticode.add_argument(
+        "--bank", choices=AUTHENTICODE_BANKS, default="sha256", help="hash (default sha256)"
+    )
+    add_json_flag(authenticode)
+    authenticode.set_defaults(handler=_cmd_authenticode)
 
     _register_ima(sub)
 
@@ -252,7 +267,7 @@ def parse_pcr_values(text: str) -> PCRValues:
     if stripped.startswith("{"):
         try:
             raw = json.loads(stripped)
-            return {
+            parsed: PCRValues = {
                 str(bank): {
                     int(k): bytes.fromhex(str(v).removeprefix("0x")) for k, v in vals.items()
                 }
@@ -260,6 +275,7 @@ def parse_pcr_values(text: str) -> PCRValues:
             }
         except (ValueError, AttributeError, TypeError) as exc:
             raise CommandError(f"bad PCR JSON: {exc}", exit_code=EXIT_MALFORMED) from None
+        return _sized(parsed)
     out: PCRValues = {}
     bank: str | None = None
     for line in text.splitlines():
@@ -277,13 +293,22 @@ def parse_pcr_values(text: str) -> PCRValues:
         raise CommandError(f"cannot read PCR line {line.strip()!r}", exit_code=EXIT_MALFORMED)
     if not out:
         raise CommandError("no PCR values found", exit_code=EXIT_MALFORMED)
-    for bank_name, values in out.items():
-        for pcr, value in values.items():
-            if len(value) != BANK_SIZES[bank_name]:
+    return _sized(out)
+
+
+def _sized(values: PCRValues) -> PCRValues:
+    """Every PCR value must have its bank's digest size (a value is never re-split)."""
+    for bank_name, bank_values in values.items():
+        size = BANK_SIZES.get(bank_name)
+        if size is None:
+            raise CommandError(f"unknown PCR bank {bank_name!r}", exit_code=EXIT_MALFORMED)
+        for pcr, value in bank_values.items():
+            if not 0 <= pcr <= 23 or len(value) != size:
                 raise CommandError(
-                    f"{bank_name} PCR {pcr} has {len(value)} bytes", exit_code=EXIT_MALFORMED
+                    f"{bank_name} PCR {pcr}: {len(value)} bytes, not {size}",
+                    exit_code=EXIT_MALFORMED,
                 )
-    return out
+    return values
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -307,6 +332,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return f"verified: PCRs {pcr_list} match the log{extra}"
 
     emit(args, result, text)
+    return EXIT_OK
+
+
+def _cmd_authenticode(args: argparse.Namespace) -> int:
+    results = []
+    for name in args.files:
+        digest = authenticode_digest(read_input(name, limit=MAX_IMAGE_SIZE), args.bank)
+        results.append({"file": name, "bank": args.bank, "digest": digest.hex()})
+
+    def text() -> str:
+        return "\n".join(f"{r['digest']}  {r['file']}" for r in results)
+
+    emit(args, {"images": results}, text)
     return EXIT_OK
 
 

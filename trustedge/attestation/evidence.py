@@ -28,6 +28,9 @@ CDDL (also in ``docs/attest-fleet.md``)::
       ? 9 => bstr,                     ; firmware event log (binary_bios_measurements)
       ? 10 => bstr,                    ; IMA entries since ima-offset (binary or ASCII list)
       11 => uint,                      ; ima-offset: entries the verifier has already seen
+      ? 12 => bstr,                    ; model-load log (trustedge.attestation.modellog)
+      ? 13 => bstr .size (1..4096),    ; model-certify: TPMS_ATTEST of TPM2_NV_Certify
+      ? 14 => bstr .size (1..4096),    ; model-certify-signature: TPMT_SIGNATURE
     }
     tpm-alg-id = 4 / 11 / 12 / 13 / 18    ; sha1, sha256, sha384, sha512, sm3_256
     pcr-index = 0..23
@@ -71,11 +74,12 @@ MAX_LOG_BYTES: Final = 16 * 1024 * 1024
 MAX_TPM_BLOB: Final = 4096
 MAX_CERT: Final = 65536
 MAX_ID: Final = 256
-_LIMITS: Final = DecodeLimits(max_size=2 * MAX_LOG_BYTES + 1024 * 1024, max_depth=4, max_items=1024)
+_LIMITS: Final = DecodeLimits(max_size=3 * MAX_LOG_BYTES + 1024 * 1024, max_depth=4, max_items=1024)
 
 _VERSION, _DEVICE, _NONCE, _QUOTE, _SIG, _AK = 0, 1, 2, 3, 4, 5
 _AK_CERT, _ENROLL_REF, _PCRS, _EVENT_LOG, _IMA_LOG, _IMA_OFFSET = 6, 7, 8, 9, 10, 11
-_KNOWN: Final = frozenset(range(12))
+_MODEL_LOG, _MODEL_CERTIFY, _MODEL_CERTIFY_SIG = 12, 13, 14
+_KNOWN: Final = frozenset(range(15))
 
 
 def _blob(value: object, what: str, low: int, high: int) -> bytes:
@@ -146,6 +150,9 @@ class Evidence:
     event_log: bytes | None = None
     ima_log: bytes | None = None
     ima_offset: int = 0
+    model_log: bytes | None = None
+    model_certify: bytes | None = None
+    model_certify_signature: bytes | None = None
 
     def __post_init__(self) -> None:
         _text(self.device_id, "device-id")
@@ -162,6 +169,14 @@ class Evidence:
         if self.ima_log is not None:
             _blob(self.ima_log, "IMA log", 0, MAX_LOG_BYTES)
         _uint(self.ima_offset, "ima-offset")
+        if self.model_log is not None:
+            _blob(self.model_log, "model log", 0, MAX_LOG_BYTES)
+        for value, what in (
+            (self.model_certify, "model-certify"),
+            (self.model_certify_signature, "model-certify-signature"),
+        ):
+            if value is not None:
+                _blob(value, what, 1, MAX_TPM_BLOB)
         object.__setattr__(self, "pcrs", MappingProxyType(_pcrs(dict(self.pcrs))))
 
     def bank(self, name: str) -> Mapping[int, bytes]:
@@ -185,6 +200,9 @@ class Evidence:
             (_ENROLL_REF, self.enrollment_ref),
             (_EVENT_LOG, self.event_log),
             (_IMA_LOG, self.ima_log),
+            (_MODEL_LOG, self.model_log),
+            (_MODEL_CERTIFY, self.model_certify),
+            (_MODEL_CERTIFY_SIG, self.model_certify_signature),
         ):
             if value is not None:
                 obj[key] = value
@@ -226,6 +244,9 @@ class Evidence:
             event_log=obj.get(_EVENT_LOG),
             ima_log=obj.get(_IMA_LOG),
             ima_offset=_uint(obj[_IMA_OFFSET], "ima-offset"),
+            model_log=obj.get(_MODEL_LOG),
+            model_certify=obj.get(_MODEL_CERTIFY),
+            model_certify_signature=obj.get(_MODEL_CERTIFY_SIG),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -251,4 +272,9 @@ class Evidence:
             "event_log": b64(self.event_log),
             "ima_log": b64(self.ima_log),
             "ima_offset": self.ima_offset,
+            "model_log": b64(self.model_log),
+            "model_certify": None if self.model_certify is None else self.model_certify.hex(),
+            "model_certify_signature": None
+            if self.model_certify_signature is None
+            else self.model_certify_signature.hex(),
         }

@@ -60,6 +60,15 @@ class Finding(enum.Enum):
     IMA_LOG_MISMATCH = "ima-log-mismatch"
     IMA_FILE_MODIFIED = "ima-file-modified"
     IMA_FILE_UNKNOWN = "ima-file-unknown"
+    IMA_BOOT_AGGREGATE_MISMATCH = "ima-boot-aggregate-mismatch"
+    IMA_BOOT_AGGREGATE_UNCHECKED = "ima-boot-aggregate-unchecked"
+    # models (the ``model`` submod, trustedge.attestation.modellog)
+    MODEL_LOG_CERTIFIED = "model-log-certified"
+    MODEL_APPROVED = "model-approved"
+    MODEL_UNAPPROVED = "model-unapproved"
+    MODEL_LOG_MISMATCH = "model-log-mismatch"
+    MODEL_CERTIFY_INVALID = "model-certify-invalid"
+    MODEL_LOG_MISSING = "model-log-missing"
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,40 @@ EFFECTS: Final = MappingProxyType(
         Finding.IMA_FILE_UNKNOWN: Effect(
             (("file_system", ear.UNRECOGNIZED_FILES),),
             "a measured file is not in the runtime policy",
+        ),
+        Finding.IMA_BOOT_AGGREGATE_MISMATCH: Effect(
+            (("file_system", ear.CONTRAINDICATED_FILES),),
+            "the IMA list's boot_aggregate does not match the quoted boot PCRs "
+            "(or is missing, all zero or not entry 0)",
+        ),
+        # No claim: the policy does not quote PCRs 0-7, so the binding of the
+        # IMA list to this boot is not checked; the result says so.
+        Finding.IMA_BOOT_AGGREGATE_UNCHECKED: Effect(
+            (), "boot_aggregate not checked: the policy does not quote PCRs 0-7"
+        ),
+        Finding.MODEL_LOG_CERTIFIED: Effect(
+            (("instance_identity", ear.TRUSTWORTHY_INSTANCE),),
+            "the model-log NV index was certified by the enrolled AK over the nonce",
+        ),
+        Finding.MODEL_APPROVED: Effect(
+            (("executables", ear.APPROVED_RUNTIME),),
+            "every loaded model is signed by an allowed signer or has an allowed digest",
+        ),
+        Finding.MODEL_UNAPPROVED: Effect(
+            (("executables", ear.CONTRAINDICATED_RUNTIME),),
+            "a loaded model is neither signed by an allowed signer nor an allowed digest",
+        ),
+        Finding.MODEL_LOG_MISMATCH: Effect(
+            (("executables", ear.CONTRAINDICATED_RUNTIME),),
+            "the model-load log does not replay to the certified NV value",
+        ),
+        Finding.MODEL_CERTIFY_INVALID: Effect(
+            (("instance_identity", ear.CRYPTO_VALIDATION_FAILED),),
+            "the NV certification does not verify (AK, nonce, index or boot)",
+        ),
+        Finding.MODEL_LOG_MISSING: Effect(
+            (("executables", ear.UNRECOGNIZED_RUNTIME),),
+            "no certified model measurement: the device has not loaded a model",
         ),
     }
 )

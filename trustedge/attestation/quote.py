@@ -17,7 +17,8 @@ Checks, in order:
 4. extraData equals the nonce (constant-time);
 5. the quoted PCR selection equals the selection asked for (exactly: same
    banks, same PCRs) and every bank is allowed by policy;
-6. pcrDigest equals the digest of the supplied PCR values (constant-time);
+6. every supplied PCR value has its bank's digest size, and pcrDigest equals
+   the digest of the supplied values (constant-time);
 7. optionally, qualifiedSigner equals the expected qualified name;
 8. optionally, firmwareVersion is allowed by policy;
 9. (resetCount, restartCount, clock) is later than the last accepted quote of
@@ -60,6 +61,7 @@ from trustedge.hazmat.tpm2 import (
     TPMAlg,
     TPMAObject,
     hash_alg_by_id,
+    hash_alg_by_name,
     hash_for,
     pcr_composite_digest,
 )
@@ -387,7 +389,12 @@ def verify_quote(
         value = supplied.get(bank, {}).get(index)
         if value is None:
             raise PCRSelectionError(f"no value supplied for {bank} PCR {index}")
-        ordered.append(value)
+        # The digest covers only the concatenation: without this, values
+        # re-split across PCRs ({"0": PCR0||PCR1, "1": ""}) would verify.
+        size = hash_alg_by_name(bank).digest_size
+        if not isinstance(value, (bytes, bytearray)) or len(value) != size:
+            raise PCRDigestError(f"{bank} PCR {index} value is not {size} bytes")
+        ordered.append(bytes(value))
         values.setdefault(bank, {})[index] = value
     expected_digest = pcr_composite_digest(sig.hash_alg, ordered)
     if not hmac.compare_digest(expected_digest, attest.attested.pcr_digest):

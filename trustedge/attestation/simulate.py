@@ -19,7 +19,12 @@ from trustedge.hazmat.tpmbackend import TPMBackend
 from trustedge.measuredboot import EventType, parse_event_log, parse_ima_log
 from trustedge.measuredboot.build import LogEvent, build_event_log, build_ima_entry
 
-__all__ = ["append_boot_application", "boot_from_event_log", "measure_file"]
+__all__ = [
+    "append_boot_application",
+    "boot_from_event_log",
+    "measure_boot_aggregate",
+    "measure_file",
+]
 
 #: PCRs software may extend at locality 0 (17-22 belong to DRTM, 0's start
 #: value depends on the startup locality the log records).
@@ -80,15 +85,27 @@ def measure_file(backend: TPMBackend, ima_path: Path, path: str, file_digest: by
     The SHA-1 bank gets the template hash, every other bank
     ``H_bank(template_data)``, as kernels since 5.8 do.
     """
-    record = build_ima_entry(path, file_digest, algo="sha256")
+    _append_ima(backend, ima_path, build_ima_entry(path, file_digest, algo="sha256"))
+
+
+def _append_ima(backend: TPMBackend, ima_path: Path, record: bytes) -> None:
     entry = parse_ima_log(record).unverified_entries[0]
-    digests = {}
-    for bank in backend.info().banks:
-        digests[bank] = (
-            entry.template_hash
-            if bank == "sha1"
-            else hashlib.new(bank, entry.template_data).digest()
-        )
+    digests = {
+        b: entry.template_hash if b == "sha1" else hashlib.new(b, entry.template_data).digest()
+        for b in backend.info().banks
+    }
     with open(ima_path, "ab") as out:
         out.write(record)
     backend.pcr_extend(10, digests)
+
+
+def measure_boot_aggregate(backend: TPMBackend, ima_path: Path, *, bank: str = "sha256") -> bytes:
+    """Start the IMA list like the kernel: entry 0 ``boot_aggregate`` = H(PCR0..9)
+    of ``bank`` (kernels >= 5.8, non-SHA-1 banks), read from ``backend`` now.
+
+    Call it after the firmware events are extended. Returns the aggregate.
+    """
+    values = backend.pcr_read({bank: tuple(range(10))})[bank]
+    aggregate = hashlib.new(bank, b"".join(values[i] for i in range(10))).digest()
+    _append_ima(backend, ima_path, build_ima_entry("boot_aggregate", aggregate, algo=bank))
+    return aggregate

@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography import x509
 
@@ -47,6 +47,7 @@ from trustedge.attestation.ear import Appraisal, AttestationResult, VerifierId
 from trustedge.attestation.ekcert import verify_ek_certificate
 from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding, appraisal_from_findings
+from trustedge.attestation.modellog import MODEL_SUBMOD, ModelPolicy, appraise_models
 from trustedge.attestation.nonces import NonceIssuer
 from trustedge.attestation.quote import (
     AttestationKey,
@@ -77,14 +78,18 @@ from trustedge.errors import (
 )
 from trustedge.hazmat.tpm2 import Credential, Public, make_credential
 from trustedge.measuredboot import (
+    IMA_MODIFIED_KINDS,
+    BootAggregateOutcome,
     EventLogPolicy,
     ImaRuntimePolicy,
+    ImaViolationKind,
     UnsafeNoPolicy,
+    boot_aggregate_result,
+    boot_facts,
     load_ima_policy,
     load_policy,
     parse_event_log,
     parse_ima_log,
-    secure_boot_state,
     verify_ima_log,
 )
 from trustedge.measuredboot import ImaState as LogImaState
@@ -114,6 +119,8 @@ class AppraisalPolicy:
     (``None``: PCR 10 and IMA are not appraised). ``pcrs`` are the PCRs
     the device must quote in ``bank``; ``secure_boot`` demands Secure Boot
     on in the verified log. ``quote`` holds the quote checks' own policy.
+    ``models`` (optional) appraises the model-load log into its own EAR
+    submod ``model`` (:mod:`trustedge.attestation.modellog`).
     ``policy_id`` is echoed in results; ``nonce_ttl`` and ``enrollment_ttl``
     are lifetimes in seconds.
     """
@@ -127,6 +134,7 @@ class AppraisalPolicy:
     policy_id: str = "trustedge-default"
     nonce_ttl: int = 60
     enrollment_ttl: int = 300
+    models: ModelPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.boot, (EventLogPolicy, UnsafeNoPolicy)):
@@ -336,7 +344,8 @@ class Verifier:
                 return self._sign("evidence", [(Finding.EVIDENCE_MALFORMED, str(exc))], None, now)
         ev = evidence
         findings: Finds = []
-        commit = self._appraise(ev, now, findings)
+        model_findings: Finds = []
+        commit = self._appraise(ev, now, findings, model_findings)
         appraisal = appraisal_from_findings(findings, policy_id=self.policy.policy_id)
         if commit is not None and appraisal.status is not ear.TrustTier.CONTRAINDICATED:
             quote_cas, ima_cas, reboot = commit
@@ -368,16 +377,30 @@ class Verifier:
                     self.store.advance_quote_state(ev.device_id, *quote_cas)
                 except RollbackError as exc:
                     findings.append((Finding.QUOTE_ROLLBACK, str(exc)))
-        return self._sign(ev.device_id, findings, ev.nonce, now)
+        models = None
+        if self.policy.models is not None:
+            if not model_findings:  # the quote did not verify: nothing is certified
+                model_findings = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
+            models = appraisal_from_findings(model_findings, policy_id=self.policy.policy_id)
+        return self._sign(ev.device_id, findings, ev.nonce, now, models=models)
 
     def _sign(
-        self, submod: str, findings: Finds, nonce: bytes | None, now: int
+        self,
+        submod: str,
+        findings: Finds,
+        nonce: bytes | None,
+        now: int,
+        *,
+        models: Appraisal | None = None,
     ) -> AppraisalOutcome:
         appraisal = appraisal_from_findings(findings, policy_id=self.policy.policy_id)
+        submods = {submod: appraisal}
+        if models is not None:
+            submods[MODEL_SUBMOD] = models
         result = AttestationResult(
             issued_at=now,
             verifier_id=self.anchors.verifier_id,
-            submods={submod: appraisal},
+            submods=submods,
             nonce=nonce,
         )
         key = self.anchors.signing_key
@@ -414,7 +437,7 @@ class Verifier:
         return finding
 
     def _appraise(
-        self, ev: Evidence, now: int, findings: Finds
+        self, ev: Evidence, now: int, findings: Finds, model_findings: Finds | None = None
     ) -> (
         tuple[
             tuple[QuoteClockState | None, QuoteClockState],
@@ -478,6 +501,11 @@ class Verifier:
         new_clock = QuoteClockState(
             quote.state.reset_count, quote.state.restart_count, quote.state.clock
         )
+        if pol.models is not None and model_findings is not None:
+            model_findings += appraise_models(
+                ev, pol.models, self._ak_for(device.ak_public), quote_state=quote.state,
+                quote_policy=pol.quote,
+            )  # fmt: skip
         self._check_boot(ev, quote, findings)
         ima_cas: tuple[ImaState | None, ImaState] | None = None
         reboot = quote.reboot == "reset"
@@ -490,22 +518,26 @@ class Verifier:
         if ev.event_log is None:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, "evidence has no firmware event log"))
             return
+        # The policy's workarounds reach every step, and the log is classified
+        # (and Secure Boot decoded) once for the policy and the Secure Boot check.
+        workarounds = pol.boot.workarounds
         try:
-            log = parse_event_log(ev.event_log)
+            log = parse_event_log(ev.event_log, workarounds=workarounds)
             firmware_pcrs = {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}
-            verified = log.verify({pol.bank: firmware_pcrs})
+            verified = log.verify({pol.bank: firmware_pcrs}, workarounds=workarounds)
         except (VerificationError, MalformedInputError) as exc:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, str(exc)))
             return
+        facts = boot_facts(verified, workarounds=workarounds)
         try:
-            pol.boot.check(verified)
+            pol.boot.check(verified, facts=facts)
         except PolicyError as exc:
             findings.append((Finding.BOOT_POLICY_VIOLATION, _violations(exc)))
         else:
             findings.append(Finding.BOOT_APPROVED)
         if pol.secure_boot:
             try:
-                enabled = secure_boot_state(verified).enabled
+                enabled = facts.secure_boot_state().enabled
             except TrustedgeError as exc:
                 findings.append((Finding.SECURE_BOOT_VIOLATION, str(exc)))
             else:
@@ -543,19 +575,34 @@ class Verifier:
         except (VerificationError, MalformedInputError, ValueError) as exc:
             findings.append((Finding.IMA_LOG_MISMATCH, str(exc)))
             return None
-        try:
-            runtime.check(verified)
-        except PolicyError as exc:
-            unknown = [v for v in exc.violations if "is not in the policy" in v]
-            modified = [v for v in exc.violations if v not in unknown]
-            if modified:
-                findings.append((Finding.IMA_FILE_MODIFIED, "; ".join(modified[:5])))
-            if unknown:
-                findings.append((Finding.IMA_FILE_UNKNOWN, "; ".join(unknown[:5])))
+        bad_aggregate = False
+        if expected_offset == 0:  # the list starts at this boot: entry 0 is boot_aggregate
+            aggregate = boot_aggregate_result(verified.entries, quote.pcrs)
+            if aggregate.outcome is BootAggregateOutcome.UNCHECKABLE:
+                findings.append((Finding.IMA_BOOT_AGGREGATE_UNCHECKED, aggregate.detail))
+            elif aggregate.outcome is not BootAggregateOutcome.MATCH:
+                findings.append((Finding.IMA_BOOT_AGGREGATE_MISMATCH, aggregate.detail))
+                bad_aggregate = True
+        violations = runtime.violations(verified)
+        if violations:
+            for finding, kinds in _IMA_FINDINGS:
+                texts = [str(v) for v in violations if v.kind in kinds]
+                if texts:
+                    findings.append((finding, "; ".join(texts[:5])))
+            return None
+        if bad_aggregate:
             return None
         findings.append(Finding.RUNTIME_APPROVED)
         new = ImaState(verified.state.entries, verified.state.pcr_value, pol.bank)
         return stored, new
+
+
+#: Typed IMA violations -> the finding that reports them.
+_IMA_FINDINGS: Final = (
+    (Finding.IMA_BOOT_AGGREGATE_MISMATCH, frozenset({ImaViolationKind.MISPLACED_BOOT_AGGREGATE})),
+    (Finding.IMA_FILE_MODIFIED, IMA_MODIFIED_KINDS - {ImaViolationKind.MISPLACED_BOOT_AGGREGATE}),
+    (Finding.IMA_FILE_UNKNOWN, frozenset({ImaViolationKind.NOT_IN_POLICY})),
+)
 
 
 def _violations(exc: PolicyError) -> str:

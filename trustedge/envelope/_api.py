@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import stat
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from trustedge._fs import atomic_output
 from trustedge.envelope import _cobblestone as cb
 from trustedge.envelope import _core
 from trustedge.envelope._format import (
@@ -102,91 +101,6 @@ def open(  # the recipe's name; shadows the builtin inside this module only
     else:
         src = envelope
     return Reader(src, identities, context=context).read()
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
-    """Write to a temporary file beside ``path``; on success fsync, rename over
-    ``path`` and fsync the directory; on any exception remove the temporary
-    file (so no partial or unverified output is ever left at ``path``).
-
-    On Linux the temporary file has no name until it is complete
-    (``O_TMPFILE``): a process killed while writing (SIGKILL, power loss)
-    leaves nothing behind, not even a hidden file of partial plaintext.
-    Elsewhere it is a hidden ``.NAME.*.tmp`` file, removed on any exception.
-
-    An existing ``path`` that is not a regular file (``/dev/null``, a FIFO, a
-    terminal) is written in place, as a stream like stdout: renaming over it
-    would replace the device node with a file.
-    """
-    target = Path(path)
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        with io.open(target, "wb") as fh:  # noqa: UP020 (open is the envelope API here)
-            yield fh
-        return
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = _unnamed_file(directory, target.name)
-    if tmp is None:
-        fd, tmp = _named_temp_file(directory, target.name)
-        tmp_is_named = True
-    else:
-        tmp_is_named = False
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-            if not tmp_is_named:
-                # Complete and synced: only now give it a name, to rename over
-                # ``path``. /proc/self/fd/N names the open, unlinked file.
-                _link_fd(fh.fileno(), tmp)
-                tmp_is_named = True
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp_is_named:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:
-    """An unnamed 0600 file in ``directory`` (Linux ``O_TMPFILE``) and the name
-    it will get; ``(-1, None)`` where that is not available."""
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None or not os.path.isdir("/proc/self/fd"):
-        return -1, None
-    try:
-        fd = os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    except OSError:  # a file system without O_TMPFILE support (EOPNOTSUPP, EISDIR)
-        return -1, None
-    return fd, str(directory / f".{name}.{os.urandom(8).hex()}.tmp")
-
-
-def _named_temp_file(directory: Path, name: str) -> tuple[int, str]:
-    import tempfile  # only where O_TMPFILE is missing: 2 ms of start-up otherwise
-
-    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-
-
-def _link_fd(fd: int, name: str) -> None:
-    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N; os.link uses plain link(2),
-    # which would link the /proc symlink itself, unless a dir fd is given.
-    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
-    finally:
-        os.close(proc)
 
 
 def seal_file(

@@ -156,6 +156,37 @@ class TPMBackend(Protocol):
 
     def nv_counter_undefine(self, index: int) -> None: ...
 
+    # -- NV extend indices (measurements no command can reset) ---------------
+    def nv_extend_define(self, index: int) -> bytes:
+        """Define a SHA-256 ``TPM_NT_EXTEND`` index with
+        ``trustedge.hazmat.tpm2.nv.EXTEND_ATTRIBUTES`` and an empty auth value;
+        returns its ``TPMS_NV_PUBLIC`` (as defined, not written). An index that
+        already exists with exactly that public area is kept (idempotent);
+        any other index at ``index`` raises ``BackendError``."""
+        ...
+
+    def nv_extend(self, index: int, digest: bytes) -> None:
+        """TPM2_NV_Extend: value = SHA-256(value || digest); the first extend
+        after definition or a TPM Reset starts from 32 zero bytes."""
+        ...
+
+    def nv_extend_read(self, index: int) -> bytes | None:
+        """The index's value, or None while it has not been written since the
+        last TPM Reset (no measurement yet)."""
+        ...
+
+    def nv_undefine(self, index: int) -> None:
+        """Delete an NV index (owner authorization)."""
+        ...
+
+    def nv_certify(
+        self, ak: AKHandle, index: int, nonce: bytes, *, size: int = 8, offset: int = 0
+    ) -> tuple[bytes, bytes]:
+        """TPM2_NV_Certify of ``size`` bytes at ``offset`` with ``nonce`` as
+        qualifyingData: ``(TPMS_ATTEST, TPMT_SIGNATURE)``, the attest of type
+        ATTEST_NV (TPMS_NV_CERTIFY_INFO: index name, offset, contents)."""
+        ...
+
     # -- sealing --------------------------------------------------------------
     def seal(
         self, secret: bytes, *, pcrs: PCRSelection | None = None, auth: bytes | None = None

@@ -10,6 +10,12 @@ are not covered by PCR digests, so an unverified log proves nothing.
 from trustedge.measuredboot._decode import DecodedEvent, decode_event
 from trustedge.measuredboot._parse import EventLogLimits, parse_event_log
 from trustedge.measuredboot._workarounds import WORKAROUNDS, Workaround, WorkaroundInfo
+from trustedge.measuredboot.classify import (
+    ClassifiedEvent,
+    ClassifiedLog,
+    EventKind,
+    classify,
+)
 from trustedge.measuredboot.consistency import (
     DataCheck,
     DataCheckResult,
@@ -26,6 +32,8 @@ from trustedge.measuredboot.events import (
     event_type_name,
 )
 from trustedge.measuredboot.ima import (
+    BootAggregateOutcome,
+    BootAggregateResult,
     ImaEntry,
     ImaFields,
     ImaLimits,
@@ -33,22 +41,29 @@ from trustedge.measuredboot.ima import (
     ImaState,
     VerifiedImaLog,
     boot_aggregate_candidates,
+    boot_aggregate_result,
     check_boot_aggregate,
     parse_ima_log,
     verify_ima_log,
 )
 from trustedge.measuredboot.imasig import ImaKeyring, verify_ima_signature
 from trustedge.measuredboot.policy import (
+    IMA_MODIFIED_KINDS,
     AllOf,
     AnyOf,
     BootApplications,
+    BootFacts,
     EventDigests,
     EventLogPolicy,
     ImaRuntimePolicy,
+    ImaViolation,
+    ImaViolationKind,
     KernelCmdline,
+    Measurements,
     RequireSecureBoot,
     SignatureDatabase,
     UnsafeNoPolicy,
+    boot_facts,
     load_ima_policy,
     load_policy,
 )
@@ -67,14 +82,24 @@ __all__ = [
     "AnyOf",
     "BootApplication",
     "BootApplications",
+    "BootFacts",
+    "ClassifiedEvent",
+    "ClassifiedLog",
     "EventDigests",
+    "EventKind",
     "EventLogPolicy",
+    "IMA_MODIFIED_KINDS",
     "ImaRuntimePolicy",
+    "ImaViolation",
+    "ImaViolationKind",
     "KernelCmdline",
+    "Measurements",
     "RequireSecureBoot",
     "SecureBootState",
     "SignatureDatabase",
     "UnsafeNoPolicy",
+    "boot_facts",
+    "classify",
     "load_ima_policy",
     "load_policy",
     "secure_boot_state",
@@ -82,6 +107,8 @@ __all__ = [
     "BANKS",
     "BANK_BY_ALG_ID",
     "BANK_SIZES",
+    "BootAggregateOutcome",
+    "BootAggregateResult",
     "DataCheck",
     "DataCheckResult",
     "ImaEntry",
@@ -92,6 +119,7 @@ __all__ = [
     "ImaState",
     "VerifiedImaLog",
     "boot_aggregate_candidates",
+    "boot_aggregate_result",
     "check_boot_aggregate",
     "check_event_data",
     "check_events",

@@ -19,6 +19,7 @@ import struct
 from binascii import unhexlify
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Final, NamedTuple
 
 from trustedge._binary import Reader
@@ -27,6 +28,8 @@ from trustedge.hashing import sha256_chain, sha256_each
 from trustedge.measuredboot.events import BANK_SIZES, bank_hasher
 
 __all__ = [
+    "BootAggregateOutcome",
+    "BootAggregateResult",
     "ImaEntry",
     "ImaFields",
     "ImaLimits",
@@ -34,6 +37,7 @@ __all__ = [
     "ImaState",
     "VerifiedImaLog",
     "boot_aggregate_candidates",
+    "boot_aggregate_result",
     "check_boot_aggregate",
     "parse_ima_log",
     "verify_ima_log",
@@ -619,32 +623,95 @@ _IMA_ALGO_TO_BANK: Final = {
 }
 
 
+class BootAggregateOutcome(Enum):
+    """How the ``boot_aggregate`` entry compares with the quoted PCRs."""
+
+    MATCH = "match"
+    MISMATCH = "mismatch"
+    #: No entries, or entry 0 is not ``boot_aggregate``.
+    MISSING = "missing"
+    #: The PCRs it hashes (0-7, or 0-9) are not all quoted in its bank.
+    UNCHECKABLE = "uncheckable"
+
+
+class BootAggregateResult(NamedTuple):
+    outcome: BootAggregateOutcome
+    detail: str
+
+
+def boot_aggregate_result(
+    entries: Sequence[ImaEntry], pcrs: Mapping[str, Mapping[int, bytes]]
+) -> BootAggregateResult:
+    """Compare entry 0 (``boot_aggregate``) with quoted PCR values (pure, never raises
+    for bad entries).
+
+    ``pcrs`` are bank -> PCR -> value from a verified quote. The candidates
+    are H(PCR0..7) and H(PCR0..9) in the bank of the entry's digest
+    (ima-evm-utils, Keylime); a candidate is computed only when every PCR it
+    hashes is in ``pcrs`` -- an unquoted PCR is never assumed to be zero. An
+    all-zero digest (IMA found no TPM) never matches.
+    """
+    if not entries:
+        return BootAggregateResult(BootAggregateOutcome.MISSING, "no IMA entries")
+    try:
+        fields = entries[0].fields()
+    except MalformedInputError as exc:
+        return BootAggregateResult(BootAggregateOutcome.MISSING, f"entry 0 undecodable: {exc}")
+    if fields.path != "boot_aggregate" or entries[0].template_name == "ima-buf":
+        return BootAggregateResult(
+            BootAggregateOutcome.MISSING, "the first IMA entry is not boot_aggregate"
+        )
+    digest = fields.digest
+    if not any(digest):
+        return BootAggregateResult(
+            BootAggregateOutcome.MISMATCH, "boot_aggregate is all zero (IMA saw no TPM)"
+        )
+    bank = _IMA_ALGO_TO_BANK.get(fields.digest_algorithm)
+    values = pcrs.get(bank, {}) if bank is not None else {}
+    size = BANK_SIZES.get(bank or "", 0)
+    if bank is None or len(digest) != size:
+        return BootAggregateResult(
+            BootAggregateOutcome.MISMATCH,
+            f"boot_aggregate digest ({fields.digest_algorithm}, {len(digest)} bytes) is not "
+            "a PCR bank digest",
+        )
+    h = bank_hasher(bank)
+    candidates = [
+        h(b"".join(values[i] for i in range(n))).digest()
+        for n in (8, 10)
+        if all(i in values for i in range(n))
+    ]
+    if not candidates:
+        missing = [i for i in range(8) if i not in values]
+        return BootAggregateResult(
+            BootAggregateOutcome.UNCHECKABLE,
+            f"boot_aggregate not checked: {bank} PCR(s) {', '.join(map(str, missing))} not quoted",
+        )
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(candidate, digest)
+    if not matched:
+        return BootAggregateResult(
+            BootAggregateOutcome.MISMATCH,
+            f"boot_aggregate {digest.hex()[:16]}... is neither H(PCR0..7) nor H(PCR0..9) "
+            f"of the quoted {bank} PCRs",
+        )
+    return BootAggregateResult(BootAggregateOutcome.MATCH, "boot_aggregate matches")
+
+
 def check_boot_aggregate(
     entries: Sequence[ImaEntry], pcrs: Mapping[str, Mapping[int, bytes]]
 ) -> None:
     """Cross-check the ``boot_aggregate`` entry against firmware PCR values.
 
     ``entries`` should be verified IMA entries and ``pcrs`` verified firmware
-    PCRs (bank -> PCR -> value, e.g. from a quote that also verified the event
-    log). The first entry must be named ``boot_aggregate`` and its digest must
-    equal H(PCR0..7) or H(PCR0..9) in its digest's bank.
+    PCRs (bank -> PCR -> value, e.g. from a quote). The first entry must be
+    named ``boot_aggregate`` and its digest must equal H(PCR0..7) or
+    H(PCR0..9) in its digest's bank (see :func:`boot_aggregate_result`).
 
     Raises :class:`~trustedge.errors.ReplayMismatchError` on a mismatch or
-    when the entry or the bank's PCRs are missing.
+    when the entry or the PCRs it hashes are missing.
     """
-    if not entries:
-        raise ReplayMismatchError("no IMA entries to take boot_aggregate from")
-    fields = entries[0].fields()
-    if fields.path != "boot_aggregate":
-        raise ReplayMismatchError("the first IMA entry is not boot_aggregate")
-    bank = _IMA_ALGO_TO_BANK.get(fields.digest_algorithm)
-    if bank is None or bank not in pcrs:
-        raise ReplayMismatchError(
-            f"no {fields.digest_algorithm} PCR values to check boot_aggregate against"
-        )
-    old, new = boot_aggregate_candidates(pcrs[bank], bank)
-    digest = fields.digest
-    if not (hmac.compare_digest(old, digest) | hmac.compare_digest(new, digest)):
-        raise ReplayMismatchError(
-            "boot_aggregate does not match the firmware PCRs", mismatches=[(bank, 10)]
-        )
+    result = boot_aggregate_result(entries, pcrs)
+    if result.outcome is not BootAggregateOutcome.MATCH:
+        raise ReplayMismatchError(result.detail)

@@ -11,6 +11,7 @@ The same rules load from a JSON document (:func:`load_policy`)::
         {"rule": "secure_boot"},
         {"rule": "event_digests", "pcr": 4, "bank": "sha256", "digests": ["..."]},
         {"rule": "boot_applications", "bank": "sha256", "digests": ["..."]},
+        {"rule": "measurements", "pcr": 9, "bank": "sha256", "digests": ["..."]},
         {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": []},
         {"rule": "dbx", "required": ["..."]},
         {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"]},
@@ -25,7 +26,8 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Final, Protocol
 
 from trustedge.errors import (
     MalformedInputError,
@@ -36,46 +38,99 @@ from trustedge.errors import (
 )
 from trustedge.measuredboot._decode import SignatureList
 from trustedge.measuredboot._workarounds import Workaround
+from trustedge.measuredboot.classify import ClassifiedLog, classify
 from trustedge.measuredboot.events import BANK_SIZES
 from trustedge.measuredboot.ima import ImaEntry, VerifiedImaLog
 from trustedge.measuredboot.imasig import ImaKeyring, verify_ima_signature
 from trustedge.measuredboot.replay import VerifiedEventLog
-from trustedge.measuredboot.secureboot import SecureBootState, secure_boot_state
+from trustedge.measuredboot.secureboot import (
+    SecureBootState,
+    boot_applications,
+    kernel_cmdlines,
+    secure_boot_state,
+)
 
 __all__ = [
     "AllOf",
     "AnyOf",
     "BootApplications",
+    "BootFacts",
     "EventDigests",
     "EventLogPolicy",
     "EventLogRule",
+    "IMA_MODIFIED_KINDS",
     "ImaRuntimePolicy",
+    "ImaViolation",
+    "ImaViolationKind",
     "KernelCmdline",
+    "Measurements",
     "RequireSecureBoot",
     "SignatureDatabase",
     "UnsafeNoPolicy",
+    "boot_facts",
     "load_ima_policy",
     "load_policy",
 ]
 
 
-class _Context:
-    """Lazily computed facts shared by the rules of one check."""
+@dataclass(frozen=True)
+class BootFacts:
+    """What a verified log proves, computed once per appraisal (:func:`boot_facts`).
 
-    def __init__(self, log: VerifiedEventLog, workarounds: Collection[Workaround]) -> None:
-        self.log = log
-        self._workarounds = workarounds
-        self._sb: SecureBootState | VerificationError | None = None
+    ``classified`` is the one-rule classification of every verified event;
+    ``secure_boot`` the Secure Boot state read from it, or the
+    :class:`~trustedge.errors.VerificationError` that says why it is unknown.
+    """
+
+    classified: ClassifiedLog
+    secure_boot: SecureBootState | VerificationError
+
+    @property
+    def log(self) -> VerifiedEventLog:
+        return self.classified.log
+
+    def secure_boot_state(self) -> SecureBootState:
+        """The Secure Boot state; raises the VerificationError when it is unknown."""
+        if isinstance(self.secure_boot, VerificationError):
+            raise self.secure_boot
+        return self.secure_boot
+
+
+def boot_facts(log: VerifiedEventLog, *, workarounds: Collection[Workaround] = ()) -> BootFacts:
+    """Classify ``log`` and read its Secure Boot state, once (pure)."""
+    if not isinstance(log, VerifiedEventLog):
+        raise TypeError("boot_facts needs a VerifiedEventLog")
+    classified = classify(log, workarounds=workarounds)
+    sb: SecureBootState | VerificationError
+    try:
+        sb = secure_boot_state(log, workarounds=workarounds, classified=classified)
+    except VerificationError as exc:
+        sb = exc
+    return BootFacts(classified, sb)
+
+
+class _Context:
+    """The facts shared by the rules of one check."""
+
+    def __init__(self, facts: BootFacts) -> None:
+        self.facts = facts
+        self.log = facts.log
+        self.classified = facts.classified
 
     def secure_boot(self) -> SecureBootState:
-        if self._sb is None:
-            try:
-                self._sb = secure_boot_state(self.log, workarounds=self._workarounds)
-            except VerificationError as exc:
-                self._sb = exc
-        if isinstance(self._sb, VerificationError):
-            raise self._sb
-        return self._sb
+        return self.facts.secure_boot_state()
+
+
+def _facts_for(
+    log: VerifiedEventLog, facts: BootFacts | None, workarounds: Collection[Workaround]
+) -> BootFacts:
+    if not isinstance(log, VerifiedEventLog):
+        raise TypeError("policies check only a VerifiedEventLog")
+    if facts is None:
+        return boot_facts(log, workarounds=workarounds)
+    if facts.log is not log:
+        raise ValueError("facts were computed for another log")
+    return facts
 
 
 class EventLogRule(Protocol):
@@ -91,11 +146,13 @@ class EventLogPolicy:
     rules: tuple[EventLogRule, ...]
     workarounds: frozenset[Workaround] = frozenset()
 
-    def check(self, log: VerifiedEventLog) -> None:
-        """Raise :class:`PolicyError` with every violation, or return None."""
-        if not isinstance(log, VerifiedEventLog):
-            raise TypeError("policies check only a VerifiedEventLog")
-        ctx = _Context(log, self.workarounds)
+    def check(self, log: VerifiedEventLog, *, facts: BootFacts | None = None) -> None:
+        """Raise :class:`PolicyError` with every violation, or return None.
+
+        ``facts`` (from :func:`boot_facts` with this policy's workarounds) saves
+        classifying the log again when the caller already did.
+        """
+        ctx = _Context(_facts_for(log, facts, self.workarounds))
         found = AllOf(self.rules).violations(ctx)
         if found:
             raise PolicyError(
@@ -107,7 +164,9 @@ class EventLogPolicy:
 class UnsafeNoPolicy:
     """Accepts every verified log. Named so because it checks nothing."""
 
-    def check(self, log: VerifiedEventLog) -> None:
+    workarounds: frozenset[Workaround] = frozenset()
+
+    def check(self, log: VerifiedEventLog, *, facts: BootFacts | None = None) -> None:
         if not isinstance(log, VerifiedEventLog):
             raise TypeError("policies check only a VerifiedEventLog")
 
@@ -161,17 +220,27 @@ class RequireSecureBoot:
         return out
 
 
+def _unverified_bank(ctx: _Context, rule: str, pcr: int, bank: str) -> list[str]:
+    if pcr not in ctx.log.verified_pcrs:
+        return [f"{rule}: PCR{pcr} is not verified"]
+    if not ctx.classified.verified_in(pcr, bank):
+        # Digests of a bank that was not compared with the quote are claims.
+        return [f"{rule}: PCR{pcr} is not verified in {bank}"]
+    return []
+
+
 @dataclass(frozen=True)
 class EventDigests:
-    """Every verified event of ``pcr`` must have a ``bank`` digest in ``allowed``."""
+    """Every verified event of ``pcr`` (proven or not) must have an allowed ``bank`` digest."""
 
     pcr: int
     bank: str
     allowed: frozenset[bytes]
 
     def violations(self, ctx: _Context) -> list[str]:
-        if self.pcr not in ctx.log.verified_pcrs:
-            return [f"event_digests: PCR{self.pcr} is not verified"]
+        unverified = _unverified_bank(ctx, "event_digests", self.pcr, self.bank)
+        if unverified:
+            return unverified
         out = []
         for ev in ctx.log.events_for(self.pcr):
             digest = ev.digests.get(self.bank)
@@ -184,25 +253,58 @@ class EventDigests:
         return out
 
 
+def _measurement_violations(
+    ctx: _Context,
+    rule: str,
+    pcr: int,
+    bank: str,
+    allowed: frozenset[bytes],
+    paths: Mapping[int, str] | None = None,
+) -> list[str]:
+    unverified = _unverified_bank(ctx, rule, pcr, bank)
+    if unverified:
+        return unverified
+    out = []
+    for item in ctx.classified.measurements(pcr):
+        digest = item.event.digests.get(bank)
+        if digest is None or digest not in allowed:
+            shown = digest.hex() if digest is not None else "none"
+            path = (paths or {}).get(item.event.number)
+            named = f" claimed path {path}" if path else ""
+            out.append(f"{rule}: {item.label()}{named} {bank} digest {shown} is not allowed")
+    return out
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Every *measurement* of ``pcr`` (each event not proven by its data, whatever
+    type the log gives it) must have a ``bank`` digest in ``allowed``."""
+
+    pcr: int
+    bank: str
+    allowed: frozenset[bytes]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        return _measurement_violations(ctx, "measurements", self.pcr, self.bank, self.allowed)
+
+
 @dataclass(frozen=True)
 class BootApplications:
-    """Every EFI application in PCR4 must have an allowed ``bank`` (Authenticode) digest."""
+    """Every PCR4 measurement must have an allowed ``bank`` (Authenticode) digest.
+
+    Every PCR4 event that is not proven by its data counts as code the
+    firmware loaded, whatever type the log gives it: relabelling an
+    application (as an action, a separator, an IPL or a driver) does not
+    hide it.
+    """
 
     bank: str
     allowed: frozenset[bytes]
 
     def violations(self, ctx: _Context) -> list[str]:
-        sb = _sb_or_violation(ctx, "boot_applications")
-        if isinstance(sb, str):
-            return [sb]
-        if 4 not in ctx.log.verified_pcrs:
-            return ["boot_applications: PCR4 is not verified"]
-        out = []
-        for app in sb.boot_applications:
-            digest = app.digests.get(self.bank)
-            if digest is None or digest not in self.allowed:
-                out.append(f"boot_applications: {app.device_path or 'application'} not allowed")
-        return out
+        uintn = ctx.log.spec_id.uintn_size if ctx.log.spec_id is not None else 2
+        paths = {a.event_number: a.device_path for a in boot_applications(ctx.classified, uintn)}
+        return _measurement_violations(ctx, "boot_applications", 4, self.bank, self.allowed, paths)
 
 
 def _entry_ids(lists: Iterable[SignatureList]) -> set[bytes]:
@@ -246,25 +348,44 @@ class SignatureDatabase:
 @dataclass(frozen=True)
 class KernelCmdline:
     """Every verified kernel command line must match all ``required`` regexes and no
-    ``forbidden`` one; at least one command line must be logged."""
+    ``forbidden`` one; at least one command line must be logged.
+
+    Command lines are read from proven strings on PCR 8, 9 and 12
+    (:func:`~trustedge.measuredboot.secureboot.kernel_cmdlines`); ``forbidden``
+    patterns are also searched in every other proven string there, so a
+    relabelled command line is not hidden. PCR8 holds only boot-loader
+    strings: a PCR8 event that is not proven text is a violation.
+    """
 
     required: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
 
     def violations(self, ctx: _Context) -> list[str]:
-        sb = _sb_or_violation(ctx, "kernel_cmdline")
-        if isinstance(sb, str):
-            return [sb]
-        if not sb.kernel_cmdlines:
-            return ["kernel_cmdline: no verified kernel command line in the log"]
-        out = []
-        for line in sb.kernel_cmdlines:
+        facts = ctx.classified
+        lines = kernel_cmdlines(facts, ctx.log.spec_id.uintn_size if ctx.log.spec_id else 2)
+        out = [
+            f"kernel_cmdline: {item.label()} is not a proven string ({item.why})"
+            for item in (facts.measurements(8) if 8 in facts.verified_pcrs else ())
+        ]
+        if not lines:
+            return [*out, "kernel_cmdline: no verified kernel command line in the log"]
+        for line in lines:
             for pattern in self.required:
                 if not re.search(pattern, line):
                     out.append(f"kernel_cmdline: {line!r} does not match {pattern!r}")
             for pattern in self.forbidden:
                 if re.search(pattern, line):
                     out.append(f"kernel_cmdline: {line!r} matches forbidden {pattern!r}")
+        if self.forbidden:
+            for pcr in (8, 9, 12):
+                for item in facts.proven(pcr):
+                    text = item.text()
+                    if text is None or text in lines:
+                        continue
+                    for pattern in self.forbidden:
+                        if re.search(pattern, text):
+                            out.append(f"kernel_cmdline: {item.label()} {text!r} matches "
+                                       f"forbidden {pattern!r}")  # fmt: skip
         return out
 
 
@@ -311,6 +432,11 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
         if not isinstance(pcr, int) or not 0 <= pcr <= 23:
             raise MalformedInputError("event_digests needs a PCR index 0-23")
         return EventDigests(pcr, _bank(doc), _hexes(doc, "digests"))
+    if kind == "measurements":
+        pcr = doc.get("pcr")
+        if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
+            raise MalformedInputError("measurements needs a PCR index 0-23")
+        return Measurements(pcr, _bank(doc), _hexes(doc, "digests"))
     if kind == "boot_applications":
         return BootApplications(_bank(doc), _hexes(doc, "digests"))
     if kind in ("db", "dbx"):
@@ -357,6 +483,41 @@ def load_policy(document: bytes | str) -> EventLogPolicy:
 
 
 # -- IMA runtime policy --------------------------------------------------------------
+class ImaViolationKind(Enum):
+    """What is wrong with one IMA entry (a typed value: match on it, not on text)."""
+
+    #: ToMToU/open-writers: the kernel could not measure the file it ran.
+    MEASUREMENT_VIOLATION = "measurement-violation"
+    UNDECODABLE = "undecodable"
+    #: A ``boot_aggregate`` entry anywhere but entry 0.
+    MISPLACED_BOOT_AGGREGATE = "misplaced-boot-aggregate"
+    BUFFER_NOT_ALLOWED = "buffer-not-allowed"
+    KEY_NOT_ALLOWED = "key-not-allowed"
+    BAD_SIGNATURE = "bad-signature"
+    MISSING_SIGNATURE = "missing-signature"
+    #: The path is not in the policy (an unknown file).
+    NOT_IN_POLICY = "not-in-policy"
+    #: The path is in the policy with other digests (a modified file).
+    DIGEST_NOT_ALLOWED = "digest-not-allowed"
+
+
+#: Kinds that say a known file was modified or misused (the others: unknown content).
+IMA_MODIFIED_KINDS: Final = frozenset(ImaViolationKind) - {ImaViolationKind.NOT_IN_POLICY}
+
+
+@dataclass(frozen=True)
+class ImaViolation:
+    """One IMA entry that breaks the runtime policy."""
+
+    kind: ImaViolationKind
+    entry: int
+    path: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"entry {self.entry}: {self.detail}"
+
+
 @dataclass(frozen=True)
 class ImaRuntimePolicy:
     """What a verified IMA list may contain.
@@ -366,8 +527,10 @@ class ImaRuntimePolicy:
     valid ``ima-sig``/``ima-modsig`` signature from ``keyring`` for every
     non-excluded file (a valid signature also admits a file that is not in
     ``digests``); ``keyrings`` maps an ``ima-buf`` keyring name to allowed
-    SHA-256 digests of the measured key. The boot_aggregate entry is checked
-    separately (:func:`~trustedge.measuredboot.check_boot_aggregate`).
+    SHA-256 digests of the measured key. Only entry 0 may be
+    ``boot_aggregate`` (a later one is a violation, never a pass); its value is
+    checked against the quoted PCRs separately
+    (:func:`~trustedge.measuredboot.check_boot_aggregate`).
     """
 
     digests: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
@@ -377,11 +540,22 @@ class ImaRuntimePolicy:
     require_signatures: bool = False
 
     def check(self, log: VerifiedImaLog) -> None:
-        """Raise :class:`PolicyError` listing every entry that breaks the policy."""
+        """Raise :class:`PolicyError` listing every entry that breaks the policy
+        (``violations`` holds their texts; :meth:`violations` the typed values)."""
+        found = self.violations(log)
+        if found:
+            texts = [str(v) for v in found]
+            raise PolicyError(
+                f"{len(found)} IMA policy violation(s): " + "; ".join(texts[:20]),
+                violations=texts,
+            )
+
+    def violations(self, log: VerifiedImaLog) -> list[ImaViolation]:
+        """Every entry of ``log`` that breaks the policy, as typed values (pure)."""
         if not isinstance(log, VerifiedImaLog):
             raise TypeError("IMA policies check only a VerifiedImaLog")
         exclude = re.compile("|".join(f"(?:{p})" for p in self.excludes)) if self.excludes else None
-        found: list[str] = []
+        found: list[ImaViolation] = []
         # The common case first: a measured (not violation), decoded, unsigned
         # or unchecked-signature entry whose digest the policy allows; anything
         # else takes the full rules of _entry_violation.
@@ -396,37 +570,42 @@ class ImaRuntimePolicy:
                     and entry.decoded_digest in allowed
                     and (no_keyring or not entry.decoded_signature)
                     and not entry.is_violation
+                    and entry.decoded_path != "boot_aggregate"
                 ):
                     continue
             problem = self._entry_violation(entry, exclude)
-            if problem:
+            if problem is not None:
                 found.append(problem)
-        if found:
-            raise PolicyError(
-                f"{len(found)} IMA policy violation(s): " + "; ".join(found[:20]),
-                violations=found,
-            )
+        return found
 
-    def _entry_violation(self, entry: ImaEntry, exclude: re.Pattern[str] | None) -> str | None:
+    def _entry_violation(
+        self, entry: ImaEntry, exclude: re.Pattern[str] | None
+    ) -> ImaViolation | None:
+        n = entry.number
+        kind = ImaViolationKind
         if entry.is_violation:
-            return f"entry {entry.number}: measurement violation (ToMToU/open-writers)"
+            return ImaViolation(kind.MEASUREMENT_VIOLATION, n, "",
+                                "measurement violation (ToMToU/open-writers)")  # fmt: skip
         try:
             fields = entry.fields()
         except MalformedInputError as exc:
-            return f"entry {entry.number}: undecodable template data ({exc})"
+            return ImaViolation(kind.UNDECODABLE, n, "", f"undecodable template data ({exc})")
         path = fields.path
-        if path == "boot_aggregate":
-            return None
+        if path == "boot_aggregate" and entry.template_name != "ima-buf":
+            if n == 0:
+                return None  # its value is checked against the quoted PCRs
+            return ImaViolation(kind.MISPLACED_BOOT_AGGREGATE, n, path,
+                                "boot_aggregate is only valid as entry 0")  # fmt: skip
         if entry.template_name == "ima-buf":
             allowed_keys = self.keyrings.get(path)
             if allowed_keys is None:
-                return (
-                    None
-                    if exclude is not None and exclude.match(path)
-                    else (f"entry {entry.number}: buffer {path!r} not allowed")
-                )
+                if exclude is not None and exclude.match(path):
+                    return None
+                return ImaViolation(kind.BUFFER_NOT_ALLOWED, n, path,
+                                    f"buffer {path!r} not allowed")  # fmt: skip
             if hashlib.sha256(fields.buffer).digest() not in allowed_keys:
-                return f"entry {entry.number}: key in keyring {path!r} not allowed"
+                return ImaViolation(kind.KEY_NOT_ALLOWED, n, path,
+                                    f"key in keyring {path!r} not allowed")  # fmt: skip
             return None
         if exclude is not None and exclude.match(path):
             return None
@@ -436,16 +615,17 @@ class ImaRuntimePolicy:
                 verify_ima_signature(fields.digest, fields.signature, self.keyring)
                 signed = True
             except (SignatureError, UnsupportedAlgorithmError) as exc:
-                return f"entry {entry.number}: {path}: {exc}"
+                return ImaViolation(kind.BAD_SIGNATURE, n, path, f"{path}: {exc}")
         if self.require_signatures and not signed:
-            return f"entry {entry.number}: {path}: no valid signature"
+            return ImaViolation(kind.MISSING_SIGNATURE, n, path, f"{path}: no valid signature")
         allowed = self.digests.get(path)
         if signed and allowed is None:
             return None
         if allowed is None:
-            return f"entry {entry.number}: {path} is not in the policy"
+            return ImaViolation(kind.NOT_IN_POLICY, n, path, f"{path} is not in the policy")
         if fields.digest not in allowed:
-            return f"entry {entry.number}: {path} digest {fields.digest.hex()} not allowed"
+            return ImaViolation(kind.DIGEST_NOT_ALLOWED, n, path,
+                                f"{path} digest {fields.digest.hex()} not allowed")  # fmt: skip
         return None
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from trustedge._fs import atomic_write
 from trustedge.errors import MalformedInputError, PolicyError
 
 __all__ = ["Device", "FileSystemDevice", "SlotWriter"]
@@ -149,10 +150,8 @@ class FileSystemDevice:
         return {"active": data["active"], "pending": data.get("pending")}
 
     def _write_slots(self, component: tuple[bytes, ...], slots: dict[str, int | None]) -> None:
-        path = self._dir(component) / "slots"
-        w = _FileWriter(path)
-        w.write(json.dumps(slots).encode())
-        w.commit()
+        # The slot file is the switch between A and B: one atomic, durable rename.
+        atomic_write(self._dir(component) / "slots", json.dumps(slots).encode(), mode=0o644)
 
     def vendor_id(self, component: tuple[bytes, ...]) -> bytes:
         return self._vendor

@@ -19,10 +19,11 @@ active slots untouched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from trustedge import _cbor
+from trustedge.envelope import Identity
 from trustedge.errors import PolicyError, RollbackError
 from trustedge.ota.device import Device
 from trustedge.ota.rollback import RollbackState, StateStore
@@ -97,6 +98,8 @@ class Updater:
     :class:`KeySet` (keys pinned directly, no expiry). ``legacy_install``
     accepts pre-draft-29 numbering (install = 17); ``max_seq_jump`` (optional)
     caps how far one update may move a floor (fast-forward damage limit).
+    ``decrypt`` maps component ids whose payloads arrive encrypted (envelopes,
+    :mod:`trustedge.ota.model`) to the identities that open them.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Updater:
         max_envelope: int = DEFAULT_MAX_ENVELOPE,
         legacy_install: bool = False,
         max_seq_jump: int | None = None,
+        decrypt: Mapping[tuple[bytes, ...], Sequence[Identity]] | None = None,
     ) -> None:
         self.trust = trust
+        self.decrypt = dict(decrypt or {})
         self.store = store
         self.device = device
         self.max_envelope = max_envelope
@@ -156,7 +161,9 @@ class Updater:
                 )
         if n.INSTALL not in m.sequences and n.INSTALL not in m.severed:
             raise PolicyError("manifest has no install sequence")
-        proc = Processor(auth, self.device, now=now, payloads=payloads, mode="update")
+        proc = Processor(
+            auth, self.device, now=now, payloads=payloads, mode="update", decrypt=self.decrypt
+        )
         if proc.has(n.PAYLOAD_FETCH):
             proc.run(n.PAYLOAD_FETCH)
         proc.run(n.INSTALL)

@@ -103,7 +103,8 @@ def test_json_view() -> None:
     ("obj", "message"),
     [
         pytest.param([], "map", id="not-a-map"),
-        pytest.param({**raw(sample()), 12: 0}, "unknown", id="unknown-field"),
+        pytest.param({**raw(sample()), 15: 0}, "unknown", id="unknown-field"),
+        pytest.param({**raw(sample()), 12: 0}, "byte string", id="model-log-not-bytes"),
         pytest.param({**raw(sample()), "x": 0}, "unknown", id="unknown-text-field"),
         pytest.param({k: v for k, v in raw(sample()).items() if k != 3}, "lacks", id="no-quote"),
         pytest.param({**raw(sample()), 0: 2}, "version", id="version-2"),
@@ -155,7 +156,7 @@ def test_size_limits() -> None:
     with pytest.raises(LimitExceededError):
         Evidence.decode(encode({**raw(sample()), 3: bytes(4097)}))
     with pytest.raises(LimitExceededError):
-        Evidence.decode(b"\x00" * (40 * 1024 * 1024))
+        Evidence.decode(b"\x00" * (60 * 1024 * 1024))  # above three 16 MiB logs
 
 
 def test_constructor_checks_too() -> None:

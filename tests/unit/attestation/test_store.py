@@ -347,18 +347,19 @@ def test_migrations_apply_in_order_once(
     first = open_store()
     _device(first)
     first.close()
-    v2 = (2, ("CREATE TABLE appraisal_log (device_id TEXT NOT NULL, at {bigint} NOT NULL)",))
-    monkeypatch.setattr(_sql, "MIGRATIONS", (*_sql.MIGRATIONS, v2))
-    monkeypatch.setattr(_sql, "SCHEMA_VERSION", 2)
+    nxt = _sql.SCHEMA_VERSION + 1
+    extra = (nxt, ("CREATE TABLE appraisal_log (device_id TEXT NOT NULL, at {bigint} NOT NULL)",))
+    monkeypatch.setattr(_sql, "MIGRATIONS", (*_sql.MIGRATIONS, extra))
+    monkeypatch.setattr(_sql, "SCHEMA_VERSION", nxt)
     second = open_store()
-    assert second.schema_version() == 2
+    assert second.schema_version() == nxt
     assert second.get_device("dev-1") is not None  # data kept across the upgrade
     with second.transaction() as tx:
         tx.run("INSERT INTO appraisal_log (device_id, at) VALUES (?, ?)", ("dev-1", NOW))
     second.close()
-    third = open_store()  # already at 2: nothing re-applied (CREATE TABLE would fail)
-    assert third.schema_version() == 2
-    monkeypatch.setattr(_sql, "SCHEMA_VERSION", 1)
+    third = open_store()  # already at nxt: nothing re-applied (CREATE TABLE would fail)
+    assert third.schema_version() == nxt
+    monkeypatch.setattr(_sql, "SCHEMA_VERSION", nxt - 1)
     with pytest.raises(UnsupportedAlgorithmError, match="newer"):
         open_store()
 
@@ -484,3 +485,16 @@ def test_enrollment_secret_check(store: SQLStore) -> None:
     challenge.verify_secret(b"s3cret")
     with pytest.raises(VerificationError, match="activation failed"):
         challenge.verify_secret(b"guess")
+
+
+def test_latest_result_is_replaced_per_device(store: SQLStore) -> None:
+    from trustedge.attestation.store import StoredResult
+
+    assert store.get_result("dev-1") is None
+    with pytest.raises(KeyError):  # results only for known devices
+        store.put_result(StoredResult("dev-1", "application/eat+jwt", b"t0", "affirming", NOW))
+    _device(store)
+    store.put_result(StoredResult("dev-1", "application/eat+jwt", b"t1", "affirming", NOW))
+    store.put_result(StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1))
+    got = store.get_result("dev-1")
+    assert got == StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1)

@@ -69,6 +69,10 @@ def _entries(value: Any, key_type: type, fields: Mapping[str, tuple[type, ...]])
     )
 
 
+def _is_extend(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("kind") == "extend"
+
+
 def _validate(state: dict[str, Any], path: Path) -> None:
     """Reject a state whose fields do not have the expected types (a corrupt or
     foreign file must fail as malformed input, never as KeyError/TypeError)."""
@@ -88,7 +92,13 @@ def _validate(state: dict[str, Any], path: Path) -> None:
         bad.append("eks")
     if not _entries(state.get("aks"), str, {"alg": (str,), "ek": (str,), "key": (bytes,)}):
         bad.append("aks")
-    if not _entries(state.get("nv"), int, {"value": (int, type(None))}):
+    nv = state.get("nv")
+    counters = {k: v for k, v in nv.items() if not _is_extend(v)} if isinstance(nv, dict) else nv
+    extends = {k: v for k, v in nv.items() if _is_extend(v)} if isinstance(nv, dict) else {}
+    extend_fields = {"kind": (str,), "public": (bytes,), "value": (bytes, type(None))}
+    if not _entries(counters, int, {"value": (int, type(None))}) or not _entries(
+        extends, int, extend_fields
+    ):
         bad.append("nv")
     if "ca" in state and not _entries({"ca": state["ca"]}, str, key_cert):
         bad.append("ca")

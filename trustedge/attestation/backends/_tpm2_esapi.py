@@ -63,6 +63,7 @@ from trustedge.errors import (
     MalformedInputError,
     VerificationError,
 )
+from trustedge.hazmat.tpm2.nv import NVPublic
 from trustedge.hazmat.tpmbackend import (
     AKAlgorithm,
     BackendInfo,
@@ -577,18 +578,58 @@ class Connection:
                     return QuoteResult(message, bytes(signature.marshal()), values)
         raise BackendError(f"PCRs changed during the quote {_QUOTE_ATTEMPTS} times in a row")
 
-    def nv_certify(self, blob: AKBlob, index: int, nonce: bytes) -> tuple[bytes, bytes]:
+    def nv_certify(
+        self, blob: AKBlob, index: int, nonce: bytes, size: int = 8, offset: int = 0
+    ) -> tuple[bytes, bytes]:
         with self.ak(blob) as ak, self._nv(index, "certifying") as (nvh, reader):
             attest, signature = self.esapi.nv_certify(
                 ak,
                 nvh,
                 nonce,
                 TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
-                8,
-                0,
+                size,
+                offset,
                 auth_handle=reader,
             )
         return bytes(attest), bytes(signature.marshal())
+
+    # -- NV extend indices ------------------------------------------------------
+    def nv_extend_define(self, index: int) -> bytes:
+        want = NVPublic.extend_index(index)
+        if self.nv_defined(index):
+            with tpm_errors(f"reading NV index 0x{index:08x}"):
+                nvh = self.esapi.tr_from_tpmpublic(index)
+                with self.closing_tr(nvh):
+                    nvpub, _ = self.esapi.nv_read_public(nvh)
+            have = NVPublic.unmarshal(bytes(nvpub.nvPublic.marshal())).with_written(False)
+            if have != want:
+                raise BackendError(f"NV index 0x{index:08x} is already defined differently")
+            return want.marshal()
+        public = TPM2B_NV_PUBLIC(
+            nvPublic=TPMS_NV_PUBLIC(
+                nvIndex=index,
+                nameAlg=TPM2_ALG.SHA256,
+                attributes=want.attributes,
+                authPolicy=b"",
+                dataSize=want.data_size,
+            )
+        )
+        with tpm_errors(f"defining NV extend index 0x{index:08x}"):
+            nvh = self.esapi.nv_define_space(None, public, auth_handle=ESYS_TR.OWNER)
+            self.esapi.tr_close(nvh)
+        return want.marshal()
+
+    def nv_extend(self, index: int, digest: bytes) -> None:
+        with self._nv(index, "extending") as (nvh, _):
+            self.esapi.nv_extend(nvh, digest, auth_handle=nvh)
+
+    def nv_extend_read(self, index: int) -> bytes | None:
+        with self._nv(index, "reading") as (nvh, reader):
+            nvpub, _ = self.esapi.nv_read_public(nvh)
+            if not int(nvpub.nvPublic.attributes) & TPMA_NV.WRITTEN:
+                return None
+            return bytes(self.esapi.nv_read(nvh, int(nvpub.nvPublic.dataSize), 0,
+                                            auth_handle=reader))  # fmt: skip
 
     # -- NV counters ------------------------------------------------------------
     def _increment_policy(self, session: Any) -> None:

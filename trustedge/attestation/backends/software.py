@@ -53,6 +53,7 @@ from trustedge.hazmat.tpm2 import (
     TPMST,
     Attest,
     ClockInfo,
+    NVCertifyInfo,
     PCRSelectionList,
     Public,
     QuoteInfo,
@@ -70,6 +71,7 @@ from trustedge.hazmat.tpm2 import (
     recover_credential,
     with_key,
 )
+from trustedge.hazmat.tpm2.nv import NV_COUNTER_ATTRIBUTES, NVPublic
 from trustedge.hazmat.tpmbackend import (
     AKAlgorithm,
     AKHandle,
@@ -90,6 +92,7 @@ PCR_COUNT: Final = 24
 CLOCK_NV_INTERVAL: Final = 1 << 22
 
 # TPM response codes reported in BackendError.code.
+TPM_RC_ATTRIBUTES: Final = 0x082
 TPM_RC_HANDLE: Final = 0x08B
 TPM_RC_INTEGRITY: Final = 0x09F
 TPM_RC_LOCALITY: Final = 0x907
@@ -227,6 +230,9 @@ class SoftwareTPM:
             self._s["safe"] = False
         self._s["reset"] = int(self._s["reset"]) + 1
         self._s["restart"] = 0
+        for entry in self._s["nv"].values():
+            if entry.get("kind") == "extend":  # TPMA_NV_CLEAR_STCLEAR
+                entry["value"] = None
         self._s["pcrs"] = {
             b: [_initial(b, i, startup_locality) for i in range(PCR_COUNT)] for b in BANKS
         }
@@ -466,10 +472,16 @@ class SoftwareTPM:
         self._s["nv"][index] = {"value": None}
         self._save()
 
+    def _counter(self, index: int) -> dict[str, Any]:
+        entry = self._nv(index)
+        if entry.get("kind", "counter") != "counter":
+            raise BackendError(f"NV index 0x{index:08x} is not a counter", code=TPM_RC_ATTRIBUTES)
+        return entry
+
     def nv_counter_increment(self, index: int) -> int:
         """Increment; the first increment starts above every counter value this TPM
         has ever had, so undefine/redefine never rolls a counter back."""
-        entry = self._nv(index)
+        entry = self._counter(index)
         value = int(self._s["nv_max"]) + 1 if entry["value"] is None else int(entry["value"]) + 1
         if value >= 1 << 64:
             raise BackendError("NV counter overflow", code=TPM_RC_VALUE)
@@ -479,16 +491,102 @@ class SoftwareTPM:
         return value
 
     def nv_counter_read(self, index: int) -> int:
-        value = self._nv(index)["value"]
+        value = self._counter(index)["value"]
         if value is None:
             raise BackendError(f"NV counter 0x{index:08x} was never incremented",
                                code=TPM_RC_NV_UNINITIALIZED)  # fmt: skip
         return int(value)
 
     def nv_counter_undefine(self, index: int) -> None:
+        self._counter(index)
+        self.nv_undefine(index)
+
+    # -- NV extend indices ------------------------------------------------------------------------
+    def _nv_public(self, index: int) -> NVPublic:
+        entry = self._nv(index)
+        if entry.get("kind", "counter") == "counter":
+            public = NVPublic(index, int(TPMAlg.SHA256), NV_COUNTER_ATTRIBUTES, b"", 8)
+        else:
+            public = NVPublic.unmarshal(bytes(entry["public"]))
+        return public.with_written(entry["value"] is not None)
+
+    def _extend_entry(self, index: int) -> dict[str, Any]:
+        entry = self._nv(index)
+        if entry.get("kind") != "extend":
+            raise BackendError(
+                f"NV index 0x{index:08x} is not an extend index", code=TPM_RC_ATTRIBUTES
+            )
+        return entry
+
+    def nv_extend_define(self, index: int) -> bytes:
+        """Define a SHA-256 extend index (``EXTEND_ATTRIBUTES``); idempotent."""
+        if not _NV_FIRST <= index <= _NV_LAST:
+            raise BackendError(f"0x{index:08x} is not an NV index", code=TPM_RC_NV_RANGE)
+        public = NVPublic.extend_index(index)
+        entry = self._s["nv"].get(index)
+        if entry is not None:
+            if entry.get("kind") != "extend" or bytes(entry["public"]) != public.marshal():
+                raise BackendError(
+                    f"NV index 0x{index:08x} already defined differently", code=TPM_RC_NV_DEFINED
+                )
+            return public.marshal()
+        self._s["nv"][index] = {"kind": "extend", "public": public.marshal(), "value": None}
+        self._save()
+        return public.marshal()
+
+    def nv_extend(self, index: int, digest: bytes) -> None:
+        """value = SHA-256(value || digest), from 32 zero bytes when unwritten."""
+        entry = self._extend_entry(index)
+        if len(digest) > 1024:
+            raise BackendError("NV_Extend data larger than MAX_NV_BUFFER", code=TPM_RC_SIZE)
+        old = bytes(32) if entry["value"] is None else bytes(entry["value"])
+        entry["value"] = hashlib.sha256(old + bytes(digest)).digest()
+        self._save()
+
+    def nv_extend_read(self, index: int) -> bytes | None:
+        value = self._extend_entry(index)["value"]
+        return None if value is None else bytes(value)
+
+    def nv_undefine(self, index: int) -> None:
         self._nv(index)
         del self._s["nv"][index]
         self._save()
+
+    def _nv_data(self, index: int) -> bytes:
+        entry = self._nv(index)
+        if entry["value"] is None:
+            raise BackendError(
+                f"NV index 0x{index:08x} was never written", code=TPM_RC_NV_UNINITIALIZED
+            )
+        if entry.get("kind", "counter") == "counter":
+            return int(entry["value"]).to_bytes(8, "big")
+        return bytes(entry["value"])
+
+    def nv_certify(
+        self, ak: AKHandle, index: int, nonce: bytes, *, size: int = 8, offset: int = 0
+    ) -> tuple[bytes, bytes]:
+        """TPM2_NV_Certify: the TPMS_ATTEST (ATTEST_NV) a TPM builds, signed with
+        the AK's scheme; the index must have been written."""
+        if len(nonce) > 64:
+            raise BackendError("qualifyingData longer than 64 bytes", code=TPM_RC_SIZE)
+        _, public, priv = self._ak(ak.blob)
+        data = self._nv_data(index)
+        if size < 0 or offset < 0 or offset + size > len(data):
+            raise BackendError("NV_Certify range outside the index", code=TPM_RC_NV_RANGE)
+        attest = Attest(
+            magic=TPM_GENERATED_VALUE,
+            type=int(TPMST.ATTEST_NV),
+            qualified_signer=self.qualified_name(ak),
+            extra_data=bytes(nonce),
+            clock_info=self.clock_info(),
+            firmware_version=SOFTWARE_FIRMWARE_VERSION,
+            attested=NVCertifyInfo(
+                self._nv_public(index).name(), offset, data[offset : offset + size]
+            ),
+        )
+        message = attest.marshal()
+        scheme = public.scheme()
+        return message, self._sign(priv, scheme.scheme, scheme.hash_alg, message).marshal()
 
     # -- sealing -----------------------------------------------------------------------------------
     def _seal_key(self) -> bytes:

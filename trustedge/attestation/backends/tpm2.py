@@ -300,13 +300,44 @@ class Tpm2Backend:
         _check_nv_index(index)
         self._c.nv_counter_undefine(index)
 
-    def nv_certify(self, ak: AKHandle, index: int, nonce: bytes) -> tuple[bytes, bytes]:
-        """TPM2_NV_Certify of the 8-byte counter: ``(TPMS_ATTEST, TPMT_SIGNATURE)``,
-        the attest of type 0x8014 (TPMS_NV_CERTIFY_INFO) with ``nonce`` as extraData."""
+    def nv_certify(
+        self, ak: AKHandle, index: int, nonce: bytes, *, size: int = 8, offset: int = 0
+    ) -> tuple[bytes, bytes]:
+        """TPM2_NV_Certify of ``size`` bytes at ``offset`` (default: an 8-byte
+        counter): ``(TPMS_ATTEST, TPMT_SIGNATURE)``, the attest of type 0x8014
+        (TPMS_NV_CERTIFY_INFO) with ``nonce`` as extraData."""
         _check_nv_index(index)
         if len(nonce) > _MAX_NONCE:
             raise ValueError(f"nonce longer than {_MAX_NONCE} bytes")
-        return self._c.nv_certify(decode_ak_blob(ak.blob), index, nonce)
+        if not (0 <= size <= 1024 and 0 <= offset <= 0xFFFF):
+            raise ValueError("size must be 0..1024 and offset 0..65535")
+        return self._c.nv_certify(decode_ak_blob(ak.blob), index, nonce, size, offset)
+
+    # -- NV extend indices -----------------------------------------------------------
+    def nv_extend_define(self, index: int) -> bytes:
+        """Define a SHA-256 ``TPM_NT_EXTEND`` index (``EXTEND_ATTRIBUTES``, empty
+        auth) in the owner hierarchy; returns its TPMS_NV_PUBLIC. Idempotent when
+        the index exists with the same public area; ``BackendError`` otherwise."""
+        _check_nv_index(index)
+        return self._c.nv_extend_define(index)
+
+    def nv_extend(self, index: int, digest: bytes) -> None:
+        """TPM2_NV_Extend with the index's own (empty) auth."""
+        _check_nv_index(index)
+        if not 0 < len(digest) <= 1024:
+            raise ValueError("extend data must be 1 to 1024 bytes")
+        self._c.nv_extend(index, digest)
+
+    def nv_extend_read(self, index: int) -> bytes | None:
+        """The value, or None while the index is unwritten (since its definition
+        or the last TPM Reset)."""
+        _check_nv_index(index)
+        return self._c.nv_extend_read(index)
+
+    def nv_undefine(self, index: int) -> None:
+        """Delete an NV index (owner auth)."""
+        _check_nv_index(index)
+        self._c.nv_counter_undefine(index)
 
     # -- sealing ------------------------------------------------------------------
     def seal(

@@ -25,6 +25,7 @@ from trustedge.attestation.store._model import (
     ImaState,
     NonceRecord,
     QuoteClockState,
+    StoredResult,
     VerifierStore,
     nonce_key,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "PostgresStore",
     "QuoteClockState",
     "SQLiteStore",
+    "StoredResult",
     "VerifierStore",
     "nonce_key",
     "open_store",
@@ -52,12 +54,18 @@ __all__ = [
 _CONNINFO = re.compile(r"\s*(host|hostaddr|port|dbname|user|service|sslmode)\s*=")
 
 
-def open_store(location: str | Path) -> SQLiteStore | PostgresStore:
-    """Open the store at ``location`` (see the module docstring for the forms)."""
+def open_store(
+    location: str | Path, *, pool_size: int = 1, durable: bool = True
+) -> SQLiteStore | PostgresStore:
+    """Open the store at ``location`` (see the module docstring for the forms).
+
+    ``pool_size`` bounds a PostgreSQL store's connection pool; ``durable`` is SQLite's
+    (``False`` skips fsync at commit: faster, loses the last commits on a power cut).
+    """
     text = str(location)
     if text.startswith(("postgresql://", "postgres://")) or _CONNINFO.match(text):
-        return PostgresStore(text)
-    return SQLiteStore(text)
+        return PostgresStore(text, pool_size=pool_size)
+    return SQLiteStore(text, durable=durable)
 
 
 if TYPE_CHECKING:  # mypy --strict proves both stores implement the protocol

@@ -23,6 +23,7 @@ __all__ = [
     "ImaState",
     "NonceRecord",
     "QuoteClockState",
+    "StoredResult",
     "VerifierStore",
     "nonce_key",
 ]
@@ -213,6 +214,22 @@ class DeviceState:
     ima: ImaState | None
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """The latest signed attestation result of a device, as the verifier issued it.
+
+    ``token`` is the signed EAR (JWT text as UTF-8, or CWT bytes) and ``media_type`` its
+    type (``application/eat+jwt`` or ``application/eat+cwt``); ``status`` is the result's
+    trust tier, kept beside it for listing. Relying parties verify the token itself.
+    """
+
+    device_id: str
+    media_type: str
+    token: bytes
+    status: str
+    created_at: int
+
+
 @runtime_checkable
 class VerifierStore(Protocol):
     """What an appraisal verifier keeps between requests.
@@ -328,6 +345,14 @@ class VerifierStore(Protocol):
         transaction, with the same rules as :meth:`consume_nonce`. Either
         everything applies or nothing does (``NonceError`` / ``RollbackError``).
         """
+        ...
+
+    def put_result(self, result: StoredResult) -> None:
+        """Keep ``result`` as the device's latest (replacing the previous one)."""
+        ...
+
+    def get_result(self, device_id: str) -> StoredResult | None:
+        """The device's latest result, or None."""
         ...
 
     def close(self) -> None:

@@ -53,6 +53,20 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        2,
+        (
+            # The latest signed result of each device (``GET /v1/devices/{id}/result``):
+            # one row per device, replaced by each appraisal.
+            """CREATE TABLE results (
+                device_id TEXT PRIMARY KEY REFERENCES devices (device_id) ON DELETE CASCADE,
+                media_type TEXT NOT NULL,
+                token {blob} NOT NULL,
+                status TEXT NOT NULL,
+                created_at {bigint} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

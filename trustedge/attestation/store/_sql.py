@@ -27,6 +27,7 @@ from trustedge.attestation.store._model import (
     ImaState,
     NonceRecord,
     QuoteClockState,
+    StoredResult,
     nonce_key,
 )
 from trustedge.attestation.store._schema import MIGRATIONS, SCHEMA_VERSION
@@ -405,6 +406,44 @@ class SQLStore(ABC):
             quote=None if qrow is None else self._quote(qrow),
             ima=None if irow is None else ImaState(int(irow[0]), bytes(irow[1]), irow[2]),
         )
+
+    # -- results ------------------------------------------------------------------
+    def put_result(self, result: StoredResult) -> None:
+        with self.transaction() as tx:
+            self._require_device(tx, result.device_id)
+            updated = tx.run(
+                "UPDATE results SET media_type = ?, token = ?, status = ?, created_at = ?"
+                " WHERE device_id = ?",
+                (
+                    result.media_type,
+                    result.token,
+                    result.status,
+                    result.created_at,
+                    result.device_id,
+                ),
+            )
+            if updated == 0:
+                tx.run(
+                    "INSERT INTO results (device_id, media_type, token, status, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        result.device_id,
+                        result.media_type,
+                        result.token,
+                        result.status,
+                        result.created_at,
+                    ),
+                )
+
+    def get_result(self, device_id: str) -> StoredResult | None:
+        with self.transaction(write=False) as tx:
+            row = tx.one(
+                "SELECT media_type, token, status, created_at FROM results WHERE device_id = ?",
+                (device_id,),
+            )
+        if row is None:
+            return None
+        return StoredResult(device_id, row[0], bytes(row[1]), row[2], int(row[3]))
 
     @abstractmethod
     def close(self) -> None:

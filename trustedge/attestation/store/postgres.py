@@ -11,7 +11,6 @@ transaction-level advisory lock so workers starting together do not race.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -57,29 +56,55 @@ class PostgresStore(SQLStore):
     blob_type = "BYTEA"
     bigint_type = "BIGINT"
 
-    def __init__(self, dsn: str, *, schema: str = "trustedge", connect_timeout: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "trustedge",
+        connect_timeout: int = 10,
+        pool_size: int = 1,
+        pool_timeout: float = 30.0,
+    ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError("schema must be a lowercase SQL identifier")
+        if not 1 <= pool_size <= 1000:
+            raise ValueError("pool_size must be 1-1000")
         try:
             import psycopg
+            import psycopg_pool
         except ImportError as exc:
             raise BackendUnavailableError(
-                "PostgreSQL store needs psycopg 3: pip install 'trustedge[postgres]'"
+                "PostgreSQL store needs psycopg 3 and psycopg-pool:"
+                " pip install 'trustedge[postgres]'"
             ) from exc
         self._psycopg: Any = psycopg
         self.schema = schema
-        self._lock = threading.Lock()
-        try:
-            self._conn: Any = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
-        except psycopg.Error as exc:
-            raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
-        try:
-            # Session-wide: this connection only ever works in our schema.
+        self.pool_size = pool_size
+
+        def configure(conn: Any) -> None:
+            # Session-wide: a pooled connection only ever works in our schema.
             # The schema is a validated identifier; it cannot be a bound parameter.
-            self._conn.execute(f"SET search_path TO {schema}")
-        except psycopg.Error as exc:
-            self._conn.close()
-            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+            conn.execute(f"SET search_path TO {schema}")
+
+        # A bounded pool: at most ``pool_size`` connections per store (one per worker
+        # thread that appraises at once). A connection that breaks (server restart,
+        # network cut) is discarded when it is returned, and the next transaction gets
+        # a fresh one: workers recover without a restart.
+        self._pool: Any = psycopg_pool.ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            timeout=pool_timeout,
+            kwargs={"autocommit": True, "connect_timeout": connect_timeout},
+            configure=configure,
+            open=False,
+            name=f"trustedge-{schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=max(float(connect_timeout), 1.0))
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            self._pool.close()
+            raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
         with self.transaction() as tx:
             tx.run("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             tx.run(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -89,6 +114,17 @@ class PostgresStore(SQLStore):
                 tx.run("INSERT INTO trustedge_schema (version) VALUES (0)")
             self._migrate(tx, 0 if row is None else int(row[0]))
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connections of this store's pool: ``size`` (open), ``available`` (idle),
+        ``waiting`` (requests queued for one) and ``max`` (the bound)."""
+        stats = self._pool.get_stats()
+        return {
+            "size": int(stats.get("pool_size", 0)),
+            "available": int(stats.get("pool_available", 0)),
+            "waiting": int(stats.get("requests_waiting", 0)),
+            "max": self.pool_size,
+        }
+
     @contextmanager
     def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
         # READ COMMITTED + FOR UPDATE serve reads and writes alike; commits
@@ -97,15 +133,21 @@ class PostgresStore(SQLStore):
         # the next synced commit flushes it anyway (WAL is sequential).
         del write
         psycopg = self._psycopg
-        with self._lock:
-            try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    if not sync:
-                        cur.execute("SET LOCAL synchronous_commit = off")
-                    yield _PgTx(cur)
-            except psycopg.Error as exc:
-                raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        try:
+            with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                if not sync:
+                    cur.execute("SET LOCAL synchronous_commit = off")
+                yield _PgTx(cur)
+        except psycopg.Error as exc:
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._pool.close()

@@ -22,7 +22,12 @@ from trustedge.hazmat.tpm2.constants import (
     hash_for,
 )
 from trustedge.hazmat.tpm2.credential import Credential, make_credential, recover_credential
-from trustedge.hazmat.tpm2.files import load_public, read_pcr_file, write_pcr_file
+from trustedge.hazmat.tpm2.files import (
+    load_public,
+    pcr_values_from_json,
+    read_pcr_file,
+    write_pcr_file,
+)
 from trustedge.hazmat.tpm2.kdf import kdfa, kdfe, pcr_composite_digest
 from trustedge.hazmat.tpm2.public import (
     AK_ATTRIBUTES,
@@ -108,6 +113,7 @@ __all__ = [
     "pcr_composite_digest",
     "public_from_key",
     "qualified_name",
+    "pcr_values_from_json",
     "read_pcr_file",
     "recover_credential",
     "unmarshal_digest_list",

@@ -28,6 +28,7 @@ from trustedge.hazmat.tpm2.structures import PCRSelection, PCRSelectionList
 __all__ = [
     "PCR_FILE_SIZE_MAX",
     "load_public",
+    "pcr_values_from_json",
     "read_pcr_file",
     "write_pcr_file",
 ]
@@ -94,6 +95,36 @@ def read_pcr_file(data: bytes) -> tuple[PCRSelectionList, dict[str, dict[int, by
             raise MalformedInputError(f"{bank} PCR {index} value has {len(value)} bytes")
         values.setdefault(bank, {})[index] = value
     return selection, values
+
+
+def pcr_values_from_json(doc: object) -> dict[str, dict[int, bytes]]:
+    """PCR values from their JSON form ``{bank: {index: hex}}``.
+
+    Every value must have its bank's digest size and every index be 0-23 (the
+    quote's pcrDigest covers only the concatenation, so a value re-split
+    across PCRs must not get this far). Raises MalformedInputError.
+    """
+    if not isinstance(doc, dict):
+        raise MalformedInputError("PCR JSON must be {bank: {index: hex}}")
+    values: dict[str, dict[int, bytes]] = {}
+    for bank, items in doc.items():
+        name = str(bank).lower()
+        try:
+            size = _bank_size(name)
+        except UnsupportedAlgorithmError as exc:
+            raise MalformedInputError(f"unknown PCR bank {bank!r}") from exc
+        if not isinstance(items, dict):
+            raise MalformedInputError(f"PCR bank {name} must map indexes to hex values")
+        for index, text in items.items():
+            try:
+                pcr = int(index)
+                value = bytes.fromhex(str(text))
+            except ValueError:
+                raise MalformedInputError(f"{name} PCR {index!r}: not an index and hex") from None
+            if not 0 <= pcr <= 23 or len(value) != size:
+                raise MalformedInputError(f"{name} PCR {pcr}: {len(value)} bytes, not {size}")
+            values.setdefault(name, {})[pcr] = value
+    return values
 
 
 def _bank_size(bank: str) -> int:

@@ -16,12 +16,14 @@ ExpiredError.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from trustedge.envelope import Identity
 from trustedge.errors import ExpiredError, MalformedInputError, PolicyError, VerificationError
 from trustedge.ota._digest import digest_file, digest_stream, read_chunks
 from trustedge.ota.device import Device
+from trustedge.ota.model import decrypting, envelope_context
 from trustedge.ota.suit import numbers as n
 from trustedge.ota.suit.auth import AuthenticatedManifest
 from trustedge.ota.suit.codec import Command, CommandSequence, Digest
@@ -38,7 +40,10 @@ class Processor:
     integrated payloads, keyed ``#name``, are always available); anything
     else is fetched through :meth:`Device.fetch`. ``now`` (unix seconds)
     enables the ``use-before`` check. ``written`` records the slot each
-    component index was written to.
+    component index was written to. ``decrypt`` names components whose
+    payloads must arrive as envelopes (:mod:`trustedge.ota.model`) and the
+    identities that open them: a payload for such a component is decrypted
+    while it streams, and a plaintext one is refused.
     """
 
     def __init__(
@@ -49,8 +54,10 @@ class Processor:
         now: int | None = None,
         payloads: Mapping[str, bytes] | None = None,
         mode: Mode = "update",
+        decrypt: Mapping[tuple[bytes, ...], Sequence[Identity]] | None = None,
     ) -> None:
         self.auth = auth
+        self.decrypt = dict(decrypt or {})
         self.manifest = auth.manifest
         self.device = device
         self.now = now
@@ -208,6 +215,10 @@ class Processor:
         comp = self._component(idx)
         slot = self.params.get(idx, {}).get(n.P_COMPONENT_SLOT)
         slot = self.device.target_slot(comp) if slot is None else int(slot)
+        identities = self.decrypt.get(comp)
+        if identities is not None:
+            # fetch -> authenticate and decrypt (chunk by chunk) -> digest -> slot writer
+            chunks = decrypting(chunks, identities, context=envelope_context(comp))
         writer = self.device.open_writer(comp, slot)
         try:
             value, length = digest_stream(chunks, size, writer.write)

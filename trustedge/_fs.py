@@ -1,0 +1,148 @@
+"""The one way trustedge writes a file that matters: atomically, durably, never half-written.
+
+* :func:`atomic_output` -- a context manager yielding a binary file object; on success the data
+  is fsynced, given its name by one ``rename`` over ``path`` and the directory is fsynced; on
+  any exception (or a kill at any system call) ``path`` keeps its old content or stays absent.
+* :func:`atomic_write` -- the same for bytes already in memory (state files: rollback floors,
+  trust roots, software-TPM state, key blobs).
+* :func:`create_exclusive` -- a new file that must not exist yet (``O_EXCL``), is never reached
+  through a symlink (``O_NOFOLLOW``) and has the given mode from its first byte (key files).
+
+On Linux the temporary file has no name until it is complete (``O_TMPFILE``): a process killed
+while writing (SIGKILL, power loss) leaves nothing behind, not even a hidden file of partial
+plaintext. Elsewhere it is a hidden ``.NAME.*.tmp`` file beside ``path``, removed on any
+exception. Paths are always the caller's: nothing here picks a location.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_output", "atomic_write", "create_exclusive", "fsync_directory"]
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """fsync ``directory`` so that a rename or a new name inside it is durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_output(
+    path: str | Path, *, mode: int = 0o600, stream_to_devices: bool = True
+) -> Iterator[IO[bytes]]:
+    """Write to an unnamed (or hidden) temporary file beside ``path``; on success fsync it,
+    rename it over ``path`` and fsync the directory; on any exception remove it, so no partial
+    or unverified output is ever left at ``path``. The new file has ``mode`` (before umask is
+    not applied: the mode is set explicitly with ``fchmod``).
+
+    With ``stream_to_devices`` (the default, for command output), an existing ``path`` that is
+    not a regular file (``/dev/null``, a FIFO, a terminal) is written in place, as a stream like
+    stdout: renaming over it would replace the device node with a file. State files pass
+    ``stream_to_devices=False``: they are always replaced.
+    """
+    target = Path(path)
+    if stream_to_devices:
+        try:
+            st_mode: int | None = os.stat(target).st_mode
+        except FileNotFoundError:
+            st_mode = None
+        if st_mode is not None and not stat.S_ISREG(st_mode):
+            with io.open(target, "wb") as fh:  # noqa: UP020 (a stream, written in place)
+                yield fh
+            return
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = _unnamed_file(directory, target.name)
+    if tmp is None:
+        fd, tmp = _named_temp_file(directory, target.name)
+        tmp_is_named = True
+    else:
+        tmp_is_named = False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+            if not tmp_is_named:
+                # Complete and synced: only now give it a name, to rename over
+                # ``path``. /proc/self/fd/N names the open, unlinked file.
+                _link_fd(fh.fileno(), tmp)
+                tmp_is_named = True
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp_is_named:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    fsync_directory(directory)
+
+
+def atomic_write(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (see :func:`atomic_output`)."""
+    with atomic_output(path, mode=mode, stream_to_devices=False) as fh:
+        fh.write(data)
+
+
+def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create ``path`` holding ``data``; it must not exist (``FileExistsError``), and a symlink
+    at ``path`` is refused (``O_NOFOLLOW``: ``FileExistsError`` as well, from ``O_EXCL``).
+
+    The file has ``mode`` from its creation (no window with wider permissions) and is fsynced
+    with its directory. A failure while writing removes the new file again.
+    """
+    target = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        os.fchmod(fd, mode)  # umask would otherwise narrow or keep the requested mode
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(target)
+        raise
+    os.close(fd)
+    fsync_directory(target.parent if str(target.parent) else Path("."))
+
+
+def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:
+    """An unnamed 0600 file in ``directory`` (Linux ``O_TMPFILE``) and the name
+    it will get; ``(-1, None)`` where that is not available."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return -1, None
+    try:
+        fd = os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError:  # a file system without O_TMPFILE support (EOPNOTSUPP, EISDIR)
+        return -1, None
+    return fd, str(directory / f".{name}.{os.urandom(8).hex()}.tmp")
+
+
+def _named_temp_file(directory: Path, name: str) -> tuple[int, str]:
+    import tempfile  # only where O_TMPFILE is missing: 2 ms of start-up otherwise
+
+    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+
+
+def _link_fd(fd: int, name: str) -> None:
+    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N; os.link uses plain link(2),
+    # which would link the /proc symlink itself, unless a dir fd is given.
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
