@@ -129,3 +129,66 @@ def test_verify_with_policy(
     assert json.loads(capsys.readouterr().out)["policy"] == "passed"
     policy.write_text("{")
     assert main(argv) == 3
+
+
+def _show(log: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert main(["eventlog", "show", str(log), *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_show_text_has_what_the_json_has(
+    third_party: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Variable values, signature-list counts and subjects, Boot#### entries, raw hex."""
+    out = _show(_log(third_party, "tpm2-tools/logs/event-bootorder.bin"), capsys)
+    assert "SecureBoot = 00 (disabled)" in out
+    assert "BootOrder = 0001, 0000, 0002" in out
+    assert "description: UEFI Misc Device\n        path: PciRoot(0x0)/Pci(0x6,0x0)\n" in out
+    assert "description: UiApp" in out
+    out = _show(_log(third_party, "go-attestation/sb_cert_eventlog"), capsys)
+    assert "db (d719b2cb-3d3a-4596-a3bc-dad00e67656f)\n        4 signature lists, 4 entries" in out
+    assert "            CN=Microsoft Windows Production PCA 2011," in out
+    assert "        1 signature lists, 77 entries\n          EFI_CERT_SHA256: 77" in out
+    assert "        owner: d281fad2-8d88-47a4-9792-5baa47bb1b89" in out
+    assert "subject: CN=Canonical Ltd. Master Certificate Authority" in out
+    assert "bytes after VariableData: 0000000000af" in out
+    out = _show(_log(third_party, "tpm2-tools/logs/event-moklisttrusted.bin"), capsys)
+    assert "MokListTrusted = 01 (enabled)" in out
+    assert "SbatLevel = 'sbat,1,2021030218'" in out
+
+
+def test_show_text_prints_raw_events_as_hex(
+    third_party: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(third_party, "go-attestation/windows_gcp_shielded_vm.eventlog.bin")
+    assert main(["eventlog", "show", str(log), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    raw = [ev for ev in doc["events"] if ev["decoded"]["kind"] == "raw"]
+    assert raw
+    out = _show(log, capsys)
+    for ev in raw:
+        first = ev["data"][:64] or "(no data)"
+        assert f"\n      {first}\n" in out + "\n"
+    # Every byte: the lines of the dump join back to the data.
+    text_lines = out.splitlines()
+    start = text_lines.index(next(t for t in text_lines if t.startswith(f"#{raw[0]['number']} ")))
+    dump = []
+    for line in text_lines[start + 1 :]:
+        if line.startswith("#"):
+            break
+        if line.startswith("      ") and ":" not in line and " " not in line.strip():
+            dump.append(line.strip())
+    assert "".join(dump) == raw[0]["data"]
+
+
+def test_show_labels_ccel_registers_as_rtmrs(
+    third_party: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log(third_party, "go-eventlog/ccel/cos-113-intel-tdx.bin")
+    out = _show(log, capsys)
+    assert out.startswith("format: CCEL (TDX RTMRs); crypto-agile")
+    assert "RTMR2   EV_IPL" in out and "PCR 3" not in out
+    assert main(["eventlog", "show", str(log), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {ev["register"] for ev in doc["events"]} == {"RTMR0", "RTMR1", "RTMR2"}
+    assert {ev["pcr"] for ev in doc["events"]} == {1, 2, 3}  # the logged index, unchanged

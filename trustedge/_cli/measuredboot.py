@@ -146,14 +146,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def event_json(log: EventLog) -> list[dict[str, Any]]:
     """Every event as a JSON-ready dict (decoded data under ``decoded``)."""
     uintn = log.spec_id.uintn_size if log.spec_id is not None else 2
+    ccel = log.ccel
     out = []
     for ev in log.unverified_events:
-        decoded = decode_event(ev, uintn_size=uintn)
+        decoded = decode_event(ev, uintn_size=uintn, ccel=ccel)
         out.append(
             {
                 "number": ev.number,
                 "offset": ev.offset,
                 "pcr": ev.pcr,
+                "register": log.register_name(ev.pcr) if ev.pcr <= 23 else f"0x{ev.pcr:x}",
                 "type": ev.type_name,
                 "type_value": ev.event_type,
                 "digests": {bank: d.hex() for bank, d in ev.digests.items()},
@@ -173,18 +175,87 @@ def _cmd_show(args: argparse.Namespace) -> int:
     events = event_json(log)
 
     def text() -> str:
-        lines = [f"format: {log.format}; banks: {', '.join(log.banks)}; events: {len(events)}"]
+        kind = "CCEL (TDX RTMRs); " if log.ccel else ""
+        lines = [
+            f"format: {kind}{log.format}; banks: {', '.join(log.banks)}; events: {len(events)}"
+        ]
         for ev in events:
-            lines.append(f"#{ev['number']:<4} PCR {ev['pcr']:<3} {ev['type']}")
-            for bank, digest in ev["digests"].items():
-                lines.append(f"      {bank}: {digest}")
-            summary = ev["decoded"].get("summary")
-            if summary:
-                lines.append(f"      {summary}")
+            lines.extend(event_text(ev))
         return "\n".join(lines)
 
     emit(args, {"format": log.format, "banks": list(log.banks), "events": events}, text)
     return EXIT_OK
+
+
+_INDENT = "      "
+_HEX_LINE = 64  # hex digits per line of a raw dump
+
+
+def event_text(ev: dict[str, Any]) -> list[str]:
+    """The text lines of one event of :func:`event_json` (what its JSON carries)."""
+    register = ev["register"]
+    label = f"PCR {ev['pcr']:<3}" if register.startswith("PCR") else f"{register:<7}"
+    lines = [f"#{ev['number']:<4} {label} {ev['type']}"]
+    lines.extend(f"{_INDENT}{bank}: {digest}" for bank, digest in ev["digests"].items())
+    decoded = ev["decoded"]
+    summary = decoded.get("summary")
+    if summary:
+        lines.append(f"{_INDENT}{summary}")
+    if decoded["kind"] == "uefi_variable":
+        lines.extend(_variable_text(decoded["variable"]))
+    elif decoded["kind"] == "image_load" and decoded.get("trailing"):
+        lines.append(f"{_INDENT}trailing bytes: {decoded['trailing']}")
+    elif decoded["kind"] == "raw":
+        if decoded.get("error"):
+            lines.append(f"{_INDENT}not decoded: {decoded['error']}")
+        lines.extend(_hex_lines(ev["data"]))
+    return lines
+
+
+def _hex_lines(hexdata: str, indent: str = _INDENT) -> list[str]:
+    if not hexdata:
+        return [f"{indent}(no data)"]
+    return [f"{indent}{hexdata[i : i + _HEX_LINE]}" for i in range(0, len(hexdata), _HEX_LINE)]
+
+
+def _variable_text(var: dict[str, Any]) -> list[str]:
+    pad = _INDENT + "  "
+    value = var.get("decoded")
+    out: list[str] = []
+    if isinstance(value, dict) and set(value) == {"enabled"}:
+        state = "enabled" if value["enabled"] else "disabled"
+        out.append(f"{pad}{var['name']} = {var['data'] or '(empty)'} ({state})")
+    elif var["name"] == "BootOrder" and isinstance(value, list):
+        out.append(f"{pad}BootOrder = {', '.join(f'{v:04X}' for v in value) or '(empty)'}")
+    elif isinstance(value, list):  # EFI_SIGNATURE_LISTs
+        entries = sum(len(sl["signatures"]) for sl in value)
+        out.append(f"{pad}{len(value)} signature lists, {entries} entries")
+        for sl in value:
+            out.append(f"{pad}  {sl['type_name']}: {len(sl['signatures'])}")
+            out.extend(f"{pad}    {sig['subject']}" for sig in sl["signatures"] if "subject" in sig)
+    elif isinstance(value, dict) and "description" in value:  # Boot####
+        out.append(f"{pad}description: {value['description']}")
+        paths = value.get("device_paths") or [value["device_path"]]
+        out.extend(f"{pad}path: {path}" for path in paths)
+        if value.get("optional_data"):
+            out.append(f"{pad}optional data: {value['optional_data']}")
+    elif isinstance(value, dict) and ("subject" in value or "certificate" in value):
+        if "owner" in value:
+            out.append(f"{pad}owner: {value['owner']}")
+        out.append(f"{pad}subject: {value.get('subject', '(not X.509)')}")
+        out.append(f"{pad}issuer: {value.get('issuer', '(not X.509)')}")
+        if value.get("trailing"):
+            out.append(f"{pad}trailing bytes: {value['trailing']}")
+    elif isinstance(value, str):
+        out.append(f"{pad}{var['name']} = {value.strip()!r}")
+    elif var["data"]:
+        out.append(f"{pad}data ({len(var['data']) // 2} bytes):")
+        out.extend(_hex_lines(var["data"], pad + "  "))
+    else:
+        out.append(f"{pad}data: (empty)")
+    if var.get("trailing"):
+        out.append(f"{pad}bytes after VariableData: {var['trailing']}")
+    return out
 
 
 def parse_pcr_values(text: str) -> PCRValues:
