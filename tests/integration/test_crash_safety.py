@@ -252,7 +252,7 @@ STATE_TYPES = [
     StateType("verifier-store", f"{HERE}:store_writer", f"{HERE}:store_checker",
               (_DB, f"{_DB}-wal", f"{_DB}-shm"), max_delay_ms=40.0),
     StateType("envelope-output", f"{HERE}:envelope_writer", f"{HERE}:envelope_checker",
-              (_ENVELOPE,), max_delay_ms=25.0),
+              (_ENVELOPE,), max_delay_ms=100.0),
 ]  # fmt: skip
 
 
