@@ -177,7 +177,7 @@ def _event(item: object, expected_recnum: int) -> ModelLoadEvent:
     if not isinstance(item, dict) or set(item) != {0, 1, 2, 3, 4}:
         raise MalformedInputError("a model-load event is a map with keys 0-4")
     recnum = _uint(item[0], "recnum")
-    if recnum != expected_recnum:
+    if recnum != expected_recnum:  # not secret: a record counter of the log
         raise MalformedInputError(f"recnum {recnum} where {expected_recnum} was expected")
     digests = item[2]
     if (

@@ -28,6 +28,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
@@ -226,7 +227,7 @@ def _bound_bytes(ev: Event, bank: str, check: DataCheck) -> bytes | None:
                 if text.startswith(prefix):
                     candidates += (text[len(prefix) :],)
     for candidate in candidates:
-        if bank_hash(bank, candidate) == digest:
+        if hmac.compare_digest(bank_hash(bank, candidate), digest):
             return candidate
     return None
 
