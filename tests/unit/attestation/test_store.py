@@ -468,7 +468,7 @@ def test_open_store_recognises_conninfo(monkeypatch: pytest.MonkeyPatch) -> None
     from trustedge.attestation import store as store_pkg
 
     seen: list[str] = []
-    monkeypatch.setattr(store_pkg, "PostgresStore", lambda dsn: seen.append(dsn))
+    monkeypatch.setattr(store_pkg, "PostgresStore", lambda dsn, **kw: seen.append(dsn))
     for dsn in ("postgresql://u@h/db", "host=127.0.0.1 port=5432", " user=x dbname=y"):
         store_pkg.open_store(dsn)
     assert len(seen) == 3
