@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from trustedge._cli._common import (
     EXIT_OK,
@@ -34,15 +34,6 @@ def _tokens(path: str | None) -> frozenset[bytes]:
     return frozenset(token_digest(t) for t in tokens if t and not t.startswith("#"))
 
 
-def _certs(paths: list[str]) -> tuple[Any, ...]:
-    from trustedge.attestation.ekcert import load_certificates
-
-    out: list[Any] = []
-    for path in paths:
-        out.extend(load_certificates(read_input(path, limit=_SMALL)))
-    return tuple(out)
-
-
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -53,6 +44,7 @@ def _listen(text: str) -> tuple[str, int]:
 def _verifier_serve(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+    from trustedge._cli.attestation import _certs
     from trustedge.attestation import TrustAnchors, load_appraisal_policy
     from trustedge.fleet.server import ListenConfig, serve
     from trustedge.fleet.service import ServiceConfig
