@@ -176,8 +176,9 @@ def _parse(signed: bytes) -> tuple[TrustRoot, Any]:
     if not isinstance(doc, dict) or doc.get("type") != _TYPE:
         raise MalformedInputError("not a trustedge trust root")
     allowed = {"type", "version", "expires", "keys", "roles", "floor_reset"}
-    if set(doc) - allowed:
-        raise MalformedInputError(f"unknown trust root fields {sorted(set(doc) - allowed)}")
+    unknown = set(doc) - allowed
+    if unknown:
+        raise MalformedInputError(f"unknown trust root fields {sorted(map(repr, unknown))}")
     version = _uint(doc.get("version"), "version")
     expires = _uint(doc.get("expires"), "expires")
     raw_keys = doc.get("keys")

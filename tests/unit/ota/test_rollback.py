@@ -102,3 +102,20 @@ def test_nv_counter_crash_between_write_and_increment(tmp_path: Path, tpm_backen
     loaded = store.load()
     assert loaded.generation == s0.generation + 1
     assert tpm_backend.nv_counter_read(0x1500021) == s0.generation + 1  # type: ignore[attr-defined]
+
+
+def test_trust_root_unknown_fields_of_mixed_key_types() -> None:
+    """A signed trust root whose map has bytes, int and str keys besides the known
+    ones is refused as malformed (the fuzzer found the error message itself raising
+    TypeError while sorting the mixed keys)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from trustedge import _cbor
+    from trustedge.cose import create_sign
+    from trustedge.ota import TrustRoot
+
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+    doc = {"type": "trustedge-trust-root", b"x": 1, 7: 2, "extra": 3}
+    signed = create_sign(_cbor.encode(doc), [key])
+    with pytest.raises(MalformedInputError, match="unknown trust root fields"):
+        TrustRoot.load(signed, now=0)
