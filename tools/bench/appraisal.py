@@ -95,6 +95,15 @@ def seed(store: SQLStore, workers: int) -> None:
                 store.bind_ak(device_id, b"ak", b"\x00\x0b" + bytes(32), NOW)
 
 
+def _ima_state(ima: Any, entries: int) -> Any:
+    """The next IMA position, in whichever shape the measured tree's store keeps it
+    (``--against`` runs this script over older trees: before issue 14's reshape the
+    store had its own ImaState(offset, pcr10, bank))."""
+    if hasattr(ImaState, "_fields"):  # the one measuredboot.ImaState
+        return ImaState((ima.entries if ima else 0) + entries, 0, bytes(32), "sha256")
+    return ImaState((ima.offset if ima else 0) + entries, bytes(32))  # type: ignore[call-arg,arg-type]  # the old store shape
+
+
 def store_appraisal(store: SQLStore, issuer: NonceIssuer, i: int, worker: int) -> None:
     """The store traffic of one appraisal, as Verifier.appraise will do it.
 
@@ -107,7 +116,7 @@ def store_appraisal(store: SQLStore, issuer: NonceIssuer, i: int, worker: int) -
     state = store.device_state(device_id)
     quote, ima = state.quote, state.ima
     new_quote = QuoteClockState(1, 0, (quote.clock if quote else 0) + 1)
-    new_ima = ImaState((ima.offset if ima else 0) + 1000, bytes(32))
+    new_ima = _ima_state(ima, 1000)
     store.record_appraisal(
         device_id,
         quote=(quote, new_quote),
