@@ -31,7 +31,7 @@ from trustedge.attestation.appraisal import (
     verify_evidence,
 )
 from trustedge.attestation.attester import Attester, EnrollmentRequest
-from trustedge.attestation.ear import AttestationResult, TrustTier, verify_result
+from trustedge.attestation.ear import AttestationResult, TrustTier, VerifiedResult, verify_result
 from trustedge.attestation.enrollment import Enrollment
 from trustedge.attestation.evidence import Evidence, UnverifiedEvidence
 from trustedge.attestation.quote import (
@@ -68,6 +68,7 @@ __all__ = [
     "EvidenceRejectedError",
     "ResultSigner",
     "UnverifiedEvidence",
+    "VerifiedResult",
     "appraise",
     "verify_evidence",
     "AppraisalOutcome",
