@@ -11,6 +11,7 @@ The same rules load from a JSON document (:func:`load_policy`)::
         {"rule": "secure_boot"},
         {"rule": "event_digests", "pcr": 4, "bank": "sha256", "digests": ["..."]},
         {"rule": "boot_applications", "bank": "sha256", "digests": ["..."]},
+        {"rule": "pcr_values", "pcr": 0, "bank": "sha256", "values": ["..."]},
         {"rule": "measurements", "pcr": 9, "bank": "sha256", "digests": ["..."]},
         {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": []},
         {"rule": "dbx", "required": ["..."]},
@@ -22,6 +23,7 @@ The same rules load from a JSON document (:func:`load_policy`)::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -64,6 +66,7 @@ __all__ = [
     "ImaViolationKind",
     "KernelCmdline",
     "Measurements",
+    "PcrValues",
     "RequireSecureBoot",
     "SignatureDatabase",
     "UnsafeNoPolicy",
@@ -253,6 +256,30 @@ class EventDigests:
         return out
 
 
+@dataclass(frozen=True)
+class PcrValues:
+    """The verified replayed value of ``pcr`` in ``bank`` must be one of ``allowed``.
+
+    The strictest rule: any changed, added, dropped or reordered event of the PCR
+    breaks it. Generated policies pin every PCR that is the same on all golden
+    machines with it (:func:`~trustedge.measuredboot.reference.policy_from_event_logs`).
+    """
+
+    pcr: int
+    bank: str
+    allowed: frozenset[bytes]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        unverified = _unverified_bank(ctx, "pcr_values", self.pcr, self.bank)
+        if unverified:
+            return unverified
+        value = ctx.log.source.replay().get(self.bank, {}).get(self.pcr)
+        if value is None or not any(hmac.compare_digest(value, a) for a in self.allowed):
+            shown = value.hex() if value is not None else "none"
+            return [f"pcr_values: PCR{self.pcr} {self.bank} value {shown} is not allowed"]
+        return []
+
+
 def _measurement_violations(
     ctx: _Context,
     rule: str,
@@ -432,6 +459,15 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
         if not isinstance(pcr, int) or not 0 <= pcr <= 23:
             raise MalformedInputError("event_digests needs a PCR index 0-23")
         return EventDigests(pcr, _bank(doc), _hexes(doc, "digests"))
+    if kind == "pcr_values":
+        pcr = doc.get("pcr")
+        if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
+            raise MalformedInputError("pcr_values needs a PCR index 0-23")
+        bank = _bank(doc)
+        values = _hexes(doc, "values")
+        if not values or any(len(v) != BANK_SIZES[bank] for v in values):
+            raise MalformedInputError(f"pcr_values needs {bank} values of {BANK_SIZES[bank]} bytes")
+        return PcrValues(pcr, bank, values)
     if kind == "measurements":
         pcr = doc.get("pcr")
         if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
