@@ -104,3 +104,57 @@ def test_from_tree_merge_and_ima_verify(tmp_path: Path) -> None:
         "ima", "verify", str(ima), "--pcr10", pcr10, "--bank", "sha1", "--policy", f"{new}.json"
     )
     assert refused.returncode == 1, refused.stderr
+
+
+def test_import_keylime_runtime_signed_and_allowlist(tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge.models import dsse_pae
+
+    source = third_party_dir() / "eventlog/keylime/ima/test_ima_verification/runtime_policy.json"
+    done = _run("policy", "import-keylime", str(source), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["report"]["kind"] == "runtime" and out["report"]["signed"] is False
+    assert "/usr/bin/dd" in out["policy"]["digests"]
+
+    key = ec.derive_private_key(0x5151, ec.SECP256R1())
+    pub = tmp_path / "key.pem"
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    payload = source.read_bytes()
+    ptype = "application/vnd.keylime+json"
+    sig = key.sign(dsse_pae(ptype, payload), ec.ECDSA(hashes.SHA256()))
+    signed = tmp_path / "signed.json"
+    signed.write_text(json.dumps({
+        "payload": base64.b64encode(payload).decode(), "payloadType": ptype,
+        "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode()}],
+    }))  # fmt: skip
+    done = _run(
+        "policy", "import-keylime", str(signed), "--key", str(pub), "-o", str(tmp_path / "p")
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "p").read_text())["digests"] == out["policy"]["digests"]
+    assert _run("policy", "import-keylime", str(signed)).returncode == 1  # no key: refused
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        ec.derive_private_key(3, ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert _run("policy", "import-keylime", str(signed), "--key", str(other)).returncode == 1
+
+    allow = tmp_path / "allowlist.txt"
+    allow.write_text(f"{'ab' * 32}  /usr/bin/x\n")
+    excl = tmp_path / "exclude.txt"
+    excl.write_text("^/tmp/\n")
+    done = _run("policy", "import-keylime", str(allow), "--excludelist", str(excl), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)["policy"]
+    assert doc["digests"] == {"/usr/bin/x": ["ab" * 32]} and doc["excludes"] == ["^/tmp/"]

@@ -52,6 +52,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_runtime_options(debs)
     debs.set_defaults(handler=_cmd_from_packages)
 
+    kl = psub.add_parser(
+        "import-keylime",
+        help="convert Keylime policies: mb_refstate, allowlist + excludelist, runtime policy",
+    )
+    kl.add_argument(
+        "policy", metavar="FILE",
+        help="mb_refstate JSON, legacy allowlist, runtime policy, or a DSSE-signed one",
+    )  # fmt: skip
+    kl.add_argument("--excludelist", metavar="FILE", help="Keylime excludelist (regex lines)")
+    kl.add_argument(
+        "--key", action="append", default=[], metavar="PUB",
+        help="ECDSA public key a DSSE-signed policy must verify with (repeatable)",
+    )  # fmt: skip
+    _add_output(kl)
+    kl.set_defaults(handler=_cmd_import_keylime)
+
     merge = psub.add_parser(
         "merge", help="the union of IMA runtime policies (an upgrade window: old and new pass)"
     )
@@ -171,3 +187,49 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         docs.append(doc)
     merged = merge_runtime_policies(*docs)
     return _write(args, merged, _runtime_report(merged))
+
+
+def _cmd_import_keylime(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge.attestation.keylime import (
+        boot_policy_from_refstate,
+        runtime_policy_from_allowlist,
+        runtime_policy_from_keylime,
+        verify_keylime_dsse,
+    )
+    from trustedge.errors import MalformedInputError, SignatureError
+    from trustedge.keys import load_public_key
+
+    data = read_input(args.policy, limit=256 << 20)
+    excludes = read_input(args.excludelist) if args.excludelist else None
+    try:
+        doc: Any = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = None  # a flat allowlist
+    signed = isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc
+    if signed:
+        keys = []
+        for path in args.key:
+            key = load_public_key(read_input(path, limit=1 << 20))
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise MalformedInputError(f"{path}: Keylime signs policies with ECDSA keys")
+            keys.append(key)
+        if not keys:
+            raise SignatureError("a DSSE-signed policy needs --key to verify it with")
+        _, payload = verify_keylime_dsse(data, keys)
+        data = payload
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            doc = None
+    elif args.key:
+        raise SignatureError("--key given but the policy is not DSSE-signed")
+    if isinstance(doc, dict) and ("kernels" in doc or "scrtm_and_bios" in doc):
+        conversion = boot_policy_from_refstate(doc)
+    elif isinstance(doc, dict) and "digests" in doc:
+        conversion = runtime_policy_from_keylime(doc, excludes)
+    else:
+        conversion = runtime_policy_from_allowlist(data, excludes)
+    report = {**conversion.to_json(), "signed": signed, "notes": list(conversion.unconverted)}
+    return _write(args, conversion.document, report)

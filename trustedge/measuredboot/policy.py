@@ -13,7 +13,8 @@ The same rules load from a JSON document (:func:`load_policy`)::
         {"rule": "boot_applications", "bank": "sha256", "digests": ["..."]},
         {"rule": "pcr_values", "pcr": 0, "bank": "sha256", "values": ["..."]},
         {"rule": "measurements", "pcr": 9, "bank": "sha256", "digests": ["..."]},
-        {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": []},
+        {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": [],
+         "allowed": ["<optional: every entry db may hold>"]},
         {"rule": "dbx", "required": ["..."]},
         {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"]},
         {"rule": "any_of", "rules": [...]}
@@ -346,11 +347,17 @@ def _entry_ids(lists: Iterable[SignatureList]) -> set[bytes]:
 
 @dataclass(frozen=True)
 class SignatureDatabase:
-    """Required/forbidden entries of ``db`` or ``dbx`` (hashes, or SHA-256 of certificates)."""
+    """Required/forbidden entries of ``db`` or ``dbx`` (hashes, or SHA-256 of certificates).
+
+    ``allowed``, when given, lists every entry the variable may hold: an entry
+    outside it (a certificate someone enrolled) is a violation — Keylime's
+    ``KeySubset`` semantics for db.
+    """
 
     variable: str
     required: frozenset[bytes] = frozenset()
     forbidden: frozenset[bytes] = frozenset()
+    allowed: frozenset[bytes] | None = None
 
     def violations(self, ctx: _Context) -> list[str]:
         if self.variable not in ("db", "dbx"):
@@ -369,6 +376,12 @@ class SignatureDatabase:
             for f in sorted(self.forbidden)
             if f in present
         ]
+        if self.allowed is not None:
+            for sl in sb.db if self.variable == "db" else sb.dbx:
+                for sig in sl.signatures:
+                    ident = hashlib.sha256(sig.data).digest()
+                    if sig.data not in self.allowed and ident not in self.allowed:
+                        out.append(f"{self.variable}: entry {ident.hex()} is not allowed")
         return out
 
 
@@ -476,7 +489,8 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
     if kind == "boot_applications":
         return BootApplications(_bank(doc), _hexes(doc, "digests"))
     if kind in ("db", "dbx"):
-        return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"))
+        allowed = _hexes(doc, "allowed") if "allowed" in doc else None
+        return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"), allowed)
     if kind == "kernel_cmdline":
         return KernelCmdline(_strings(doc, "required"), _strings(doc, "forbidden"))
     if kind in ("any_of", "all_of"):
