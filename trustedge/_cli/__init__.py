@@ -48,6 +48,7 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "models",
     "fleet",
 )
 
@@ -68,6 +69,7 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "model": "models",
     "verifier": "fleet",
     "agent": "fleet",
 }
