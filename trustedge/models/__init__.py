@@ -67,6 +67,7 @@ from trustedge.models._bundle import (
     dsse_pae,
     parse_bundle,
     parse_statement,
+    shard_algorithm,
 )
 from trustedge.models._hash import FileDigests, HashCache, hash_model_files, shard_bounds
 from trustedge.models._reader import VerifiedReader, open_verified
@@ -183,7 +184,9 @@ def _resources(serialization: Serialization, digests: Sequence[FileDigests]) -> 
             if serialization.method == "files":
                 out.append(Resource(f.name, None, None, serialization.hash_type, digest))
             else:
-                out.append(Resource(f.name, start, end, serialization.hash_type, digest))
+                assert serialization.shard_size is not None
+                algorithm = shard_algorithm(serialization.hash_type, serialization.shard_size)
+                out.append(Resource(f.name, start, end, algorithm, digest))
     return out
 
 
