@@ -382,8 +382,9 @@ def verify_bundle(
         if public_key is None:
             raise KeyNotFoundError("a key-method bundle needs the signer's public key")
         _check_key(public_key)
+        # Compared as bytes: compare_digest refuses non-ASCII str (fuzz finding).
         if material.hint is not None and not hmac.compare_digest(
-            material.hint, key_hint(public_key)
+            material.hint.encode("utf-8", "surrogatepass"), key_hint(public_key).encode()
         ):
             raise KeyNotFoundError("the bundle was signed by another key (key hint differs)")
         if material.raw_bytes is not None and not hmac.compare_digest(
