@@ -11,10 +11,15 @@ verified event log, to :func:`trustedge.measuredboot.predict.predict_next_boot`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from trustedge.errors import MalformedInputError
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from trustedge.errors import MalformedInputError, PolicyError
+from trustedge.hazmat.tpm2.policy import PCRPolicy, SignedPolicy, sign_policy
+from trustedge.hazmat.tpmbackend import TPMBackend
 from trustedge.measuredboot.authenticode import parse_pe_image
 from trustedge.measuredboot.events import bank_hash
 from trustedge.measuredboot.predict import (
@@ -29,7 +34,19 @@ from trustedge.ota.device import Device
 from trustedge.ota.suit import numbers as n
 from trustedge.ota.suit.codec import CommandSequence, Manifest
 
-__all__ = ["boot_measurements", "current_image", "predict_update"]
+__all__ = [
+    "DEFAULT_POLICY_PCRS",
+    "PolicyCounter",
+    "boot_measurements",
+    "current_image",
+    "predict_update",
+    "sign_pcr_policy",
+]
+
+#: The PCRs a boot policy covers by default: firmware (0, 2), Secure Boot (7),
+#: the boot chain (4), GRUB (8, 9) and the UKI (11) would all fit; trustedge
+#: seals to what an update can predict: PCR4 and PCR7.
+DEFAULT_POLICY_PCRS: Final[Mapping[str, tuple[int, ...]]] = {"sha256": (4, 7)}
 
 
 def boot_measurements(manifest: Manifest) -> dict[tuple[bytes, ...], BootMeasurement]:
@@ -115,3 +132,59 @@ def predict_update(
         else:
             planned.append(PlannedImage(bm))
     return predict_next_boot(log, planned)
+
+
+def sign_pcr_policy(
+    values: Mapping[str, Mapping[int, bytes]],
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    *,
+    selection: Mapping[str, Sequence[int]] = DEFAULT_POLICY_PCRS,
+    nv_index: int,
+    nv_name: bytes,
+    version: int,
+    policy_ref: bytes = b"",
+) -> SignedPolicy:
+    """Sign the PCR policy for ``values`` (e.g. :attr:`Prediction.next` of an
+    update, or the current boot's verified values) at ``selection``, valid while
+    the device's policy counter ``nv_index`` (name ``nv_name``) is at most
+    ``version``. Raises PolicyError when a selected PCR has no (predictable) value."""
+    try:
+        policy = PCRPolicy.from_values(
+            values, selection, nv_index=nv_index, nv_name=nv_name, version=version
+        )
+    except ValueError as exc:
+        raise PolicyError(f"cannot sign a policy: {exc}") from exc
+    return sign_policy(policy, key, policy_ref=policy_ref)
+
+
+@dataclass(frozen=True)
+class PolicyCounter:
+    """The device's policy-version counter (an NV counter in its TPM).
+
+    Policies signed for version ``v`` unseal while the counter is at most
+    ``v``: :meth:`next_version` is what the policy of a pending update gets;
+    :meth:`advance` (at ``update confirm``) revokes every older policy.
+    """
+
+    backend: TPMBackend
+    index: int
+
+    def provision(self) -> int:
+        """Define and initialise the counter; returns the current version."""
+        self.backend.nv_counter_define(self.index)
+        return self.backend.nv_counter_increment(self.index)
+
+    @property
+    def version(self) -> int:
+        return self.backend.nv_counter_read(self.index)
+
+    @property
+    def name(self) -> bytes:
+        return self.backend.nv_name(self.index)
+
+    def next_version(self) -> int:
+        return self.version + 1
+
+    def advance(self) -> int:
+        """Revoke the policies of the current version (after the new chain is confirmed)."""
+        return self.backend.nv_counter_increment(self.index)
