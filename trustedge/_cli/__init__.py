@@ -48,6 +48,7 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "policy",
     "fleet",
 )
 
@@ -68,6 +69,7 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "policy": "policy",
     "verifier": "fleet",
     "agent": "fleet",
 }
