@@ -40,6 +40,7 @@ from trustedge.keys import load_private_key, load_public_key, private_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
     FileStateStore,
+    FileSystemDevice,
     KeySet,
     TrustRoot,
     Updater,
@@ -622,7 +623,6 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _register_predict(us)
 
 
-
 def _device(
     args: argparse.Namespace, payload: str | None = None, model_keys: list[ModelKey] | None = None
 ) -> ModelDevice:
@@ -756,6 +756,9 @@ def _load(args: argparse.Namespace) -> int:
         f"{len(loaded.verified.files)} file(s), event {loaded.event.recnum} logged, "
         f"extended into NV 0x{args.nv_index:08x}",
     )
+    return EXIT_OK
+
+
 # -- update predict ------------------------------------------------------------------
 
 
