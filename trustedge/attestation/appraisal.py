@@ -290,8 +290,9 @@ def appraise(
     assert enrollment is not None
     if policy.models is not None and models is not None:
         models += appraise_models(
-            ev, policy.models, enrollment.ak, quote_state=quote.state, quote_policy=policy.quote
-        )
+            ev, policy.models, enrollment.ak, quote_state=quote.state, now=now,
+            quote_policy=policy.quote,
+        )  # fmt: skip
         if not models:
             models = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
     _check_boot(ev, quote, policy, findings)
