@@ -19,13 +19,26 @@ appraisals per second per core. PostgreSQL needs ``TRUSTEDGE_PG_DSN``
 (``tools/test`` exports one). Usage::
 
     python tools/bench/appraisal.py [--seconds 2] [--pg-workers 2] [--rounds 40]
+
+**Before/after** (``--against REV``): checks ``REV`` out into a temporary git
+worktree and measures the full appraisal (SQLite, ``durable=False``, binary
+IMA) of this tree (A) and of ``REV`` (B) alternately, A B A B, each run in its
+own subprocess with only that tree's ``trustedge`` on the path (this script
+over both trees: it uses only names both have). Prints every pair, the median
+(min-max) of the A/B ratios and the load average before and after::
+
+    python tools/bench/appraisal.py --against main --pairs 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# The tree whose trustedge is measured (``--against`` points its subprocesses at another).
+sys.path.insert(
+    0, os.environ.get("TRUSTEDGE_BENCH_TREE") or str(Path(__file__).resolve().parents[2])
+)
 
 import hashlib
 
@@ -420,13 +436,98 @@ def fsync_latency(samples: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def one_full(rounds: int) -> float:
+    """One full-appraisal rate (SQLite, durable=False, binary IMA): the --against unit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = build_full_setup(rounds, Path(tmp))
+        store = SQLiteStore(Path(tmp) / "full.db", durable=False)
+        n, elapsed = _run_full(store, setup, set(setup.devices))
+        store.close()
+    return n / elapsed
+
+
+def _run_tree(tree: Path, rounds: int) -> float:
+    env = {**os.environ, "TRUSTEDGE_BENCH_TREE": str(tree)}
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--one-full", "--rounds", str(rounds)],
+        env=env, cwd=tree, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark run on {tree} failed:\n{proc.stderr[-2000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not str(report["trustedge"]).startswith(str(tree)):
+        raise RuntimeError(f"run for {tree} imported trustedge from {report['trustedge']}")
+    return float(report["rate"])
+
+
+def against(rev: str, pairs: int, rounds: int) -> int:
+    """Alternate this tree (A) and ``rev`` (B); print pairs, ratio median (min-max), load."""
+    here = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    head = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    old = Path(tempfile.mkdtemp(prefix="trustedge-bench-against-"))
+    subprocess.run(
+        ["git", "-C", str(here), "worktree", "add", "--detach", str(old), rev],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    try:
+        # The C hashing extension is built in place: reuse this tree's build when the
+        # old tree's source is the same, so both measure the same hashing code.
+        so = sorted((here / "trustedge" / "hashing").glob("_speedups*.so"))
+        src = "trustedge/hashing/_speedups.c"
+        if so and (here / src).read_bytes() == (old / src).read_bytes():
+            shutil.copy2(so[0], old / "trustedge" / "hashing" / so[0].name)
+        print(f"A = {head}{' (+ uncommitted changes)' if dirty else ''} ({here})")
+        print(f"B = {rev} = {commit} (temporary worktree {old})")
+        print(f"load average before: {os.getloadavg()}")
+        ratios = []
+        for i in range(pairs):
+            a = _run_tree(here, rounds)
+            b = _run_tree(old, rounds)
+            ratios.append(a / b)
+            print(f"pair {i + 1}: A {a:7.1f}/s  B {b:7.1f}/s  A/B {a / b:5.3f}", flush=True)
+        print(f"load average after: {os.getloadavg()}")
+        print(
+            f"full appraisal A/B ratio over {pairs} pairs: median {statistics.median(ratios):.3f}"
+            f" (min {min(ratios):.3f} - max {max(ratios):.3f})"
+        )
+    finally:
+        subprocess.run(
+            ["git", "-C", str(here), "worktree", "remove", "--force", str(old)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--pg-workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=40, help="full appraisals per device")
     parser.add_argument("--full-only", action="store_true", help="skip the part benchmarks")
+    parser.add_argument("--against", metavar="REV", help="alternate this tree with git REV")
+    parser.add_argument("--pairs", type=int, default=5, help="A B pairs for --against")
+    parser.add_argument("--one-full", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_full:  # a subprocess of --against: one figure, as JSON
+        import trustedge
+
+        print(json.dumps({"rate": one_full(args.rounds), "trustedge": trustedge.__file__}))
+        return 0
+    if args.against:
+        if args.pairs < 5:
+            parser.error("--pairs must be at least 5")
+        return against(args.against, args.pairs, args.rounds)
     print(f"load average: {os.getloadavg()} (CPU shared with other work)")
     print(
         f"fsync latency (median): {fsync_latency() * 1e3:.2f} ms -- bounds durable SQLite commits"
