@@ -290,11 +290,14 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
                         algo="sha256")
         for i in range(IMA_PER_APPRAISAL)
     ]  # fmt: skip
-    chunk = b"".join(chunk_entries)
-    wire_chunk = chunk if ima_format == "binary" else _ascii(chunk)
-    ima_digests = [
-        hashlib.sha256(e.template_data).digest() for e in parse_ima_log(chunk).unverified_entries
-    ]
+
+    def wire_and_digests(entries: list[bytes]) -> tuple[bytes, list[bytes]]:
+        chunk = b"".join(entries)
+        parsed = parse_ima_log(chunk).unverified_entries
+        return (chunk if ima_format == "binary" else _ascii(chunk)), [
+            hashlib.sha256(e.template_data).digest() for e in parsed
+        ]
+
     runtime = ImaRuntimePolicy(
         digests={
             f"/usr/lib/app/file{i:04d}.so": frozenset({hashlib.sha256(b"%d" % i).digest()})
@@ -317,8 +320,16 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
         aks[name] = ak
         devices[name] = (tpm.ek_public(), ak.public, ak.name, tpm.ek_certificate())
     boot_from_event_log(tpm, fw, banks=("sha256",))  # one TPM, one boot, shared by the AKs
+    # The list of a boot starts with boot_aggregate (checked since issue 14): here the
+    # H(PCR0..7) form, checkable against the quoted PCRs 0-7. The first round sends it
+    # and 999 files, later rounds 1,000 files each.
+    boot = tpm.pcr_read({"sha256": tuple(range(8))})["sha256"]
+    aggregate = hashlib.sha256(b"".join(boot[i] for i in range(8))).digest()
+    first = [build_ima_entry("boot_aggregate", aggregate, algo="sha256"), *chunk_entries[:-1]]
+    chunks = [wire_and_digests(first), wire_and_digests(chunk_entries)]
     per_round: list[list[tuple[str, bytes, bytes]]] = []
     for k in range(rounds):
+        wire_chunk, ima_digests = chunks[min(k, 1)]
         # All devices share the TPM's PCR 10 here, so each round's 1,000 entries
         # are extended once and every device quotes the same value.
         for digest in ima_digests:
