@@ -329,6 +329,9 @@ def verify_evidence(
     ``VerificationError``, with the appraisal) otherwise. Nothing is stored
     and nothing is signed: keep ``appraisal.quote_state`` and
     ``appraisal.ima_state`` yourself for the next call.
+
+    The pinned AK is what identifies the device: the evidence's device id is
+    not covered by the quote, and ``appraisal.device_id`` is only its claim.
     """
     device = EnrolledDevice.of(_claimed_device_id(evidence), ak_public, ek_check=ek_check)
     appraisal = appraise(evidence, enrollment=device, policy=policy, last_state=last_state, now=now)

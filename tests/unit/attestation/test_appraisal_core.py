@@ -280,3 +280,40 @@ def test_the_core_imports_no_store_no_key_and_no_io() -> None:
             imported.add(node.module)
     assert not imported & _FORBIDDEN_IN_CORE, imported & _FORBIDDEN_IN_CORE
     assert "open(" not in Path(core.__file__).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3], ids=["restart-from-zero", "overlap", "skip"])
+def test_ima_tail_must_start_at_the_kept_position(tmp_path: Path, offset: int) -> None:
+    """A device that resends verified entries (or skips some) against the kept state is
+    refused: the tail must start exactly at ``last_state.ima.entries`` (2 here)."""
+    device = Device(tmp_path)
+    first = appraise(
+        device.evidence(sha256(b"n1")), enrollment=device.enrolled(), policy=policy(), now=NOW
+    )
+    assert first.ima_state is not None and first.ima_state.entries == 2
+    measure_file(device.tpm, device.ima, "/usr/bin/agent", sha256(b"agent"))
+    got = appraise(
+        device.evidence(sha256(b"n2"), ima_offset=offset),
+        enrollment=device.enrolled(),
+        policy=policy(),
+        last_state=AppraisalState(first.quote_state, first.ima_state),
+        now=NOW + 1,
+    )
+    assert got.status is TrustTier.CONTRAINDICATED
+    assert any(r.startswith("ima-log-mismatch") for r in got.result.reasons), got.result.reasons
+    assert got.ima_state is None and got.quote_state is not None  # the quote is used up
+
+
+def test_verify_evidence_device_id_is_a_claim_the_ak_decides(tmp_path: Path) -> None:
+    """The evidence's device id is not covered by the quote: verify_evidence identifies the
+    device by the pinned AK only, and reports the id as the evidence claims it."""
+    device = Device(tmp_path)
+    nonce = sha256(b"n")
+    evidence = device.evidence(nonce)
+    renamed = UnverifiedEvidence(**{**evidence.__dict__, "device_id": "someone-else"})
+    got = verify_evidence(renamed, ak_public=device.ak.public, policy=policy(), nonce=nonce, now=1)
+    assert got.device_id == "someone-else" and got.status is TrustTier.AFFIRMING
+    # ...while the Verifier's enrollment binds the id to the AK: the same trick fails there
+    enrolled = EnrolledDevice.of(DEVICE, device.ak.public)
+    refused = appraise(renamed, enrollment=enrolled, policy=policy(), now=1)
+    assert refused.result.reasons[0].startswith("unknown-device")
