@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge.attestation import _signing
 from trustedge.attestation.ear import AttestationResult, VerifiedResult, verify_result
-from trustedge.attestation.evidence import Evidence
+from trustedge.attestation.evidence import UnverifiedEvidence
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 
 __all__ = [
@@ -117,4 +117,4 @@ def render_result(result: AttestationResult | VerifiedResult) -> str:
 
 def show_evidence(data: bytes) -> dict[str, Any]:
     """Decode an evidence bundle (unverified) into its JSON view."""
-    return Evidence.decode(data).to_json()
+    return UnverifiedEvidence.decode(data).to_json()
