@@ -158,3 +158,52 @@ def test_import_keylime_runtime_signed_and_allowlist(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)["policy"]
     assert doc["digests"] == {"/usr/bin/x": ["ab" * 32]} and doc["excludes"] == ["^/tmp/"]
+
+
+def test_diff_explain_sign_verify(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    log = third_party_dir() / LOG
+    policy = tmp_path / "boot.json"
+    assert _run("policy", "from-eventlog", str(log), "-o", str(policy)).returncode == 0
+    same = _run("policy", "diff", str(policy), str(policy))
+    assert same.returncode == 0 and b"same" in same.stdout
+    bad = _mutated_log(tmp_path)
+    other = tmp_path / "other.json"
+    assert _run("policy", "from-eventlog", str(bad), "-o", str(other)).returncode == 0
+    changed = _run("policy", "diff", str(policy), str(other), "--json")
+    assert changed.returncode == 1
+    changes = json.loads(changed.stdout)["changes"]
+    assert any("pcr_values PCR4" in c for c in changes), changes
+
+    ok = _run("policy", "explain", str(policy), str(log))
+    assert ok.returncode == 0, ok.stdout
+    failed = _run("policy", "explain", str(policy), str(bad), "--json")
+    assert failed.returncode == 1
+    rules = json.loads(failed.stdout)["rules"]
+    assert [r["rule"]["pcr"] for r in rules if not r["ok"] and "pcr" in r["rule"]] == [4]
+
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    pem = serialization.Encoding.PEM
+    priv.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    signed = tmp_path / "boot.signed"
+    done = _run("policy", "sign", str(policy), "--key", str(priv), "--kind", "boot",
+                "--version", "2", "--expires", "2000000000", "-o", str(signed))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back.json"
+    done = _run("policy", "verify", str(signed), "--key", str(pub), "--kind", "boot",
+                "--now", "1900000000", "-o", str(back), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert back.read_bytes() == policy.read_bytes()
+    assert json.loads(done.stdout)["version"] == 2
+    expired = _run("policy", "verify", str(signed), "--key", str(pub), "--now", "2000000000")
+    assert expired.returncode == 1
+    older = _run("policy", "verify", str(signed), "--key", str(pub), "--min-version", "3")
+    assert older.returncode == 1

@@ -68,6 +68,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_output(kl)
     kl.set_defaults(handler=_cmd_import_keylime)
 
+    diff = psub.add_parser(
+        "diff", help="what changed between two policies (exit 1 when they differ)"
+    )
+    diff.add_argument("old", metavar="A")
+    diff.add_argument("new", metavar="B")
+    add_json_flag(diff)
+    diff.set_defaults(handler=_cmd_diff)
+
+    explain = psub.add_parser(
+        "explain", help="why a device's event log passes or fails a boot policy, rule by rule"
+    )
+    explain.add_argument("policy", metavar="POLICY", help="boot policy or appraisal policy JSON")
+    explain.add_argument("log", metavar="LOG", help="the device's event log")
+    explain.add_argument(
+        "--pcrs", metavar="PCRS",
+        help="quoted PCR values (JSON or tpm2_pcrread YAML); default: the log's own replay",
+    )  # fmt: skip
+    _add_workaround_flag(explain)
+    add_json_flag(explain)
+    explain.set_defaults(handler=_cmd_explain)
+
+    sign = psub.add_parser("sign", help="sign a policy (COSE_Sign1 with kind, version, expiry)")
+    sign.add_argument("policy", metavar="POLICY")
+    sign.add_argument("--key", required=True, metavar="KEY", help="signing key (PEM, DER, OpenSSH)")
+    sign.add_argument("--kind", choices=("appraisal", "boot", "runtime"), required=True)
+    sign.add_argument("--version", type=int, required=True, dest="policy_version")
+    sign.add_argument("--expires", type=int, required=True, metavar="UNIX_TIME")
+    _add_output(sign)
+    sign.set_defaults(handler=_cmd_sign)
+
+    verify = psub.add_parser("verify", help="verify a signed policy and write its document")
+    verify.add_argument("signed", metavar="SIGNED")
+    verify.add_argument("--key", action="append", required=True, metavar="PUB")
+    verify.add_argument("--kind", choices=("appraisal", "boot", "runtime"))
+    verify.add_argument("--min-version", type=int, default=0)
+    verify.add_argument("--now", type=int, help="unix time (default: now)")
+    _add_output(verify)
+    verify.set_defaults(handler=_cmd_verify)
+
     merge = psub.add_parser(
         "merge", help="the union of IMA runtime policies (an upgrade window: old and new pass)"
     )
@@ -233,3 +272,124 @@ def _cmd_import_keylime(args: argparse.Namespace) -> int:
         conversion = runtime_policy_from_allowlist(data, excludes)
     report = {**conversion.to_json(), "signed": signed, "notes": list(conversion.unconverted)}
     return _write(args, conversion.document, report)
+
+
+def _json_file(path: str) -> Any:
+    from trustedge.errors import MalformedInputError
+
+    try:
+        return json.loads(read_input(path, limit=256 << 20))
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"{path}: not JSON ({exc})") from None
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from trustedge.errors import MalformedInputError
+    from trustedge.measuredboot.reference import diff_policies
+
+    old, new = _json_file(args.old), _json_file(args.new)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        raise MalformedInputError("policies are JSON objects")
+    for doc in (old, new):  # an appraisal policy: compare its boot and runtime parts
+        if "boot" in doc and isinstance(doc["boot"], dict):
+            doc.update(doc.pop("boot"))
+    changes = diff_policies(old, new)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": True, "same": not changes, "changes": changes}) + "\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in changes) or "policies are the same\n")
+    return EXIT_OK if not changes else 1
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.errors import MalformedInputError, PolicyError
+    from trustedge.measuredboot import load_policy, parse_event_log
+    from trustedge.measuredboot.policy import boot_facts
+
+    doc = _json_file(args.policy)
+    if isinstance(doc, dict) and isinstance(doc.get("boot"), dict):
+        doc = doc["boot"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise MalformedInputError("POLICY must be a boot policy (rules) or an appraisal policy")
+    workarounds = _workarounds(args)
+    log = parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds)
+    if args.pcrs:
+        text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        verified = log.verify(parse_pcr_values(text), workarounds=workarounds)
+    else:
+        verified = log.verify(log.replay(), workarounds=workarounds)
+    facts = boot_facts(verified, workarounds=workarounds)
+    outcomes = []
+    for rule_doc in doc["rules"]:
+        single = load_policy(json.dumps({"version": 1, "rules": [rule_doc]}))
+        try:
+            single.check(verified, facts=facts)
+            outcomes.append({"rule": rule_doc, "ok": True, "violations": []})
+        except PolicyError as exc:
+            outcomes.append({"rule": rule_doc, "ok": False, "violations": list(exc.violations)})
+    failed = [o for o in outcomes if not o["ok"]]
+    if args.json:
+        out = {"ok": not failed, "pcrs_from": "pcrs" if args.pcrs else "the log's own replay",
+               "rules": outcomes}  # fmt: skip
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        if not args.pcrs:
+            print("note: the log is checked against its own replay (give --pcrs)", file=sys.stderr)
+        for o in outcomes:
+            rule = o["rule"]
+            name = str(rule.get("rule")) + (f" PCR{rule['pcr']}" if "pcr" in rule else "")
+            print(f"{'pass' if o['ok'] else 'FAIL'}  {name}")
+            for v in o["violations"][:10]:
+                print(f"      {v}")
+    return EXIT_OK if not failed else 1
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from trustedge.attestation.signedpolicy import sign_policy
+    from trustedge.errors import MalformedInputError
+    from trustedge.keys import load_private_key
+
+    document = read_input(args.policy, limit=64 << 20)
+    try:
+        json.loads(document)  # sign only what a verifier will be able to read
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"{args.policy}: not JSON ({exc})") from None
+    key = load_private_key(read_input(args.key, limit=1 << 20))
+    signed = sign_policy(
+        document, key, kind=args.kind, version=args.policy_version, expires=args.expires
+    )
+    return _write_bytes(args, signed, {"kind": args.kind, "version": args.policy_version})
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import time
+
+    from trustedge.attestation.signedpolicy import verify_signed_policy
+    from trustedge.keys import load_public_key
+
+    keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.key]
+    verified = verify_signed_policy(
+        read_input(args.signed, limit=64 << 20),
+        keys,
+        now=int(time.time()) if args.now is None else args.now,
+        min_version=args.min_version,
+        kind=args.kind,
+    )
+    report = {"kind": verified.kind, "version": verified.version, "expires": verified.expires,
+              "signer": verified.signer.hex()}  # fmt: skip
+    return _write_bytes(args, verified.document, report)
+
+
+def _write_bytes(args: argparse.Namespace, data: bytes, report: dict[str, Any]) -> int:
+    from trustedge._fs import atomic_write
+
+    if args.output == "-":
+        if args.json:
+            raise CommandError("--json needs -o FILE for binary output")
+        sys.stdout.buffer.write(data)
+        return EXIT_OK
+    atomic_write(args.output, data, mode=0o644)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": True, "output": args.output, **report}) + "\n")
+    return EXIT_OK
