@@ -49,6 +49,7 @@ _GROUPS: tuple[str, ...] = (
     "ota",
     "hashing",
     "models",
+    "policy",
     "fleet",
 )
 
@@ -70,6 +71,7 @@ _COMMANDS: dict[str, str] = {
     "update": "ota",
     "hash": "hashing",
     "model": "models",
+    "policy": "policy",
     "verifier": "fleet",
     "agent": "fleet",
 }

@@ -90,6 +90,7 @@ __all__ = [
     "VerifiedReader",
     "VerifiedStatement",
     "default_signature_path",
+    "dsse_pae",
     "key_hint",
     "open_verified",
     "parse_bundle",
