@@ -494,11 +494,17 @@ def check_model(
     the same file set (a file added, removed or renamed fails, unless
     ``ignore_unsigned_files`` lets unlisted files be), the same shard
     boundaries and every digest. Raises :class:`VerificationError` naming
-    the first differences."""
+    the first differences (also for a symlink or special file in the
+    model)."""
     root = Path(model)
     ser = statement.serialization
     ignored = {*ser.ignore_paths, *ignore_paths, *_relative_inside(root, signature_path)}
-    entries = list_model_files(root, sorted(ignored))
+    try:
+        entries = list_model_files(root, sorted(ignored))
+    except MalformedInputError as exc:
+        # A symlink, special file or odd name planted in a signed model: the
+        # directory does not match what was signed.
+        raise VerificationError(f"the model does not match its signature: {exc}") from exc
     expected = statement.expected_files()
     by_name = {e.name: e for e in entries}
     problems: list[str] = []
