@@ -1,243 +1,295 @@
-"""``release model``, ``update apply|load`` for models and ``attest evidence --model-log``:
-a model delivered, loaded and attested with the CLI alone (software TPM)."""
+"""``trustedge model sign`` / ``trustedge model verify`` end to end (in process)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from tests.models_support import make_chain, make_model, write_private, write_public
 from trustedge._cli import main
-from trustedge._cli._demo_data import EVENT_LOG
-from trustedge.attestation.backends.software import SoftwareTPM
-from trustedge.attestation.modellog import load_model_policy
-from trustedge.attestation.simulate import boot_from_event_log
-from trustedge.errors import MalformedInputError
-from trustedge.models import sign_model
-
-VENDOR = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe"
-CLASS = "1492af14-2569-5e48-bf42-9b2d51f2ab45"
-DEVICE = "edge-cli-model"
 
 
-def cli(*args: str | Path) -> int:
-    return main([str(a) for a in args])
-
-
-def run_json(
-    capsys: pytest.CaptureFixture[str], *args: str | Path
-) -> tuple[int, dict[str, object]]:
-    capsys.readouterr()
-    code = cli(*args, "--json")
-    return code, json.loads(capsys.readouterr().out)
-
-
-def pem_pair(key: ed25519.Ed25519PrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )  # fmt: skip
-    Path(f"{path}.pub").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["model", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture
-def d(tmp_path: Path) -> Path:
-    model = tmp_path / "edge-llm"
-    (model / "tok").mkdir(parents=True)
-    (model / "model.safetensors").write_bytes(b"\x01" * 20_000)
-    (model / "tok" / "vocab.json").write_text("{}")
-    vendor = ed25519.Ed25519PrivateKey.generate()
-    pem_pair(vendor, tmp_path / "vendor.key")
-    (tmp_path / "edge-llm.sig").write_bytes(sign_model(model, vendor))
-    assert cli("release", "keygen", "--alg", "ed25519", "-o", tmp_path / "release.key") == 0
-    assert cli("envelope", "keygen", "--type", "x25519", "-o", tmp_path / "device.key") == 0
-    (tmp_path / "device").mkdir()
-    (tmp_path / "device" / "identity.json").write_text(
-        json.dumps({"vendor-id": VENDOR, "class-id": CLASS, "model-components": ["model"]})
+def model(tmp_path: Path) -> Path:
+    return make_model(
+        tmp_path / "my-model",
+        {"model.safetensors": 200_000, "config.json": 50, "tok/vocab.txt": 3000},
     )
-    return tmp_path
 
 
-def release(d: Path, *extra: str | Path, sequence: int = 1) -> int:
-    return cli("release", "model", d / "edge-llm", "--recipient", d / "device.key.pub",
-               "--key", d / "release.key", "--sequence", str(sequence), "--vendor-id", VENDOR,
-               "--class-id", CLASS, "-o", d / "u.suit", *extra)  # fmt: skip
+@pytest.fixture(params=["p256", "ed25519"])
+def keys(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    key: Any = (
+        ec.generate_private_key(ec.SECP256R1())
+        if request.param == "p256"
+        else ed25519.Ed25519PrivateKey.generate()
+    )
+    return write_private(tmp_path / "signer.key", key), write_public(tmp_path / "signer.pub", key)
 
 
-def apply(d: Path, *extra: str | Path) -> int:
-    return cli("update", "apply", d / "u.suit", "--payload", d / "u.suit.tenv",
-               "--key", d / "release.key.pub", "--state", d / "state", "--device", d / "device",
-               *extra)  # fmt: skip
+def test_sign_default_path_and_verify(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path]
+) -> None:
+    priv, pub = keys
+    code, out, err = run(capsys, "sign", str(model), "--key", str(priv))
+    assert code == 0, err
+    sig = model.with_name("my-model.sig")
+    assert sig.is_file() and f"-> {sig}" in out
+    doc = json.loads(sig.read_text())
+    assert doc["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+    code, out, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
+    assert code == 0, err
+    assert out.startswith(f"OK  {model}: 3 file(s), digest sha256:")
 
 
-def test_deliver_load_attest_with_the_cli(d: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, built = run_json(capsys, "release", "model", d / "edge-llm", "--recipient",
-                           d / "device.key.pub", "--key", d / "release.key", "--sequence", "3",
-                           "--vendor-id", VENDOR, "--class-id", CLASS,
-                           "--model-key", d / "vendor.key.pub", "-o", d / "u.suit")  # fmt: skip
-    assert code == 0 and built["uri"] == "u.suit.tenv" and built["sequence_number"] == 3
-    assert (d / "u.suit.tenv").stat().st_size == built["payload_size"]
-    code, out = run_json(capsys, "update", "apply", d / "u.suit", "--payload", d / "u.suit.tenv",
-                         "--key", d / "release.key.pub", "--identity", d / "device.key",
-                         "--model-key", d / "vendor.key.pub", "--state", d / "state",
-                         "--device", d / "device")  # fmt: skip
-    assert code == 0 and out["sequence_number"] == 3
-    assert cli("update", "confirm", "--state", d / "state", "--device", d / "device") == 0
-
-    # the device: a TPM, booted; the verifier enrolls it (as in test_attest_cli)
-    tpm = SoftwareTPM(d / "tpm")
-    (d / "ca.der").write_bytes(tpm.ek_ca_certificate())
-    boot_from_event_log(tpm, EVENT_LOG)
-    (d / "eventlog").write_bytes(EVENT_LOG)
-    del tpm
-    code, loaded = run_json(capsys, "update", "load", "--device", d / "device", "--model-key",
-                            d / "vendor.key.pub", "--log", d / "models.log",
-                            "--software", d / "tpm")  # fmt: skip
-    assert code == 0 and loaded["name"] == "edge-llm" and loaded["recnum"] == 0
-    digest = loaded["digest"]["sha256"]  # type: ignore[index]
-
-    policy = {
-        "version": 1, "pcrs": [1, 2, 3, 4, 5, 6, 7],
-        "boot": {"version": 1, "rules": [{"rule": "secure_boot"}]}, "runtime": None,
-        "models": {"allowed_signers": [(d / "vendor.key.pub").read_text()]},
-    }  # fmt: skip
-    (d / "policy.json").write_text(json.dumps(policy))
-    verifier = ["--store", d / "v.db", "--policy", d / "policy.json",
-                "--software-roots", d / "ca.der"]  # fmt: skip
-    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
-    enroll = ["--ek", d / "ak.ek.tpm2b", "--ak", d / "ak.tpm2b", "--ek-cert", d / "ak.ek.der"]
-    assert cli("attest", "enroll", *verifier, "--device-id", DEVICE, *enroll, "-o", d / "cred") == 0
-    assert cli("credential", "activate", "--software", d / "tpm", "-i", d / "cred",
-               "-o", d / "secret") == 0  # fmt: skip
-    assert cli("attest", "complete", *verifier, "--device-id", DEVICE, "--secret",
-               d / "secret") == 0  # fmt: skip
-
-    def attest(*extra: str | Path) -> tuple[int, dict[str, object]]:
-        code, ch = run_json(capsys, "attest", "challenge", *verifier, "--device-id", DEVICE)
-        assert code == 0
-        code, _ = run_json(capsys, "attest", "evidence", "--software", d / "tpm", "--device-id",
-                           DEVICE, "--nonce", str(ch["nonce"]), "--pcrs", "1-7", "--eventlog",
-                           d / "eventlog", *extra, "-o", d / "ev.cbor")  # fmt: skip
-        assert code == 0
-        return run_json(capsys, "attest", "appraise", d / "ev.cbor", *verifier,
-                        "--key", d / "vendor.key")  # fmt: skip
-
-    code, res = attest("--model-log", d / "models.log")
-    assert code == 0 and res["status"] == "affirming", res
-    model = res["claims"]["submods"]["model"]  # type: ignore[index]
-    assert model["ear.status"] == "affirming"
-    assert any("model-approved" in r for r in model["trustedge.reasons"])
-    # without the model log the model submod is a warning (the policy requires a model)
-    code, res = attest()
-    assert code == 1 and res["status"] == "warning"  # the result's status: the worst submod
-    assert res["claims"]["submods"]["model"]["ear.status"] == "warning"  # type: ignore[index]
-
-    # an allowed digest instead of a signer; a wrong digest is unapproved
-    for digests, want in (([digest], "affirming"), (["00" * 32], "contraindicated")):
-        policy["models"] = {"allowed_digests": digests}
-        (d / "policy.json").write_text(json.dumps(policy))
-        code, res = attest("--model-log", d / "models.log")
-        assert code == (0 if want == "affirming" else 1) and res["status"] == want
-        assert res["claims"]["submods"]["model"]["ear.status"] == want, res  # type: ignore[index]
-
-    # the weights swapped in the installed slot: refused at load (exit 1), nothing logged
-    slot_model = Path(str(loaded["directory"]))
-    (slot_model / "model.safetensors").write_bytes(b"\x02" * 20_000)
-    before = (d / "models.log").read_bytes()
-    assert cli("update", "load", "--device", d / "device", "--model-key", d / "vendor.key.pub",
-               "--log", d / "models.log", "--software", d / "tpm") == 1  # fmt: skip
-    assert (d / "models.log").read_bytes() == before
-    # a corrupt model-load log is malformed input (exit 3) for load and for evidence
-    (d / "bad.log").write_bytes(b"\xff\x00")
-    assert (
-        cli(
-            "update",
-            "load",
-            "--device",
-            d / "device",
-            "--model-key",
-            d / "vendor.key.pub",
-            "--log",
-            d / "bad.log",
-            "--software",
-            d / "tpm",
-        )
-        == 1
-    )  # the weights still differ
-    (slot_model / "model.safetensors").write_bytes(b"\x01" * 20_000)
-    assert cli("update", "load", "--device", d / "device", "--model-key", d / "vendor.key.pub",
-               "--log", d / "bad.log", "--software", d / "tpm") == 3  # fmt: skip
+def test_json_success_and_failure(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    sig = tmp_path / "out.sig"
+    code, out, _ = run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig), "--json")
+    assert code == 0
+    signed = json.loads(out)
+    assert signed["signed"] is True and signed["signature"] == str(sig)
+    assert signed["method"] == "key" and signed["resources"] == 3
+    code, out, _ = run(
+        capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub), "--json"
+    )
+    assert code == 0
+    verified = json.loads(out)
+    assert verified["verified"] is True
+    assert verified["digest"]["sha256"] == signed["digest"]["sha256"]
+    assert [f["name"] for f in verified["files"]] == [
+        "config.json",
+        "model.safetensors",
+        "tok/vocab.txt",
+    ]
+    (model / "config.json").write_text('{"evil": 1}')
+    code, out, err = run(
+        capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub), "--json"
+    )
+    assert code == 1 and err == ""
+    failed = json.loads(out)  # exactly one document
+    assert failed["verified"] is False and failed["error"] == "VerificationError"
+    assert "config.json" in failed["message"] and failed["exit_code"] == 1
 
 
-def test_release_and_apply_refusals(d: Path) -> None:
-    other = ed25519.Ed25519PrivateKey.generate()
-    pem_pair(other, d / "other.key")
-    # the signature does not match the model, or is by another key: exit 1, nothing written
-    assert release(d, "--model-key", d / "other.key.pub") == 1
-    assert not (d / "u.suit").exists() and not (d / "u.suit.tenv").exists()
-    (d / "edge-llm" / "extra.bin").write_bytes(b"x")
-    assert release(d, "--model-key", d / "vendor.key.pub") == 1
-    (d / "edge-llm" / "extra.bin").unlink()
-    # a signature that is no bundle (3); one inside the model directory (2)
-    (d / "junk.sig").write_bytes(b"{not json")
-    assert release(d, "--signature", d / "junk.sig", "--model-key", d / "vendor.key.pub") == 3
-    (d / "edge-llm" / "model.sig").write_bytes((d / "edge-llm.sig").read_bytes())
-    assert release(d, "--signature", d / "edge-llm" / "model.sig") == 2
-    (d / "edge-llm" / "model.sig").unlink()
-    assert release(d, "--vendor-id", "not-a-uuid") == 2
+@pytest.mark.parametrize("attack", ["tamper", "add", "remove", "rename"])
+def test_tampered_model_exits_1(
+    capsys: pytest.CaptureFixture[str],
+    model: Path,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    attack: str,
+) -> None:
+    priv, pub = keys
+    sig = tmp_path / "m.sig"
+    assert run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig))[0] == 0
+    if attack == "tamper":
+        with open(model / "model.safetensors", "r+b") as fh:
+            fh.seek(100_000)
+            fh.write(b"\x00")
+    elif attack == "add":
+        (model / "new.bin").write_bytes(b"x")
+    elif attack == "remove":
+        (model / "tok" / "vocab.txt").unlink()
+    else:
+        os.rename(model / "config.json", model / "Config.json")
+    code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
+    assert code == 1
+    assert err.startswith("trustedge: verification failed:") and err.count("\n") == 1
 
-    assert release(d, sequence=5) == 0
-    # a model component needs the device key (2); another device's key cannot open it (1)
-    assert apply(d) == 2
-    assert cli("envelope", "keygen", "--type", "x25519", "-o", d / "stranger.key") == 0
-    assert apply(d, "--identity", d / "stranger.key") == 1
-    # release-signed, but the model vendor is not the one this device trusts (1)
-    assert apply(d, "--identity", d / "device.key", "--model-key", d / "other.key.pub") == 1
-    assert not [p for p in (d / "device").rglob("*") if ".tmp-" in p.name]
-    assert apply(d, "--identity", d / "device.key", "--model-key", d / "vendor.key.pub") == 0
-    assert cli("update", "confirm", "--state", d / "state", "--device", d / "device") == 0
-    # the older release (sequence 1): rollback refused (1)
-    assert release(d, sequence=1) == 0
-    assert apply(d, "--identity", d / "device.key") == 1
+
+def test_wrong_key_exits_1(capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path) -> None:
+    a = ec.generate_private_key(ec.SECP256R1())
+    b = ec.generate_private_key(ec.SECP256R1())
+    sig = tmp_path / "m.sig"
+    assert run(capsys, "sign", str(model), "--key", str(write_private(tmp_path / "a", a)),
+               "-o", str(sig))[0] == 0  # fmt: skip
+    code, _, err = run(capsys, "verify", str(model), "--signature", str(sig),
+                       "--key", str(write_public(tmp_path / "b.pub", b)))  # fmt: skip
+    assert code == 1 and "no matching key" in err
 
 
 @pytest.mark.parametrize(
-    "doc",
-    [
-        {"allowed_digests": ["zz" * 32]},
-        {"allowed_digests": ["00" * 31]},
-        {"allowed_digests": "00"},
-        {"allowed_signers": ["not a key"]},
-        {"allowed_roots": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]},
-        {"nv_index": "0x81000001"},
-        {"nv_index": True},
-        {"require_model": "yes"},
-        {"allowed": []},
-    ],
+    "content",
+    [b"", b"not json", b'{"mediaType": "x"}', b"[1, 2]", b'{"a": 1, "a": 2}', b"\xff\xfe"],
+    ids=["empty", "text", "media-type", "array", "duplicate-key", "not-utf8"],
 )
-def test_model_policy_documents_are_checked(doc: dict[str, object]) -> None:
-    with pytest.raises(MalformedInputError):
-        load_model_policy(doc)
+def test_malformed_signature_exits_3(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path,
+    content: bytes,
+) -> None:  # fmt: skip
+    _, pub = keys
+    sig = tmp_path / "bad.sig"
+    sig.write_bytes(content)
+    code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
+    assert code == 3, err
+    assert err.startswith("trustedge: malformed input") and "Traceback" not in err
+    code, out, _ = run(
+        capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub), "--json"
+    )
+    assert code == 3 and json.loads(out)["exit_code"] == 3
 
 
-def test_model_policy_document() -> None:
-    pub = ed25519.Ed25519PrivateKey.generate().public_key()
-    pem = pub.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    policy = load_model_policy(
-        {"allowed_digests": ["sha256:" + "ab" * 32], "allowed_signers": [pem],
-         "nv_index": "0x013e0d02", "require_model": False}
-    )  # fmt: skip
-    assert policy.allowed_digests == frozenset({bytes([0xAB]) * 32})
-    assert policy.allowed_signers == (pub,) and policy.nv_index == 0x013E0D02
-    assert policy.require_model is False
+def test_stdout_and_stdin(
+    capsys: pytest.CaptureFixture[str],
+    model: Path,
+    keys: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    priv, pub = keys
+    code = main(["model", "sign", str(model), "--key", str(priv), "-o", "-"])
+    bundle = capsys.readouterr().out
+    assert code == 0 and json.loads(bundle)["dsseEnvelope"]["payloadType"]
+    assert not model.with_name("my-model.sig").exists()
+    stdin = io.TextIOWrapper(io.BytesIO(bundle.encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, _, err = run(capsys, "verify", str(model), "--signature", "-", "--key", str(pub))
+    assert code == 0, err
+
+
+def test_json_with_stdout_bundle_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path]
+) -> None:
+    code, out, _ = run(capsys, "sign", str(model), "--key", str(keys[0]), "-o", "-", "--json")
+    assert code == 2 and json.loads(out)["exit_code"] == 2
+
+
+def test_ignore_paths_and_signature_inside(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    priv, pub = keys
+    (model / "runs").mkdir()
+    (model / "runs" / "log.txt").write_text("1")
+    (model / "notes.md").write_text("n")
+    sig = model / "model.sig"  # inside the model: left out by itself
+    monkeypatch.chdir(tmp_path)
+    # Relative to the model, and a path inside it relative to the cwd (model_signing style).
+    code, _, err = run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig),
+                       "--ignore-paths", "runs", "my-model/notes.md")  # fmt: skip
+    assert code == 0, err
+    ser = json.loads(
+        __import__("base64").b64decode(json.loads(sig.read_text())["dsseEnvelope"]["payload"])
+    )["predicate"]["serialization"]
+    assert {"runs", "notes.md", "model.sig"} <= set(ser["ignore_paths"])
+    (model / "runs" / "log.txt").write_text("2")
+    (model / "notes.md").write_text("changed")
+    code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
+    assert code == 0, err
+    code, _, err = run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig),
+                       "--ignore-paths", "/elsewhere/x")  # fmt: skip
+    assert code == 2 and "not inside the model" in err
+
+
+def test_unsigned_files_allowed_on_request(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    sig = tmp_path / "m.sig"
+    assert run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig))[0] == 0
+    (model / "extra.txt").write_text("e")
+    base = ["verify", str(model), "--signature", str(sig), "--key", str(pub)]
+    assert run(capsys, *base)[0] == 1
+    assert run(capsys, *base, "--ignore-unsigned-files")[0] == 0
+
+
+def test_shards_and_hash_types(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    sig = tmp_path / "m.sig"
+    for extra in (["--shard-size", "64K"], ["--hash-type", "blake2b"], ["--hash-type", "blake3"]):
+        code, out, err = run(
+            capsys, "sign", str(model), "--key", str(priv), "-o", str(sig), "--json", *extra
+        )
+        assert code == 0, err
+        ser = json.loads(out)["serialization"]
+        code, out, err = run(
+            capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub), "--json"
+        )
+        assert code == 0, err
+        assert json.loads(out)["serialization"] == ser
+    assert ser["hash_type"] == "blake3"
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "sign", str(model), "--key", str(priv), "--shard-size", "0")
+    assert exc.value.code == 2
+
+
+def test_certificate_chain(capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path) -> None:
+    chain = make_chain()
+    key, signing_chain, root, _ = chain.write(tmp_path)
+    sig = tmp_path / "m.sig"
+    code, out, err = run(capsys, "sign", str(model), "--key", str(key), "-o", str(sig),
+                         "--certificate-chain", str(signing_chain), "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["method"] == "certificate"
+    base = ["verify", str(model), "--signature", str(sig)]
+    code, out, err = run(capsys, *base, "--certificate-chain", str(root), "--json")
+    assert code == 0, err
+    signer = json.loads(out)["signer"]
+    assert signer["method"] == "certificate" and signer["subject"] == "CN=model signer"
+    other = make_chain()
+    (tmp_path / "other").mkdir()
+    _, _, other_root, _ = other.write(tmp_path / "other")
+    code, _, err = run(capsys, *base, "--certificate-chain", str(other_root))
+    assert code == 1 and "certificate chain does not verify" in err
+    # The certificate method needs roots, the key method a key: not both, not neither.
+    assert run(capsys, *base)[0] == 2
+    assert run(capsys, *base, "--certificate-chain", str(root), "--key", str(key))[0] == 2
+
+
+def test_certificate_for_another_key_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path
+) -> None:
+    chain = make_chain()
+    _, signing_chain, _, _ = chain.write(tmp_path)
+    other = write_private(tmp_path / "other.key", ec.generate_private_key(ec.SECP256R1()))
+    code, _, err = run(capsys, "sign", str(model), "--key", str(other),
+                       "--certificate-chain", str(signing_chain))  # fmt: skip
+    assert code == 2 and "not for this private key" in err
+
+
+def test_environment_and_usage_errors(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    code, _, err = run(capsys, "sign", str(model), "--key", str(tmp_path / "missing.key"))
+    assert code == 4 and "Traceback" not in err
+    (tmp_path / "junk.key").write_bytes(b"junk")
+    assert run(capsys, "sign", str(model), "--key", str(tmp_path / "junk.key"))[0] == 3
+    sig = tmp_path / "m.sig"
+    assert run(capsys, "sign", str(model), "--key", str(priv), "-o", str(sig))[0] == 0
+    code, _, _ = run(capsys, "verify", str(tmp_path / "nope"), "--signature", str(sig),
+                     "--key", str(pub))  # fmt: skip
+    assert code == 2
+    assert run(capsys, "sign", str(model), "--key", str(priv), "--threads", "0")[0] == 2
+
+
+def test_cache_resign(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    cache = tmp_path / "cache.json"
+    sig = tmp_path / "m.sig"
+    base = ["sign", str(model), "--key", str(priv), "-o", str(sig), "--cache", str(cache)]
+    assert run(capsys, *base)[0] == 0
+    assert cache.is_file()
+    (model / "config.json").write_text('{"v": 2}')
+    assert run(capsys, *base)[0] == 0
+    code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
+    assert code == 0, err

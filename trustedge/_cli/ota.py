@@ -40,6 +40,7 @@ from trustedge.keys import load_private_key, load_public_key, private_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
     FileStateStore,
+    FileSystemDevice,
     KeySet,
     TrustRoot,
     Updater,
@@ -619,6 +620,7 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
     add_json_flag(p)
     p.set_defaults(handler=_load)
+    _register_predict(us)
 
 
 def _device(
@@ -755,4 +757,96 @@ def _load(args: argparse.Namespace) -> int:
         f"{len(loaded.verified.files)} file(s), event {loaded.event.recnum} logged, "
         f"extended into NV 0x{args.nv_index:08x}",
     )
+    return EXIT_OK
+
+
+# -- update predict ------------------------------------------------------------------
+
+
+def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = us.add_parser(
+        "predict", help="the next boot's PCR values after MANIFEST's boot-chain components install"
+    )
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
+    p.add_argument(
+        "--pcrs",
+        metavar="PCRS",
+        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
+        "default: the log's own replay (then nothing is verified)",
+    )
+    _add_trust_args(p)
+    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
+    p.add_argument(
+        "--device", metavar="DIR", help="device directory: place images by its active slots"
+    )
+    add_json_flag(p)
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.measuredboot import parse_event_log
+    from trustedge.ota.bootchain import boot_measurements, predict_update
+    from trustedge.ota.suit.codec import decode_manifest
+
+    env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
+    authenticated = bool(args.trust_root or args.pub)
+    if authenticated:
+        manifest = verify_envelope(
+            env_bytes,
+            _trust(args),
+            now=_now(args),
+            max_envelope=max(len(env_bytes), 1),
+            legacy_install=args.legacy_install,
+        ).manifest
+    else:
+        env = decode_envelope(env_bytes, max_size=max(len(env_bytes), 1))
+        manifest = decode_manifest(env.manifest_raw, env.members)
+    if not boot_measurements(manifest):
+        raise MalformedInputError("the manifest has no component with a trustedge-boot-measurement")
+    log = parse_event_log(read_input(args.eventlog, limit=64 << 20))
+    if args.pcrs:
+        pcr_text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        verified = log.verify(parse_pcr_values(pcr_text))
+    else:
+        verified = log.verify(log.replay())
+    device = None
+    if args.device:
+        device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
+    prediction = predict_update(manifest, verified, device=device)
+    data = {
+        "manifest_authenticated": authenticated,
+        "log_verified_against": "pcrs" if args.pcrs else "its own replay (unverified)",
+        "components": {
+            "/".join(p.hex() for p in comp): bm.to_json()
+            for comp, bm in boot_measurements(manifest).items()
+        },
+        **prediction.to_json(),
+    }
+
+    def text() -> str:
+        lines = []
+        if not authenticated:
+            lines.append("UNVERIFIED manifest (give --key or --trust-root to authenticate it)")
+        if not args.pcrs:
+            lines.append("event log checked against its own replay only (give --pcrs)")
+        for bank, values in sorted(prediction.current.items()):
+            for pcr, old in sorted(values.items()):
+                new = prediction.next.get(bank, {}).get(pcr)
+                mark = "unchanged" if new == old else "CHANGES"
+                lines.append(f"{bank}:{pcr:<2} {old.hex()}")
+                if new != old:
+                    shown = new.hex() if new is not None else "(unpredictable)"
+                    lines.append(f"{'':>{len(bank) + 4}}{shown}  {mark}")
+        for bank, values in sorted(prediction.next.items()):
+            for pcr, new in sorted(values.items()):
+                if pcr not in prediction.current.get(bank, {}):
+                    lines.append(f"{bank}:{pcr:<2} (not in the log) -> {new.hex()}")
+        for c in prediction.changes:
+            where = f"event {c.event_number}" if c.event_number >= 0 else "new event"
+            lines.append(f"  PCR{c.pcr} {c.action} {where}: {c.reason}")
+        return "\n".join(lines)
+
+    emit(args, data, text)
     return EXIT_OK
