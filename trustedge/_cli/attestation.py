@@ -508,6 +508,11 @@ def _attest_evidence(args: argparse.Namespace) -> int:
         attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
         evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=args.ima_offset)
+        if args.model_log:  # the model-load log + TPM2_NV_Certify of its index (update load)
+            from trustedge.attestation.modellog import ModelAgent
+
+            agent = ModelAgent(backend, args.model_log, (), nv_index=args.model_nv_index)
+            evidence = agent.attach(evidence, ak)
     finally:
         _close(backend)
     wire = evidence.encode()
@@ -584,6 +589,10 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--ima-offset", type=int, default=0, help="IMA entries the verifier has")
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("--model-log", metavar="LOG",
+                   help="model-load log (update load): add it and an NV certification")  # fmt: skip
+    p.add_argument("--model-nv-index", type=lambda t: int(t, 0), default=0x013E0D01,
+                   help="the model log's NV extend index (default 0x013e0d01)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the evidence")
     p.set_defaults(handler=_attest_evidence)
 

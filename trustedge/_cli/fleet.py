@@ -122,8 +122,13 @@ def _agent(args: argparse.Namespace) -> int:
         ak = backend.load_ak(_ak_blob_path(args).read_bytes())
         attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
+        models = None
+        if args.model_log:  # the model-load log of 'update load', certified on every push
+            from trustedge.attestation.modellog import ModelAgent
+
+            models = ModelAgent(backend, args.model_log, (), nv_index=args.model_nv_index)
         with FleetClient(args.server, ca_file=args.ca_file, timeout=args.timeout) as client:
-            agent = Agent(config, attester, client)
+            agent = Agent(config, attester, client, models=models)
             stop = threading.Event()
             wake = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -192,6 +197,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bank", default="sha256", choices=("sha256", "sha384", "sha512"))
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("--model-log", metavar="LOG",
+                   help="model-load log (update load), sent with an NV certification")  # fmt: skip
+    p.add_argument("--model-nv-index", type=lambda t: int(t, 0), default=0x013E0D01,
+                   help="the model log's NV extend index (default 0x013e0d01)")  # fmt: skip
     p.add_argument("--format", choices=("jwt", "cwt"), default="jwt", help="result format")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--once", action="store_true",

@@ -728,7 +728,8 @@ def _load(args: argparse.Namespace) -> int:
         device.model_components = frozenset({*device.model_components, component})
     directory, bundle = device.model(component)
     if bundle is None:
-        raise CommandError(f"no signed model installed for {args.component or component!r}")
+        shown = "/".join(p.decode("utf-8", "replace") for p in component)
+        raise CommandError(f"no signed model installed for component {shown!r}")
     backend = open_backend(args)
     try:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)

@@ -47,7 +47,12 @@ from trustedge.attestation.ear import Appraisal, AttestationResult, VerifierId
 from trustedge.attestation.ekcert import verify_ek_certificate
 from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding, appraisal_from_findings
-from trustedge.attestation.modellog import MODEL_SUBMOD, ModelPolicy, appraise_models
+from trustedge.attestation.modellog import (
+    MODEL_SUBMOD,
+    ModelPolicy,
+    appraise_models,
+    load_model_policy,
+)
 from trustedge.attestation.nonces import NonceIssuer
 from trustedge.attestation.quote import (
     AttestationKey,
@@ -193,7 +198,9 @@ class AppraisalOutcome:
 
     @property
     def status(self) -> ear.TrustTier:
-        return self.appraisal.status
+        """The result's status: the worst over every submod (the device's
+        ``appraisal`` and, with a model policy, ``model``)."""
+        return self.result.status
 
 
 def _utc(now: int) -> dt.datetime:
@@ -624,7 +631,8 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
          "pcrs": [0, 1, 2, 3, 4, 5, 6, 7, 10], "secure_boot": true,
          "nonce_ttl": 60, "enrollment_ttl": 300,
          "boot": {<event-log policy, docs/measured-boot.md>} | "unsafe-no-policy",
-         "runtime": {<IMA runtime policy, Keylime layout>} | null}
+         "runtime": {<IMA runtime policy, Keylime layout>} | null,
+         "models": {<model policy, modellog.load_model_policy>}}  (optional)
 
     Raises ``MalformedInputError`` for documents that do not follow it and
     ``UnsupportedAlgorithmError`` for unknown rules.
@@ -637,7 +645,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
         raise MalformedInputError("appraisal policy must be a JSON object with version 1")
     unknown = set(doc) - {
         "version", "policy_id", "bank", "pcrs", "secure_boot", "nonce_ttl",
-        "enrollment_ttl", "boot", "runtime",
+        "enrollment_ttl", "boot", "runtime", "models",
     }  # fmt: skip
     if unknown:
         raise MalformedInputError(f"unknown appraisal policy field(s) {sorted(unknown)}")
@@ -662,6 +670,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
     bank = doc.get("bank", "sha256")
     if bank not in ("sha256", "sha384", "sha512"):
         raise MalformedInputError("'bank' must be sha256, sha384 or sha512")
+    models = None if doc.get("models") is None else load_model_policy(doc["models"])
     policy_id = doc.get("policy_id", "trustedge-default")
     secure_boot = doc.get("secure_boot", True)
     if not isinstance(policy_id, str) or not isinstance(secure_boot, bool):
@@ -676,6 +685,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
             policy_id=policy_id,
             nonce_ttl=_int(doc, "nonce_ttl", 60, 1, 86_400),
             enrollment_ttl=_int(doc, "enrollment_ttl", 300, 1, 86_400 * 7),
+            models=models,
         )
     except ValueError as exc:
         raise MalformedInputError(f"inconsistent appraisal policy: {exc}") from None
