@@ -500,7 +500,6 @@ def test_latest_result_is_replaced_per_device(store: SQLStore) -> None:
     assert got == StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1)
 
 
-
 def test_boot_reference_per_device(store: SQLStore) -> None:
     with pytest.raises(KeyError):  # references only for known devices
         store.put_boot_reference("dev-1", b"x", NOW)
