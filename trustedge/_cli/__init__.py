@@ -48,6 +48,7 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "models",
     "policy",
     "fleet",
 )
@@ -69,6 +70,7 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "model": "models",
     "policy": "policy",
     "verifier": "fleet",
     "agent": "fleet",

@@ -1,7 +1,7 @@
 """Boot-chain updates: the measurements a manifest states, and the next boot's PCRs.
 
 A SUIT component that replaces a boot-chain file carries the trustedge
-custom parameter ``trustedge-boot-measurement`` (-257, ADR 0007) in its
+custom parameter ``trustedge-boot-measurement`` (-257, ADR 0008) in its
 override-parameters, so the manifest's signature covers it; the processor
 recomputes it from the payload before the slot commits and refuses a
 mismatch. :func:`boot_measurements` reads those parameters out of an

@@ -77,7 +77,7 @@ P_URI: Final = 21
 P_SOURCE_COMPONENT: Final = 22
 #: trustedge custom parameter (SUIT custom parameters are negative integers):
 #: what a boot-chain component measures when it boots (role, PCR4 Authenticode,
-#: UKI PCR11 sections, GRUB PCR9 file digest, PCR7 authority). ADR 0007.
+#: UKI PCR11 sections, GRUB PCR9 file digest, PCR7 authority). ADR 0008.
 P_BOOT_MEASUREMENT: Final = -257
 
 PARAMETER_NAMES: Final[dict[int, str]] = {
