@@ -231,3 +231,20 @@ def test_a_junk_policy_does_not_hide_a_good_one(backend: Any) -> None:
     policies = [b"junk", _policy(backend, version, key=OTHER), _policy(backend, version)]
     again = envelope.TPMSealedKEK(backend, kek.sealed, authority=authority, policies=policies)
     assert envelope.open(sealed, [again]) == b"x"
+
+
+def test_rsa_and_p384_authorities(backend: Any) -> None:
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    for key in (RSA_KEY, ec.derive_private_key(0x384, ec.SECP384R1())):
+        authority = authority_public(key.public_key()).marshal_tpm2b()
+        blob = backend.seal_authorized(b"R" * 32, authority=authority, policy_ref=b"boot")
+        policy = _policy(backend, version, key=key)
+        assert backend.unseal_authorized(blob, policy, authority=authority) == b"R" * 32
+        with pytest.raises(SignatureError):
+            backend.unseal_authorized(
+                blob, _policy(backend, version, key=OTHER), authority=authority
+            )
+
+
+RSA_KEY = rsa.generate_private_key(65537, 2048)
