@@ -459,7 +459,9 @@ def _grub_file(
     current = _check_digests(img.current_file, "current file")
     m = img.measurement
     for ev in events:
-        if ev.pcr == 9 and ev.number not in replaced and _same(ev.digests, current):
+        if ev.pcr == 9 and _same(ev.digests, current):
+            if ev.number in replaced:
+                raise PolicyError(f"two images replace the file measured by event {ev.number}")
             new = ev._replace(digests=dict(m.file_digests))
             replaced[ev.number] = new
             changes.append(
