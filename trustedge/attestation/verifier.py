@@ -98,6 +98,8 @@ from trustedge.measuredboot import (
     verify_ima_log,
 )
 from trustedge.measuredboot import ImaState as LogImaState
+from trustedge.measuredboot.predict import BootReference
+from trustedge.measuredboot.replay import VerifiedEventLog
 
 __all__ = [
     "AppraisalOutcome",
@@ -538,6 +540,7 @@ class Verifier:
         facts = boot_facts(verified, workarounds=workarounds)
         try:
             pol.boot.check(verified, facts=facts)
+            self._check_boot_reference(ev.device_id, verified)
         except PolicyError as exc:
             findings.append((Finding.BOOT_POLICY_VIOLATION, _violations(exc)))
         else:
@@ -553,6 +556,30 @@ class Verifier:
                     if enabled
                     else (Finding.SECURE_BOOT_VIOLATION, "Secure Boot is off")
                 )
+
+    def _check_boot_reference(self, device_id: str, verified: VerifiedEventLog) -> None:
+        """The device's predicted next-boot reference, when one is stored: a boot
+        that is neither the predicted chain nor (before confirm) the current one
+        is a violation naming the first diverging event."""
+        raw = self.store.get_boot_reference(device_id)
+        if raw is None:
+            return
+        try:
+            reference = BootReference.decode(raw)
+        except MalformedInputError as exc:
+            raise PolicyError(f"stored boot reference is unusable: {exc}") from exc
+        if reference.bank != self.policy.bank:
+            raise PolicyError(f"stored boot reference is for bank {reference.bank}")
+        reference.check(verified, self.policy.pcrs)
+
+    def expect_boot(self, device_id: str, reference: BootReference | None) -> None:
+        """Make ``reference`` (from :meth:`BootReference.from_prediction` of the
+        device's pending update) the reference values of the device's next
+        appraisals, on top of the boot policy; ``None`` drops it. Replace it by
+        :meth:`BootReference.confirmed` once the device confirmed the update."""
+        self.store.put_boot_reference(
+            device_id, None if reference is None else reference.encode(), self.now()
+        )
 
     def _check_runtime(
         self,
