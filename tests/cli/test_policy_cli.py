@@ -207,3 +207,39 @@ def test_diff_explain_sign_verify(tmp_path: Path) -> None:
     assert expired.returncode == 1
     older = _run("policy", "verify", str(signed), "--key", str(pub), "--min-version", "3")
     assert older.returncode == 1
+
+
+def test_corim_export_import(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    log = third_party_dir() / LOG
+    policy = tmp_path / "boot.json"
+    assert _run("policy", "from-eventlog", str(log), "-o", str(policy)).returncode == 0
+    key = ec.derive_private_key(0xC0, ec.SECP256R1())
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    pem = serialization.Encoding.PEM
+    priv.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    corim = tmp_path / "ref.corim"
+    done = _run("policy", "export-corim", str(policy), "--corim-id", "gw-2026", "--vendor", "acme",
+                "--model", "gw", "--key", str(priv), "-o", str(corim))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back.json"
+    done = _run("policy", "import-corim", str(corim), "--key", str(pub), "-o", str(back), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["report"]["environments"] == [{"vendor": "acme", "model": "gw"}]
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_bytes(_run("eventlog", "replay", str(log), "--json").stdout)
+    ok = _run("eventlog", "verify", str(log), "--pcrs", str(pcrs), "--policy", str(back))
+    assert ok.returncode == 0, ok.stderr
+    assert _run("policy", "import-corim", str(corim)).returncode == 1  # signed, no key
+    unsigned = tmp_path / "u.corim"
+    assert _run("policy", "export-corim", str(policy), "--corim-id", "x", "--vendor", "a",
+                "--model", "b", "-o", str(unsigned)).returncode == 0  # fmt: skip
+    assert _run("policy", "import-corim", str(unsigned)).returncode == 1  # unsigned refused
+    assert _run("policy", "import-corim", str(unsigned), "--unsigned").returncode == 0
