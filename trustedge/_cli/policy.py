@@ -135,6 +135,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_output(im)
     im.set_defaults(handler=_cmd_import_corim)
 
+    up = psub.add_parser(
+        "from-update",
+        help="the reference values a SUIT update will produce (PCR prediction from the manifest)",
+    )
+    from trustedge._cli.ota import add_prediction_args
+
+    add_prediction_args(up)
+    up.add_argument("--bank", choices=("sha256", "sha384", "sha512"), default="sha256")
+    up.add_argument(
+        "--window", action="store_true",
+        help="allow the current values too (devices that report before and after the reboot)",
+    )  # fmt: skip
+    _add_output(up)
+    up.set_defaults(handler=_cmd_from_update)
+
     merge = psub.add_parser(
         "merge", help="the union of IMA runtime policies (an upgrade window: old and new pass)"
     )
@@ -476,3 +491,20 @@ def _cmd_import_corim(args: argparse.Namespace) -> int:
         "notes": list(imported.unconverted),
     }
     return _write(args, imported.document, report)
+
+
+def _cmd_from_update(args: argparse.Namespace) -> int:
+    from trustedge._cli.ota import prediction_from_args
+    from trustedge.errors import SignatureError
+    from trustedge.measuredboot.reference import policy_from_prediction
+
+    if not (args.trust_root or args.pub):
+        raise SignatureError("reference values come only from an authenticated update: "
+                             "give --key or --trust-root")  # fmt: skip
+    prediction, _, _ = prediction_from_args(args)
+    document = policy_from_prediction(prediction, bank=args.bank, window=args.window)
+    notes = [f"unpredictable: {b}:{p}" for b, p in sorted(prediction.unpredictable)]
+    if not args.pcrs:
+        notes.append("the event log was checked against its own replay only (give --pcrs)")
+    report = {"pinned_pcrs": [r["pcr"] for r in document["rules"]], "notes": notes}
+    return _write(args, document, report)
