@@ -508,3 +508,29 @@ def _cmd_from_update(args: argparse.Namespace) -> int:
         notes.append("the event log was checked against its own replay only (give --pcrs)")
     report = {"pinned_pcrs": [r["pcr"] for r in document["rules"]], "notes": notes}
     return _write(args, document, report)
+
+
+def add_policy_key_args(parser: argparse.ArgumentParser) -> None:
+    """``--policy-key`` / ``--policy-min-version``: require a signed appraisal policy."""
+    parser.add_argument(
+        "--policy-key", action="append", default=[], metavar="PUB",
+        help="accept only a signed appraisal policy (policy sign --kind appraisal) that "
+        "verifies with this key (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy-min-version", type=int, default=0, metavar="N",
+        help="refuse signed policies older than version N",
+    )  # fmt: skip
+
+
+def appraisal_policy_from_args(args: argparse.Namespace, data: bytes) -> Any:
+    """The appraisal policy from ``data``, verified when ``--policy-key`` was given."""
+    import time
+
+    from trustedge.attestation.signedpolicy import load_appraisal_policy_document
+    from trustedge.keys import load_public_key
+
+    keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.policy_key]
+    return load_appraisal_policy_document(
+        data, keys=keys, now=int(time.time()), min_version=args.policy_min_version
+    )
