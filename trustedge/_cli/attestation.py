@@ -428,11 +428,12 @@ def _certs(paths: list[str]) -> tuple[Any, ...]:
 def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from trustedge._cli.policy import appraisal_policy_from_args
     from trustedge.attestation.cli_support import load_private_key
     from trustedge.attestation.store import open_store
-    from trustedge.attestation.verifier import TrustAnchors, Verifier, load_appraisal_policy
+    from trustedge.attestation.verifier import TrustAnchors, Verifier
 
-    policy = load_appraisal_policy(read_input(args.policy, limit=_SMALL))
+    policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
     signing_key = (
         load_private_key(read_input(args.key, limit=_SMALL))
         if key
@@ -565,7 +566,10 @@ def _attest_result_verify(args: argparse.Namespace) -> int:
 
 def _add_verifier(p: argparse.ArgumentParser, *, policy: bool = True) -> None:
     p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI")
-    p.add_argument("--policy", required=policy, help="appraisal policy (JSON)")
+    p.add_argument("--policy", required=policy, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
     p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
                    help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
     p.add_argument("--software-roots", action="append", default=[], metavar="PEM",
