@@ -155,6 +155,21 @@ class Device:
     clock: list[int]
     dir: Path
     truth: list[LogEvent] = field(default_factory=list)
+    #: Power-cycles the TPM (PCRs reset, resetCount up); returns the backend to use.
+    power_cycle: Callable[[], TPMBackend] | None = None
+
+    def reboot(self) -> None:
+        """Restart the device: the TPM resets; its AK is loaded again from its blob."""
+        assert self.power_cycle is not None
+        self.backend = self.power_cycle()
+        old = self.attester
+        self.attester = Attester(
+            self.backend,
+            ak=self.backend.load_ak(old.ak.blob),
+            device_id=old.device_id,
+            eventlog_path=old.eventlog_path,
+            ima_path=old.ima_path,
+        )
 
     @property
     def ima(self) -> Path:
@@ -299,7 +314,14 @@ def device_factory(
             anchors = TrustAnchors(
                 signing_key=key, software_roots=tuple(load_certificates(tpm.ek_ca_certificate()))
             )
-            return _enroll(tpm, tmp, anchors, pol)
+            device = _enroll(tpm, tmp, anchors, pol)
+
+            def soft_cycle() -> TPMBackend:
+                tpm.reboot()
+                return tpm
+
+            device.power_cycle = soft_cycle
+            return device
         from trustedge.attestation.backends.tpm2 import Tpm2Backend
 
         tpl = template()
@@ -309,9 +331,18 @@ def device_factory(
         anchors = TrustAnchors(
             signing_key=key, ek_roots=(tpl.root,), intermediates=(tpl.issuer,), result_format="cwt"
         )
-        backend = Tpm2Backend(proc.tcti)
-        closers.append(backend.close)
-        return _enroll(backend, tmp, anchors, pol)
+        current = [Tpm2Backend(proc.tcti)]
+        closers.append(lambda: current[0].close())
+        device = _enroll(current[0], tmp, anchors, pol)
+
+        def swtpm_cycle() -> TPMBackend:
+            current[0].close()
+            proc.restart()
+            current[0] = Tpm2Backend(proc.tcti)
+            return current[0]
+
+        device.power_cycle = swtpm_cycle
+        return device
 
     return make
 
