@@ -86,6 +86,7 @@ from trustedge.measuredboot import (
     UnsafeNoPolicy,
     boot_aggregate_result,
     boot_facts,
+    explain_mismatch,
     load_ima_policy,
     load_policy,
     parse_event_log,
@@ -523,10 +524,16 @@ class Verifier:
         workarounds = pol.boot.workarounds
         try:
             log = parse_event_log(ev.event_log, workarounds=workarounds)
-            firmware_pcrs = {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}
-            verified = log.verify({pol.bank: firmware_pcrs}, workarounds=workarounds)
-        except (VerificationError, MalformedInputError) as exc:
+        except MalformedInputError as exc:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, str(exc)))
+            return
+        firmware_pcrs = {pol.bank: {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}}
+        try:
+            verified = log.verify(firmware_pcrs, workarounds=workarounds)
+        except (VerificationError, MalformedInputError) as exc:
+            # say which PCR and which event first diverges, not only "PCR4"
+            why = [str(d) for d in explain_mismatch(log, firmware_pcrs)]
+            findings.append((Finding.FIRMWARE_LOG_MISMATCH, "; ".join([str(exc), *why[:5]])))
             return
         facts = boot_facts(verified, workarounds=workarounds)
         try:
