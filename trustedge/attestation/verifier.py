@@ -504,7 +504,7 @@ class Verifier:
         )
         if pol.models is not None and model_findings is not None:
             model_findings += appraise_models(
-                ev, pol.models, self._ak_for(device.ak_public), quote_state=quote.state,
+                ev, pol.models, self._ak_for(device.ak_public), quote_state=quote.state, now=now,
                 quote_policy=pol.quote,
             )  # fmt: skip
         self._check_boot(ev, quote, findings)

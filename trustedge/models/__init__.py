@@ -67,6 +67,7 @@ from trustedge.models._bundle import (
     dsse_pae,
     parse_bundle,
     parse_statement,
+    shard_algorithm,
 )
 from trustedge.models._hash import FileDigests, HashCache, hash_model_files, shard_bounds
 from trustedge.models._reader import VerifiedReader, open_verified
@@ -89,6 +90,7 @@ __all__ = [
     "VerifiedReader",
     "VerifiedStatement",
     "default_signature_path",
+    "dsse_pae",
     "key_hint",
     "open_verified",
     "parse_bundle",
@@ -183,7 +185,9 @@ def _resources(serialization: Serialization, digests: Sequence[FileDigests]) -> 
             if serialization.method == "files":
                 out.append(Resource(f.name, None, None, serialization.hash_type, digest))
             else:
-                out.append(Resource(f.name, start, end, serialization.hash_type, digest))
+                assert serialization.shard_size is not None
+                algorithm = shard_algorithm(serialization.hash_type, serialization.shard_size)
+                out.append(Resource(f.name, start, end, algorithm, digest))
     return out
 
 
@@ -379,8 +383,9 @@ def verify_bundle(
         if public_key is None:
             raise KeyNotFoundError("a key-method bundle needs the signer's public key")
         _check_key(public_key)
+        # Compared as bytes: compare_digest refuses non-ASCII str (fuzz finding).
         if material.hint is not None and not hmac.compare_digest(
-            material.hint, key_hint(public_key)
+            material.hint.encode("utf-8", "surrogatepass"), key_hint(public_key).encode()
         ):
             raise KeyNotFoundError("the bundle was signed by another key (key hint differs)")
         if material.raw_bytes is not None and not hmac.compare_digest(
