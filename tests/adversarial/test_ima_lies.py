@@ -259,3 +259,27 @@ def test_ima_tail_helper_agrees_with_the_cases() -> None:
     data = b"".join(build_ima_entry(f"/f{i}", digest(bytes([i]))) for i in range(4))
     tail, offset = ima_tail(data, 2)
     assert offset == 2 and parse_ima_log(tail).unverified_entries[0].fields().path == "/f2"
+
+
+def test_an_honest_device_recovers_after_a_reboot(device: Device) -> None:
+    """The challenge after a reboot still carries the previous boot's IMA position
+    (the verifier learns of the reboot only from the next quote). An honest device
+    whose new list is longer than that position sends a tail of the wrong boot: that
+    appraisal fails, but the signed resetCount proves the reboot, so the stored
+    position restarts and the next appraisal reads the new list from entry 0."""
+    device.boot(golden_events())
+    assert device.appraise().status is TrustTier.AFFIRMING  # stored position: 3
+    device.reboot()
+    device.boot(golden_events())
+    device.measure("/usr/bin/edge-agent", digest(b"agent 2.4"))  # 4 entries now
+    stale = device.appraise()
+    assert_caught(stale, MISMATCH, TrustTier.CONTRAINDICATED)
+    assert "expects 0" in " ".join(stale.appraisal.reasons)
+    assert device.verifier.challenge(device.attester.device_id).ima_offset == 0
+    again = device.appraise()
+    # swtpm's restart is not an orderly shutdown: its clock is then "unsafe" (a warning)
+    unsafe = "clock-unsafe" in reasons(again)
+    assert again.status is (TrustTier.WARNING if unsafe else TrustTier.AFFIRMING)
+    assert "runtime-approved" in reasons(again), again.appraisal.reasons
+    state = device.verifier.store.get_ima_state(device.attester.device_id)
+    assert state is not None and state.offset == 4

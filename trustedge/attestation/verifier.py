@@ -373,9 +373,17 @@ class Verifier:
             except NonceError as exc:  # the first thing a reader of the result should see
                 findings.insert(0, (Finding.NONCE_REJECTED, str(exc)))
             if commit is not None:  # a genuine quote: never accept it again
-                quote_cas = commit[0]
+                quote_cas, _, reboot = commit
+                stored = self.store.get_ima_state(ev.device_id) if reboot else None
                 try:
-                    self.store.advance_quote_state(ev.device_id, *quote_cas)
+                    if stored is None:
+                        self.store.advance_quote_state(ev.device_id, *quote_cas)
+                    else:  # the signed resetCount proves a reboot: the stored IMA
+                        # position is the last boot's; the next list starts at entry 0
+                        fresh = ImaState(0, bytes(len(stored.pcr10)), stored.bank)
+                        self.store.record_appraisal(
+                            ev.device_id, quote=quote_cas, ima=(stored, fresh), ima_restart=True
+                        )
                 except RollbackError as exc:
                     findings.append((Finding.QUOTE_ROLLBACK, str(exc)))
         models = None
