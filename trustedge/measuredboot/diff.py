@@ -37,9 +37,11 @@ __all__ = ["Divergence", "DivergenceKind", "diff_event_logs", "explain_mismatch"
 
 #: Banks tried in this order when two logs (or a log and PCR values) share several.
 _BANK_PREFERENCE: Final = ("sha256", "sha384", "sha512", "sm3_256", "sha1")
-#: Above this many events on one PCR the search for one dropped or swapped event
-#: (quadratic) is not made.
-MAX_SEARCH_EVENTS: Final = 1024
+#: The search for one dropped or swapped event is quadratic in a PCR's events; a
+#: hostile log must not buy CPU with it: at most this many hash operations per
+#: :func:`explain_mismatch` call go into it (about 0.1 s), beyond that a PCR is
+#: reported as ``VALUE_DIFFERS``.
+SEARCH_BUDGET: Final = 1 << 17
 _NO_ACTION: Final = 0x03
 _LABEL_CHARS: Final = 80
 
@@ -261,6 +263,7 @@ def explain_mismatch(
         b for b in pcrs if b not in _BANK_PREFERENCE
     ]
     done: set[int] = set()
+    budget = [SEARCH_BUDGET]
     out = []
     for bank in order:
         if bank not in BANK_SIZES:
@@ -273,7 +276,7 @@ def explain_mismatch(
                 continue
             reg = register_name(pcr, ccel=log.ccel)
             start = initial_pcr_value(bank, pcr, locality=locality)
-            found = _explain(events, bank, start, bytes(value))
+            found = _explain(events, bank, start, bytes(value), budget)
             if found is None:
                 continue
             done.add(pcr)
@@ -288,7 +291,7 @@ def explain_mismatch(
 
 
 def _explain(
-    events: Sequence[Event], bank: str, start: bytes, want: bytes
+    events: Sequence[Event], bank: str, start: bytes, want: bytes, budget: list[int]
 ) -> tuple[DivergenceKind, int | None] | None:
     digests = [ev.digests.get(bank) for ev in events]
     if any(d is None for d in digests):
@@ -304,7 +307,9 @@ def _explain(
     for i in range(len(ds)):
         if cmp(running[i], want):
             return DivergenceKind.NOT_IN_PCR, i
-    if len(ds) <= MAX_SEARCH_EVENTS:
+    cost = len(ds) * len(ds)  # both searches together: about n^2 hash operations
+    if cost <= budget[0]:
+        budget[0] -= cost
         for i in range(len(ds)):  # one event logged but not extended
             value = running[i]
             for d in ds[i + 1 :]:

@@ -129,3 +129,18 @@ def test_logs_without_a_common_bank_cannot_be_compared() -> None:
     sha512 = parse_event_log(build_event_log([LogEvent(4, 4, bytes(4))], banks=("sha512",)))
     with pytest.raises(ValueError, match="no hash bank"):
         diff_event_logs(sha384, sha512)
+
+
+def test_a_hostile_log_cannot_buy_cpu_with_the_search() -> None:
+    """Many PCRs with thousands of events each: the quadratic search is skipped once
+    its budget is spent, and every PCR is still explained."""
+    import time
+
+    from trustedge.measuredboot.build import LogEvent, build_event_log
+
+    events = [LogEvent(p, 0x0D, i.to_bytes(4, "little")) for p in range(16) for i in range(2000)]
+    log = parse_event_log(build_event_log(events))
+    started = time.monotonic()
+    found = explain_mismatch(log, {"sha256": {p: b"\x11" * 32 for p in range(16)}})
+    assert time.monotonic() - started < 5
+    assert [d.kind for d in found] == [K.VALUE_DIFFERS] * 16
