@@ -565,3 +565,50 @@ def test_golden_digest_as_a_relabelled_measurement_is_still_just_a_digest() -> N
     assert isinstance(policy.boot, EventLogPolicy)
     apps = next(r for r in policy.boot.rules if isinstance(r, BootApplications))
     assert BOOTKIT.digests["sha256"] not in apps.allowed  # type: ignore[index]
+
+
+# -- whole-log lies ----------------------------------------------------------------------
+def _no_log(device: Device) -> None:
+    device.eventlog.unlink()
+    device.attester.eventlog_path = None
+
+
+def _empty_log(device: Device) -> None:
+    device.present([])
+
+
+def _truncated_log(device: Device) -> None:
+    data = device.eventlog.read_bytes()
+    device.eventlog.write_bytes(data[: len(data) - 7])
+
+
+def _sha1_only_log(device: Device) -> None:
+    """The log carries only SHA-1 digests; the quote covers SHA-256."""
+    sha1 = [e._replace(digests={"sha1": (e.digests or {})["sha1"]}) for e in device.truth]
+    device.present(sha1, banks=("sha1",))
+
+
+def _golden_log_over_bootkit(device: Device) -> None:
+    """The bootkit ran; the device presents the golden log as it was recorded earlier."""
+    device.present(golden_events())
+
+
+WHOLE_LOG = [
+    ("event-log-withheld", _no_log, REPLAY),
+    # PCRs without logged events are unverified (IMA-like software may extend them)
+    ("event-log-empty", _empty_log, POLICY),
+    ("event-log-truncated-mid-record", _truncated_log, REPLAY),
+    ("event-log-in-an-unquoted-bank-only", _sha1_only_log, POLICY),
+    ("golden-log-presented-over-a-bootkit-boot", _golden_log_over_bootkit, REPLAY),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "lie", "reason"), WHOLE_LOG, ids=[name for name, _, _ in WHOLE_LOG]
+)
+def test_whole_log_lie_is_caught(
+    name: str, lie: Callable[[Device], None], reason: str, device: Device
+) -> None:
+    device.boot(with_bootkit())
+    lie(device)
+    assert_caught(device.appraise(), reason, TrustTier.CONTRAINDICATED)
