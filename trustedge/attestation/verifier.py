@@ -91,6 +91,7 @@ from trustedge.measuredboot import (
     UnsafeNoPolicy,
     boot_aggregate_result,
     boot_facts,
+    explain_mismatch,
     load_ima_policy,
     load_policy,
     parse_event_log,
@@ -381,9 +382,17 @@ class Verifier:
             except NonceError as exc:  # the first thing a reader of the result should see
                 findings.insert(0, (Finding.NONCE_REJECTED, str(exc)))
             if commit is not None:  # a genuine quote: never accept it again
-                quote_cas = commit[0]
+                quote_cas, _, reboot = commit
+                stored = self.store.get_ima_state(ev.device_id) if reboot else None
                 try:
-                    self.store.advance_quote_state(ev.device_id, *quote_cas)
+                    if stored is None:
+                        self.store.advance_quote_state(ev.device_id, *quote_cas)
+                    else:  # the signed resetCount proves a reboot: the stored IMA
+                        # position is the last boot's; the next list starts at entry 0
+                        fresh = ImaState(0, bytes(len(stored.pcr10)), stored.bank)
+                        self.store.record_appraisal(
+                            ev.device_id, quote=quote_cas, ima=(stored, fresh), ima_restart=True
+                        )
                 except RollbackError as exc:
                     findings.append((Finding.QUOTE_ROLLBACK, str(exc)))
         models = None
@@ -532,10 +541,16 @@ class Verifier:
         workarounds = pol.boot.workarounds
         try:
             log = parse_event_log(ev.event_log, workarounds=workarounds)
-            firmware_pcrs = {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}
-            verified = log.verify({pol.bank: firmware_pcrs}, workarounds=workarounds)
-        except (VerificationError, MalformedInputError) as exc:
+        except MalformedInputError as exc:
             findings.append((Finding.FIRMWARE_LOG_MISMATCH, str(exc)))
+            return
+        firmware_pcrs = {pol.bank: {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}}
+        try:
+            verified = log.verify(firmware_pcrs, workarounds=workarounds)
+        except (VerificationError, MalformedInputError) as exc:
+            # say which PCR and which event first diverges, not only "PCR4"
+            why = [str(d) for d in explain_mismatch(log, firmware_pcrs)]
+            findings.append((Finding.FIRMWARE_LOG_MISMATCH, "; ".join([str(exc), *why[:5]])))
             return
         facts = boot_facts(verified, workarounds=workarounds)
         try:
