@@ -44,7 +44,7 @@ from typing import Final
 from trustedge.attestation import ear
 from trustedge.attestation.evidence import UnverifiedEvidence
 from trustedge.attestation.findings import Finding, appraisal_from_findings
-from trustedge.attestation.modellog import ModelPolicy, appraise_models
+from trustedge.attestation.modellog import ModelPolicy, appraise_models, load_model_policy
 from trustedge.attestation.quote import (
     AttestationKey,
     ClockRegressionError,
@@ -72,12 +72,15 @@ from trustedge.measuredboot import (
     UnsafeNoPolicy,
     boot_aggregate_result,
     boot_facts,
+    explain_mismatch,
     load_ima_policy,
     load_policy,
     parse_event_log,
     parse_ima_log,
     verify_ima_log,
 )
+from trustedge.measuredboot.predict import BootReference
+from trustedge.measuredboot.replay import VerifiedEventLog
 
 __all__ = [
     "Appraisal",
@@ -174,11 +177,15 @@ class AppraisalState:
     ``quote``: the clock state of the last accepted quote (the one
     :class:`~trustedge.attestation.quote.QuoteState`); ``ima``: how far the IMA
     list has been verified (the one :class:`~trustedge.measuredboot.ImaState`,
-    at byte 0 of the next list). Both are stored as they are.
+    at byte 0 of the next list). Both are stored as they are. ``boot_reference``
+    is the device's predicted next-boot reference as stored (an encoded
+    :class:`~trustedge.measuredboot.predict.BootReference`; ``None``: the boot
+    policy alone decides), checked on top of the boot policy.
     """
 
     quote: QuoteState | None = None
     ima: ImaState | None = None
+    boot_reference: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -295,7 +302,7 @@ def appraise(
         )  # fmt: skip
         if not models:
             models = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
-    _check_boot(ev, quote, policy, findings)
+    _check_boot(ev, quote, policy, last.boot_reference, findings)
     reboot = quote.reboot == "reset"
     ima_state = None
     if policy.runtime is not None:
@@ -429,7 +436,11 @@ def _check_identity_and_quote(
 
 
 def _check_boot(
-    ev: UnverifiedEvidence, quote: VerifiedQuote, pol: AppraisalPolicy, findings: Finds
+    ev: UnverifiedEvidence,
+    quote: VerifiedQuote,
+    pol: AppraisalPolicy,
+    boot_reference: bytes | None,
+    findings: Finds,
 ) -> None:
     if ev.event_log is None:
         findings.append((Finding.FIRMWARE_LOG_MISMATCH, "evidence has no firmware event log"))
@@ -439,14 +450,21 @@ def _check_boot(
     workarounds = pol.boot.workarounds
     try:
         log = parse_event_log(ev.event_log, workarounds=workarounds)
-        firmware_pcrs = {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}
-        verified = log.verify({pol.bank: firmware_pcrs}, workarounds=workarounds)
-    except (VerificationError, MalformedInputError) as exc:
+    except MalformedInputError as exc:
         findings.append((Finding.FIRMWARE_LOG_MISMATCH, str(exc)))
+        return
+    firmware_pcrs = {pol.bank: {i: v for i, v in quote.pcrs[pol.bank].items() if i != 10}}
+    try:
+        verified = log.verify(firmware_pcrs, workarounds=workarounds)
+    except (VerificationError, MalformedInputError) as exc:
+        # say which PCR and which event first diverges, not only "PCR4"
+        why = [str(d) for d in explain_mismatch(log, firmware_pcrs)]
+        findings.append((Finding.FIRMWARE_LOG_MISMATCH, "; ".join([str(exc), *why[:5]])))
         return
     facts = boot_facts(verified, workarounds=workarounds)
     try:
         pol.boot.check(verified, facts=facts)
+        _check_boot_reference(boot_reference, verified, pol)
     except PolicyError as exc:
         findings.append((Finding.BOOT_POLICY_VIOLATION, _violations(exc)))
     else:
@@ -462,6 +480,23 @@ def _check_boot(
                 if enabled
                 else (Finding.SECURE_BOOT_VIOLATION, "Secure Boot is off")
             )
+
+
+def _check_boot_reference(
+    raw: bytes | None, verified: VerifiedEventLog, pol: AppraisalPolicy
+) -> None:
+    """The device's predicted next-boot reference, when one is stored: a boot that is
+    neither the predicted chain nor (before confirm) the current one is a violation
+    naming the first diverging event."""
+    if raw is None:
+        return
+    try:
+        reference = BootReference.decode(raw)
+    except MalformedInputError as exc:
+        raise PolicyError(f"stored boot reference is unusable: {exc}") from exc
+    if reference.bank != pol.bank:
+        raise PolicyError(f"stored boot reference is for bank {reference.bank}")
+    reference.check(verified, pol.pcrs)
 
 
 def _check_runtime(
@@ -539,7 +574,8 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
          "pcrs": [0, 1, 2, 3, 4, 5, 6, 7, 10], "secure_boot": true,
          "nonce_ttl": 60, "enrollment_ttl": 300,
          "boot": {<event-log policy, docs/measured-boot.md>} | "unsafe-no-policy",
-         "runtime": {<IMA runtime policy, Keylime layout>} | null}
+         "runtime": {<IMA runtime policy, Keylime layout>} | null,
+         "models": {<model policy, modellog.load_model_policy>}}  (optional)
 
     Raises ``MalformedInputError`` for documents that do not follow it and
     ``UnsupportedAlgorithmError`` for unknown rules.
@@ -552,7 +588,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
         raise MalformedInputError("appraisal policy must be a JSON object with version 1")
     unknown = set(doc) - {
         "version", "policy_id", "bank", "pcrs", "secure_boot", "nonce_ttl",
-        "enrollment_ttl", "boot", "runtime",
+        "enrollment_ttl", "boot", "runtime", "models",
     }  # fmt: skip
     if unknown:
         raise MalformedInputError(f"unknown appraisal policy field(s) {sorted(unknown)}")
@@ -577,6 +613,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
     bank = doc.get("bank", "sha256")
     if bank not in ("sha256", "sha384", "sha512"):
         raise MalformedInputError("'bank' must be sha256, sha384 or sha512")
+    models = None if doc.get("models") is None else load_model_policy(doc["models"])
     policy_id = doc.get("policy_id", "trustedge-default")
     secure_boot = doc.get("secure_boot", True)
     if not isinstance(policy_id, str) or not isinstance(secure_boot, bool):
@@ -591,6 +628,7 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
             policy_id=policy_id,
             nonce_ttl=_int(doc, "nonce_ttl", 60, 1, 86_400),
             enrollment_ttl=_int(doc, "enrollment_ttl", 300, 1, 86_400 * 7),
+            models=models,
         )
     except ValueError as exc:
         raise MalformedInputError(f"inconsistent appraisal policy: {exc}") from None

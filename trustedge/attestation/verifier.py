@@ -48,6 +48,8 @@ from trustedge.attestation.signer import AppraisalOutcome, ResultSigner
 from trustedge.attestation.store import DeviceRecord, EnrollmentState, VerifierStore
 from trustedge.errors import MalformedInputError, NonceError, RollbackError, VerificationError
 from trustedge.hazmat.tpm2 import Credential
+from trustedge.measuredboot import ImaState
+from trustedge.measuredboot.predict import BootReference
 
 __all__ = [
     "AppraisalOutcome",
@@ -145,6 +147,16 @@ class Verifier:
             pcrs=self.policy.pcrs,
         )
 
+    # -- reference values --------------------------------------------------------
+    def expect_boot(self, device_id: str, reference: BootReference | None) -> None:
+        """Make ``reference`` (from :meth:`BootReference.from_prediction` of the
+        device's pending update) the reference values of the device's next
+        appraisals, on top of the boot policy; ``None`` drops it. Replace it by
+        :meth:`BootReference.confirmed` once the device confirmed the update."""
+        self.store.put_boot_reference(
+            device_id, None if reference is None else reference.encode(), self.now()
+        )
+
     # -- appraisal ---------------------------------------------------------------
     def appraise(self, evidence: UnverifiedEvidence | bytes) -> AppraisalOutcome:
         """Appraise evidence and return the signed result (see the module docstring).
@@ -165,7 +177,10 @@ class Verifier:
                 result = appraise(evidence, enrollment=None, policy=self.policy, now=now)
                 return signer.sign_appraisal(result, now=now)
         state = self.store.device_state(evidence.device_id)
-        last = AppraisalState(state.quote, state.ima)
+        reference = (
+            None if state.device is None else self.store.get_boot_reference(evidence.device_id)
+        )
+        last = AppraisalState(state.quote, state.ima, reference)
         appraisal = appraise(
             evidence,
             enrollment=self.enrollment.enrolled_device(state.device),
@@ -208,8 +223,19 @@ class Verifier:
             except NonceError as exc:  # the first thing a reader of the result should see
                 before.append((Finding.NONCE_REJECTED, str(exc)))
             if new_quote is not None:  # a genuine quote: never accept it again
+                stored = last.ima if appraisal.reboot else None
                 try:
-                    self.store.advance_quote_state(ev.device_id, last.quote, new_quote)
+                    if stored is None:
+                        self.store.advance_quote_state(ev.device_id, last.quote, new_quote)
+                    else:  # the signed resetCount proves a reboot: the stored IMA
+                        # position is the last boot's; the next list starts at entry 0
+                        fresh = ImaState(0, 0, bytes(len(stored.pcr_value)), stored.bank)
+                        self.store.record_appraisal(
+                            ev.device_id,
+                            quote=(last.quote, new_quote),
+                            ima=(stored, fresh),
+                            ima_restart=True,
+                        )
                 except RollbackError as exc:
                     after.append((Finding.QUOTE_ROLLBACK, str(exc)))
         return appraisal.with_findings(before, after)

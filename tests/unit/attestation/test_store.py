@@ -502,3 +502,15 @@ def test_latest_result_is_replaced_per_device(store: SQLStore) -> None:
     store.put_result(StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1))
     got = store.get_result("dev-1")
     assert got == StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1)
+
+
+def test_boot_reference_per_device(store: SQLStore) -> None:
+    with pytest.raises(KeyError):  # references only for known devices
+        store.put_boot_reference("dev-1", b"x", NOW)
+    _device(store)
+    assert store.get_boot_reference("dev-1") is None
+    store.put_boot_reference("dev-1", b"\xa0first", NOW)
+    store.put_boot_reference("dev-1", b"\xa0second", NOW + 1)
+    assert store.get_boot_reference("dev-1") == b"\xa0second"
+    store.put_boot_reference("dev-1", None, NOW + 2)
+    assert store.get_boot_reference("dev-1") is None

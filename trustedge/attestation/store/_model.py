@@ -332,6 +332,16 @@ class VerifierStore(Protocol):
         """The device's latest result, or None."""
         ...
 
+    def put_boot_reference(self, device_id: str, reference: bytes | None, now: int) -> None:
+        """Keep ``reference`` (an encoded ``BootReference``) for the device's next
+        appraisals, replacing the previous one; ``None`` drops it. ``KeyError`` for
+        an unknown device."""
+        ...
+
+    def get_boot_reference(self, device_id: str) -> bytes | None:
+        """The device's stored boot reference, or None."""
+        ...
+
     def close(self) -> None:
         """Release the database connection."""
         ...

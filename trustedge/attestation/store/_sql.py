@@ -453,6 +453,28 @@ class SQLStore(ABC):
             return None
         return StoredResult(device_id, row[0], bytes(row[1]), row[2], int(row[3]))
 
+    def put_boot_reference(self, device_id: str, reference: bytes | None, now: int) -> None:
+        with self.transaction() as tx:
+            self._require_device(tx, device_id)
+            if reference is None:
+                tx.run("DELETE FROM boot_references WHERE device_id = ?", (device_id,))
+                return
+            updated = tx.run(
+                "UPDATE boot_references SET reference = ?, created_at = ? WHERE device_id = ?",
+                (reference, now, device_id),
+            )
+            if updated == 0:
+                tx.run(
+                    "INSERT INTO boot_references (device_id, reference, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (device_id, reference, now),
+                )
+
+    def get_boot_reference(self, device_id: str) -> bytes | None:
+        with self.transaction(write=False) as tx:
+            row = tx.one("SELECT reference FROM boot_references WHERE device_id = ?", (device_id,))
+        return None if row is None else bytes(row[0])
+
     @abstractmethod
     def close(self) -> None:
         """Release the database connection."""
