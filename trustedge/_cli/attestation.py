@@ -426,28 +426,30 @@ def _certs(paths: list[str]) -> tuple[Any, ...]:
 
 
 def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    """The Verifier over ``--store``; only ``attest appraise`` (``key=True``) loads a
+    result-signing key: enroll, complete and challenge sign nothing and need none."""
     from trustedge._cli.policy import appraisal_policy_from_args
     from trustedge.attestation.cli_support import load_private_key
+    from trustedge.attestation.signer import ResultSigner
     from trustedge.attestation.store import open_store
     from trustedge.attestation.verifier import TrustAnchors, Verifier
 
     policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
-    signing_key = (
-        load_private_key(read_input(args.key, limit=_SMALL))
-        if key
-        else ec.generate_private_key(ec.SECP256R1())  # not used: nothing is signed
-    )
     anchors = TrustAnchors(
-        signing_key=signing_key,
         ek_roots=_certs(args.ek_roots),
         software_roots=_certs(args.software_roots),
         intermediates=_certs(args.intermediates),
         allow_uncertified_ek=getattr(args, "allow_uncertified_ek", False),
-        result_format=getattr(args, "format", "jwt"),
     )
-    return Verifier(open_store(args.store), policy, anchors)
+    signer = (
+        ResultSigner(
+            load_private_key(read_input(args.key, limit=_SMALL)),
+            result_format=getattr(args, "format", "jwt"),
+        )
+        if key
+        else None
+    )
+    return Verifier(open_store(args.store), policy, anchors, signer=signer)
 
 
 def _attest_enroll(args: argparse.Namespace) -> int:
