@@ -177,15 +177,11 @@ class AppraisalState:
     ``quote``: the clock state of the last accepted quote (the one
     :class:`~trustedge.attestation.quote.QuoteState`); ``ima``: how far the IMA
     list has been verified (the one :class:`~trustedge.measuredboot.ImaState`,
-    at byte 0 of the next list). Both are stored as they are. ``boot_reference``
-    is the device's predicted next-boot reference as stored (an encoded
-    :class:`~trustedge.measuredboot.predict.BootReference`; ``None``: the boot
-    policy alone decides), checked on top of the boot policy.
+    at byte 0 of the next list). Both are stored as they are.
     """
 
     quote: QuoteState | None = None
     ima: ImaState | None = None
-    boot_reference: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -264,13 +260,18 @@ def appraise(
     policy: AppraisalPolicy,
     last_state: AppraisalState | None = None,
     now: int,
+    boot_reference: bytes | None = None,
 ) -> Appraisal:
     """Appraise ``evidence`` (an :class:`UnverifiedEvidence` or its CBOR bytes).
 
     ``enrollment`` is the device as enrolled (``None``: unknown device);
     ``last_state`` the state stored after its last accepted appraisal
     (``None``: none yet); ``now`` (POSIX seconds) is recorded as
-    ``appraised_at``. A pure function: no store, no key, no clock, no I/O.
+    ``appraised_at``. ``boot_reference`` (an encoded
+    :class:`~trustedge.measuredboot.predict.BootReference`, the predicted boot of
+    the device's pending update) is checked on top of the boot policy: a boot that
+    is neither the predicted chain nor (before confirm) the current one is a
+    violation naming the first diverging event. A pure function: no store, no key, no clock, no I/O.
     Never raises for bad evidence (see the module docstring for the checks).
     """
     if isinstance(now, bool) or not isinstance(now, int):
@@ -301,7 +302,7 @@ def appraise(
         )  # fmt: skip
         if not models:
             models = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
-    _check_boot(ev, quote, policy, last.boot_reference, findings)
+    _check_boot(ev, quote, policy, findings, boot_reference)
     reboot = quote.reboot == "reset"
     ima_state = None
     if policy.runtime is not None:
@@ -439,8 +440,8 @@ def _check_boot(
     ev: UnverifiedEvidence,
     quote: VerifiedQuote,
     pol: AppraisalPolicy,
-    boot_reference: bytes | None,
     findings: Finds,
+    boot_reference: bytes | None = None,
 ) -> None:
     if ev.event_log is None:
         findings.append((Finding.FIRMWARE_LOG_MISMATCH, "evidence has no firmware event log"))
@@ -464,7 +465,8 @@ def _check_boot(
     facts = boot_facts(verified, workarounds=workarounds)
     try:
         pol.boot.check(verified, facts=facts)
-        _check_boot_reference(boot_reference, verified, pol)
+        if boot_reference is not None:
+            _check_boot_reference(boot_reference, verified, pol)
     except PolicyError as exc:
         findings.append((Finding.BOOT_POLICY_VIOLATION, _violations(exc)))
     else:
@@ -482,14 +484,7 @@ def _check_boot(
             )
 
 
-def _check_boot_reference(
-    raw: bytes | None, verified: VerifiedEventLog, pol: AppraisalPolicy
-) -> None:
-    """The device's predicted next-boot reference, when one is stored: a boot that is
-    neither the predicted chain nor (before confirm) the current one is a violation
-    naming the first diverging event."""
-    if raw is None:
-        return
+def _check_boot_reference(raw: bytes, verified: VerifiedEventLog, pol: AppraisalPolicy) -> None:
     try:
         reference = BootReference.decode(raw)
     except MalformedInputError as exc:
@@ -610,10 +605,10 @@ def load_appraisal_policy(document: bytes | str) -> AppraisalPolicy:
         or any(isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 23 for p in pcrs)
     ):
         raise MalformedInputError("'pcrs' must be a non-empty list of PCR indexes 0-23")
+    models = None if doc.get("models") is None else load_model_policy(doc["models"])
     bank = doc.get("bank", "sha256")
     if bank not in ("sha256", "sha384", "sha512"):
         raise MalformedInputError("'bank' must be sha256, sha384 or sha512")
-    models = None if doc.get("models") is None else load_model_policy(doc["models"])
     policy_id = doc.get("policy_id", "trustedge-default")
     secure_boot = doc.get("secure_boot", True)
     if not isinstance(policy_id, str) or not isinstance(secure_boot, bool):

@@ -147,7 +147,6 @@ class Verifier:
             pcrs=self.policy.pcrs,
         )
 
-    # -- reference values --------------------------------------------------------
     def expect_boot(self, device_id: str, reference: BootReference | None) -> None:
         """Make ``reference`` (from :meth:`BootReference.from_prediction` of the
         device's pending update) the reference values of the device's next
@@ -177,16 +176,17 @@ class Verifier:
                 result = appraise(evidence, enrollment=None, policy=self.policy, now=now)
                 return signer.sign_appraisal(result, now=now)
         state = self.store.device_state(evidence.device_id)
-        reference = (
-            None if state.device is None else self.store.get_boot_reference(evidence.device_id)
-        )
-        last = AppraisalState(state.quote, state.ima, reference)
+        last = AppraisalState(state.quote, state.ima)
+        enrolled = self.enrollment.enrolled_device(state.device)
         appraisal = appraise(
             evidence,
-            enrollment=self.enrollment.enrolled_device(state.device),
+            enrollment=enrolled,
             policy=self.policy,
             last_state=last,
             now=now,
+            boot_reference=(
+                self.store.get_boot_reference(evidence.device_id) if enrolled is not None else None
+            ),
         )
         return signer.sign_appraisal(self._commit(evidence, appraisal, last, now), now=now)
 
@@ -223,19 +223,19 @@ class Verifier:
             except NonceError as exc:  # the first thing a reader of the result should see
                 before.append((Finding.NONCE_REJECTED, str(exc)))
             if new_quote is not None:  # a genuine quote: never accept it again
-                stored = last.ima if appraisal.reboot else None
                 try:
-                    if stored is None:
-                        self.store.advance_quote_state(ev.device_id, last.quote, new_quote)
-                    else:  # the signed resetCount proves a reboot: the stored IMA
-                        # position is the last boot's; the next list starts at entry 0
-                        fresh = ImaState(0, 0, bytes(len(stored.pcr_value)), stored.bank)
+                    if appraisal.reboot and last.ima is not None:
+                        # the signed resetCount proves a reboot: the stored IMA position
+                        # is the last boot's; the next list starts at entry 0
+                        fresh = ImaState(0, 0, bytes(len(last.ima.pcr_value)), last.ima.bank)
                         self.store.record_appraisal(
                             ev.device_id,
                             quote=(last.quote, new_quote),
-                            ima=(stored, fresh),
+                            ima=(last.ima, fresh),
                             ima_restart=True,
                         )
+                    else:
+                        self.store.advance_quote_state(ev.device_id, last.quote, new_quote)
                 except RollbackError as exc:
                     after.append((Finding.QUOTE_ROLLBACK, str(exc)))
         return appraisal.with_findings(before, after)
