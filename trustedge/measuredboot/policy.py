@@ -393,6 +393,11 @@ _GRUB_LINUX: Final = re.compile(r"^(?:grub_cmd:? )?(?:linux|linuxefi|linux16)\s+
 _CMDLINE_STRING_PCRS: Final = (8, 12)
 
 
+def _cmdline_args(line: str) -> str:
+    """A command line's arguments without the kernel path and GRUB's quoting."""
+    return " ".join(line.replace('"', "").split()[1:])
+
+
 @dataclass(frozen=True)
 class KernelCmdline:
     """Every verified kernel command line must match all ``required`` regexes and no
@@ -426,10 +431,13 @@ class KernelCmdline:
                 if any(item.event.digests.get(b) in self.measurements for b in banks):
                     continue
                 out.append(f"kernel_cmdline: {item.label()} is not a proven string ({item.why})")
+        # GRUB's own form of each logged command line: an argument list that is no
+        # logged line (quotes and the kernel path aside) is one a tag swap hid.
+        logged = {_cmdline_args(line) for line in lines}
         for item in facts.proven(8):
             text = item.text()
             found = _GRUB_LINUX.match(text.strip()) if text is not None else None
-            if found is not None and found.group(1).strip() not in lines:
+            if found is not None and _cmdline_args(found.group(1)) not in logged:
                 lines.append(found.group(1).strip())
         if not lines:
             return [*out, "kernel_cmdline: no verified kernel command line in the log"]
