@@ -13,6 +13,7 @@ from trustedge.measuredboot import (
     EventLogPolicy,
     EventType,
     KernelCmdline,
+    VerifiedEventLog,
     classify,
     load_policy,
     parse_event_log,
@@ -39,7 +40,7 @@ def uki_boot(credentials: bytes = b"golden credentials cpio") -> list[LogEvent]:
     ]
 
 
-def verified(events: list[LogEvent]):  # type: ignore[no-untyped-def]
+def verified(events: list[LogEvent]) -> VerifiedEventLog:
     return self_verified(parse_event_log(build_event_log(events)))
 
 
