@@ -403,15 +403,23 @@ _GRUB_LINUX: Final = re.compile(r"^(?:grub_cmd:? )?(?:linux|linuxefi|linux16)\s+
 _CMDLINE_STRING_PCRS: Final = (8, 12)
 
 
+def _cmdline_args(line: str) -> str:
+    """A command line's arguments without the kernel path and GRUB's quoting."""
+    return " ".join(line.replace('"', "").split()[1:])
+
+
 def checked_cmdlines(facts: ClassifiedLog) -> list[str]:
     """Every command line :class:`KernelCmdline` checks: the proven PCR 8/9/12 command
-    lines and the arguments of every proven GRUB ``linux`` command (tags are unbound)."""
+    lines, and the arguments of every proven GRUB ``linux`` command that is no logged
+    line (quotes and the kernel path aside): GRUB's tags are unbound, so a tag swap
+    must not hide a command line."""
     uintn = facts.log.spec_id.uintn_size if facts.log.spec_id else 2
     lines = list(kernel_cmdlines(facts, uintn))
+    logged = {_cmdline_args(line) for line in lines}
     for item in facts.proven(8):
         text = item.text()
         found = _GRUB_LINUX.match(text.strip()) if text is not None else None
-        if found is not None and found.group(1).strip() not in lines:
+        if found is not None and _cmdline_args(found.group(1)) not in logged:
             lines.append(found.group(1).strip())
     return lines
 
