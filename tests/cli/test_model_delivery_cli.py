@@ -210,6 +210,30 @@ def test_release_and_apply_refusals(d: Path) -> None:
     assert apply(d, "--identity", d / "device.key") == 1
 
 
+def test_json_failure_documents(d: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = ed25519.Ed25519PrivateKey.generate()
+    pem_pair(other, d / "other.key")
+    capsys.readouterr()
+    assert release(d, "--model-key", d / "other.key.pub", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["built"] is False and doc["exit_code"] == 1 and doc["error"] == "SignatureError"
+    assert release(d, sequence=2) == 0 and apply(d, "--identity", d / "device.key") == 0
+    assert cli("update", "confirm", "--state", d / "state", "--device", d / "device") == 0
+    assert release(d, sequence=1) == 0
+    capsys.readouterr()
+    assert apply(d, "--identity", d / "device.key", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {
+        "installed": False,
+        "error": "RollbackError",
+        "message": "sequence 1 is below the floor 2",
+        "exit_code": 1,
+    }
+    load = ["update", "load", "--device", d / "device", "--log", d / "m.log"]
+    code, doc = run_json(capsys, *load, "--model-key", d / "other.key.pub", "--software", d / "tpm")
+    assert code == 1 and doc["loaded"] is False and doc["error"] == "SignatureError"
+
+
 @pytest.mark.parametrize(
     "doc",
     [
