@@ -116,7 +116,8 @@ MAX_SIGNATURE: Final = 4 * 1024 * 1024
 MAX_EVENTS: Final = 1024
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
 _MAX_NAME: Final = 256
-_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=16 * MAX_EVENTS)
+#: A signed event is 20 CBOR data items (map keys included): room for MAX_EVENTS of them.
+_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=24 * MAX_EVENTS)
 _SHA256: Final = int(TPMAlg.SHA256)
 
 
@@ -646,7 +647,9 @@ class ModelAgent:
 
         Raises ``SignatureError`` / ``VerificationError`` when the model does not
         verify (nothing is logged or extended), ``MalformedInputError`` for a
-        bundle that does not parse, ``BackendError`` from the TPM.
+        bundle that does not parse, ``LimitExceededError`` when the log already
+        holds :data:`MAX_EVENTS` loads or would outgrow its size cap (reboot),
+        ``BackendError`` from the TPM.
         """
         path = Path(directory)
         statement = verify_signed_model(
@@ -657,6 +660,11 @@ class ModelAgent:
         except OSError as exc:
             raise VerificationError(f"model directory unreadable: {exc}") from exc
         events = self.recover()
+        if len(events) >= MAX_EVENTS:  # one more would make the log unreadable: refuse
+            raise LimitExceededError(
+                f"the model-load log holds {MAX_EVENTS} loads since the TPM was reset; "
+                "reboot to start a new one"
+            )
         event = ModelLoadEvent(
             recnum=len(events),
             nv_index=self.nv_index,
@@ -665,7 +673,12 @@ class ModelAgent:
             signature=signature,
             signature_format=SIGNATURE_FORMAT,
         )
-        self._write((*events, event))
+        data = encode_events((*events, event))
+        if len(data) > MAX_LOG_BYTES:  # the verifier could not read it: refuse
+            raise LimitExceededError(
+                f"the model-load log would exceed {MAX_LOG_BYTES} bytes; reboot to start a new one"
+            )
+        atomic_write(self.log_path, data)
         self.backend.nv_extend(self.nv_index, verified.digest)
         return LoadedModel(path, verified, signature, event)
 
