@@ -45,7 +45,8 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     from trustedge._cli.attestation import _certs
-    from trustedge.attestation import TrustAnchors, load_appraisal_policy
+    from trustedge._cli.policy import appraisal_policy_from_args
+    from trustedge.attestation import TrustAnchors
     from trustedge.fleet.server import ListenConfig, serve
     from trustedge.fleet.service import ServiceConfig
     from trustedge.keys import load_private_key
@@ -62,7 +63,7 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     )
     config = ServiceConfig(
         store=args.store,
-        policy=load_appraisal_policy(read_input(args.policy, limit=_SMALL)),
+        policy=appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL)),
         anchors=anchors,
         registration_tokens=_tokens(args.registration_tokens),
         operator_tokens=_tokens(args.operator_tokens),
@@ -154,7 +155,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = vsub.add_parser("serve", help="serve push-mode attestation over HTTP(S)")
     p.set_defaults(handler=_verifier_serve)
     p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI (shared)")
-    p.add_argument("--policy", required=True, help="appraisal policy (JSON)")
+    p.add_argument("--policy", required=True, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
     p.add_argument("--signing-key", required=True, help="result signing key (P-256 or Ed25519)")
     p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
                    help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
