@@ -160,6 +160,7 @@ class Site:
         if edit is not None:
             evidence = replace(evidence, model_log=edit(evidence.model_log or b""))
         outcome = self.verifier.appraise(evidence.encode())
+        assert outcome.status is outcome.result.status  # the worst submod, model included
         public = self.anchors.signing_key.public_key()
         assert verify_result(outcome.token, public).claims == outcome.result  # type: ignore[arg-type]
         return outcome
