@@ -134,6 +134,7 @@ def _chapter(
         class_id=uuid.UUID(CLASS).bytes,
         model_components=[COMPONENT],
         fetcher=fetch,
+        model_keys=[vendor_key.public_key()],  # only models this vendor signed install
     )
     updater = Updater(
         KeySet.of([release_key.public_key()]),
@@ -154,9 +155,10 @@ def _chapter(
         MODEL_STEPS[0],
         "The model vendor signs edge-llm v2 (OpenSSF Model Signing bundle, Ed25519). The "
         "release engineer packs its 3 files and the bundle into one SUIT component, encrypts "
-        "it to the device's HPKE key and signs the manifest (sequence 2). The device streams "
-        "fetch -> authenticate every chunk -> decrypt -> check the signed digest -> install "
-        "into an A/B slot; nothing unauthenticated reaches a slot.",
+        "it to the device's HPKE key and signs the manifest (sequence 2), which names the "
+        "envelope. The device streams fetch -> authenticate every chunk against that envelope "
+        "-> decrypt -> check the pack digest and the vendor's signature -> install into an A/B "
+        "slot; nothing unauthenticated reaches the disk.",
         "installed",
         "installed",
         [
