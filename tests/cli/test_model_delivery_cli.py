@@ -240,6 +240,7 @@ def test_json_failure_documents(d: Path, capsys: pytest.CaptureFixture[str]) -> 
         {"allowed_digests": ["zz" * 32]},
         {"allowed_digests": ["00" * 31]},
         {"allowed_digests": "00"},
+        {"revoked_digests": ["00"]},
         {"allowed_signers": ["not a key"]},
         {"allowed_roots": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]},
         {"nv_index": "0x81000001"},
@@ -260,8 +261,9 @@ def test_model_policy_document() -> None:
     ).decode()
     policy = load_model_policy(
         {"allowed_digests": ["sha256:" + "ab" * 32], "allowed_signers": [pem],
-         "nv_index": "0x013e0d02", "require_model": False}
+         "nv_index": "0x013e0d02", "require_model": False, "revoked_digests": ["cd" * 32]}
     )  # fmt: skip
     assert policy.allowed_digests == frozenset({bytes([0xAB]) * 32})
     assert policy.allowed_signers == (pub,) and policy.nv_index == 0x013E0D02
     assert policy.require_model is False
+    assert policy.revoked_digests == frozenset({bytes([0xCD]) * 32})
