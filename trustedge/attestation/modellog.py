@@ -618,7 +618,8 @@ class ModelAgent:
 
     def _read(self) -> tuple[ModelLoadEvent, ...]:
         try:
-            data = self.log_path.read_bytes()
+            with open(self.log_path, "rb") as fh:
+                data = fh.read(MAX_LOG_BYTES + 1)  # parse_model_log refuses more
         except FileNotFoundError:
             return ()
         return parse_model_log(data).unverified_events

@@ -67,7 +67,7 @@ from trustedge.errors import (
     VerificationError,
 )
 from trustedge.hashing.manifest import MAX_FILES, normalise_path
-from trustedge.models import VerifiedModel, check_model, verify_bundle
+from trustedge.models import MAX_BUNDLE_BYTES, VerifiedModel, check_model, verify_bundle
 from trustedge.ota._digest import digest_stream
 from trustedge.ota.device import FileSystemDevice, SlotWriter
 from trustedge.ota.release import create_envelope, sign_envelope
@@ -433,6 +433,16 @@ class PackWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _read_capped(path: Path, limit: int) -> bytes:
+    """A file of at most ``limit`` bytes (slot files are on a disk an attacker may
+    write: never read an unbounded one). Raises ``LimitExceededError``, ``OSError``."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise LimitExceededError(f"{path} is larger than {limit} bytes")
+    return data
+
+
 class ModelDevice(FileSystemDevice):
     """A :class:`FileSystemDevice` whose ``model_components`` are A/B slot directories.
 
@@ -472,7 +482,7 @@ class ModelDevice(FileSystemDevice):
             return super().read(component, slot)
         directory = self._slot_dir(component, slot)
         try:
-            raw = (directory / _HEADER_FILE).read_bytes()
+            raw = _read_capped(directory / _HEADER_FILE, len(PACK_MAGIC) + 4 + MAX_HEADER)
         except FileNotFoundError:
             return None
         if not raw.startswith(PACK_MAGIC) or len(raw) < len(PACK_MAGIC) + 4:
@@ -497,7 +507,7 @@ class ModelDevice(FileSystemDevice):
         """``(model directory, signature bytes or None)`` of the active (or pending) slot."""
         directory = self._slot_dir(component, self.active_slot(component))
         try:
-            signature: bytes | None = (directory / SIGNATURE_FILE).read_bytes()
+            signature: bytes | None = _read_capped(directory / SIGNATURE_FILE, MAX_BUNDLE_BYTES)
         except FileNotFoundError:
             signature = None
         return directory / MODEL_DIR, signature

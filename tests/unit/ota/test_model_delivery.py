@@ -371,3 +371,19 @@ def test_model_keys_gate_the_install(site: Site, tmp_path: Path) -> None:
     result = updater.apply(release(model, good, 9), now=9)
     updater.confirm(result.components)
     assert gated.model(COMPONENT)[1] == good
+
+
+def test_slot_files_are_read_bounded(site: Site) -> None:
+    from trustedge.models import MAX_BUNDLE_BYTES
+
+    result = site.updater.apply(site.release(b"weights", 1), now=1)
+    site.updater.confirm(result.components)
+    directory, _ = site.device.model(COMPONENT)
+    with open(directory.parent / "model.sig", "r+b") as fh:  # a storage adversary's sparse file
+        fh.truncate(MAX_BUNDLE_BYTES + 1)
+    with pytest.raises(LimitExceededError):
+        site.device.model(COMPONENT)
+    with open(directory.parent / "pack-header", "r+b") as fh:
+        fh.truncate(64 << 20)
+    with pytest.raises(LimitExceededError):
+        site.device.read(COMPONENT, result.slots[0])
