@@ -100,6 +100,7 @@ def _image(c: Mapping[str, Any], base: Path) -> dict[int, Any]:
         with open(base / str(c["file"]), "rb") as fh:
             value, length = digest_file(fh, 2**64 - 2)
         out: dict[int, Any] = {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: length}
+        out.update(_binding(c))
         if "boot-measurement" in c:
             out[n.P_BOOT_MEASUREMENT] = _boot_measurement(
                 c["boot-measurement"], base / str(c["file"])
@@ -117,7 +118,21 @@ def _image(c: Mapping[str, Any], base: Path) -> dict[int, Any]:
         raise MalformedInputError("install-size must be a non-negative integer")
     if len(value) != 32:
         raise MalformedInputError("sha256 digest-bytes must be 32 bytes")
-    return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: size}
+    return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: size, **_binding(c)}
+
+
+def _binding(c: Mapping[str, Any]) -> dict[int, Any]:
+    """``"envelope-binding": hex``: the trustedge-envelope-binding of an encrypted payload
+    (``trustedge.ota.model.envelope_binding``), when the component has one."""
+    if "envelope-binding" not in c:
+        return {}
+    try:
+        value = bytes.fromhex(str(c["envelope-binding"]))
+    except ValueError:
+        raise MalformedInputError("envelope-binding must be hex") from None
+    if len(value) != 32:
+        raise MalformedInputError("envelope-binding must be 32 bytes (SHA-256)")
+    return {n.P_ENVELOPE_BINDING: value}
 
 
 def _ovr(params: dict[int, Any]) -> Command:

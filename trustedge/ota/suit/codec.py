@@ -233,6 +233,7 @@ _PARAM_CHECKS: Final = {
     n.P_URI: "text",
     n.P_SOURCE_COMPONENT: "uint",
     n.P_BOOT_MEASUREMENT: "boot-measurement",
+    n.P_ENVELOPE_BINDING: "sha256",
 }
 
 
@@ -254,6 +255,10 @@ def _parameters(value: object, limits: _cbor.DecodeLimits) -> dict[int, Any]:
             out[key] = _uint(val, name)
         elif kind == "boot-measurement":
             out[key] = decode_boot_measurement(_bytes(val, name), limits)
+        elif kind == "sha256":
+            if len(_bytes(val, name)) != 32:
+                raise MalformedInputError(f"{name} must be a 32-byte SHA-256 digest")
+            out[key] = val
         elif not isinstance(val, str):
             raise MalformedInputError(f"{name} must be a text string")
         else:
