@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.test_sealed_update_e2e import (
     CLASS,
+    EVIL,
     GRUB1,
     GRUB2,
     KERNEL1,
@@ -27,6 +28,7 @@ from tests.integration.test_sealed_update_e2e import (
 from trustedge._cli import main
 from trustedge.attestation.backends.software import SoftwareTPM
 from trustedge.attestation.simulate import boot_from_event_log
+from trustedge.measuredboot.authenticode import authenticode_digest
 
 COUNTER = "0x01500D01"
 
@@ -56,7 +58,12 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     key = tmp_path / "release.pem"
     assert main(["release", "keygen", "-o", str(key)]) == 0
+    approved = [authenticode_digest(i).hex() for i in (SHIM, GRUB1, KERNEL1)]
+    boot_policy = tmp_path / "boot-policy.json"
+    rule = {"rule": "boot_applications", "bank": "sha256", "digests": approved}
+    boot_policy.write_text(json.dumps({"version": 1, "rules": [rule]}))
     common = ["--sign", str(key), "--nv-index", COUNTER, "--nv-name", name]
+    common += ["--boot-policy", str(boot_policy)]
     old = tmp_path / "old.pol"
     _json(capsys, "release", "policy", "-", "--current", "--eventlog", str(log), *common,
           "--version", str(v0), "-o", str(old))  # fmt: skip
@@ -128,3 +135,11 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         )
         == 2
     )  # unauthenticated
+    # a device that reports a log with a component the boot policy does not know gets no
+    # signed policy (the values of everything the update does not replace come from that log)
+    evil_log = tmp_path / "evil.log"
+    evil_log.write_bytes(boot_log(SHIM, GRUB1, EVIL))
+    evil = ["--eventlog", str(evil_log), *common, "--version", "9", "-o", str(tmp_path / "e.pol")]
+    assert main(["release", "policy", "-", "--current", *evil]) == 1
+    assert main(["release", "policy", str(update), "--key", f"{key}.pub", *evil]) == 1
+    assert not (tmp_path / "e.pol").exists()

@@ -819,6 +819,17 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
     )
+    trust_log = p.add_mutually_exclusive_group(required=True)
+    trust_log.add_argument(
+        "--boot-policy",
+        metavar="POLICY",
+        help="boot policy (JSON) the device's log must pass before its values are signed",
+    )
+    trust_log.add_argument(
+        "--unsafe-trust-log",
+        action="store_true",
+        help="sign whatever the reported log says (only for a log you appraised yourself)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="POLICY")
     _add_trust_args(p)
     p.add_argument("--now", type=int)
@@ -924,6 +935,12 @@ def _release_policy(args: argparse.Namespace) -> int:
     from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
 
     verified = _verified_log(args)
+    if args.boot_policy:
+        # Everything a signed policy approves that the update does not replace comes
+        # from the device's log: it must be a boot this release would approve.
+        from trustedge.measuredboot import load_policy
+
+        load_policy(read_input(args.boot_policy, limit=16 << 20)).check(verified)
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
