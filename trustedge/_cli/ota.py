@@ -729,7 +729,8 @@ def _load(args: argparse.Namespace) -> int:
         device.model_components = frozenset({*device.model_components, component})
     directory, bundle = device.model(component)
     if bundle is None:
-        raise CommandError(f"no signed model installed for {args.component or component!r}")
+        shown = "/".join(p.decode("utf-8", "replace") for p in component)
+        raise CommandError(f"no signed model installed for component {shown!r}")
     backend = open_backend(args)
     try:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
@@ -767,19 +768,7 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = us.add_parser(
         "predict", help="the next boot's PCR values after MANIFEST's boot-chain components install"
     )
-    p.add_argument("manifest", metavar="MANIFEST")
-    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
-    p.add_argument(
-        "--pcrs",
-        metavar="PCRS",
-        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
-        "default: the log's own replay (then nothing is verified)",
-    )
-    _add_trust_args(p)
-    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
-    p.add_argument(
-        "--device", metavar="DIR", help="device directory: place images by its active slots"
-    )
+    add_prediction_args(p)
     add_json_flag(p)
     p.set_defaults(handler=_predict)
 
@@ -837,7 +826,10 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
     p.set_defaults(handler=_release_policy)
 
 
-def _predict(args: argparse.Namespace) -> int:
+def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
+    """(prediction, manifest, authenticated) for ``update predict`` and ``policy from-update``:
+    the manifest (authenticated when --key/--trust-root is given), the event log verified
+    against --pcrs (or its own replay) and the device's active slots (--device)."""
     from trustedge._cli.measuredboot import parse_pcr_values
     from trustedge.measuredboot import parse_event_log
     from trustedge.ota.bootchain import boot_measurements, predict_update
@@ -867,7 +859,30 @@ def _predict(args: argparse.Namespace) -> int:
     device = None
     if args.device:
         device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
-    prediction = predict_update(manifest, verified, device=device)
+    return predict_update(manifest, verified, device=device), manifest, authenticated
+
+
+def add_prediction_args(p: argparse.ArgumentParser) -> None:
+    """The arguments :func:`prediction_from_args` reads."""
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
+    p.add_argument(
+        "--pcrs",
+        metavar="PCRS",
+        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
+        "default: the log's own replay (then nothing is verified)",
+    )
+    _add_trust_args(p)
+    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
+    p.add_argument(
+        "--device", metavar="DIR", help="device directory: place images by its active slots"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trustedge.ota.bootchain import boot_measurements
+
+    prediction, manifest, authenticated = prediction_from_args(args)
     data = {
         "manifest_authenticated": authenticated,
         "log_verified_against": "pcrs" if args.pcrs else "its own replay (unverified)",

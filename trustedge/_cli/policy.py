@@ -68,6 +68,88 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_output(kl)
     kl.set_defaults(handler=_cmd_import_keylime)
 
+    diff = psub.add_parser(
+        "diff", help="what changed between two policies (exit 1 when they differ)"
+    )
+    diff.add_argument("old", metavar="A")
+    diff.add_argument("new", metavar="B")
+    add_json_flag(diff)
+    diff.set_defaults(handler=_cmd_diff)
+
+    explain = psub.add_parser(
+        "explain", help="why a device's event log passes or fails a boot policy, rule by rule"
+    )
+    explain.add_argument("policy", metavar="POLICY", help="boot policy or appraisal policy JSON")
+    explain.add_argument("log", metavar="LOG", help="the device's event log")
+    explain.add_argument(
+        "--pcrs", metavar="PCRS",
+        help="quoted PCR values (JSON or tpm2_pcrread YAML); default: the log's own replay",
+    )  # fmt: skip
+    _add_workaround_flag(explain)
+    add_json_flag(explain)
+    explain.set_defaults(handler=_cmd_explain)
+
+    sign = psub.add_parser("sign", help="sign a policy (COSE_Sign1 with kind, version, expiry)")
+    sign.add_argument("policy", metavar="POLICY")
+    sign.add_argument("--key", required=True, metavar="KEY", help="signing key (PEM, DER, OpenSSH)")
+    sign.add_argument("--kind", choices=("appraisal", "boot", "runtime"), required=True)
+    sign.add_argument("--version", type=int, required=True, dest="policy_version")
+    sign.add_argument("--expires", type=int, required=True, metavar="UNIX_TIME")
+    _add_output(sign)
+    sign.set_defaults(handler=_cmd_sign)
+
+    verify = psub.add_parser("verify", help="verify a signed policy and write its document")
+    verify.add_argument("signed", metavar="SIGNED")
+    verify.add_argument("--key", action="append", required=True, metavar="PUB")
+    verify.add_argument("--kind", choices=("appraisal", "boot", "runtime"))
+    verify.add_argument("--min-version", type=int, default=0)
+    verify.add_argument("--now", type=int, help="unix time (default: now)")
+    _add_output(verify)
+    verify.set_defaults(handler=_cmd_verify)
+
+    ex = psub.add_parser("export-corim", help="a boot policy as a CoRIM (signed with --key)")
+    ex.add_argument("policy", metavar="POLICY", help="boot policy or appraisal policy JSON")
+    ex.add_argument("--corim-id", required=True)
+    ex.add_argument("--vendor", required=True, help="target environment vendor (class-map)")
+    ex.add_argument("--model", required=True, help="target environment model (class-map)")
+    ex.add_argument("--key", metavar="KEY", help="sign the CoRIM (COSE_Sign1) with this key")
+    ex.add_argument("--signer-name", default="trustedge")
+    ex.add_argument("--not-after", type=int, metavar="UNIX_TIME", help="end of validity")
+    _add_output(ex)
+    ex.set_defaults(handler=_cmd_export_corim)
+
+    im = psub.add_parser("import-corim", help="reference values of a CoRIM as a boot policy")
+    im.add_argument("corim", metavar="CORIM")
+    im.add_argument(
+        "--key", action="append", default=[], metavar="PUB",
+        help="verify the signed CoRIM with this key (repeatable); required for a signed one",
+    )  # fmt: skip
+    im.add_argument("--now", type=int, help="unix time for the validity check (default: now)")
+    im.add_argument(
+        "--any-profile", action="store_true",
+        help="read integrity registers of other profiles as PCRs too",
+    )  # fmt: skip
+    im.add_argument(
+        "--unsigned", action="store_true", help="accept an unsigned CoRIM (nothing vouches for it)"
+    )
+    _add_output(im)
+    im.set_defaults(handler=_cmd_import_corim)
+
+    up = psub.add_parser(
+        "from-update",
+        help="the reference values a SUIT update will produce (PCR prediction from the manifest)",
+    )
+    from trustedge._cli.ota import add_prediction_args
+
+    add_prediction_args(up)
+    up.add_argument("--bank", choices=("sha256", "sha384", "sha512"), default="sha256")
+    up.add_argument(
+        "--window", action="store_true",
+        help="allow the current values too (devices that report before and after the reboot)",
+    )  # fmt: skip
+    _add_output(up)
+    up.set_defaults(handler=_cmd_from_update)
+
     merge = psub.add_parser(
         "merge", help="the union of IMA runtime policies (an upgrade window: old and new pass)"
     )
@@ -233,3 +315,222 @@ def _cmd_import_keylime(args: argparse.Namespace) -> int:
         conversion = runtime_policy_from_allowlist(data, excludes)
     report = {**conversion.to_json(), "signed": signed, "notes": list(conversion.unconverted)}
     return _write(args, conversion.document, report)
+
+
+def _json_file(path: str) -> Any:
+    from trustedge.errors import MalformedInputError
+
+    try:
+        return json.loads(read_input(path, limit=256 << 20))
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"{path}: not JSON ({exc})") from None
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from trustedge.errors import MalformedInputError
+    from trustedge.measuredboot.reference import diff_policies
+
+    old, new = _json_file(args.old), _json_file(args.new)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        raise MalformedInputError("policies are JSON objects")
+    for doc in (old, new):  # an appraisal policy: compare its boot and runtime parts
+        if "boot" in doc and isinstance(doc["boot"], dict):
+            doc.update(doc.pop("boot"))
+    changes = diff_policies(old, new)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": True, "same": not changes, "changes": changes}) + "\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in changes) or "policies are the same\n")
+    return EXIT_OK if not changes else 1
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.errors import MalformedInputError, PolicyError
+    from trustedge.measuredboot import load_policy, parse_event_log
+    from trustedge.measuredboot.policy import boot_facts
+
+    doc = _json_file(args.policy)
+    if isinstance(doc, dict) and isinstance(doc.get("boot"), dict):
+        doc = doc["boot"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise MalformedInputError("POLICY must be a boot policy (rules) or an appraisal policy")
+    workarounds = _workarounds(args)
+    log = parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds)
+    if args.pcrs:
+        text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        verified = log.verify(parse_pcr_values(text), workarounds=workarounds)
+    else:
+        verified = log.verify(log.replay(), workarounds=workarounds)
+    facts = boot_facts(verified, workarounds=workarounds)
+    outcomes = []
+    for rule_doc in doc["rules"]:
+        single = load_policy(json.dumps({"version": 1, "rules": [rule_doc]}))
+        try:
+            single.check(verified, facts=facts)
+            outcomes.append({"rule": rule_doc, "ok": True, "violations": []})
+        except PolicyError as exc:
+            outcomes.append({"rule": rule_doc, "ok": False, "violations": list(exc.violations)})
+    failed = [o for o in outcomes if not o["ok"]]
+    if args.json:
+        out = {"ok": not failed, "pcrs_from": "pcrs" if args.pcrs else "the log's own replay",
+               "rules": outcomes}  # fmt: skip
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        if not args.pcrs:
+            print("note: the log is checked against its own replay (give --pcrs)", file=sys.stderr)
+        for o in outcomes:
+            rule = o["rule"]
+            name = str(rule.get("rule")) + (f" PCR{rule['pcr']}" if "pcr" in rule else "")
+            print(f"{'pass' if o['ok'] else 'FAIL'}  {name}")
+            for v in o["violations"][:10]:
+                print(f"      {v}")
+    return EXIT_OK if not failed else 1
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from trustedge.attestation.signedpolicy import sign_policy
+    from trustedge.errors import MalformedInputError
+    from trustedge.keys import load_private_key
+
+    document = read_input(args.policy, limit=64 << 20)
+    try:
+        json.loads(document)  # sign only what a verifier will be able to read
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInputError(f"{args.policy}: not JSON ({exc})") from None
+    key = load_private_key(read_input(args.key, limit=1 << 20))
+    signed = sign_policy(
+        document, key, kind=args.kind, version=args.policy_version, expires=args.expires
+    )
+    return _write_bytes(args, signed, {"kind": args.kind, "version": args.policy_version})
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import time
+
+    from trustedge.attestation.signedpolicy import verify_signed_policy
+    from trustedge.keys import load_public_key
+
+    keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.key]
+    verified = verify_signed_policy(
+        read_input(args.signed, limit=64 << 20),
+        keys,
+        now=int(time.time()) if args.now is None else args.now,
+        min_version=args.min_version,
+        kind=args.kind,
+    )
+    report = {"kind": verified.kind, "version": verified.version, "expires": verified.expires,
+              "signer": verified.signer.hex()}  # fmt: skip
+    return _write_bytes(args, verified.document, report)
+
+
+def _write_bytes(args: argparse.Namespace, data: bytes, report: dict[str, Any]) -> int:
+    from trustedge._fs import atomic_write
+
+    if args.output == "-":
+        if args.json:
+            raise CommandError("--json needs -o FILE for binary output")
+        sys.stdout.buffer.write(data)
+        return EXIT_OK
+    atomic_write(args.output, data, mode=0o644)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": True, "output": args.output, **report}) + "\n")
+    return EXIT_OK
+
+
+def _boot_rules(path: str) -> dict[str, Any]:
+    from trustedge.errors import MalformedInputError
+
+    doc = _json_file(path)
+    if isinstance(doc, dict) and isinstance(doc.get("boot"), dict):
+        doc = doc["boot"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise MalformedInputError(f"{path}: not a boot policy (rules) or an appraisal policy")
+    return doc
+
+
+def _cmd_export_corim(args: argparse.Namespace) -> int:
+    from trustedge.attestation.corim import export_corim
+    from trustedge.keys import load_private_key
+
+    key = load_private_key(read_input(args.key, limit=1 << 20)) if args.key else None
+    data = export_corim(
+        _boot_rules(args.policy),
+        corim_id=args.corim_id,
+        vendor=args.vendor,
+        model=args.model,
+        signer=key,
+        signer_name=args.signer_name,
+        not_after=args.not_after,
+    )
+    return _write_bytes(args, data, {"signed": key is not None, "bytes": len(data)})
+
+
+def _cmd_import_corim(args: argparse.Namespace) -> int:
+    import time
+
+    from trustedge.attestation.corim import decode_corim, import_corim, verify_signed_corim
+    from trustedge.errors import SignatureError
+    from trustedge.keys import load_public_key
+
+    data = read_input(args.corim, limit=16 << 20)
+    now = int(time.time()) if args.now is None else args.now
+    decoded = decode_corim(data)
+    if decoded.signed:
+        keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.key]
+        if not keys:
+            raise SignatureError("a signed CoRIM needs --key to verify it with")
+        decoded = verify_signed_corim(data, keys, now=now)
+    elif not args.unsigned:
+        raise SignatureError("the CoRIM is not signed (give --unsigned to read it anyway)")
+    imported = import_corim(decoded, any_profile=args.any_profile)
+    report = {
+        "signed": decoded.signed,
+        "signer": decoded.signer_name,
+        "environments": list(imported.environments),
+        "notes": list(imported.unconverted),
+    }
+    return _write(args, imported.document, report)
+
+
+def _cmd_from_update(args: argparse.Namespace) -> int:
+    from trustedge._cli.ota import prediction_from_args
+    from trustedge.errors import SignatureError
+    from trustedge.measuredboot.reference import policy_from_prediction
+
+    if not (args.trust_root or args.pub):
+        raise SignatureError("reference values come only from an authenticated update: "
+                             "give --key or --trust-root")  # fmt: skip
+    prediction, _, _ = prediction_from_args(args)
+    document = policy_from_prediction(prediction, bank=args.bank, window=args.window)
+    notes = [f"unpredictable: {b}:{p}" for b, p in sorted(prediction.unpredictable)]
+    if not args.pcrs:
+        notes.append("the event log was checked against its own replay only (give --pcrs)")
+    report = {"pinned_pcrs": [r["pcr"] for r in document["rules"]], "notes": notes}
+    return _write(args, document, report)
+
+
+def add_policy_key_args(parser: argparse.ArgumentParser) -> None:
+    """``--policy-key`` / ``--policy-min-version``: require a signed appraisal policy."""
+    parser.add_argument(
+        "--policy-key", action="append", default=[], metavar="PUB",
+        help="accept only a signed appraisal policy (policy sign --kind appraisal) that "
+        "verifies with this key (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy-min-version", type=int, default=0, metavar="N",
+        help="refuse signed policies older than version N",
+    )  # fmt: skip
+
+
+def appraisal_policy_from_args(args: argparse.Namespace, data: bytes) -> Any:
+    """The appraisal policy from ``data``, verified when ``--policy-key`` was given."""
+    import time
+
+    from trustedge.attestation.signedpolicy import load_appraisal_policy_document
+    from trustedge.keys import load_public_key
+
+    keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.policy_key]
+    return load_appraisal_policy_document(
+        data, keys=keys, now=int(time.time()), min_version=args.policy_min_version
+    )

@@ -264,3 +264,89 @@ def policy_document_pcrs(document: Mapping[str, Any]) -> tuple[int, ...]:
     """The PCRs a generated document pins or lists (for the appraisal policy's quote selection)."""
     out = {r["pcr"] for r in document.get("rules", []) if isinstance(r, dict) and "pcr" in r}
     return tuple(sorted(out))
+
+
+# -- comparing and explaining policies -------------------------------------------------------
+def _rule_key(rule: Mapping[str, Any]) -> tuple[str, int, str]:
+    pcr = rule.get("pcr", -1)
+    if isinstance(pcr, bool) or not isinstance(pcr, int):
+        raise MalformedInputError("a rule's 'pcr' must be an integer")
+    return (str(rule.get("rule")), pcr, str(rule.get("bank", "")))
+
+
+def _values(rule: Mapping[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for key in ("values", "digests", "required", "forbidden", "allowed"):
+        items = rule.get(key)
+        if isinstance(items, list):
+            out.update(f"{key}:{v}" for v in items)
+    return out
+
+
+def _strs(value: Any, what: str) -> set[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MalformedInputError(f"{what}: digests must be a list of hex strings")
+    return set(value)
+
+
+def diff_policies(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What changed from ``old`` to ``new`` (boot rule documents or runtime policies), one
+    line per change; empty when they allow the same (pure)."""
+    out: list[str] = []
+    if "digests" in old or "digests" in new:
+        a, b = old.get("digests", {}), new.get("digests", {})
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            raise MalformedInputError("runtime policy 'digests' must be objects")
+        for path in sorted(set(a) | set(b)):
+            was, now = _strs(a.get(path, []), path), _strs(b.get(path, []), path)
+            if not was:
+                out.append(f"+ {path}: {', '.join(sorted(now))}")
+            elif not now:
+                out.append(f"- {path}")
+            elif was != now:
+                out.append(f"~ {path}: -{sorted(was - now)} +{sorted(now - was)}")
+        was_ex = _strs(old.get("excludes", []), "excludes")
+        now_ex = _strs(new.get("excludes", []), "excludes")
+        out += [f"- excludes {e}" for e in sorted(was_ex - now_ex)]
+        out += [f"+ excludes {e}" for e in sorted(now_ex - was_ex)]
+        return out
+    rules_a, rules_b = old.get("rules", []), new.get("rules", [])
+    if not isinstance(rules_a, list) or not isinstance(rules_b, list):
+        raise MalformedInputError("a boot policy has a 'rules' list")
+    by_a = {_rule_key(r): r for r in rules_a if isinstance(r, dict)}
+    by_b = {_rule_key(r): r for r in rules_b if isinstance(r, dict)}
+    for key in sorted(set(by_a) | set(by_b)):
+        name = key[0] + (f" PCR{key[1]}" if key[1] >= 0 else "") + (f" {key[2]}" if key[2] else "")
+        if key not in by_b:
+            out.append(f"- rule {name}")
+        elif key not in by_a:
+            out.append(f"+ rule {name}")
+        else:
+            was, now = _values(by_a[key]), _values(by_b[key])
+            out += [f"~ {name}: - {v}" for v in sorted(was - now)]
+            out += [f"~ {name}: + {v}" for v in sorted(now - was)]
+    return out
+
+
+def policy_from_prediction(
+    prediction: Any, *, bank: str = "sha256", window: bool = False
+) -> dict[str, Any]:
+    """A boot policy pinning the PCR values an update will produce (``pcr_values``, pure).
+
+    ``prediction`` is a :class:`~trustedge.measuredboot.predict.Prediction` of a verified
+    log and an authenticated update. With ``window`` both the current and the predicted
+    value of each PCR are allowed (the device may report before or after its reboot);
+    PCRs the prediction cannot compute in ``bank`` are left out and listed by the caller
+    from ``prediction.unpredictable``.
+    """
+    nxt = prediction.next.get(bank, {})
+    cur = prediction.current.get(bank, {})
+    if not nxt:
+        raise MalformedInputError(f"the prediction has no {bank} values")
+    rules: list[dict[str, Any]] = []
+    for pcr in sorted(nxt):
+        values = {nxt[pcr].hex()}
+        if window and pcr in cur:
+            values.add(cur[pcr].hex())
+        rules.append({"rule": "pcr_values", "pcr": pcr, "bank": bank, "values": sorted(values)})
+    return {"version": 1, "rules": rules}
