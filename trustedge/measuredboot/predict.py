@@ -40,7 +40,7 @@ from trustedge import _cbor
 from trustedge.errors import MalformedInputError, PolicyError, VerificationError
 from trustedge.measuredboot._decode import decode_uefi_variable
 from trustedge.measuredboot.authenticode import parse_pe_image
-from trustedge.measuredboot.classify import classify
+from trustedge.measuredboot.classify import ClassifiedLog, classify
 from trustedge.measuredboot.events import BANK_SIZES, Event, EventType, bank_hash, bank_hasher
 from trustedge.measuredboot.replay import PCRValues, VerifiedEventLog, initial_pcr_value
 from trustedge.measuredboot.uki import uki_measurements
@@ -384,7 +384,7 @@ def predict_next_boot(
     return Prediction(current, nxt, tuple(changes), tuple(out), missing, tuple(events))
 
 
-def _chain(facts: Any, verified: Mapping[int, list[str]]) -> list[Event]:
+def _chain(facts: ClassifiedLog, verified: Mapping[int, list[str]]) -> list[Event]:
     """PCR4 measurements after the PCR4 separator (the boot applications)."""
     if 4 not in verified:
         return []
@@ -478,7 +478,7 @@ def _grub_file(
 
 def _authority(
     events: Sequence[Event],
-    facts: Any,
+    facts: ClassifiedLog,
     prev: int,
     idx: int,
     m: BootMeasurement,
@@ -510,7 +510,10 @@ def _authority(
 
 
 def _variable(
-    facts: Any, var: VariableUpdate, replaced: dict[int, Event], changes: list[EventChange]
+    facts: ClassifiedLog,
+    var: VariableUpdate,
+    replaced: dict[int, Event],
+    changes: list[EventChange],
 ) -> None:
     name = var.name
     for item in facts.proven(7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -123,7 +123,7 @@ def predict_update(
     are placed by role. Raises what
     :func:`~trustedge.measuredboot.predict.predict_next_boot` raises.
     """
-    planned: list[Any] = []
+    planned: list[PlannedImage] = []
     for comp, bm in boot_measurements(manifest).items():
         if current is not None and comp in current:
             planned.append(current[comp])
