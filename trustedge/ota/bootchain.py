@@ -93,7 +93,12 @@ def current_image(
     device: Device, component: tuple[bytes, ...], measurement: BootMeasurement
 ) -> PlannedImage:
     """``measurement`` with the measurements of the image it replaces: the
-    device's active slot, when it holds a PE image (else role placement)."""
+    device's active slot, when it holds a PE image (else role placement).
+
+    Predict before the update installs: with an update pending, the active slot
+    is the new image, so this refuses (PolicyError) rather than mispredict."""
+    if device.pending_slot(component) is not None:
+        raise PolicyError("an update is pending on this device: predict before applying it")
     fh = device.read(component, device.active_slot(component))
     if fh is None:
         return PlannedImage(measurement)
