@@ -88,7 +88,9 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec.write_text(json.dumps({"manifest-version": 1, "manifest-sequence-number": 2,
                                 "components": comps}))  # fmt: skip
     update = tmp_path / "update.suit"
-    assert main(["release", "create", str(spec), "-o", str(update)]) == 0
+    integrate = ["--integrate", f"loader={tmp_path / 'grubx64.efi'}"]
+    integrate += ["--integrate", f"kernel={tmp_path / 'vmlinuz.efi'}"]
+    assert main(["release", "create", str(spec), "-o", str(update), *integrate]) == 0
     assert main(["release", "sign", str(update), "--key", str(key)]) == 0
     new = tmp_path / "new.pol"
     out = _json(capsys, "release", "policy", str(update), "--eventlog", str(log), "--key",
@@ -113,8 +115,17 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*open_cmd, *both]) == 0 and opened.read_bytes() == b"disk key"
     opened.unlink()
 
-    advanced = _json(capsys, "update", "policy-counter", "advance", "--index", COUNTER, *soft)
-    assert advanced["version"] == v0 + 1
+    # the device installs the update (its boot measurements recomputed), then confirms it:
+    # the floors rise and the policy counter reaches the new version, however often confirm runs
+    dev = ["--state", str(tmp_path / "state"), "--device", str(tmp_path / "device"),
+           "--vendor-id", VENDOR, "--class-id", CLASS]  # fmt: skip
+    assert main(["update", "apply", str(update), "--key", f"{key}.pub", *dev]) == 0
+    confirm = ["update", "confirm", *dev, "--policy-counter", COUNTER,
+               "--policy-version", str(v0 + 1), *soft]  # fmt: skip
+    assert _json(capsys, *confirm)["policy_version"] == v0 + 1
+    assert _json(capsys, *confirm)["policy_version"] == v0 + 1  # a retried confirm
+    shown = _json(capsys, "update", "policy-counter", "show", "--index", COUNTER, *soft)
+    assert shown["version"] == v0 + 1
     _boot(tpm, log, SHIM, GRUB1, KERNEL1)  # downgraded chain after confirm
     assert main([*open_cmd, *both]) == 1
     assert not opened.exists()

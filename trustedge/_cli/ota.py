@@ -593,6 +593,16 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
     p.add_argument("--revert", action="store_true", help="the new image failed: drop it instead")
+    p.add_argument(
+        "--policy-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="also revoke signed PCR policies older than --policy-version (sealed updates)",
+    )
+    p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
     p.set_defaults(handler=_confirm)
 
     p = us.add_parser(
@@ -708,10 +718,17 @@ def _confirm(args: argparse.Namespace) -> int:
     comps = tuple(
         tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
     )
+    if args.policy_counter is not None and (
+        args.policy_version is None or not (args.software or args.tcti)
+    ):
+        raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
     updater = Updater(KeySet({}, 1), store, _device(args))
     new = updater.revert(comps) if args.revert else updater.confirm(comps)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
-    emit(args, {"floors": floors, "reverted": args.revert}, f"floors: {floors}")
+    data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
+    if args.policy_counter is not None and not args.revert:
+        data["policy_version"] = _advance_policies(args)
+    emit(args, data, f"floors: {floors}")
     return EXIT_OK
 
 
@@ -1025,3 +1042,17 @@ def _policy_counter(args: argparse.Namespace) -> int:
         f"policy counter 0x{args.index:08x}: version {version}, name {data['nv_name'].hex()}",
     )
     return EXIT_OK
+
+
+def _advance_policies(args: argparse.Namespace) -> int:
+    """Advance the policy counter to the confirmed update's version (idempotent)."""
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()

@@ -193,3 +193,11 @@ class PolicyCounter:
     def advance(self) -> int:
         """Revoke the policies of the current version (after the new chain is confirmed)."""
         return self.backend.nv_counter_increment(self.index)
+
+    def advance_to(self, version: int) -> int:
+        """Revoke every policy below ``version`` (the confirmed update's), never more:
+        repeating it (a retried confirm) leaves the policy of ``version`` valid."""
+        current = self.version
+        while current < version:
+            current = self.advance()
+        return current
