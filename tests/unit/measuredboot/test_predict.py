@@ -228,3 +228,24 @@ def test_two_images_replacing_one_file_are_refused() -> None:
     ]  # fmt: skip
     with pytest.raises(PolicyError, match="replace the file"):
         predict_next_boot(verified(chain_log()), images)
+
+
+def test_uki_measurement_predicts_what_systemd_stub_measures() -> None:
+    """The UKI's stated sections give the PCR11 ``uki_pcr11`` computes (which equals
+    ``systemd-measure calculate``, tests/integration/test_uki_systemd_measure.py)."""
+    from trustedge.measuredboot.uki import uki_pcr11
+
+    uki = build_pe(
+        (
+            (".osrel", b"ID=debian\n"),
+            (".cmdline", b"console=ttyS0"),
+            (".linux", b"\x4d\x5a kernel"),
+            (".initrd", b"initrd"),
+        )
+    )
+    m = BootMeasurement.of_image(uki, "uki", banks=("sha256", "sha1"))
+    assert [s.name for s in m.uki_sections] == [".linux", ".osrel", ".cmdline", ".initrd"]
+    p = predict_next_boot(verified(chain_log()), [m])
+    assert p.next["sha256"][11] == uki_pcr11(uki, "sha256")
+    assert p.next["sha1"][11] == uki_pcr11(uki, "sha1")
+    assert p.next["sha256"][4] != p.current["sha256"][4]
