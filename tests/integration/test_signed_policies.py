@@ -248,3 +248,17 @@ def test_rsa_and_p384_authorities(backend: Any) -> None:
 
 
 RSA_KEY = rsa.generate_private_key(65537, 2048)
+
+
+def test_policy_naming_a_missing_counter_is_refused(backend: Any) -> None:
+    authority = authority_public(AUTHORITY.public_key()).marshal_tpm2b()
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    blob = backend.seal_authorized(b"S" * 16, authority=authority, policy_ref=b"boot")
+    good = _policy(backend, version)
+    for index in (COUNTER + 7, 0x01FFFFFF):
+        with pytest.raises(PolicyError):
+            backend.unseal_authorized(blob, _edit(good, nv_index=index), authority=authority)
+    backend.nv_counter_undefine(COUNTER)  # the counter itself deleted
+    with pytest.raises(PolicyError):
+        backend.unseal_authorized(blob, good, authority=authority)

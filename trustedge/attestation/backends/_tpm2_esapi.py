@@ -837,7 +837,13 @@ class Connection:
                 TPML_PCR_SELECTION.parse(_selection_string(policy.selection)),
             )
         if policy.nv_name:
-            nvh = self.esapi.tr_from_tpmpublic(policy.nv_index)
+            try:
+                nvh = self.esapi.tr_from_tpmpublic(policy.nv_index)
+            except TSS2_Exception as exc:
+                raise PolicyError(
+                    f"policy counter 0x{policy.nv_index:08x} unusable ({exc})",
+                    violations=["policy-nv"],
+                ) from exc
             with self.closing_tr(nvh):
                 try:
                     self.esapi.policy_nv(
