@@ -824,7 +824,12 @@ class Connection:
         try:
             ticket = self.esapi.verify_signature(key, TPM2B_DIGEST(a_hash), signature)
         except TSS2_Exception as exc:
-            if base_rc(int(exc.rc)) in (int(TPM2_RC.SIGNATURE), int(TPM2_RC.SCHEME)):
+            if base_rc(int(exc.rc)) in (
+                int(TPM2_RC.SIGNATURE),
+                int(TPM2_RC.SCHEME),
+                int(TPM2_RC.ATTRIBUTES),
+                int(TPM2_RC.KEY),
+            ):
                 raise SignatureError(
                     f"the PCR policy is not signed by the authority ({exc})"
                 ) from exc
@@ -887,8 +892,12 @@ class Connection:
             with tpm_errors("loading the sealed object"):
                 handle = self.esapi.load(srk, priv, pub)
             with self.transient(handle):
-                with tpm_errors("loading the policy authority"):
+                try:
                     key = self.esapi.load_external(key_public, hierarchy=ESYS_TR.OWNER)
+                except TSS2_Exception as exc:
+                    raise MalformedInputError(
+                        f"the TPM does not load the policy authority key ({exc})"
+                    ) from exc
                 with self.transient(key):
                     with tpm_errors("reading the authority's name"):
                         name = bytes(self.esapi.tr_get_name(key).marshal())[2:]
