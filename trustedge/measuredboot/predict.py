@@ -222,11 +222,13 @@ def _all_equal(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> bool:
 class PlannedImage:
     """A new boot image and, when the device knows them, the measurements of
     the image it replaces (``current``: Authenticode per bank; ``current_file``:
-    the file digest GRUB logged in PCR9)."""
+    the file digest GRUB logged in PCR9; ``current_path``: the path GRUB names it
+    by, replaced by the new image's ``path`` in GRUB's PCR8/PCR9 strings)."""
 
     measurement: BootMeasurement
     current: Mapping[str, bytes] | None = None
     current_file: Mapping[str, bytes] | None = None
+    current_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,8 @@ def predict_next_boot(
             _uki(events, idx, m, removed, inserted, changes)
         if img.current_file and m.file_digests:
             _grub_file(events, img, verified, replaced, changes)
+        if img.current_path and m.path and img.current_path != m.path:
+            _grub_strings(events, img.current_path, m.path, verified, replaced, changes)
         if m.authority is not None:
             prev = position[chain[at - 1].number] if at > 0 else -1
             _authority(events, facts, prev, idx, m, verified, replaced, inserted, changes)
@@ -474,6 +478,61 @@ def _grub_file(
                     f"{m.role}: file GRUB measures",
                 )
             )
+
+
+#: How GRUB builds hash the strings they log in PCR8 (data, what is hashed): the
+#: whole data, without its trailing NUL, or without the subsystem prefix
+#: (upstream GRUB: "grub_cmd: ", "kernel_cmdline: ", ...).
+_PREFIXES: Final = (b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: ", b"grub_cmd ",
+                    b"grub_kernel_cmdline ")  # fmt: skip
+
+
+def _string_forms(data: bytes) -> list[bytes]:
+    forms = [data, data.rstrip(b"\0")]
+    for prefix in _PREFIXES:
+        if data.startswith(prefix):
+            forms.append(data[len(prefix) :].rstrip(b"\0"))
+    return forms
+
+
+def _grub_strings(
+    events: Sequence[Event],
+    old_path: str,
+    new_path: str,
+    verified: Mapping[int, list[str]],
+    replaced: dict[int, Event],
+    changes: list[EventChange],
+) -> None:
+    """GRUB names the kernel in PCR8 commands (``linux PATH ...``, the kernel command
+    line) and as the PCR9 file event's data. A PCR8 string is re-hashed the way its
+    current digest was made; one whose digest is no known form of its text leaves
+    that bank unpredictable (the digest is dropped, never guessed)."""
+    old, new = old_path.encode(), new_path.encode()
+    for ev in events:
+        if ev.pcr not in (8, 9) or ev.event_type != EventType.EV_IPL or old not in ev.data:
+            continue
+        if ev.pcr not in verified:
+            continue
+        base = replaced.get(ev.number, ev)
+        data = base.data.replace(old, new)
+        if ev.pcr == 9:  # the digest is the file's; only the label changes
+            replaced[ev.number] = base._replace(data=data)
+            continue
+        digests = {}
+        forms_old = _string_forms(base.data)
+        forms_new = _string_forms(data)
+        for bank, digest in base.digests.items():
+            for form_old, form_new in zip(forms_old, forms_new, strict=True):
+                if hmac.compare_digest(bank_hash(bank, form_old), digest):
+                    digests[bank] = bank_hash(bank, form_new)
+                    break
+        new_ev = base._replace(data=data, digests=digests)
+        replaced[ev.number] = new_ev
+        changes.append(
+            EventChange(
+                "replace", 8, ev.number, base.digests, digests, "GRUB string names the new path"
+            )
+        )
 
 
 def _authority(

@@ -249,3 +249,41 @@ def test_uki_measurement_predicts_what_systemd_stub_measures() -> None:
     assert p.next["sha256"][11] == uki_pcr11(uki, "sha256")
     assert p.next["sha1"][11] == uki_pcr11(uki, "sha1")
     assert p.next["sha256"][4] != p.current["sha256"][4]
+
+
+def test_grub_strings_follow_a_new_kernel_path() -> None:
+    """keylime's CentOS 9 log: upstream GRUB hashes its PCR8 strings without the
+    "grub_cmd: " / "kernel_cmdline: " prefix; the test rewrites them that way."""
+    from tests.vectors import third_party_dir
+
+    raw = (third_party_dir() / "eventlog/keylime/mb_log.bin").read_bytes()
+    log = parse_event_log(raw)
+    old, new = "/vmlinuz-5.14.0-183.el9.x86_64", "/vmlinuz-5.14.0-200.el9.x86_64"
+    m = BootMeasurement("kernel", {"sha256": d(b"new kernel")["sha256"]}, path=new)
+    p = predict_next_boot(log.verify(log.replay()), [PlannedImage(m, current_path=old)])
+    rewritten = []
+    for ev in log.unverified_events[1:]:
+        digests = dict(ev.digests)
+        data = ev.data
+        if old.encode() in data and ev.pcr in (8, 9):
+            data = data.replace(old.encode(), new.encode())
+            if ev.pcr == 8:
+                text = data.split(b": ", 1)[1].rstrip(b"\0")
+                digests = {"sha256": hashlib.sha256(text).digest()}
+        rewritten.append(LogEvent(ev.pcr, ev.event_type, data, digests))
+    want = parse_event_log(build_event_log(rewritten, banks=log.banks)).replay()
+    assert p.next["sha256"][8] == want["sha256"][8] != p.current["sha256"][8]
+    assert p.next["sha256"][9] == p.current["sha256"][9]  # PCR9 hashes the file, not its name
+    assert {c.event_number for c in p.changes if c.pcr == 8} == {93, 97}
+
+
+def test_grub_strings_of_unknown_form_are_unpredictable() -> None:
+    from tests.vectors import third_party_dir
+
+    raw = (third_party_dir() / "eventlog/go-eventlog/tpm/rhel8-uefi.bin").read_bytes()
+    log = parse_event_log(raw)
+    old = "/boot/vmlinuz-4.18.0-240.22.1.el8_3.x86_64"
+    assert any(old.encode() in ev.data for ev in log.unverified_events if ev.pcr == 8)
+    m = BootMeasurement("kernel", {"sha256": bytes(32)}, path="/boot/vmlinuz-4.18.0-400.el8")
+    p = predict_next_boot(log.verify(log.replay()), [PlannedImage(m, current_path=old)])
+    assert ("sha256", 8) in p.unpredictable and 8 not in p.next["sha256"]
