@@ -112,8 +112,11 @@ class BootMeasurement:
     ``file_digests`` (PCR9, GRUB's ``H(file)``) for a kernel or UKI; ``path``
     where the device installs it (a label); ``authority`` the
     ``UEFI_VARIABLE_DATA`` the firmware logs in PCR7 for the db entry that
-    verifies it (None: the same as now). Carried in a signed SUIT manifest
-    these are the signer's claims; :meth:`check_image` recomputes them.
+    verifies it (None: the same as now); ``variables`` the new values
+    (``UEFI_VARIABLE_DATA``) of Secure Boot variables the update sets along
+    with the image (a dbx revoking the old loader, a db entry, SbatLevel).
+    Carried in a signed SUIT manifest these are the signer's claims;
+    :meth:`check_image` recomputes what the image determines.
     """
 
     role: str
@@ -122,6 +125,7 @@ class BootMeasurement:
     file_digests: Mapping[str, bytes] = field(default_factory=dict)
     path: str | None = None
     authority: bytes | None = None
+    variables: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in BOOT_ROLES:
@@ -134,6 +138,10 @@ class BootMeasurement:
             raise MalformedInputError("UKI sections go with (and only with) role 'uki'")
         if self.authority is not None:
             decode_uefi_variable(self.authority)  # must be UEFI_VARIABLE_DATA
+        if len(self.variables) > 8:
+            raise MalformedInputError("at most 8 variables per boot measurement")
+        for var in self.variables:
+            decode_uefi_variable(var)
 
     @property
     def banks(self) -> tuple[str, ...]:
@@ -148,6 +156,7 @@ class BootMeasurement:
         banks: Sequence[str] = ("sha256",),
         path: str | None = None,
         authority: bytes | None = None,
+        variables: Sequence[bytes] = (),
     ) -> BootMeasurement:
         """Measure ``image`` (a PE/COFF boot application or UKI) in ``banks``.
 
@@ -172,14 +181,19 @@ class BootMeasurement:
         files = (
             {bank: bank_hash(bank, bytes(image)) for bank in banks} if role in _FILE_ROLES else {}
         )
-        return cls(role, authenticode, sections, files, path, authority)
+        return cls(role, authenticode, sections, files, path, authority, tuple(variables))
 
     def check_image(self, image: bytes) -> None:
         """Recompute every stated measurement from ``image``; raise
         :class:`~trustedge.errors.VerificationError` naming the first that differs."""
         try:
             got = BootMeasurement.of_image(
-                image, self.role, banks=self.banks, path=self.path, authority=self.authority
+                image,
+                self.role,
+                banks=self.banks,
+                path=self.path,
+                authority=self.authority,
+                variables=self.variables,
             )
         except MalformedInputError as exc:
             raise VerificationError(f"{self.role} image cannot be measured: {exc}") from exc
@@ -211,6 +225,8 @@ class BootMeasurement:
             out["path"] = self.path
         if self.authority is not None:
             out["authority"] = self.authority.hex()
+        if self.variables:
+            out["variables"] = [v.hex() for v in self.variables]
         return out
 
 
@@ -373,7 +389,8 @@ def predict_next_boot(
         if m.authority is not None:
             prev = position[chain[at - 1].number] if at > 0 else -1
             _authority(events, facts, prev, idx, m, verified, replaced, inserted, changes)
-    for var in variables:
+    stated = [VariableUpdate(v) for img in planned for v in img.measurement.variables]
+    for var in (*variables, *stated):
         _variable(facts, var, replaced, changes)
 
     out: list[Event] = []

@@ -287,3 +287,16 @@ def test_grub_strings_of_unknown_form_are_unpredictable() -> None:
     m = BootMeasurement("kernel", {"sha256": bytes(32)}, path="/boot/vmlinuz-4.18.0-400.el8")
     p = predict_next_boot(log.verify(log.replay()), [PlannedImage(m, current_path=old)])
     assert ("sha256", 8) in p.unpredictable and 8 not in p.next["sha256"]
+
+
+def test_variables_stated_with_an_image_change_pcr7() -> None:
+    new_dbx = var(DB_GUID, "db", b"db without the old CA")
+    p = predict_next_boot(
+        verified(chain_log()), [BootMeasurement("loader", d(b"g2"), variables=(new_dbx,))]
+    )
+    expect = chain_log()
+    expect[1] = LogEvent(7, CONFIG, new_dbx)
+    expect[8] = expect[8]._replace(digests=d(b"g2"))
+    assert p.next["sha256"][7] == replay(expect)["sha256"][7] != p.current["sha256"][7]
+    with pytest.raises(MalformedInputError):
+        BootMeasurement("loader", d(b"g2"), variables=(b"not a variable",))
