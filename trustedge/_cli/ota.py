@@ -620,6 +620,16 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
     p.add_argument("--revert", action="store_true", help="the new image failed: drop it instead")
+    p.add_argument(
+        "--policy-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="also revoke signed PCR policies older than --policy-version (sealed updates)",
+    )
+    p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
     p.set_defaults(handler=_confirm)
 
     p = us.add_parser(
@@ -735,10 +745,17 @@ def _confirm(args: argparse.Namespace) -> int:
     comps = tuple(
         tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
     )
+    if args.policy_counter is not None and (
+        args.policy_version is None or not (args.software or args.tcti)
+    ):
+        raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
     updater = Updater(KeySet({}, 1), store, _device(args))
     new = updater.revert(comps) if args.revert else updater.confirm(comps)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
-    emit(args, {"floors": floors, "reverted": args.revert}, f"floors: {floors}")
+    data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
+    if args.policy_counter is not None and not args.revert:
+        data["policy_version"] = _advance_policies(args)
+    emit(args, data, f"floors: {floors}")
     return EXIT_OK
 
 
@@ -834,6 +851,17 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
+    )
+    trust_log = p.add_mutually_exclusive_group(required=True)
+    trust_log.add_argument(
+        "--boot-policy",
+        metavar="POLICY",
+        help="boot policy (JSON) the device's log must pass before its values are signed",
+    )
+    trust_log.add_argument(
+        "--unsafe-trust-log",
+        action="store_true",
+        help="sign whatever the reported log says (only for a log you appraised yourself)",
     )
     p.add_argument("-o", "--output", required=True, metavar="POLICY")
     _add_trust_args(p)
@@ -966,6 +994,12 @@ def _release_policy(args: argparse.Namespace) -> int:
     from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
 
     verified = _verified_log(args)
+    if args.boot_policy:
+        # Everything a signed policy approves that the update does not replace comes
+        # from the device's log: it must be a boot this release would approve.
+        from trustedge.measuredboot import load_policy
+
+        load_policy(read_input(args.boot_policy, limit=16 << 20)).check(verified)
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
@@ -1035,3 +1069,17 @@ def _policy_counter(args: argparse.Namespace) -> int:
         f"policy counter 0x{args.index:08x}: version {version}, name {data['nv_name'].hex()}",
     )
     return EXIT_OK
+
+
+def _advance_policies(args: argparse.Namespace) -> int:
+    """Advance the policy counter to the confirmed update's version (idempotent)."""
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()

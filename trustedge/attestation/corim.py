@@ -157,7 +157,7 @@ def export_corim(
 
 
 def _untag(item: Any, tag: int, what: str) -> Any:
-    if not isinstance(item, _cbor.CBORTag) or item.tag != tag:
+    if not isinstance(item, _cbor.CBORTag) or item.tag != tag:  # not secret: a CBOR tag number
         raise MalformedInputError(f"{what} must carry CBOR tag {tag}")
     return item.value
 

@@ -69,10 +69,12 @@ def _component_id(value: object) -> tuple[bytes, ...]:
 
 def _boot_measurement(spec: object, path: Path) -> BootMeasurement:
     """The trustedge-boot-measurement of the payload at ``path`` (computed, never taken
-    from the spec): ``{"role": ..., "banks": [...], "path": ..., "authority": hex}``."""
+    from the spec): ``{"role": ..., "banks": [...], "path": ..., "authority": hex,
+    "variables": [hex UEFI_VARIABLE_DATA, ...]}`` (the last two are what the update
+    sets in PCR7, stated by the release)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("role"), str):
         raise MalformedInputError("boot-measurement must be an object with a 'role'")
-    unknown = set(spec) - {"role", "banks", "path", "authority"}
+    unknown = set(spec) - {"role", "banks", "path", "authority", "variables"}
     if unknown:
         raise MalformedInputError(f"boot-measurement: unknown keys {sorted(unknown)}")
     banks = spec.get("banks", ["sha256"])
@@ -86,10 +88,22 @@ def _boot_measurement(spec: object, path: Path) -> BootMeasurement:
         auth_bytes = None if authority is None else bytes.fromhex(str(authority))
     except ValueError:
         raise MalformedInputError("boot-measurement authority must be hex") from None
+    raw_vars = spec.get("variables", [])
+    if not isinstance(raw_vars, list) or not all(isinstance(v, str) for v in raw_vars):
+        raise MalformedInputError("boot-measurement variables must be a list of hex strings")
+    try:
+        variables = [bytes.fromhex(v) for v in raw_vars]
+    except ValueError:
+        raise MalformedInputError("boot-measurement variables must be hex") from None
     if path.stat().st_size > MAX_IMAGE:
         raise MalformedInputError(f"{path}: boot image larger than {MAX_IMAGE} bytes")
     return BootMeasurement.of_image(
-        path.read_bytes(), spec["role"], banks=banks, path=boot_path, authority=auth_bytes
+        path.read_bytes(),
+        spec["role"],
+        banks=banks,
+        path=boot_path,
+        authority=auth_bytes,
+        variables=variables,
     )
 
 
