@@ -293,3 +293,41 @@ def test_cache_resign(
     assert run(capsys, *base)[0] == 0
     code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
     assert code == 0, err
+
+
+def test_progress_on_a_tty_only(model: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """A progress bar on stderr when it is a TTY (a pseudo-terminal here), none
+    otherwise or with --no-progress; stdout stays the result."""
+    import pty
+    import subprocess
+
+    priv, _ = keys
+    exe = Path(sys.executable).parent / "trustedge"
+    base = [str(exe), "model", "sign", str(model), "--key", str(priv), "-o"]
+
+    def stderr_of(extra: list[str], sig: str) -> bytes:
+        master, slave = pty.openpty()
+        try:
+            subprocess.run([*base, str(tmp_path / sig), *extra], stderr=slave,
+                           stdout=subprocess.DEVNULL, check=True, timeout=60)  # fmt: skip
+            os.close(slave)
+            slave = -1
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+
+    assert b"100%" in stderr_of([], "a.sig")
+    assert stderr_of(["--no-progress"], "b.sig") == b""
+    plain = subprocess.run([*base, str(tmp_path / "c.sig")], capture_output=True, check=True)
+    assert plain.stderr == b""
