@@ -63,10 +63,20 @@ def warm(root: Path) -> None:
                     pass
 
 
+# Both tools run as installed packages do: with byte-code caches (pip compiles
+# site-packages at install; the editable trustedge would otherwise be compiled
+# from source on every start when PYTHONDONTWRITEBYTECODE is set).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run(argv: list[str | Path]) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [str(a) for a in argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -137,6 +147,7 @@ print(time.perf_counter() - start)
 def timed_load(mode: str, path: Path, sig: Path, pub: Path) -> float:
     out = subprocess.run(
         [sys.executable, "-c", _LOAD, mode, str(path), str(sig), str(pub)],
+        env=ENV,
         capture_output=True,
         text=True,
         check=True,

@@ -188,11 +188,23 @@ def _check_threads(args: argparse.Namespace) -> None:
 
 
 def _certificates(paths: list[str]) -> list[Any]:
-    from trustedge.attestation.ekcert import load_certificates
+    """Certificates from PEM files (several per file) or single DER files."""
+    if not paths:
+        return []
+    from cryptography import x509
+
+    from trustedge.errors import MalformedInputError
 
     out: list[Any] = []
     for path in paths:
-        out.extend(load_certificates(read_input(path, limit=_SMALL)))
+        data = read_input(path, limit=_SMALL)
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                out.extend(x509.load_pem_x509_certificates(data))
+            else:
+                out.append(x509.load_der_x509_certificate(data))
+        except ValueError as exc:
+            raise MalformedInputError(f"{path}: not an X.509 certificate: {exc}") from None
     return out
 
 
