@@ -207,3 +207,78 @@ def test_diff_explain_sign_verify(tmp_path: Path) -> None:
     assert expired.returncode == 1
     older = _run("policy", "verify", str(signed), "--key", str(pub), "--min-version", "3")
     assert older.returncode == 1
+
+
+def test_corim_export_import(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    log = third_party_dir() / LOG
+    policy = tmp_path / "boot.json"
+    assert _run("policy", "from-eventlog", str(log), "-o", str(policy)).returncode == 0
+    key = ec.derive_private_key(0xC0, ec.SECP256R1())
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    pem = serialization.Encoding.PEM
+    priv.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    corim = tmp_path / "ref.corim"
+    done = _run("policy", "export-corim", str(policy), "--corim-id", "gw-2026", "--vendor", "acme",
+                "--model", "gw", "--key", str(priv), "-o", str(corim))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back.json"
+    done = _run("policy", "import-corim", str(corim), "--key", str(pub), "-o", str(back), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["report"]["environments"] == [{"vendor": "acme", "model": "gw"}]
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_bytes(_run("eventlog", "replay", str(log), "--json").stdout)
+    ok = _run("eventlog", "verify", str(log), "--pcrs", str(pcrs), "--policy", str(back))
+    assert ok.returncode == 0, ok.stderr
+    assert _run("policy", "import-corim", str(corim)).returncode == 1  # signed, no key
+    unsigned = tmp_path / "u.corim"
+    assert _run("policy", "export-corim", str(policy), "--corim-id", "x", "--vendor", "a",
+                "--model", "b", "-o", str(unsigned)).returncode == 0  # fmt: skip
+    assert _run("policy", "import-corim", str(unsigned)).returncode == 1  # unsigned refused
+    assert _run("policy", "import-corim", str(unsigned), "--unsigned").returncode == 0
+
+
+def test_from_update_pins_the_predicted_boot(tmp_path: Path) -> None:
+    from tests.cli.test_update_predict_cli import GRUB, _release
+    from tests.cli.test_update_predict_cli import LOG as RHEL
+    from trustedge.measuredboot.authenticode import authenticode_digest
+    from trustedge.measuredboot.build import LogEvent, build_event_log
+
+    manifest, key = _release(tmp_path)
+    policy = tmp_path / "next.json"
+    args = ["policy", "from-update", str(manifest), "--eventlog", str(RHEL), "--key", f"{key}.pub"]
+    done = _run(*args, "-o", str(policy), "--json")
+    assert done.returncode == 0, done.stderr
+    assert 4 in json.loads(done.stdout)["report"]["pinned_pcrs"]
+    log = parse_event_log(RHEL.read_bytes())
+    events = []
+    for ev in log.unverified_events:
+        if ev.number == 0 and ev.event_type == 3:
+            continue
+        digests = ev.digests
+        if ev.number == 26:  # the boot loader the update replaces
+            digests = {b: authenticode_digest(GRUB, b) for b in digests}
+        events.append(LogEvent(ev.pcr, ev.event_type, ev.data, digests))
+    after = tmp_path / "after.bin"
+    after.write_bytes(build_event_log(events, banks=log.banks))
+
+    def verify(log_path: Path, policy_path: Path) -> int:
+        pcrs = tmp_path / "p.json"
+        pcrs.write_bytes(_run("eventlog", "replay", str(log_path), "--json").stdout)
+        return _run("eventlog", "verify", str(log_path), "--pcrs", str(pcrs),
+                    "--policy", str(policy_path)).returncode  # fmt: skip
+
+    assert verify(after, policy) == 0  # the predicted boot passes
+    assert verify(RHEL, policy) == 1  # the old boot does not
+    window = tmp_path / "window.json"
+    assert _run(*args, "--window", "-o", str(window)).returncode == 0
+    assert verify(RHEL, window) == 0 and verify(after, window) == 0
+    unsigned = _run("policy", "from-update", str(manifest), "--eventlog", str(RHEL))
+    assert unsigned.returncode == 1  # reference values only from an authenticated update

@@ -161,3 +161,90 @@ def test_signature_of_another_key_is_refused(backend: Any) -> None:
     )
     with pytest.raises(SignatureError):
         backend.unseal_authorized(blob, bumped.encode(), authority=authority)
+
+
+# -- attacks on the policy document: only what the signature covers counts ---------------
+
+
+def _edit(doc: bytes, **changes: Any) -> bytes:
+    signed = SignedPolicy.decode(doc)
+    fields = {
+        "selection": signed.policy.selection,
+        "pcr_digest": signed.policy.pcr_digest,
+        "nv_index": signed.policy.nv_index,
+        "nv_name": signed.policy.nv_name,
+        "version": signed.policy.version,
+    }
+    fields.update(changes)
+    return SignedPolicy(PCRPolicy(**fields), signed.policy_ref, signed.signature).encode()
+
+
+def test_edited_policy_documents_are_refused(backend: Any) -> None:
+    authority = authority_public(AUTHORITY.public_key()).marshal_tpm2b()
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    blob = backend.seal_authorized(b"S" * 16, authority=authority, policy_ref=b"boot")
+    good = _policy(backend, version)
+    # a stale policy pointed at a fresh counter that is still low: the name is in the
+    # signed digest, the index is not -- the TPM hashes the real index's name
+    backend.nv_counter_increment(COUNTER)
+    stale = _policy(backend, version)
+    fresh = COUNTER + 1
+    backend.nv_counter_define(fresh)
+    backend.nv_counter_increment(fresh)
+    with pytest.raises(PolicyError):
+        backend.unseal_authorized(blob, _edit(stale, nv_index=fresh), authority=authority)
+    # PCRs dropped from the selection, or the digest of other PCR values
+    with pytest.raises(SignatureError):
+        backend.unseal_authorized(
+            blob, _edit(good, selection={"sha256": (4,)}), authority=authority
+        )
+    with pytest.raises(SignatureError):
+        backend.unseal_authorized(blob, _edit(good, pcr_digest=bytes(32)), authority=authority)
+    # another policyRef than the object's
+    signed = SignedPolicy.decode(good)
+    other_ref = sign_policy(signed.policy, AUTHORITY, policy_ref=b"other").encode()
+    with pytest.raises(PolicyError):
+        backend.unseal_authorized(blob, other_ref, authority=authority)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"", b"TEPOL\x01", b"TEPOL\x02" + bytes(64), b"TEPOL\x01" + b"\xff" * 40, bytes(5000)],
+    ids=["empty", "magic-only", "wrong-version", "garbage", "huge"],
+)
+def test_junk_policy_documents_are_malformed(junk: bytes) -> None:
+    from trustedge.errors import MalformedInputError
+
+    with pytest.raises(MalformedInputError):
+        SignedPolicy.decode(junk)
+
+
+def test_a_junk_policy_does_not_hide_a_good_one(backend: Any) -> None:
+    from trustedge import envelope
+
+    authority = authority_public(AUTHORITY.public_key()).marshal_tpm2b()
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    kek = envelope.TPMSealedKEK.create_authorized(backend, authority=authority, policy_ref=b"boot")
+    sealed = envelope.seal(b"x", [kek])
+    policies = [b"junk", _policy(backend, version, key=OTHER), _policy(backend, version)]
+    again = envelope.TPMSealedKEK(backend, kek.sealed, authority=authority, policies=policies)
+    assert envelope.open(sealed, [again]) == b"x"
+
+
+def test_rsa_and_p384_authorities(backend: Any) -> None:
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    for key in (RSA_KEY, ec.derive_private_key(0x384, ec.SECP384R1())):
+        authority = authority_public(key.public_key()).marshal_tpm2b()
+        blob = backend.seal_authorized(b"R" * 32, authority=authority, policy_ref=b"boot")
+        policy = _policy(backend, version, key=key)
+        assert backend.unseal_authorized(blob, policy, authority=authority) == b"R" * 32
+        with pytest.raises(SignatureError):
+            backend.unseal_authorized(
+                blob, _policy(backend, version, key=OTHER), authority=authority
+            )
+
+
+RSA_KEY = rsa.generate_private_key(65537, 2048)

@@ -19,7 +19,12 @@ from tests.vectors import third_party_dir
 from trustedge.measuredboot import EventType, parse_event_log
 from trustedge.measuredboot.build import LogEvent, build_event_log
 from trustedge.measuredboot.events import BANK_SIZES, bank_hash
-from trustedge.measuredboot.predict import BootMeasurement, UKISectionDigests, predict_next_boot
+from trustedge.measuredboot.predict import (
+    BootMeasurement,
+    PlannedImage,
+    UKISectionDigests,
+    predict_next_boot,
+)
 
 _BASE = third_party_dir() / "eventlog"
 _CHAIN_LOGS = [
@@ -154,3 +159,79 @@ def test_prediction_equals_replay_of_rewritten_log(case: tuple[str, list[BootMea
             if pcr in verified.verified_pcrs or pcr == 11:
                 assert prediction.next[bank][pcr] == value
     assert Path(name).name  # the case names its log in failures
+
+
+def _pcr9_files(data: bytes) -> list[dict[str, bytes]]:
+    return [
+        dict(ev.digests)
+        for ev in parse_event_log(data).unverified_events
+        if ev.pcr == 9 and ev.event_type == 0x0D
+    ]
+
+
+@st.composite
+def device_updates(draw: st.DrawFn) -> tuple[str, list[PlannedImage]]:
+    """Images placed by the digest of the image they replace (what a device knows),
+    with GRUB's PCR9 file digest where the log has one."""
+    name = draw(st.sampled_from(sorted(LOGS)))
+    log = parse_event_log(LOGS[name])
+    banks = log.banks
+    by_number = {ev.number: ev for ev in log.unverified_events}
+    chain = _chain_numbers(LOGS[name])
+    distinct: dict[tuple[bytes, ...], int] = {}
+    for number in chain:  # the last event with a digest is the one a digest names
+        distinct[tuple(by_number[number].digests[b] for b in banks)] = number
+    picked = draw(st.lists(st.sampled_from(sorted(distinct.values())), min_size=1, unique=True))
+    files = _pcr9_files(LOGS[name])
+    out = []
+    for number in picked:
+        new = {b: draw(st.binary(min_size=BANK_SIZES[b], max_size=BANK_SIZES[b])) for b in banks}
+        current_file = draw(st.sampled_from(files)) if files and draw(st.booleans()) else None
+        if current_file is not None:
+            files = [f for f in files if f != current_file]  # one image per file
+        new_file = (
+            {b: draw(st.binary(min_size=BANK_SIZES[b], max_size=BANK_SIZES[b])) for b in banks}
+            if current_file is not None
+            else {}
+        )
+        m = BootMeasurement("kernel", new, file_digests=new_file)
+        out.append(PlannedImage(m, dict(by_number[number].digests), current_file))
+    return name, out
+
+
+def _rewrite_by_digest(data: bytes, images: list[PlannedImage]) -> bytes:
+    log = parse_event_log(data)
+    chain = _chain_numbers(data)
+    by_number = {ev.number: ev for ev in log.unverified_events}
+    targets = {}
+    for img in images:
+        assert img.current is not None
+        last = [n for n in chain if by_number[n].digests == img.current][-1]
+        targets[last] = dict(img.measurement.authenticode)
+    files: dict[bytes, dict[str, bytes]] = {}
+    for img in images:
+        if img.current_file is not None:
+            key = b"".join(img.current_file[b] for b in sorted(img.current_file))
+            files[key] = dict(img.measurement.file_digests)
+    events: list[LogEvent] = []
+    for ev in log.unverified_events[1:]:
+        digests = dict(ev.digests)
+        if ev.number in targets:
+            digests = targets[ev.number]
+        elif ev.pcr == 9:
+            key = b"".join(digests[b] for b in sorted(digests))
+            digests = files.get(key, digests)
+        events.append(LogEvent(ev.pcr, ev.event_type, ev.data, digests))
+    return build_event_log(events, banks=log.banks)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(device_updates())
+def test_device_placed_prediction_equals_replay(case: tuple[str, list[PlannedImage]]) -> None:
+    name, images = case
+    log = parse_event_log(LOGS[name])
+    prediction = predict_next_boot(log.verify(log.replay()), images)
+    rewritten = parse_event_log(_rewrite_by_digest(LOGS[name], images)).replay()
+    for bank, values in prediction.next.items():
+        for pcr, value in values.items():
+            assert rewritten[bank][pcr] == value, (name, bank, pcr)

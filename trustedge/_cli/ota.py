@@ -207,6 +207,7 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--legacy-install", action="store_true")
     add_json_flag(p)
     p.set_defaults(handler=_inspect)
+    _register_release_policy(rs)
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -728,7 +729,8 @@ def _load(args: argparse.Namespace) -> int:
         device.model_components = frozenset({*device.model_components, component})
     directory, bundle = device.model(component)
     if bundle is None:
-        raise CommandError(f"no signed model installed for {args.component or component!r}")
+        shown = "/".join(p.decode("utf-8", "replace") for p in component)
+        raise CommandError(f"no signed model installed for component {shown!r}")
     backend = open_backend(args)
     try:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
@@ -766,24 +768,57 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = us.add_parser(
         "predict", help="the next boot's PCR values after MANIFEST's boot-chain components install"
     )
-    p.add_argument("manifest", metavar="MANIFEST")
-    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
-    p.add_argument(
-        "--pcrs",
-        metavar="PCRS",
-        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
-        "default: the log's own replay (then nothing is verified)",
-    )
-    _add_trust_args(p)
-    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
-    p.add_argument(
-        "--device", metavar="DIR", help="device directory: place images by its active slots"
-    )
+    add_prediction_args(p)
     add_json_flag(p)
     p.set_defaults(handler=_predict)
 
+    p = us.add_parser(
+        "policy-counter",
+        help="the TPM counter that versions signed PCR policies (init, show, advance)",
+    )
+    p.add_argument("action", choices=("init", "show", "advance"))
+    p.add_argument("--index", required=True, type=lambda t: int(t, 0), metavar="NV")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    add_json_flag(p)
+    p.set_defaults(handler=_policy_counter)
 
-def _predict(args: argparse.Namespace) -> int:
+
+def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = rs.add_parser(
+        "policy",
+        help="sign the PCR policy a device's next boot after MANIFEST reaches (PolicyAuthorize)",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="the update (or - with --current)")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the device's current log")
+    p.add_argument("--pcrs", metavar="PCRS", help="PCR values the log is verified against")
+    p.add_argument("--sign", required=True, metavar="KEY", help="policy authority key (EC)")
+    p.add_argument("--nv-index", required=True, type=lambda t: int(t, 0), metavar="NV")
+    p.add_argument("--nv-name", required=True, metavar="HEX", help="the counter's NV name")
+    p.add_argument("--version", required=True, type=int, help="policy version (counter value)")
+    p.add_argument(
+        "--policy-pcr",
+        action="append",
+        default=[],
+        metavar="BANK:I,J",
+        help="PCRs the policy covers (default sha256:4,7)",
+    )
+    p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
+    p.add_argument(
+        "--current", action="store_true", help="sign the current boot's values (provisioning)"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="POLICY")
+    _add_trust_args(p)
+    p.add_argument("--now", type=int)
+    add_json_flag(p)
+    p.set_defaults(handler=_release_policy)
+
+
+def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
+    """(prediction, manifest, authenticated) for ``update predict`` and ``policy from-update``:
+    the manifest (authenticated when --key/--trust-root is given), the event log verified
+    against --pcrs (or its own replay) and the device's active slots (--device)."""
     from trustedge._cli.measuredboot import parse_pcr_values
     from trustedge.measuredboot import parse_event_log
     from trustedge.ota.bootchain import boot_measurements, predict_update
@@ -813,7 +848,30 @@ def _predict(args: argparse.Namespace) -> int:
     device = None
     if args.device:
         device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
-    prediction = predict_update(manifest, verified, device=device)
+    return predict_update(manifest, verified, device=device), manifest, authenticated
+
+
+def add_prediction_args(p: argparse.ArgumentParser) -> None:
+    """The arguments :func:`prediction_from_args` reads."""
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
+    p.add_argument(
+        "--pcrs",
+        metavar="PCRS",
+        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
+        "default: the log's own replay (then nothing is verified)",
+    )
+    _add_trust_args(p)
+    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
+    p.add_argument(
+        "--device", metavar="DIR", help="device directory: place images by its active slots"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trustedge.ota.bootchain import boot_measurements
+
+    prediction, manifest, authenticated = prediction_from_args(args)
     data = {
         "manifest_authenticated": authenticated,
         "log_verified_against": "pcrs" if args.pcrs else "its own replay (unverified)",
@@ -848,4 +906,105 @@ def _predict(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     emit(args, data, text)
+    return EXIT_OK
+
+
+def _verified_log(args: argparse.Namespace) -> Any:
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.measuredboot import parse_event_log
+
+    log = parse_event_log(read_input(args.eventlog, limit=64 << 20))
+    if args.pcrs:
+        text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        return log.verify(parse_pcr_values(text))
+    return log.verify(log.replay())
+
+
+def _selection(items: list[str]) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        bank, sep, rest = item.partition(":")
+        try:
+            out[bank] = tuple(sorted({int(i) for i in rest.split(",")}))
+        except ValueError:
+            raise CommandError(f"--policy-pcr takes BANK:I,J, got {item!r}") from None
+        if not sep or not out[bank]:
+            raise CommandError(f"--policy-pcr takes BANK:I,J, got {item!r}")
+    return out
+
+
+def _release_policy(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
+
+    verified = _verified_log(args)
+    if args.current:
+        values = verified.source.replay()
+        changes: list[Any] = []
+    else:
+        env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
+        if not (args.trust_root or args.pub):
+            raise CommandError("release policy signs only authenticated updates: give --key")
+        manifest = verify_envelope(
+            env_bytes, _trust(args), now=_now(args), max_envelope=max(len(env_bytes), 1)
+        ).manifest
+        prediction = predict_update(manifest, verified)
+        values, changes = prediction.next, list(prediction.changes)
+    key = load_private_key(read_input(args.sign, limit=1 << 16))
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise CommandError("a TPM policy authority is an EC or RSA key", exit_code=EXIT_MALFORMED)
+    try:
+        nv_name = bytes.fromhex(args.nv_name)
+    except ValueError:
+        raise CommandError("--nv-name must be hex") from None
+    selection = _selection(args.policy_pcr) or dict(DEFAULT_POLICY_PCRS)
+    signed = sign_pcr_policy(
+        values,
+        key,
+        selection=selection,
+        nv_index=args.nv_index,
+        nv_name=nv_name,
+        version=args.version,
+        policy_ref=args.policy_ref.encode(),
+    )
+    _write(args.output, signed.encode())
+    data = {
+        "policy": args.output,
+        "approved_policy": signed.policy.digest(),
+        "selection": {b: list(i) for b, i in signed.policy.selection.items()},
+        "version": args.version,
+        "changes": [c.to_json() for c in changes],
+    }
+    emit(
+        args,
+        data,
+        f"signed policy {signed.policy.digest().hex()} (version {args.version}) -> {args.output}",
+    )
+    return EXIT_OK
+
+
+def _policy_counter(args: argparse.Namespace) -> int:
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        counter = PolicyCounter(backend, args.index)
+        if args.action == "init":
+            counter.provision()
+        elif args.action == "advance":
+            counter.advance()
+        version = counter.version
+        data = {"index": args.index, "version": version, "next_version": version + 1,
+                "nv_name": counter.name}  # fmt: skip
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    emit(
+        args,
+        data,
+        f"policy counter 0x{args.index:08x}: version {version}, name {data['nv_name'].hex()}",
+    )
     return EXIT_OK

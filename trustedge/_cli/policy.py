@@ -107,6 +107,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_output(verify)
     verify.set_defaults(handler=_cmd_verify)
 
+    ex = psub.add_parser("export-corim", help="a boot policy as a CoRIM (signed with --key)")
+    ex.add_argument("policy", metavar="POLICY", help="boot policy or appraisal policy JSON")
+    ex.add_argument("--corim-id", required=True)
+    ex.add_argument("--vendor", required=True, help="target environment vendor (class-map)")
+    ex.add_argument("--model", required=True, help="target environment model (class-map)")
+    ex.add_argument("--key", metavar="KEY", help="sign the CoRIM (COSE_Sign1) with this key")
+    ex.add_argument("--signer-name", default="trustedge")
+    ex.add_argument("--not-after", type=int, metavar="UNIX_TIME", help="end of validity")
+    _add_output(ex)
+    ex.set_defaults(handler=_cmd_export_corim)
+
+    im = psub.add_parser("import-corim", help="reference values of a CoRIM as a boot policy")
+    im.add_argument("corim", metavar="CORIM")
+    im.add_argument(
+        "--key", action="append", default=[], metavar="PUB",
+        help="verify the signed CoRIM with this key (repeatable); required for a signed one",
+    )  # fmt: skip
+    im.add_argument("--now", type=int, help="unix time for the validity check (default: now)")
+    im.add_argument(
+        "--any-profile", action="store_true",
+        help="read integrity registers of other profiles as PCRs too",
+    )  # fmt: skip
+    im.add_argument(
+        "--unsigned", action="store_true", help="accept an unsigned CoRIM (nothing vouches for it)"
+    )
+    _add_output(im)
+    im.set_defaults(handler=_cmd_import_corim)
+
+    up = psub.add_parser(
+        "from-update",
+        help="the reference values a SUIT update will produce (PCR prediction from the manifest)",
+    )
+    from trustedge._cli.ota import add_prediction_args
+
+    add_prediction_args(up)
+    up.add_argument("--bank", choices=("sha256", "sha384", "sha512"), default="sha256")
+    up.add_argument(
+        "--window", action="store_true",
+        help="allow the current values too (devices that report before and after the reboot)",
+    )  # fmt: skip
+    _add_output(up)
+    up.set_defaults(handler=_cmd_from_update)
+
     merge = psub.add_parser(
         "merge", help="the union of IMA runtime policies (an upgrade window: old and new pass)"
     )
@@ -393,3 +436,101 @@ def _write_bytes(args: argparse.Namespace, data: bytes, report: dict[str, Any]) 
     if args.json:
         sys.stdout.write(json.dumps({"ok": True, "output": args.output, **report}) + "\n")
     return EXIT_OK
+
+
+def _boot_rules(path: str) -> dict[str, Any]:
+    from trustedge.errors import MalformedInputError
+
+    doc = _json_file(path)
+    if isinstance(doc, dict) and isinstance(doc.get("boot"), dict):
+        doc = doc["boot"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise MalformedInputError(f"{path}: not a boot policy (rules) or an appraisal policy")
+    return doc
+
+
+def _cmd_export_corim(args: argparse.Namespace) -> int:
+    from trustedge.attestation.corim import export_corim
+    from trustedge.keys import load_private_key
+
+    key = load_private_key(read_input(args.key, limit=1 << 20)) if args.key else None
+    data = export_corim(
+        _boot_rules(args.policy),
+        corim_id=args.corim_id,
+        vendor=args.vendor,
+        model=args.model,
+        signer=key,
+        signer_name=args.signer_name,
+        not_after=args.not_after,
+    )
+    return _write_bytes(args, data, {"signed": key is not None, "bytes": len(data)})
+
+
+def _cmd_import_corim(args: argparse.Namespace) -> int:
+    import time
+
+    from trustedge.attestation.corim import decode_corim, import_corim, verify_signed_corim
+    from trustedge.errors import SignatureError
+    from trustedge.keys import load_public_key
+
+    data = read_input(args.corim, limit=16 << 20)
+    now = int(time.time()) if args.now is None else args.now
+    decoded = decode_corim(data)
+    if decoded.signed:
+        keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.key]
+        if not keys:
+            raise SignatureError("a signed CoRIM needs --key to verify it with")
+        decoded = verify_signed_corim(data, keys, now=now)
+    elif not args.unsigned:
+        raise SignatureError("the CoRIM is not signed (give --unsigned to read it anyway)")
+    imported = import_corim(decoded, any_profile=args.any_profile)
+    report = {
+        "signed": decoded.signed,
+        "signer": decoded.signer_name,
+        "environments": list(imported.environments),
+        "notes": list(imported.unconverted),
+    }
+    return _write(args, imported.document, report)
+
+
+def _cmd_from_update(args: argparse.Namespace) -> int:
+    from trustedge._cli.ota import prediction_from_args
+    from trustedge.errors import SignatureError
+    from trustedge.measuredboot.reference import policy_from_prediction
+
+    if not (args.trust_root or args.pub):
+        raise SignatureError("reference values come only from an authenticated update: "
+                             "give --key or --trust-root")  # fmt: skip
+    prediction, _, _ = prediction_from_args(args)
+    document = policy_from_prediction(prediction, bank=args.bank, window=args.window)
+    notes = [f"unpredictable: {b}:{p}" for b, p in sorted(prediction.unpredictable)]
+    if not args.pcrs:
+        notes.append("the event log was checked against its own replay only (give --pcrs)")
+    report = {"pinned_pcrs": [r["pcr"] for r in document["rules"]], "notes": notes}
+    return _write(args, document, report)
+
+
+def add_policy_key_args(parser: argparse.ArgumentParser) -> None:
+    """``--policy-key`` / ``--policy-min-version``: require a signed appraisal policy."""
+    parser.add_argument(
+        "--policy-key", action="append", default=[], metavar="PUB",
+        help="accept only a signed appraisal policy (policy sign --kind appraisal) that "
+        "verifies with this key (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy-min-version", type=int, default=0, metavar="N",
+        help="refuse signed policies older than version N",
+    )  # fmt: skip
+
+
+def appraisal_policy_from_args(args: argparse.Namespace, data: bytes) -> Any:
+    """The appraisal policy from ``data``, verified when ``--policy-key`` was given."""
+    import time
+
+    from trustedge.attestation.signedpolicy import load_appraisal_policy_document
+    from trustedge.keys import load_public_key
+
+    keys = [load_public_key(read_input(p, limit=1 << 20)) for p in args.policy_key]
+    return load_appraisal_policy_document(
+        data, keys=keys, now=int(time.time()), min_version=args.policy_min_version
+    )

@@ -48,7 +48,7 @@ import datetime
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -73,6 +73,7 @@ from trustedge.errors import (
 from trustedge.hazmat.tpm2 import TPM_GENERATED_VALUE, TPMST, Attest, NVCertifyInfo, TPMAlg
 from trustedge.hazmat.tpm2.nv import NVPublic
 from trustedge.hazmat.tpmbackend import AKHandle, TPMBackend
+from trustedge.keys import load_public_key
 from trustedge.models import (
     BUNDLE_MEDIA_TYPE,
     VerifiedModel,
@@ -95,6 +96,7 @@ __all__ = [
     "UnverifiedModelLog",
     "VerifiedModelLog",
     "appraise_models",
+    "load_model_policy",
     "parse_model_log",
     "replay",
     "verify_model_log",
@@ -337,6 +339,78 @@ class ModelPolicy:
 
 Finds = list[Finding | tuple[Finding, str]]
 
+_POLICY_FIELDS: Final = {
+    "allowed_digests",
+    "allowed_signers",
+    "allowed_roots",
+    "nv_index",
+    "require_model",
+}
+
+
+def _text_list(doc: Mapping[str, Any], name: str) -> list[str]:
+    items = doc.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise MalformedInputError(f"model policy '{name}' must be a list of strings")
+    if len(items) > MAX_EVENTS:
+        raise LimitExceededError(f"model policy '{name}' lists more than {MAX_EVENTS} items")
+    return items
+
+
+def load_model_policy(doc: Mapping[str, Any]) -> ModelPolicy:
+    """A :class:`ModelPolicy` from the ``models`` object of an appraisal policy::
+
+        {"allowed_digests": ["<64 hex: a signed model digest>", ...],
+         "allowed_signers": ["<PEM public key (ECDSA or Ed25519)>", ...],
+         "allowed_roots": ["<PEM CA certificate>", ...],
+         "nv_index": "0x013e0d01", "require_model": true}
+
+    Raises ``MalformedInputError`` for documents that do not follow it.
+    """
+    if not isinstance(doc, Mapping):
+        raise MalformedInputError("'models' must be a JSON object")
+    unknown = set(doc) - _POLICY_FIELDS
+    if unknown:
+        raise MalformedInputError(f"unknown model policy field(s) {sorted(unknown)}")
+    digests = set()
+    for text in _text_list(doc, "allowed_digests"):
+        hexdigits = text.removeprefix("sha256:")
+        try:
+            digest = bytes.fromhex(hexdigits)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32 or len(hexdigits) != 64:
+            raise MalformedInputError(f"allowed digest {text[:80]!r} is not 64 hex digits")
+        digests.add(digest)
+    signers: list[PublicKey] = []
+    for pem in _text_list(doc, "allowed_signers"):
+        key = load_public_key(pem.encode())
+        if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+            raise MalformedInputError("model signers are ECDSA or Ed25519 keys (OMS)")
+        signers.append(key)
+    roots = []
+    for pem in _text_list(doc, "allowed_roots"):
+        try:
+            roots.append(x509.load_pem_x509_certificate(pem.encode()))
+        except ValueError as exc:
+            raise MalformedInputError(f"allowed root is not a PEM certificate: {exc}") from None
+    index = doc.get("nv_index", DEFAULT_NV_INDEX)
+    if isinstance(index, str):
+        try:
+            index = int(index, 0)
+        except ValueError:
+            raise MalformedInputError(f"nv_index {index[:20]!r} is not a number") from None
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0x01000000 <= index <= 0x01FFFFFF
+    ):
+        raise MalformedInputError("nv_index must be an NV index handle (0x01000000-0x01ffffff)")
+    require = doc.get("require_model", True)
+    if not isinstance(require, bool):
+        raise MalformedInputError("'require_model' must be a boolean")
+    return ModelPolicy(frozenset(digests), tuple(signers), tuple(roots), index, require)
+
 
 def verify_signed_model(
     bundle: bytes,
@@ -346,13 +420,16 @@ def verify_signed_model(
     now: datetime.datetime | None = None,
 ) -> VerifiedStatement:
     """Check an OMS ``bundle``'s signature with any of the trusted ``keys`` (key
-    method) or ``roots`` (certificate method, at ``now``); no file is read.
+    method) or ``roots`` (certificate method, at ``now``, which is then required);
+    no file is read.
 
     Returns the verified statement (``.digest`` is the signed model digest) or
     raises ``SignatureError`` (no trusted signer verifies it) /
     ``MalformedInputError`` (not an OMS bundle) /
     ``UnsupportedAlgorithmError``.
     """
+    if roots and now is None:
+        raise ValueError("certificate chains are checked at a time the caller passes (now=)")
     if len(bundle) > MAX_SIGNATURE:
         raise LimitExceededError(f"model signature larger than {MAX_SIGNATURE} bytes")
     last: VerificationError | None = None
@@ -383,10 +460,9 @@ def _allowed(event: ModelLoadEvent, policy: ModelPolicy, now: int | None) -> str
     if event.signature_format != SIGNATURE_FORMAT:
         return f"{event.name!r}: unknown signature format {event.signature_format!r}"
     when = None if now is None else datetime.datetime.fromtimestamp(now, datetime.UTC)
+    roots = policy.allowed_roots if when is not None else ()  # no time: no chain is checked
     try:
-        signed = verify_signed_model(
-            event.signature, policy.allowed_signers, roots=policy.allowed_roots, now=when
-        )
+        signed = verify_signed_model(event.signature, policy.allowed_signers, roots=roots, now=when)
     except TrustedgeError as exc:
         return f"{event.name!r}: signature not by an allowed signer ({exc})"
     if not hmac.compare_digest(signed.digest, event.digest):

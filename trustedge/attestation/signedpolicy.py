@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from trustedge import _cbor
 from trustedge.cose import (
@@ -29,7 +29,13 @@ from trustedge.cose import (
 )
 from trustedge.errors import MalformedInputError, PolicyError, SignatureError
 
-__all__ = ["POLICY_KINDS", "VerifiedPolicy", "sign_policy", "verify_signed_policy"]
+__all__ = [
+    "POLICY_KINDS",
+    "VerifiedPolicy",
+    "load_appraisal_policy_document",
+    "sign_policy",
+    "verify_signed_policy",
+]
 
 _TYPE: Final = "trustedge-policy"
 POLICY_KINDS: Final = ("appraisal", "boot", "runtime")
@@ -114,3 +120,24 @@ def verify_signed_policy(
     if version < min_version:
         raise PolicyError(f"signed policy version {version} is older than {min_version}")
     return VerifiedPolicy(document, got_kind, version, expires, signer)
+
+
+def load_appraisal_policy_document(
+    data: bytes, *, keys: Sequence[PublicKey] = (), now: int, min_version: int = 0
+) -> Any:
+    """An :class:`~trustedge.attestation.verifier.AppraisalPolicy` from a JSON document or,
+    when ``keys`` are given, only from a signed one (kind ``appraisal``) that verifies.
+
+    A verifier that requires signed policies passes its policy keys: then an unsigned
+    document is refused, so nobody who can only write the policy file can change policy.
+    """
+    from trustedge.attestation.verifier import load_appraisal_policy
+
+    if keys:
+        verified = verify_signed_policy(
+            data, keys, now=now, min_version=min_version, kind="appraisal"
+        )
+        return load_appraisal_policy(verified.document)
+    if data[:1] == b"\xd2":  # a COSE_Sign1 (tag 18)
+        raise SignatureError("a signed policy needs the policy key to verify it with")
+    return load_appraisal_policy(data)

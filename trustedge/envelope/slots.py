@@ -257,13 +257,14 @@ class TPMSealedKEK:
         errors = []
         # Before an update commits the device holds the current and the pending
         # policy; whichever matches the booted chain (and is not revoked) unseals.
-        for policy in self.policies:
+        for number, policy in enumerate(self.policies, 1):
             try:
                 return self._backend.unseal_authorized(
                     self.sealed, policy, authority=self._authority
                 )
-            except VerificationError as exc:
-                errors.append(str(exc))
+            except (VerificationError, MalformedInputError) as exc:
+                # one unusable policy (junk, stale, another chain's) must not hide the others
+                errors.append(f"policy {number}: {exc}")
         raise VerificationError("; ".join(errors))
 
     def _key(self) -> bytes:

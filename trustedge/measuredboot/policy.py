@@ -16,7 +16,8 @@ The same rules load from a JSON document (:func:`load_policy`)::
         {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": [],
          "allowed": ["<optional: every entry db may hold>"]},
         {"rule": "dbx", "required": ["..."]},
-        {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"]},
+        {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"],
+         "measurements": ["<digest of a PCR12 credential archive>"]},
         {"rule": "any_of", "rules": [...]}
     ]}
 """
@@ -385,28 +386,51 @@ class SignatureDatabase:
         return out
 
 
+#: GRUB commands whose arguments are the kernel command line it passes on.
+_GRUB_LINUX: Final = re.compile(r"^(?:grub_cmd:? )?(?:linux|linuxefi|linux16)\s+(\S.*)$", re.DOTALL)
+#: PCRs whose every measurement a KernelCmdline rule requires to be a proven
+#: string: GRUB's strings (8) and systemd-stub's command line (12).
+_CMDLINE_STRING_PCRS: Final = (8, 12)
+
+
 @dataclass(frozen=True)
 class KernelCmdline:
     """Every verified kernel command line must match all ``required`` regexes and no
     ``forbidden`` one; at least one command line must be logged.
 
     Command lines are read from proven strings on PCR 8, 9 and 12
-    (:func:`~trustedge.measuredboot.secureboot.kernel_cmdlines`); ``forbidden``
-    patterns are also searched in every other proven string there, so a
-    relabelled command line is not hidden. PCR8 holds only boot-loader
-    strings: a PCR8 event that is not proven text is a violation.
+    (:func:`~trustedge.measuredboot.secureboot.kernel_cmdlines`), and from the
+    arguments of every proven GRUB ``linux``/``linuxefi``/``linux16`` command:
+    GRUB hashes its strings without their ``kernel_cmdline``/``grub_cmd`` tag,
+    so the tag is a claim and a relabelled command line must still be checked.
+    ``forbidden`` patterns are also searched in every other proven string
+    there. PCR8 and PCR12 hold the command line: an event there that is not
+    proven text is a violation (a command line hidden behind another type or
+    other data), unless its digest (in a verified bank) is in ``measurements``
+    -- systemd-stub's credential and system-extension archives on PCR12.
     """
 
     required: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
+    measurements: frozenset[bytes] = frozenset()
 
     def violations(self, ctx: _Context) -> list[str]:
         facts = ctx.classified
-        lines = kernel_cmdlines(facts, ctx.log.spec_id.uintn_size if ctx.log.spec_id else 2)
-        out = [
-            f"kernel_cmdline: {item.label()} is not a proven string ({item.why})"
-            for item in (facts.measurements(8) if 8 in facts.verified_pcrs else ())
-        ]
+        lines = list(kernel_cmdlines(facts, ctx.log.spec_id.uintn_size if ctx.log.spec_id else 2))
+        out = []
+        for pcr in _CMDLINE_STRING_PCRS:
+            if pcr not in facts.verified_pcrs:
+                continue
+            for item in facts.measurements(pcr):
+                banks = ctx.log.verified_banks[pcr]
+                if any(item.event.digests.get(b) in self.measurements for b in banks):
+                    continue
+                out.append(f"kernel_cmdline: {item.label()} is not a proven string ({item.why})")
+        for item in facts.proven(8):
+            text = item.text()
+            found = _GRUB_LINUX.match(text.strip()) if text is not None else None
+            if found is not None and found.group(1).strip() not in lines:
+                lines.append(found.group(1).strip())
         if not lines:
             return [*out, "kernel_cmdline: no verified kernel command line in the log"]
         for line in lines:
@@ -492,7 +516,9 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
         allowed = _hexes(doc, "allowed") if "allowed" in doc else None
         return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"), allowed)
     if kind == "kernel_cmdline":
-        return KernelCmdline(_strings(doc, "required"), _strings(doc, "forbidden"))
+        return KernelCmdline(
+            _strings(doc, "required"), _strings(doc, "forbidden"), _hexes(doc, "measurements")
+        )
     if kind in ("any_of", "all_of"):
         rules = doc.get("rules")
         if not isinstance(rules, list) or not rules:

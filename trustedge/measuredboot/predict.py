@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from trustedge import _cbor
 from trustedge.errors import MalformedInputError, PolicyError, VerificationError
 from trustedge.measuredboot._decode import decode_uefi_variable
 from trustedge.measuredboot.authenticode import parse_pe_image
@@ -47,6 +48,7 @@ from trustedge.measuredboot.uki import uki_measurements
 __all__ = [
     "BOOT_ROLES",
     "BootMeasurement",
+    "BootReference",
     "EventChange",
     "PlannedImage",
     "Prediction",
@@ -277,6 +279,7 @@ class Prediction:
     changes: tuple[EventChange, ...]
     events: tuple[Event, ...]
     unpredictable: frozenset[tuple[str, int]] = frozenset()
+    previous: tuple[Event, ...] = ()
 
     def changed(self) -> dict[str, dict[int, tuple[bytes, bytes]]]:
         """bank -> PCR -> (current, predicted) for every PCR whose value changes."""
@@ -378,7 +381,7 @@ def predict_next_boot(
     out.extend(inserted.get(len(events), ()))
     current = _replay(events, verified, log.source.pcr0_locality())[0]
     nxt, missing = _replay(out, verified, log.source.pcr0_locality())
-    return Prediction(current, nxt, tuple(changes), tuple(out), missing)
+    return Prediction(current, nxt, tuple(changes), tuple(out), missing, tuple(events))
 
 
 def _chain(facts: Any, verified: Mapping[int, list[str]]) -> list[Event]:
@@ -456,7 +459,9 @@ def _grub_file(
     current = _check_digests(img.current_file, "current file")
     m = img.measurement
     for ev in events:
-        if ev.pcr == 9 and ev.number not in replaced and _same(ev.digests, current):
+        if ev.pcr == 9 and _same(ev.digests, current):
+            if ev.number in replaced:
+                raise PolicyError(f"two images replace the file measured by event {ev.number}")
             new = ev._replace(digests=dict(m.file_digests))
             replaced[ev.number] = new
             changes.append(
@@ -552,3 +557,128 @@ def _replay(
             else:
                 out.setdefault(bank, {})[pcr] = value
     return out, frozenset(missing)
+
+
+_REF_LIMITS: Final = _cbor.DecodeLimits(max_size=1 << 20, max_depth=6, max_items=100_000)
+_MAX_REF_EVENTS: Final = 4096
+
+
+@dataclass(frozen=True)
+class BootReference:
+    """Reference values for a device's next appraisal, made from a :class:`Prediction`.
+
+    For each PCR, the sequences of ``bank`` event digests a boot may show:
+    the predicted chain and, while the update is not confirmed, the current one
+    (a fallback boot). ``labels`` name the predicted events that change (for
+    messages). A verified log matching none is a violation naming the first
+    diverging event. Encodes to deterministic CBOR for a verifier's store.
+    """
+
+    bank: str
+    expected: Mapping[int, tuple[tuple[bytes, ...], ...]]
+
+    def __post_init__(self) -> None:
+        size = BANK_SIZES.get(self.bank)
+        if size is None:
+            raise MalformedInputError(f"unknown bank {self.bank!r}")
+        for pcr, alternatives in self.expected.items():
+            if not 0 <= pcr <= 23 or not alternatives:
+                raise MalformedInputError("a reference names PCRs 0-23, each with alternatives")
+            for seq in alternatives:
+                if len(seq) > _MAX_REF_EVENTS or any(len(d) != size for d in seq):
+                    raise MalformedInputError(f"PCR{pcr}: reference digests are {size} bytes")
+
+    @classmethod
+    def from_prediction(
+        cls, prediction: Prediction, *, bank: str = "sha256", keep_current: bool = True
+    ) -> BootReference:
+        """Every PCR ``prediction`` predicts in ``bank``: the predicted events and
+        (``keep_current``) the current ones."""
+        expected: dict[int, tuple[tuple[bytes, ...], ...]] = {}
+        for pcr in sorted(prediction.next.get(bank, {})):
+            new = tuple(ev.digests[bank] for ev in prediction.events if ev.pcr == pcr)
+            alternatives = [new]
+            if keep_current and pcr in prediction.current.get(bank, {}):
+                old = tuple(ev.digests[bank] for ev in prediction.previous if ev.pcr == pcr)
+                if old != new:
+                    alternatives.append(old)
+            expected[pcr] = tuple(alternatives)
+        return cls(bank, expected)
+
+    def confirmed(self) -> BootReference:
+        """Only the predicted chain (after ``update confirm``: no fallback any more)."""
+        return BootReference(self.bank, {p: alts[:1] for p, alts in self.expected.items()})
+
+    def violations(self, log: VerifiedEventLog, pcrs: Iterable[int] | None = None) -> list[str]:
+        """Why ``log`` is not a boot this reference allows (empty: it is).
+
+        ``pcrs`` limits the check to the PCRs the verifier quoted (default: every
+        PCR of the reference); each of them must be verified in the reference's bank.
+        """
+        wanted = None if pcrs is None else frozenset(pcrs)
+        out = []
+        for pcr, alternatives in sorted(self.expected.items()):
+            if wanted is not None and pcr not in wanted:
+                continue
+            if self.bank not in log.verified_banks.get(pcr, ()):
+                out.append(f"next-boot reference: PCR{pcr} is not verified in {self.bank}")
+                continue
+            events = log.events_for(pcr)
+            seen = tuple(ev.digests.get(self.bank, b"") for ev in events)
+            if seen in alternatives:
+                continue
+            best, at = alternatives[0], -1
+            for alt in alternatives:
+                common = next(
+                    (i for i, (a, b) in enumerate(zip(alt, seen, strict=False)) if a != b),
+                    min(len(alt), len(seen)),
+                )
+                if common > at:
+                    best, at = alt, common
+            if at < len(seen):
+                ev = events[at]
+                want = best[at].hex() if at < len(best) else "no event"
+                out.append(
+                    f"next-boot reference: PCR{pcr} event {ev.number} ({ev.type_name}) "
+                    f"{self.bank} digest {seen[at].hex()} is not the predicted {want}"
+                )
+            else:
+                out.append(
+                    f"next-boot reference: PCR{pcr} ends after {len(seen)} events; "
+                    f"the prediction has {len(best)} (next {best[at].hex()})"
+                )
+        return out
+
+    def check(self, log: VerifiedEventLog, pcrs: Iterable[int] | None = None) -> None:
+        """Raise :class:`~trustedge.errors.PolicyError` listing :meth:`violations`."""
+        found = self.violations(log, pcrs)
+        if found:
+            raise PolicyError("; ".join(found), violations=found)
+
+    def encode(self) -> bytes:
+        doc = {
+            "bank": self.bank,
+            "pcrs": {pcr: [list(seq) for seq in alts] for pcr, alts in self.expected.items()},
+        }
+        return _cbor.encode(doc)
+
+    @classmethod
+    def decode(cls, data: bytes) -> BootReference:
+        """Parse a stored reference (untrusted bytes: MalformedInputError)."""
+        doc = _cbor.decode(data, limits=_REF_LIMITS, canonical=True)
+        if not isinstance(doc, dict) or set(doc) != {"bank", "pcrs"}:
+            raise MalformedInputError("a boot reference is {bank, pcrs}")
+        bank, pcrs = doc["bank"], doc["pcrs"]
+        if not isinstance(bank, str) or not isinstance(pcrs, dict):
+            raise MalformedInputError("a boot reference is {bank: text, pcrs: map}")
+        expected: dict[int, tuple[tuple[bytes, ...], ...]] = {}
+        for pcr, alts in pcrs.items():
+            if isinstance(pcr, bool) or not isinstance(pcr, int) or not isinstance(alts, list):
+                raise MalformedInputError("reference PCRs map integers to lists")
+            seqs = []
+            for seq in alts:
+                if not isinstance(seq, list) or not all(isinstance(d, bytes) for d in seq):
+                    raise MalformedInputError("a reference sequence is a list of digests")
+                seqs.append(tuple(seq))
+            expected[pcr] = tuple(seqs)
+        return cls(bank, expected)

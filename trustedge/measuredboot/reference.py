@@ -326,3 +326,27 @@ def diff_policies(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             out += [f"~ {name}: - {v}" for v in sorted(was - now)]
             out += [f"~ {name}: + {v}" for v in sorted(now - was)]
     return out
+
+
+def policy_from_prediction(
+    prediction: Any, *, bank: str = "sha256", window: bool = False
+) -> dict[str, Any]:
+    """A boot policy pinning the PCR values an update will produce (``pcr_values``, pure).
+
+    ``prediction`` is a :class:`~trustedge.measuredboot.predict.Prediction` of a verified
+    log and an authenticated update. With ``window`` both the current and the predicted
+    value of each PCR are allowed (the device may report before or after its reboot);
+    PCRs the prediction cannot compute in ``bank`` are left out and listed by the caller
+    from ``prediction.unpredictable``.
+    """
+    nxt = prediction.next.get(bank, {})
+    cur = prediction.current.get(bank, {})
+    if not nxt:
+        raise MalformedInputError(f"the prediction has no {bank} values")
+    rules: list[dict[str, Any]] = []
+    for pcr in sorted(nxt):
+        values = {nxt[pcr].hex()}
+        if window and pcr in cur:
+            values.add(cur[pcr].hex())
+        rules.append({"rule": "pcr_values", "pcr": pcr, "bank": bank, "values": sorted(values)})
+    return {"version": 1, "rules": rules}

@@ -43,9 +43,9 @@ __all__ = [
     "sign_pcr_policy",
 ]
 
-#: The PCRs a boot policy covers by default: firmware (0, 2), Secure Boot (7),
-#: the boot chain (4), GRUB (8, 9) and the UKI (11) would all fit; trustedge
-#: seals to what an update can predict: PCR4 and PCR7.
+#: The PCRs a signed boot policy covers by default: the boot chain (4) and Secure
+#: Boot (7), which an update's boot measurements predict. Firmware (0-3) and
+#: GRUB's command strings (8) are not predicted from an update.
 DEFAULT_POLICY_PCRS: Final[Mapping[str, tuple[int, ...]]] = {"sha256": (4, 7)}
 
 

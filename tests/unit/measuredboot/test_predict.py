@@ -217,3 +217,14 @@ def test_malformed_measurements() -> None:
         BootMeasurement("loader", {})
     with pytest.raises(MalformedInputError):
         BootMeasurement("loader", d(b"x"), authority=b"not a variable")
+
+
+def test_two_images_replacing_one_file_are_refused() -> None:
+    images = [
+        PlannedImage(BootMeasurement("kernel", d(b"k2"), file_digests=d(b"f2")), current=KERNEL,
+                     current_file=KERNEL_FILE),
+        PlannedImage(BootMeasurement("loader", d(b"g2"), file_digests=d(b"f3")), current=GRUB,
+                     current_file=KERNEL_FILE),
+    ]  # fmt: skip
+    with pytest.raises(PolicyError, match="replace the file"):
+        predict_next_boot(verified(chain_log()), images)
