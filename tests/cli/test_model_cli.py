@@ -331,3 +331,27 @@ def test_progress_on_a_tty_only(model: Path, keys: tuple[Path, Path], tmp_path: 
     assert stderr_of(["--no-progress"], "b.sig") == b""
     plain = subprocess.run([*base, str(tmp_path / "c.sig")], capture_output=True, check=True)
     assert plain.stderr == b""
+
+
+def test_encrypted_key(capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    enc = tmp_path / "enc.key"
+    enc.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret"),
+        )
+    )
+    pub = write_public(tmp_path / "enc.pub", key)
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    sig = tmp_path / "m.sig"
+    base = ["sign", str(model), "--key", str(enc), "-o", str(sig)]
+    code, _, err = run(capsys, *base)  # not a TTY: no prompt
+    assert code == 3 and "no passphrase" in err
+    assert run(capsys, *base, "--password-file", str(tmp_path / "bad"))[0] == 3
+    assert run(capsys, *base, "--password-file", str(tmp_path / "pw"))[0] == 0
+    assert run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))[0] == 0
