@@ -3,7 +3,7 @@
 verify-on-load reader against a plain read, warm page cache.
 
     tools/bench/models.py [--size 1G] [--files 4] [--pairs 5] [--dir /var/tmp]
-                          [--section all|sign|load] [--shard-size 16M]
+                          [--section all|sign|load] [--shard-size 1M]
 
 Section 1 (``sign``): a model directory of ``--files`` random files of
 ``--size`` bytes each is created in a temporary directory (removed at the
@@ -162,7 +162,7 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=5)
     p.add_argument("--dir", default=None, help="where the temporary model goes")
     p.add_argument("--section", choices=("all", "sign", "load"), default="all")
-    p.add_argument("--shard-size", type=parse_size, default=16 << 20)
+    p.add_argument("--shard-size", type=parse_size, default=1 << 20, help="load section (1M)")
     args = p.parse_args()
     if args.pairs < 5:
         print("note: fewer than 5 pairs is not a publishable figure", file=sys.stderr)
