@@ -109,3 +109,28 @@ def test_groups_of_equal_ranges(tmp_path: Path, length: int) -> None:
     for simd in hashing.available_simd_paths():
         for threads in (1, 2):
             assert hashing.sha256_ranges(ranges, threads=threads, simd=simd) == want, simd
+
+
+def test_the_gil_is_released_while_hashing(tmp_path: Path) -> None:
+    """Another Python thread keeps running while ranges hash (C: worker
+    pthreads without the GIL; twin: hashlib drops it for large updates)."""
+    big = tmp_path / "big"
+    with open(big, "wb") as fh:
+        fh.truncate(96 << 20)
+    count = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        before = count[0]
+        hashing.sha256_ranges([(big, i << 20, (i + 1) << 20) for i in range(96)], threads=1)
+        during = count[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 10_000
