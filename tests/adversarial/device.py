@@ -241,7 +241,7 @@ class Device:
 
     def appraise(self, evidence: Evidence | bytes | None = None) -> AppraisalOutcome:
         outcome = self.verifier.appraise(evidence if evidence is not None else self.evidence())
-        assert verify_result(outcome.token, self.key.public_key()) == outcome.result
+        assert verify_result(outcome.token, self.key.public_key()).claims == outcome.result
         return outcome
 
 

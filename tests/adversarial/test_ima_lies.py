@@ -282,4 +282,4 @@ def test_an_honest_device_recovers_after_a_reboot(device: Device) -> None:
     assert again.status is (TrustTier.WARNING if unsafe else TrustTier.AFFIRMING)
     assert "runtime-approved" in reasons(again), again.appraisal.reasons
     state = device.verifier.store.get_ima_state(device.attester.device_id)
-    assert state is not None and state.offset == 4
+    assert state is not None and state.entries == 4

@@ -149,3 +149,23 @@ def test_verifier_requires_a_signed_policy(setup: Path) -> None:
     )
     assert cli("attest", "enroll", *common, "--policy", signed, "--policy-key", d / "other.pem",
                "--device-id", "w", *enroll, "-o", d / "c5") == 1  # fmt: skip
+
+
+def test_policy_explain_evidence(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``policy explain POLICY EVIDENCE --ak AK``: the appraisal, finding by finding."""
+    d = setup
+    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
+    assert cli("attest", "evidence", "--software", d / "tpm", "--device-id", DEVICE,
+               "--nonce", "00" * 16, "--pcrs", "1-8,10", "--eventlog", d / "eventlog",
+               "--ima", d / "ima", "-o", d / "ev.cbor") == 0  # fmt: skip
+    code, out = run_json(capsys, "policy", "explain", d / "policy.json", d / "ev.cbor",
+                         "--ak", d / "ak.tpm2b")  # fmt: skip
+    assert code == 0 and out["status"] == "affirming", out
+    assert any(r.startswith("runtime-approved") for r in out["reasons"])  # type: ignore[union-attr]
+    strict = json.loads((d / "policy.json").read_text())
+    strict["runtime"] = {"digests": {"/usr/bin/agent": ["00" * 32]}}
+    (d / "strict.json").write_text(json.dumps(strict))
+    code, out = run_json(capsys, "policy", "explain", d / "strict.json", d / "ev.cbor",
+                         "--ak", d / "ak.tpm2b")  # fmt: skip
+    assert code == 1 and out["status"] == "contraindicated"
+    assert any("/usr/bin/agent" in r for r in out["reasons"])  # type: ignore[union-attr]

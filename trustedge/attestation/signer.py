@@ -33,7 +33,9 @@ class AppraisalOutcome:
 
     @property
     def status(self) -> ear.TrustTier:
-        return self.appraisal.status
+        """The result's status: the worst over every submod (the device's
+        ``appraisal`` and, with a model policy, ``model``)."""
+        return self.result.status
 
 
 @dataclass(frozen=True)
