@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trustedge import _cbor
+from trustedge._fs import atomic_write
 from trustedge.attestation.backends._softkeys import (
     Drbg,
     ek_certificate,
@@ -41,7 +42,7 @@ from trustedge.attestation.backends._softkeys import (
     generate_rsa,
     manufacturer_ca,
 )
-from trustedge.attestation.backends._softstate import STATE_FILE, atomic_write, load_state
+from trustedge.attestation.backends._softstate import STATE_FILE, load_state
 from trustedge.errors import (
     BackendError,
     MalformedInputError,
