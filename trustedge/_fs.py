@@ -135,26 +135,37 @@ def atomic_write(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
 
 def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
     """Create ``path`` holding ``data``; it must not exist (``FileExistsError``), and a symlink
-    at ``path`` is refused (``O_NOFOLLOW``: ``FileExistsError`` as well, from ``O_EXCL``).
+    at ``path`` is refused (``FileExistsError`` as well: a link never follows its target).
 
-    The file has ``mode`` from its creation (no window with wider permissions) and is fsynced
-    with its directory. A failure while writing removes the new file again.
+    The file is complete, synced and has ``mode`` before it gets its name: on Linux it is
+    written unnamed (``O_TMPFILE``) and then linked to ``path`` (``linkat`` fails if the name
+    exists); elsewhere a hidden temporary file is hard-linked to ``path`` and unlinked. A kill
+    at any system call leaves ``path`` absent or complete, never a partial key.
     """
     target = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = _unnamed_file(directory, target.name)
+    named = tmp is None
+    if tmp is None:
+        fd, tmp = _named_temp_file(directory, target.name)
     try:
         os.fchmod(fd, mode)  # umask would otherwise narrow or keep the requested mode
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    except BaseException:
+        if named:
+            os.link(tmp, target)  # never replaces: EEXIST for a file or a symlink
+        else:
+            _link_fd(fd, str(target))
+    finally:
         os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
-    fsync_directory(target.parent if str(target.parent) else Path("."))
+        if named:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    fsync_directory(directory)
 
 
 def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:
