@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from trustedge._cli._common import (
     emit,
     read_input,
 )
+from trustedge._fs import atomic_output
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, decode_key, key_id
 from trustedge.errors import MalformedInputError, TrustedgeError
@@ -96,8 +96,8 @@ def _json_failure(
 
 
 def _write(path: str, data: bytes, *, private: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
+    # Keys, roots and manifests are replaced whole or not at all (tools/crashsafety.py).
+    with atomic_output(path, mode=0o600 if private else 0o644) as fh:
         fh.write(data)
 
 

@@ -70,6 +70,7 @@ from trustedge.errors import (
     SignatureError,
     VerificationError,
 )
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.hazmat.tpm2.nv import NVPublic
 from trustedge.hazmat.tpm2.policy import SignedPolicy, authorize_hash, version_operand
 from trustedge.hazmat.tpmbackend import (
@@ -92,7 +93,7 @@ _BANK_ALGS: Final = {
     "sm3_256": TPM2_ALG.SM3_256,
 }
 _BANK_NAMES: Final = {int(v): k for k, v in _BANK_ALGS.items()}
-_DIGEST_SIZES: Final = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3_256": 32}
+_DIGEST_SIZES: Final = {h.name: h.digest_size for h in HASH_ALGS}
 
 #: tpm2-pytss EK template names and the NV index of each EK certificate.
 _EK_TEMPLATES: Final[dict[str, str]] = {
