@@ -126,22 +126,27 @@ class PostgresStore(SQLStore):
         }
 
     @contextmanager
-    def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self, *, write: bool = True, sync: bool = True, single: bool = False
+    ) -> Iterator[Tx]:
         # READ COMMITTED + FOR UPDATE serve reads and writes alike; commits
         # follow the server's synchronous_commit setting, except a sync=False
         # commit (an issued nonce), which does not wait for the WAL flush:
         # the next synced commit flushes it anyway (WAL is sequential).
-        del write
+        # A single statement, and every read of this store (each is one
+        # statement), runs on the autocommit connection as its own transaction:
+        # no BEGIN and COMMIT round trips.
         psycopg = self._psycopg
         try:
-            with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                if not sync:
-                    cur.execute("SET LOCAL synchronous_commit = off")
-                yield _PgTx(cur)
+            with self._pool.connection() as conn:
+                if (single or not write) and sync:
+                    with conn.cursor() as cur:
+                        yield _PgTx(cur)
+                    return
+                with conn.transaction(), conn.cursor() as cur:
+                    if not sync:
+                        cur.execute("SET LOCAL synchronous_commit = off")
+                    yield _PgTx(cur)
         except psycopg.Error as exc:
             raise BackendError(f"PostgreSQL store failed: {exc}") from exc
         except Exception as exc:
