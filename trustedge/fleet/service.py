@@ -434,6 +434,8 @@ async def _evidence(s: _Service, request: Request) -> Response:
             StoredResult(device_id, media, token, status, int(s.now())),
         )
     s.metrics.appraisal(status, time.perf_counter() - started)
+    if isinstance(s.store, PostgresStore):  # every worker's pool gauges stay current
+        s.metrics.pool(s.store.pool_stats())
     return Response(token, media_type=media, headers={"Trustedge-Status": status})
 
 
