@@ -87,6 +87,9 @@ class ServiceConfig:
     path or a PostgreSQL URI/conninfo); each worker opens its own connection pool of
     ``threads`` connections, and at most ``threads`` appraisals run at once per worker.
     ``registration_tokens`` / ``operator_tokens`` are :func:`token_digest` values.
+    ``operator_client_certificates`` admits operator calls that come with a TLS client
+    certificate the server verified (the ASGI TLS extension's ``client_cert_chain``, which
+    :func:`trustedge.fleet.serve` fills when ``ListenConfig.tls_client_ca`` is set).
     ``max_request_bytes`` bounds a request body, ``body_timeout`` the time to receive it
     (slow senders get 408), ``device_rate``/``device_burst`` the per-device request rate
     of challenge and evidence calls (per worker process). ``nonce_purge_interval`` is how
@@ -98,6 +101,7 @@ class ServiceConfig:
     anchors: TrustAnchors
     registration_tokens: frozenset[bytes] = frozenset()
     operator_tokens: frozenset[bytes] = frozenset()
+    operator_client_certificates: bool = False
     max_request_bytes: int = 4 * 1024 * 1024
     body_timeout: float = 10.0
     device_rate: float = 1.0
@@ -288,6 +292,10 @@ class _Service:
             )
 
     def operator(self, request: Request) -> None:
+        if self.config.operator_client_certificates:
+            tls = request.scope.get("extensions", {}).get("tls", {})
+            if tls.get("client_cert_chain"):  # verified by the TLS handshake
+                return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
