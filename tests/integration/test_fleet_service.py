@@ -416,3 +416,13 @@ def test_agent_and_operator_client_certificate_over_tls(tmp_path: Path, store_ki
         again = subprocess.run(agent, capture_output=True, text=True, env=env, check=False)
         assert again.returncode == 4  # revoked: the device's push is refused
         assert srv.stop() == 0
+
+
+def test_openapi_security_names_both_operator_schemes() -> None:
+    doc = openapi_document()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["operatorCertificate"]["type"] == "mutualTLS"
+    for method, path, fn in ROUTES:
+        security = doc["paths"][path][method.lower()].get("security")
+        operator = fn.__name__ in ("_result", "_revoke")
+        assert (security == [{"operatorToken": []}, {"operatorCertificate": []}]) == operator, path
