@@ -17,7 +17,7 @@ import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
@@ -51,6 +51,12 @@ class Tx(Protocol):
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Execute; return the first row or ``None``."""
         ...
+
+
+_ISSUE_NONCE: Final = (
+    "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
+    " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING"
+)
 
 
 def _clock_bytes(clock: int) -> bytes:
@@ -228,9 +234,7 @@ class SQLStore(ABC):
     def issue_nonce(self, record: NonceRecord) -> None:
         with self.transaction(sync=False) as tx:
             inserted = tx.run(
-                "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
-                " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING",
-                (nonce_key(record.nonce), record.device_id, record.expires_at),
+                _ISSUE_NONCE, (nonce_key(record.nonce), record.device_id, record.expires_at)
             )
         if inserted != 1:
             raise ValueError("nonce already issued")

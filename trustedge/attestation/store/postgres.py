@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from trustedge.attestation.store._sql import SQLStore, Tx
+from trustedge.attestation.store._model import NonceRecord, nonce_key
+from trustedge.attestation.store._sql import _ISSUE_NONCE, SQLStore, Tx
 from trustedge.errors import BackendError, BackendUnavailableError
 
 __all__ = ["PostgresStore"]
@@ -153,6 +154,26 @@ class PostgresStore(SQLStore):
             if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
                 raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
             raise
+
+    def issue_nonce(self, record: NonceRecord) -> None:
+        # Pipelined: BEGIN, SET LOCAL, INSERT and COMMIT go out in one round trip (the
+        # base class's transaction takes four); the row count is read after the sync.
+        psycopg = self._psycopg
+        params = (nonce_key(record.nonce), record.device_id, record.expires_at)
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    cur = conn.execute(_ISSUE_NONCE.replace("?", "%s"), params)
+                inserted = int(cur.rowcount)
+        except psycopg.Error as exc:
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
+        if inserted != 1:
+            raise ValueError("nonce already issued")
 
     def close(self) -> None:
         self._pool.close()
