@@ -398,6 +398,15 @@ def _scrape(url: str) -> dict[str, float]:
     return values
 
 
+def _wal_lsn(dsn: str) -> int:
+    """Bytes of WAL written so far (pg_current_wal_lsn as a number)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _fresh_database(dsn: str) -> str:
     """A new database on the server of ``dsn`` (the bench enrolls its devices afresh)."""
     import psycopg
@@ -598,9 +607,11 @@ def run_store_only(
         p.start()
     time.sleep(max(0.0, start - time.time()))
     pg_pids = _children(pg.postmaster_pid()) if pg is not None else []
+    wal0 = _wal_lsn(location) if label == "postgres" else 0
     db0, me0 = _cpu_seconds(pg_pids), _cpu_seconds([p.pid for p in procs if p.pid])
     time.sleep(max(0.0, end - time.time()))
     db1, me1 = _cpu_seconds(pg_pids), _cpu_seconds([p.pid for p in procs if p.pid])
+    wal1 = _wal_lsn(location) if label == "postgres" else 0
     load = os.getloadavg()
     results = [out.get(timeout=args.seconds + 120) for _ in procs]
     for p in procs:
@@ -620,6 +631,7 @@ def run_store_only(
         "push_ms_p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan"),
         "db_cpu_ms_per_push": (db1 - db0) / done * 1000 if done and pg_pids else None,
         "client_cpu_ms_per_push": (me1 - me0) / done * 1000 if done else None,
+        "wal_bytes_per_push": (wal1 - wal0) / done if done and label == "postgres" else None,
         "loadavg": [round(x, 2) for x in load],
     }
 
