@@ -15,6 +15,11 @@ EXPECTED = [
     ("Boot and attest", "affirming", None),
     ("Attack: replay yesterday's good evidence", "contraindicated", "nonce-rejected"),
     ("Attack: a held-back (rolled-back) quote", "contraindicated", "quote-rollback"),
+    ("Deliver a signed model, encrypted", "installed", "sequence 2 installed"),
+    ("Load the model with verification and attest", "affirming", "model-approved"),
+    ("Attack: weights swapped on disk", "refused", "load refused: model.safetensors"),
+    ("Attack: a model loaded outside the agent", "contraindicated", "model-log-mismatch"),
+    ("Attack: an older signed model", "refused", "RollbackError"),
     ("Attack: a modified program runs", "contraindicated", "ima-file-modified"),
     ("Attack: an unexpected boot application", "contraindicated", "boot-policy-violation"),
 ]
@@ -30,6 +35,10 @@ def check_story(doc: dict[str, object]) -> None:
         if reason is not None:
             assert any(r.startswith(reason) for r in step["reasons"]), step["reasons"]
     assert steps[1]["trust_vector"]["instance-identity"] == 2
+    # the model step reports the EAR submod 'model' and its AR4SI claims
+    assert steps[5]["trust_vector"] == {"instance-identity": 2, "executables": 2}
+    # the whole story, model chapter included, stays within the README's 10 s budget
+    assert isinstance(doc["seconds"], float) and doc["seconds"] < 10
 
 
 def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,7 +51,7 @@ def test_demo_text_reads_as_a_story(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for title, _, _ in EXPECTED:
         assert f"== {title}" in out
-    assert "6/6 steps as expected" in out and "every attack was caught" in out
+    assert "11/11 steps as expected" in out and "every attack was caught" in out
     assert "never 'genuine hardware'" in " ".join(out.split())
     assert max(len(line) for line in out.splitlines()) <= 120
 

@@ -371,6 +371,66 @@ def test_swtpm_device_pushes_through_the_service(
                 assert result.status == "affirming", result
 
 
+def test_agent_pushes_the_model_log(tmp_path: Path) -> None:
+    """``trustedge agent --model-log``: the service's policy names the allowed model signer;
+    a model loaded with verification is affirming, an extend outside the agent is not."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.fleet_support import policy_document
+    from trustedge.attestation.backends.software import SoftwareTPM
+    from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
+    from trustedge.models import sign_model
+
+    device = software_device(tmp_path / "dev", "edge-model-1")
+    roots = [_pem(device.backend.ek_ca_certificate())]  # type: ignore[attr-defined]
+    vendor = ed25519.Ed25519PrivateKey.generate()
+    model = tmp_path / "edge-llm"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"\x01" * 10_000)
+    ModelAgent(device.backend, tmp_path / "models.log", [vendor.public_key()]).load(
+        model, sign_model(model, vendor)
+    )
+    signer = vendor.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    policy = {**policy_document(), "models": {"allowed_signers": [signer.decode()]}}
+    (tmp_path / "reg.token").write_text(REGISTRATION_TOKEN + "\n")
+    with serve_verifier(
+        tmp_path / "srv", str(tmp_path / "v.db"), software_roots=roots, extra=FAST, policy=policy
+    ) as srv:
+        base = [
+            sys.executable, "-m", "trustedge", "agent", "--json", "--once",
+            "--software", str(tmp_path / "dev" / "tpm"), "--ak-blob", str(device.ak_blob),
+            "--server", srv.url, "--ca-file", str(srv.ca), "--device-id", device.device_id,
+            "--state", str(tmp_path / "agent.json"),
+            "--registration-token-file", str(tmp_path / "reg.token"),
+            "--eventlog", str(device.eventlog), "--ima", str(device.ima),
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        run = subprocess.run(base, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        # without the log the policy's required model is missing: not affirming
+        assert json.loads(run.stdout)["last_result"]["status"] == "warning"
+        with_log = [*base, "--model-log", str(tmp_path / "models.log")]
+        run = subprocess.run(with_log, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["last_result"]["status"] == "affirming"
+        # a model loaded outside the agent: its extend does not replay from the log
+        SoftwareTPM(tmp_path / "dev" / "tpm").nv_extend(
+            DEFAULT_NV_INDEX, hashlib.sha256(b"rogue").digest()
+        )
+        run = subprocess.run(with_log, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["last_result"]["status"] == "contraindicated"
+        with client_for(srv) as client:
+            latest = client.result(device.device_id, OPERATOR_TOKEN)
+        verified = verify_result(latest.token.decode(), srv.signing_key.public_key())
+        assert verified.submods["model"].status.value == "contraindicated"
+        assert any("model-log-mismatch" in r for r in verified.submods["model"].reasons)
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
 def test_agent_and_operator_client_certificate_over_tls(tmp_path: Path, store_kind: str) -> None:
     """TLS end to end: ``trustedge agent`` enrolls and pushes; an operator reads the result

@@ -48,6 +48,8 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "models",
+    "policy",
     "fleet",
 )
 
@@ -68,6 +70,8 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "model": "models",
+    "policy": "policy",
     "verifier": "fleet",
     "agent": "fleet",
 }

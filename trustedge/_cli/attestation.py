@@ -426,27 +426,30 @@ def _certs(paths: list[str]) -> tuple[Any, ...]:
 
 
 def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    """The Verifier over ``--store``; only ``attest appraise`` (``key=True``) loads a
+    result-signing key: enroll, complete and challenge sign nothing and need none."""
+    from trustedge._cli.policy import appraisal_policy_from_args
     from trustedge.attestation.cli_support import load_private_key
+    from trustedge.attestation.signer import ResultSigner
     from trustedge.attestation.store import open_store
-    from trustedge.attestation.verifier import TrustAnchors, Verifier, load_appraisal_policy
+    from trustedge.attestation.verifier import TrustAnchors, Verifier
 
-    policy = load_appraisal_policy(read_input(args.policy, limit=_SMALL))
-    signing_key = (
-        load_private_key(read_input(args.key, limit=_SMALL))
-        if key
-        else ec.generate_private_key(ec.SECP256R1())  # not used: nothing is signed
-    )
+    policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
     anchors = TrustAnchors(
-        signing_key=signing_key,
         ek_roots=_certs(args.ek_roots),
         software_roots=_certs(args.software_roots),
         intermediates=_certs(args.intermediates),
         allow_uncertified_ek=getattr(args, "allow_uncertified_ek", False),
-        result_format=getattr(args, "format", "jwt"),
     )
-    return Verifier(open_store(args.store), policy, anchors)
+    signer = (
+        ResultSigner(
+            load_private_key(read_input(args.key, limit=_SMALL)),
+            result_format=getattr(args, "format", "jwt"),
+        )
+        if key
+        else None
+    )
+    return Verifier(open_store(args.store), policy, anchors, signer=signer)
 
 
 def _attest_enroll(args: argparse.Namespace) -> int:
@@ -508,6 +511,11 @@ def _attest_evidence(args: argparse.Namespace) -> int:
         attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
         evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=args.ima_offset)
+        if args.model_log:  # the model-load log + TPM2_NV_Certify of its index (update load)
+            from trustedge.attestation.modellog import ModelAgent
+
+            agent = ModelAgent(backend, args.model_log, (), nv_index=args.model_nv_index)
+            evidence = agent.attach(evidence, ak)
     finally:
         _close(backend)
     wire = evidence.encode()
@@ -560,7 +568,10 @@ def _attest_result_verify(args: argparse.Namespace) -> int:
 
 def _add_verifier(p: argparse.ArgumentParser, *, policy: bool = True) -> None:
     p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI")
-    p.add_argument("--policy", required=policy, help="appraisal policy (JSON)")
+    p.add_argument("--policy", required=policy, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
     p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
                    help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
     p.add_argument("--software-roots", action="append", default=[], metavar="PEM",
@@ -584,6 +595,10 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--ima-offset", type=int, default=0, help="IMA entries the verifier has")
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("--model-log", metavar="LOG",
+                   help="model-load log (update load): add it and an NV certification")  # fmt: skip
+    p.add_argument("--model-nv-index", type=lambda t: int(t, 0), default=0x013E0D01,
+                   help="the model log's NV extend index (default 0x013e0d01)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the evidence")
     p.set_defaults(handler=_attest_evidence)
 

@@ -67,6 +67,7 @@ from trustedge.models._bundle import (
     dsse_pae,
     parse_bundle,
     parse_statement,
+    shard_algorithm,
 )
 from trustedge.models._hash import FileDigests, HashCache, hash_model_files, shard_bounds
 from trustedge.models._reader import VerifiedReader, open_verified
@@ -89,6 +90,7 @@ __all__ = [
     "VerifiedReader",
     "VerifiedStatement",
     "default_signature_path",
+    "dsse_pae",
     "key_hint",
     "open_verified",
     "parse_bundle",
@@ -183,7 +185,9 @@ def _resources(serialization: Serialization, digests: Sequence[FileDigests]) -> 
             if serialization.method == "files":
                 out.append(Resource(f.name, None, None, serialization.hash_type, digest))
             else:
-                out.append(Resource(f.name, start, end, serialization.hash_type, digest))
+                assert serialization.shard_size is not None
+                algorithm = shard_algorithm(serialization.hash_type, serialization.shard_size)
+                out.append(Resource(f.name, start, end, algorithm, digest))
     return out
 
 
@@ -379,8 +383,9 @@ def verify_bundle(
         if public_key is None:
             raise KeyNotFoundError("a key-method bundle needs the signer's public key")
         _check_key(public_key)
+        # Compared as bytes: compare_digest refuses non-ASCII str (fuzz finding).
         if material.hint is not None and not hmac.compare_digest(
-            material.hint, key_hint(public_key)
+            material.hint.encode("utf-8", "surrogatepass"), key_hint(public_key).encode()
         ):
             raise KeyNotFoundError("the bundle was signed by another key (key hint differs)")
         if material.raw_bytes is not None and not hmac.compare_digest(
@@ -489,11 +494,17 @@ def check_model(
     the same file set (a file added, removed or renamed fails, unless
     ``ignore_unsigned_files`` lets unlisted files be), the same shard
     boundaries and every digest. Raises :class:`VerificationError` naming
-    the first differences."""
+    the first differences (also for a symlink or special file in the
+    model)."""
     root = Path(model)
     ser = statement.serialization
     ignored = {*ser.ignore_paths, *ignore_paths, *_relative_inside(root, signature_path)}
-    entries = list_model_files(root, sorted(ignored))
+    try:
+        entries = list_model_files(root, sorted(ignored))
+    except MalformedInputError as exc:
+        # A symlink, special file or odd name planted in a signed model: the
+        # directory does not match what was signed.
+        raise VerificationError(f"the model does not match its signature: {exc}") from exc
     expected = statement.expected_files()
     by_name = {e.name: e for e in entries}
     problems: list[str] = []
@@ -502,7 +513,11 @@ def check_model(
         problems.append(f"missing file(s): {', '.join(missing[:5])}")
     extra = sorted(set(by_name) - set(expected))
     if ser.method == "shards":
-        # OMS §6.3.2 lists no shard for an empty file.
+        # OMS §6.3.2 lists no shard for an empty file: an empty file is part
+        # of the model with no units (open_verified checks it is still empty).
+        for n in extra:
+            if by_name[n].st.st_size == 0:
+                expected[n] = []
         extra = [n for n in extra if by_name[n].st.st_size > 0]
     if extra and not ignore_unsigned_files:
         problems.append(f"unsigned file(s): {', '.join(extra[:5])}")

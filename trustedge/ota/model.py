@@ -6,7 +6,7 @@ key) of a *model pack*: the model's files in one stream, plus its
 signature. The SUIT manifest's ``image-digest``/``image-size`` are those of
 the plaintext pack (as in SUIT firmware encryption, the digest names what
 gets installed), so the signed manifest binds every byte of every file.
-docs/adr/0004-encrypted-model-delivery.md records the choice.
+docs/adr/0007-model-delivery-and-measurement.md records the choice.
 
 On the device, :class:`ModelDevice` keeps each model component as A/B slot
 *directories* (``slot0/``, ``slot1/``, each holding ``model/``, ``model.sig``
@@ -15,8 +15,12 @@ and the pack header). The processor streams fetch -> envelope decryption
 plaintext is released) -> SHA-256 of the pack -> :class:`PackWriter`, which
 unpacks into a temporary directory. The directory gets its slot name only
 after the final chunk authenticated *and* the pack digest matched the
-manifest; the switch to the new slot is the slot file's atomic rewrite
-(pending, then confirmed), and the rollback floor is the SUIT sequence number.
+manifest *and*, when the device names ``model_keys``, the model's OpenSSF
+Model Signing bundle verified with one of them and every file matched it
+(:func:`trustedge.models.check_model`: the model vendor is a trust domain of
+its own, beside the OTA release key); the switch to the new slot is the slot
+file's atomic rewrite (pending, then confirmed), and the rollback floor is
+the SUIT sequence number.
 
 Pack format (``application/vnd.trustedge.model-pack``)::
 
@@ -39,12 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
 from trustedge import _cbor
 from trustedge._fs import atomic_write, fsync_directory
 from trustedge.cose import PrivateKey
 from trustedge.envelope import Identity, Reader, Recipient, Writer
-from trustedge.errors import LimitExceededError, MalformedInputError
+from trustedge.errors import (
+    LimitExceededError,
+    MalformedInputError,
+    SignatureError,
+    VerificationError,
+)
 from trustedge.hashing.manifest import MAX_FILES, normalise_path
+from trustedge.models import VerifiedModel, check_model, verify_bundle
 from trustedge.ota._digest import digest_stream
 from trustedge.ota.device import FileSystemDevice, SlotWriter
 from trustedge.ota.release import create_envelope, sign_envelope
@@ -60,6 +72,7 @@ __all__ = [
     "decrypting",
     "envelope_context",
     "pack_header",
+    "verify_model_dir",
 ]
 
 PACK_MAGIC: Final = b"TEMP\x01"
@@ -71,6 +84,34 @@ SIGNATURE_FILE: Final = "model.sig"
 _HEADER_FILE: Final = "pack-header"
 _BLOCK: Final = 1 << 20
 _LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_HEADER, max_depth=4, max_items=3 * MAX_FILES + 8)
+
+ModelKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def verify_model_dir(
+    directory: str | os.PathLike[str], bundle: bytes | None, keys: Sequence[ModelKey]
+) -> VerifiedModel:
+    """Check ``directory`` against its OMS ``bundle``: signed by one of ``keys``,
+    then every file (same file set, every digest). Raises ``SignatureError``
+    (no bundle, or no key verifies it), ``VerificationError`` (a file differs),
+    ``MalformedInputError`` (not a bundle)."""
+    if bundle is None:
+        raise SignatureError("the model carries no signature")
+    last: VerificationError | None = None
+    for key in keys:
+        try:
+            statement = verify_bundle(bundle, public_key=key)
+        except VerificationError as exc:
+            last = exc
+            continue
+        try:
+            return check_model(directory, statement)
+        except OSError as exc:
+            raise VerificationError(f"model directory unreadable: {exc}") from exc
+    raise SignatureError(
+        "the model's signature does not verify with a trusted model key"
+        + (f" ({last})" if last is not None else "")
+    )
 
 
 def envelope_context(component: tuple[bytes, ...]) -> dict[str, str]:
@@ -218,11 +259,16 @@ class PackWriter:
 
     Written bytes are plaintext the processor has not yet matched against the
     manifest's digest: they only ever exist under the temporary name, which
-    :meth:`discard` (and a later install) removes.
+    :meth:`discard` (and a later install) removes. ``check`` (if given) is
+    called with the unpacked model directory and its signature before the
+    rename; when it raises, the directory is discarded.
     """
 
-    def __init__(self, slot: Path) -> None:
+    def __init__(
+        self, slot: Path, check: Callable[[Path, bytes | None], object] | None = None
+    ) -> None:
         self.slot = slot
+        self._check = check
         self.tmp = slot.with_name(f"{slot.name}.tmp-{secrets.token_hex(8)}")
         self.tmp.mkdir(mode=0o700)
         (self.tmp / MODEL_DIR).mkdir(mode=0o700)
@@ -307,6 +353,13 @@ class PackWriter:
         """Give the unpacked directory its slot name (the caller verified the digest)."""
         if self._failed or self._header is None or self._fh is not None or self._files:
             raise MalformedInputError("the pack ended before its last file")
+        if self._check is not None:
+            try:
+                self._check(self.tmp / MODEL_DIR, self._header.signature)
+            except BaseException:
+                self._failed = True
+                self.discard()
+                raise
         for dirpath, _, _ in os.walk(self.tmp):
             fsync_directory(dirpath)
         old = None
@@ -331,7 +384,9 @@ class ModelDevice(FileSystemDevice):
     Other components stay slot files. :meth:`read` of a model slot rebuilds
     its pack from the installed files, so SUIT ``condition-image-match``
     re-checks exactly what is on disk; :meth:`model` names the directory and
-    signature of a model component's active slot (for a loader).
+    signature of a model component's active slot (for a loader). With
+    ``model_keys``, a model is installed only when its OMS bundle verifies with
+    one of them and every file matches (:func:`verify_model_dir`).
     """
 
     def __init__(
@@ -342,9 +397,11 @@ class ModelDevice(FileSystemDevice):
         class_id: bytes,
         model_components: Iterable[tuple[bytes, ...]],
         fetcher: Callable[[str], Iterator[bytes]] | None = None,
+        model_keys: Sequence[ModelKey] = (),
     ) -> None:
         super().__init__(root, vendor_id=vendor_id, class_id=class_id, fetcher=fetcher)
         self.model_components = frozenset(model_components)
+        self.model_keys = tuple(model_keys)
 
     def _slot_dir(self, component: tuple[bytes, ...], slot: int) -> Path:
         self._check_slot(slot)
@@ -373,7 +430,13 @@ class ModelDevice(FileSystemDevice):
         if component not in self.model_components:
             return super().open_writer(component, slot)
         self._clean(component)
-        return PackWriter(self._slot_dir(component, slot))
+        keys = self.model_keys
+        if not keys:
+            return PackWriter(self._slot_dir(component, slot))
+        return PackWriter(
+            self._slot_dir(component, slot),
+            lambda directory, bundle: verify_model_dir(directory, bundle, keys),
+        )
 
     def model(self, component: tuple[bytes, ...]) -> tuple[Path, bytes | None]:
         """``(model directory, signature bytes or None)`` of the active (or pending) slot."""

@@ -18,6 +18,7 @@ from trustedge.errors import (
     LimitExceededError,
     MalformedInputError,
     RollbackError,
+    SignatureError,
     TruncationError,
     VerificationError,
 )
@@ -253,3 +254,60 @@ def test_pack_round_trip_in_small_pieces(tmp_path: Path) -> None:
         model / "model.safetensors"
     ).read_bytes()
     assert io.BytesIO(data).read(5) == PACK_MAGIC
+
+
+def test_model_keys_gate_the_install(site: Site, tmp_path: Path) -> None:
+    from trustedge.models import sign_model
+
+    vendor = ed25519.Ed25519PrivateKey.generate()
+    gated = ModelDevice(
+        tmp_path / "gated",
+        vendor_id=uuid.UUID(VENDOR).bytes,
+        class_id=uuid.UUID(CLASS).bytes,
+        model_components=[COMPONENT],
+        fetcher=site.fetch,
+        model_keys=[vendor.public_key()],
+    )
+    updater = Updater(
+        KeySet.of([RELEASE_KEY.public_key()]),
+        FileStateStore(tmp_path / "gated-state"),
+        gated,
+        decrypt={COMPONENT: [site.identity]},
+    )
+
+    def release(model: Path, bundle: bytes | None, seq: int) -> bytes:
+        with open(site.payloads / f"g{seq}.tenv", "wb") as out:
+            return build_model_release(
+                model,
+                bundle,
+                [site.identity.recipient],
+                out,
+                sequence_number=seq,
+                vendor_id=VENDOR,
+                class_id=CLASS,
+                keys=[RELEASE_KEY],
+                component=COMPONENT,
+                uri=f"g{seq}.tenv",
+            ).envelope
+
+    model = make_model(tmp_path / "llm", b"weights")
+    stranger = sign_model(model, ed25519.Ed25519PrivateKey.generate())
+    good = sign_model(model, vendor)
+    other = make_model(tmp_path / "other", b"other weights")
+    # release-signed but not vendor-signed, unsigned, or a bundle of another model: refused
+    for seq, (directory, bundle, error) in enumerate(
+        [
+            (model, stranger, SignatureError),
+            (model, None, SignatureError),
+            (other, good, VerificationError),
+            (model, b"not a bundle", MalformedInputError),
+        ],
+        start=1,
+    ):
+        with pytest.raises(error):
+            updater.apply(release(directory, bundle, seq), now=seq)
+        assert not any(".tmp-" in p.name for p in gated.root.rglob("*"))
+        assert not updater.store.load().has_pending
+    result = updater.apply(release(model, good, 9), now=9)
+    updater.confirm(result.components)
+    assert gated.model(COMPONENT)[1] == good

@@ -138,6 +138,19 @@ def encode_sealed_blob(blob: SealedBlob) -> bytes:
     )
 
 
+def encode_authorized_blob(public: bytes, private: bytes) -> bytes:
+    """Deterministic CBOR of an object sealed to PolicyAuthorize."""
+    return _cbor.encode(
+        {"v": _VERSION, "kind": "sealed-authorized", "public": public, "private": private}
+    )
+
+
+def decode_authorized_blob(data: bytes) -> tuple[bytes, bytes]:
+    """``(TPM2B_PUBLIC, TPM2B_PRIVATE)`` of an authorized-sealed blob (untrusted bytes)."""
+    item = _map(data, "sealed-authorized", {"public", "private"})
+    return _bytes(item, "public", "sealed"), _bytes(item, "private", "sealed")
+
+
 def _map(data: bytes, kind: str, keys: set[str]) -> dict[str, Any]:
     item = _cbor.decode(data, limits=_LIMITS, canonical=True)
     if not isinstance(item, dict):

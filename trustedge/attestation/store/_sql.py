@@ -28,6 +28,7 @@ from trustedge.attestation.store._model import (
     NonceRecord,
     QuoteClockState,
     StoredResult,
+    check_ima_state,
     nonce_key,
 )
 from trustedge.attestation.store._schema import MIGRATIONS, SCHEMA_VERSION
@@ -291,7 +292,13 @@ class SQLStore(ABC):
             row = tx.one(
                 "SELECT ima_offset, pcr10, bank FROM ima_state WHERE device_id = ?", (device_id,)
             )
-        return None if row is None else ImaState(int(row[0]), bytes(row[1]), row[2])
+        return None if row is None else self._ima(row)
+
+    @staticmethod
+    def _ima(row: tuple[Any, ...]) -> ImaState:
+        state = ImaState(int(row[0]), 0, bytes(row[1]), str(row[2]))
+        check_ima_state(state)
+        return state
 
     def _cas_quote(
         self, tx: Tx, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
@@ -332,27 +339,28 @@ class SQLStore(ABC):
         new: ImaState,
         restart: bool = False,
     ) -> None:
+        check_ima_state(new)
         # After a TPM reset the IMA list starts again: the offset may drop then.
-        backwards = new.offset < expected.offset if expected is not None else False
+        backwards = new.entries < expected.entries if expected is not None else False
         if expected is not None and ((backwards and not restart) or new.bank != expected.bank):
             raise RollbackError(f"IMA state of device {device_id!r} would go backwards")
         if expected is None:
             changed = tx.run(
                 "INSERT INTO ima_state (device_id, ima_offset, pcr10, bank) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (device_id) DO NOTHING",
-                (device_id, new.offset, new.pcr10, new.bank),
+                (device_id, new.entries, new.pcr_value, new.bank),
             )
         else:
             changed = tx.run(
                 "UPDATE ima_state SET ima_offset = ?, pcr10 = ?, bank = ?"
                 " WHERE device_id = ? AND ima_offset = ? AND pcr10 = ? AND bank = ?",
                 (
-                    new.offset,
-                    new.pcr10,
+                    new.entries,
+                    new.pcr_value,
                     new.bank,
                     device_id,
-                    expected.offset,
-                    expected.pcr10,
+                    expected.entries,
+                    expected.pcr_value,
                     expected.bank,
                 ),
             )
@@ -414,7 +422,7 @@ class SQLStore(ABC):
         return DeviceState(
             device=self._device(row[:n]),
             quote=None if qrow[0] is None else self._quote(qrow),
-            ima=None if irow[0] is None else ImaState(int(irow[0]), bytes(irow[1]), irow[2]),
+            ima=None if irow[0] is None else self._ima(irow),
         )
 
     # -- results ------------------------------------------------------------------
@@ -448,6 +456,28 @@ class SQLStore(ABC):
         if row is None:
             return None
         return StoredResult(device_id, row[0], bytes(row[1]), row[2], int(row[3]))
+
+    def put_boot_reference(self, device_id: str, reference: bytes | None, now: int) -> None:
+        with self.transaction() as tx:
+            self._require_device(tx, device_id)
+            if reference is None:
+                tx.run("DELETE FROM boot_references WHERE device_id = ?", (device_id,))
+                return
+            updated = tx.run(
+                "UPDATE boot_references SET reference = ?, created_at = ? WHERE device_id = ?",
+                (reference, now, device_id),
+            )
+            if updated == 0:
+                tx.run(
+                    "INSERT INTO boot_references (device_id, reference, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (device_id, reference, now),
+                )
+
+    def get_boot_reference(self, device_id: str) -> bytes | None:
+        with self.transaction(write=False) as tx:
+            row = tx.one("SELECT reference FROM boot_references WHERE device_id = ?", (device_id,))
+        return None if row is None else bytes(row[0])
 
     @abstractmethod
     def close(self) -> None:
