@@ -190,7 +190,12 @@ def test_postgres_restart_mid_load_workers_recover_without_restart(
         time.sleep(2.0)
         private_pg.restart("fast")  # every pooled connection is cut
         restarted = time.monotonic()
-        time.sleep(4.0)
+        deadline = restarted + 40.0  # the pools reconnect (with backoff) within this bound
+        while time.monotonic() < deadline:
+            with ledger.lock:
+                if sum(t > restarted + 1.0 for _, _, _, t in ledger.accepted) >= 4:
+                    break
+            time.sleep(0.2)
         stop.set()
         for t in threads:
             t.join(60)
