@@ -505,13 +505,14 @@ def run_load(
             p.start()
         time.sleep(max(0.0, start - time.time()))
         pg_pids = _children(pg.postmaster_pid()) if pg is not None else []
-        cpu0, db0 = _cpu_seconds(workers), _cpu_seconds(pg_pids)
+        clients = [p.pid for p in procs if p.pid is not None]
+        cpu0, db0, cl0 = _cpu_seconds(workers), _cpu_seconds(pg_pids), _cpu_seconds(clients)
         time.sleep(args.seconds / 2)
         metrics = _scrape(url)
         pg_conns = _pg_connections(dsn) if dsn else None
         load_mid = os.getloadavg()
         time.sleep(max(0.0, end - time.time()))
-        cpu1, db1 = _cpu_seconds(workers), _cpu_seconds(pg_pids)
+        cpu1, db1, cl1 = _cpu_seconds(workers), _cpu_seconds(pg_pids), _cpu_seconds(clients)
         results = [out.get(timeout=args.seconds + args.timeout + 60) for _ in procs]
         for p in procs:
             p.join(30)
@@ -544,6 +545,7 @@ def run_load(
         "push_ms_mean": statistics.fmean(push) * 1000 if push else float("nan"),
         "server_cpu_ms_per_appraisal": (cpu1 - cpu0) / ok * 1000 if ok else float("nan"),
         "db_cpu_ms_per_appraisal": (db1 - db0) / ok * 1000 if ok and pg_pids else None,
+        "client_cpu_ms_per_appraisal": (cl1 - cl0) / ok * 1000 if ok else None,
         "pool_open_connections": metrics.get('trustedge_db_pool_connections{state="open"}'),
         "pool_max_connections": metrics.get('trustedge_db_pool_connections{state="max"}'),
         "pg_stat_activity_connections": pg_conns,
