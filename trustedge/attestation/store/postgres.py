@@ -149,11 +149,19 @@ class PostgresStore(SQLStore):
                         cur.execute("SET LOCAL synchronous_commit = off")
                     yield _PgTx(cur)
         except psycopg.Error as exc:
+            self._lost(exc)
             raise BackendError(f"PostgreSQL store failed: {exc}") from exc
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
                 raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
             raise
+
+    def _lost(self, exc: Exception) -> None:
+        # A connection the server dropped (restart, failover, network cut): its idle
+        # siblings are most likely gone too. Test them all now, so that one request per
+        # outage fails here instead of one per pooled connection.
+        if isinstance(exc, self._psycopg.OperationalError):
+            self._pool.check()
 
     def issue_nonce(self, record: NonceRecord) -> None:
         # Pipelined: BEGIN, SET LOCAL, INSERT and COMMIT go out in one round trip (the
@@ -167,6 +175,7 @@ class PostgresStore(SQLStore):
                     cur = conn.execute(_ISSUE_NONCE.replace("?", "%s"), params)
                 inserted = int(cur.rowcount)
         except psycopg.Error as exc:
+            self._lost(exc)
             raise BackendError(f"PostgreSQL store failed: {exc}") from exc
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg_pool"):
