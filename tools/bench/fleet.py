@@ -580,7 +580,7 @@ def _store_worker(
                 store.issue_nonce(NonceRecord(nonce, d, now + 60))
                 state = store.device_state(d)
                 new_quote = QuoteClockState(1, 0, int(began * 1e6))
-                new_ima = ImaState(k * 30, hashlib.sha256(b"%d" % k).digest(), "sha256")
+                new_ima = ImaState(k * 30, 0, hashlib.sha256(b"%d" % k).digest(), "sha256")
                 store.record_appraisal(d, quote=(state.quote, new_quote),
                                        ima=(state.ima, new_ima), nonce=nonce, now=now)  # fmt: skip
                 store.put_result(StoredResult(d, "application/eat+jwt", token, "affirming", now))

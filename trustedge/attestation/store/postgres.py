@@ -23,6 +23,8 @@ __all__ = ["PostgresStore"]
 
 #: Arbitrary constant naming trustedge's migration lock (pg_advisory_xact_lock).
 _MIGRATION_LOCK: Final = 0x7472_7573_7465_6467
+#: admin_shutdown, crash_shutdown, cannot_connect_now: the server is going or gone.
+_SHUTDOWN_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -160,7 +162,12 @@ class PostgresStore(SQLStore):
         # A connection the server dropped (restart, failover, network cut): its idle
         # siblings are most likely gone too. Test them all now, so that one request per
         # outage fails here instead of one per pooled connection.
-        if isinstance(exc, self._psycopg.OperationalError):
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(exc, self._psycopg.OperationalError) and (
+            state is None  # client side: the socket is gone
+            or state.startswith("08")  # connection exception
+            or state in _SHUTDOWN_STATES
+        ):
             self._pool.check()
 
     def issue_nonce(self, record: NonceRecord) -> None:
