@@ -31,6 +31,7 @@ production) and SQLite in a temporary file (durable). Usage::
     python tools/bench/fleet.py --devices 10000 --seconds 60 --workers 2
     python tools/bench/fleet.py --devices 500 --seconds 10 --stores postgres
     python tools/bench/fleet.py --store postgresql://user@host/db   # an existing server
+    python tools/bench/fleet.py --tls --concurrency 8               # HTTPS, 16 pushes in flight
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -61,7 +63,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
 
-from tests.fleet_support import PrivatePostgres  # noqa: E402
+from tests.fleet_support import PrivatePostgres, tls_files  # noqa: E402
 from trustedge.attestation.backends.software import (  # noqa: E402
     SOFTWARE_FIRMWARE_VERSION,
     SoftwareTPM,
@@ -312,7 +314,9 @@ async def _client_main(
     idle: deque[BenchDevice] = deque(fleet.devices[i] for i in share)
     stats = ClientStats(push_latency=[], evidence_latency=[], first_errors=[])
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
+    connector = aiohttp.TCPConnector(
+        limit=args.concurrency, force_close=False, ssl=_ssl(args) or True
+    )
 
     def error(text: str, now: float) -> None:
         if start <= now < end:
@@ -385,10 +389,15 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def _scrape(url: str) -> dict[str, float]:
+def _ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client's TLS context (trusting the bench's own CA) when ``--tls``."""
+    return ssl.create_default_context(cafile=args.tls_ca) if args.tls else None
+
+
+def _scrape(url: str, args: argparse.Namespace) -> dict[str, float]:
     import urllib.request
 
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10, context=_ssl(args)) as resp:
         text = resp.read().decode()
     values = {}
     for line in text.splitlines():
@@ -457,6 +466,10 @@ def served(location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace)
         "--operator-tokens", str(workdir / "operator.tokens"),
         "--rate", "1000", "--burst", "1000",
     ]  # fmt: skip
+    if args.tls:  # the server's certificate, from a CA of the bench's own
+        ca, cert, key = tls_files(workdir)
+        args.tls_ca = str(ca)
+        cmd += ["--tls-cert", str(cert), "--tls-key", str(key)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
@@ -464,13 +477,13 @@ def served(location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace)
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"verifier did not start (exit {proc.wait()})")
-        url = json.loads(line)["listening"]
+        url = json.loads(line)["listening"].replace("127.0.0.1", "localhost")
         import urllib.request
 
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=_ssl(args)):
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
@@ -508,7 +521,7 @@ def run_load(
         clients = [p.pid for p in procs if p.pid is not None]
         cpu0, db0, cl0 = _cpu_seconds(workers), _cpu_seconds(pg_pids), _cpu_seconds(clients)
         time.sleep(args.seconds / 2)
-        metrics = _scrape(url)
+        metrics = _scrape(url, args)
         pg_conns = _pg_connections(dsn) if dsn else None
         load_mid = os.getloadavg()
         time.sleep(max(0.0, end - time.time()))
@@ -648,6 +661,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2, help="client processes")
     ap.add_argument("--concurrency", type=int, default=32, help="connections per client")
     ap.add_argument("--ima-per-push", type=int, default=30)
+    ap.add_argument("--tls", action="store_true", help="serve HTTPS (a certificate of its own)")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--stores", default="postgres,sqlite",
                     help="comma list of postgres, sqlite (default both)")  # fmt: skip
