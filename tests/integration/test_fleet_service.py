@@ -486,3 +486,33 @@ def test_openapi_security_names_both_operator_schemes() -> None:
         security = doc["paths"][path][method.lower()].get("security")
         operator = fn.__name__ in ("_result", "_revoke")
         assert (security == [{"operatorToken": []}, {"operatorCertificate": []}]) == operator, path
+
+
+def test_operator_client_ca_without_tls_is_a_usage_error(tmp_path: Path) -> None:
+    """Client certificates only exist under TLS: asking for them on plain HTTP is refused
+    (exit 2), never silently served without the check."""
+    from tests.fleet_support import policy_document
+
+    (tmp_path / "policy.json").write_text(json.dumps(policy_document()))
+    key = tmp_path / "signing.pem"
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    op_ca, _, _ = operator_certificate(tmp_path / "op")
+    args = [
+        sys.executable, "-m", "trustedge", "verifier", "serve", "--json",
+        "--store", str(tmp_path / "v.db"), "--policy", str(tmp_path / "policy.json"),
+        "--signing-key", str(key), "--listen", "127.0.0.1:0",
+        "--operator-client-ca", str(op_ca),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    assert "--operator-client-ca needs --tls-cert" in run.stderr
+    assert "Traceback" not in run.stderr
