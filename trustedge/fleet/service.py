@@ -266,7 +266,8 @@ class _Service:
                 chunks.append(chunk)
 
         try:
-            await asyncio.wait_for(read(), self.config.body_timeout)
+            async with asyncio.timeout(self.config.body_timeout):  # no extra task per request
+                await read()
         except TimeoutError:
             raise _Problem(408, "Request timeout", "the body took too long to arrive") from None
         return b"".join(chunks)
