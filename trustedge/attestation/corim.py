@@ -104,7 +104,7 @@ def _measurements(rule: Mapping[str, Any]) -> list[dict[int, Any]]:
     if kind == "boot_applications":
         return [{0: "boot-applications", 1: {_DIGESTS: _digest_list(rule["digests"], bank)}}]
     if kind == "secure_boot":
-        return [{0: "secure-boot", 1: {_FLAGS: {1: True}}}]
+        return [{0: "secure-boot", 1: {_FLAGS: {1: bool(rule.get("enabled", True))}}}]
     if kind in ("db", "dbx"):
         out = []
         for part in ("required", "forbidden", "allowed"):
@@ -350,6 +350,8 @@ def _claim(
     head, _, part = mkey.partition("/")
     if mkey == "secure-boot" and mval.get(_FLAGS) == {1: True}:
         rules.append({"rule": "secure_boot"})
+    elif mkey == "secure-boot" and mval.get(_FLAGS) == {1: False}:
+        rules.append({"rule": "secure_boot", "enabled": False})
     elif (
         head in ("event-digests", "measurements") and part.startswith("pcr") and part[3:].isdigit()
     ):

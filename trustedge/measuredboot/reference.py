@@ -32,11 +32,10 @@ from trustedge.errors import MalformedInputError, VerificationError
 from trustedge.measuredboot._workarounds import Workaround
 from trustedge.measuredboot.classify import ClassifiedLog, classify
 from trustedge.measuredboot.events import BANK_SIZES
-from trustedge.measuredboot.policy import _entry_ids
+from trustedge.measuredboot.policy import _entry_ids, checked_cmdlines
 from trustedge.measuredboot.replay import EventLog, VerifiedEventLog
 from trustedge.measuredboot.secureboot import (
     SecureBootState,
-    kernel_cmdlines,
     secure_boot_state,
 )
 
@@ -243,8 +242,7 @@ def _secure_boot_rules(
     lines: set[str] = set()
     every_log_has_one = True
     for c in classified:
-        uintn = c.log.spec_id.uintn_size if c.log.spec_id is not None else 2
-        found = kernel_cmdlines(c, uintn)
+        found = checked_cmdlines(c)
         every_log_has_one &= bool(found)
         lines.update(found)
     pcr8_opaque = any(c.measurements(8) for c in classified)
