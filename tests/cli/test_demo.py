@@ -113,3 +113,12 @@ def test_demo_log_is_the_published_vector() -> None:
     doc = json.loads((root / VECTOR_FILE).read_text())
     cases = [t for g in doc["testGroups"] for t in g["tests"] if int(t["tcId"]) == VECTOR_TC_ID]
     assert bytes.fromhex(cases[0]["log"]) == EVENT_LOG
+
+
+def test_demo_on_the_software_tpm_checks_boot_aggregate(capsys: pytest.CaptureFixture[str]) -> None:
+    """The SoftwareTPM starts at locality 3 like the logged platform: PCR0-9 are quoted,
+    so the IMA list's boot_aggregate is checked (never "unchecked")."""
+    assert main(["demo", "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    boot = next(s for s in steps if s["title"] == "Boot and attest")
+    assert not any(r.startswith("ima-boot-aggregate") for r in boot["reasons"]), boot["reasons"]
