@@ -627,9 +627,9 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="also revoke signed PCR policies older than --policy-version (sealed updates)",
     )
     p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
     p.set_defaults(handler=_confirm)
 
     p = us.add_parser(
