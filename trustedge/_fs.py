@@ -18,15 +18,24 @@ exception. Paths are always the caller's: nothing here picks a location.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["AtomicFile", "atomic_output", "atomic_write", "create_exclusive", "fsync_directory"]
+__all__ = [
+    "AtomicFile",
+    "atomic_output",
+    "atomic_write",
+    "create_exclusive",
+    "fsync_directory",
+    "replace_directory",
+]
 
 
 def fsync_directory(directory: str | Path) -> None:
@@ -166,6 +175,50 @@ def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> Non
             except FileNotFoundError:
                 pass
     fsync_directory(directory)
+
+
+def replace_directory(new: str | Path, target: str | Path) -> None:
+    """Put the complete directory ``new`` at ``target`` (both in one parent) in one step.
+
+    The caller has fsynced ``new``'s files and directories. An existing ``target`` is swapped
+    with ``new`` by one ``renameat2(RENAME_EXCHANGE)`` (Linux), so ``target`` always names a
+    whole directory, the old or the new one, and the old one is then removed. Where the
+    exchange is not available, ``target`` is first renamed aside: a crash between the two
+    renames leaves ``target`` absent and the old directory under a ``.old-*`` name.
+    """
+    src, dst = Path(new), Path(target)
+    if dst.exists():
+        if _exchange(src, dst):
+            fsync_directory(dst.parent)
+            shutil.rmtree(src, ignore_errors=True)
+            return
+        aside = dst.with_name(f"{dst.name}.old-{os.urandom(8).hex()}")
+        os.replace(dst, aside)
+        os.replace(src, dst)
+        fsync_directory(dst.parent)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    os.replace(src, dst)
+    fsync_directory(dst.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """``renameat2(a, b, RENAME_EXCHANGE)``; False where the C library or the file system
+    does not offer it."""
+    import ctypes  # only for a directory swap
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:

@@ -194,9 +194,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("agent", help="device agent: enroll once, push evidence on a schedule")
     p.set_defaults(handler=_agent)
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
     p.add_argument("--server", required=True, help="verifier URL, e.g. https://verifier:8443")
     p.add_argument("--ca-file", help="CA certificate that signs the verifier's TLS certificate")

@@ -627,9 +627,9 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="also revoke signed PCR policies older than --policy-version (sealed updates)",
     )
     p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
     p.set_defaults(handler=_confirm)
 
     p = us.add_parser(
@@ -649,9 +649,9 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help=f"NV extend index (default 0x{DEFAULT_NV_INDEX:08x})",
     )
     p.add_argument("--name", help="name recorded in the log (default: the signed model name)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     p.add_argument("--device", required=True, metavar="DIR", help="device (A/B slots) directory")
     p.add_argument("--vendor-id", help="device vendor UUID (default: DIR/identity.json)")
     p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
@@ -822,9 +822,9 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("action", choices=("init", "show", "advance"))
     p.add_argument("--index", required=True, type=lambda t: int(t, 0), metavar="NV")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     add_json_flag(p)
     p.set_defaults(handler=_policy_counter)
 

@@ -57,7 +57,7 @@ from typing import IO, Any, BinaryIO, Final
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge import _binary, _cbor
-from trustedge._fs import atomic_write, fsync_directory
+from trustedge._fs import atomic_write, fsync_directory, replace_directory
 from trustedge.cose import PrivateKey
 from trustedge.envelope import Identity, Reader, Recipient, Writer
 from trustedge.errors import (
@@ -417,14 +417,7 @@ class PackWriter:
                 raise
         for dirpath, _, _ in os.walk(self.tmp):
             fsync_directory(dirpath)
-        old = None
-        if self.slot.exists():
-            old = self.slot.with_name(f"{self.slot.name}.old-{secrets.token_hex(8)}")
-            os.replace(self.slot, old)
-        os.replace(self.tmp, self.slot)
-        fsync_directory(self.slot.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(self.tmp, self.slot)  # the old or the new slot, never none
 
     def discard(self) -> None:
         if self._fh is not None:

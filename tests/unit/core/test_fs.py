@@ -141,3 +141,35 @@ def test_atomic_file_is_invisible_until_commit(tmp_path: Path) -> None:
     other.discard()
     assert slot.read_bytes() == b"image"
     assert [p.name for p in tmp_path.iterdir()] == ["slot0"]
+
+
+def test_replace_directory_swaps_whole_directories(tmp_path: Path) -> None:
+    from trustedge._fs import replace_directory
+
+    slot = tmp_path / "slot0"
+    new = tmp_path / "slot0.tmp"
+    new.mkdir()
+    (new / "weights").write_bytes(b"v1")
+    replace_directory(new, slot)  # no old slot yet: a rename
+    assert (slot / "weights").read_bytes() == b"v1" and not new.exists()
+    new.mkdir()
+    (new / "weights").write_bytes(b"v2")
+    replace_directory(new, slot)  # RENAME_EXCHANGE, then the old one is removed
+    assert (slot / "weights").read_bytes() == b"v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slot0"]
+
+
+def test_replace_directory_without_exchange_still_ends_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustedge._fs as fs
+
+    monkeypatch.setattr(fs, "_exchange", lambda a, b: False)
+    slot, new = tmp_path / "slot", tmp_path / "new"
+    slot.mkdir()
+    (slot / "f").write_bytes(b"old")
+    new.mkdir()
+    (new / "f").write_bytes(b"new")
+    fs.replace_directory(new, slot)
+    assert (slot / "f").read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["slot"]
