@@ -293,3 +293,65 @@ def test_cache_resign(
     assert run(capsys, *base)[0] == 0
     code, _, err = run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))
     assert code == 0, err
+
+
+def test_progress_on_a_tty_only(model: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """A progress bar on stderr when it is a TTY (a pseudo-terminal here), none
+    otherwise or with --no-progress; stdout stays the result."""
+    import pty
+    import subprocess
+
+    priv, _ = keys
+    exe = Path(sys.executable).parent / "trustedge"
+    base = [str(exe), "model", "sign", str(model), "--key", str(priv), "-o"]
+
+    def stderr_of(extra: list[str], sig: str) -> bytes:
+        master, slave = pty.openpty()
+        try:
+            subprocess.run([*base, str(tmp_path / sig), *extra], stderr=slave,
+                           stdout=subprocess.DEVNULL, check=True, timeout=60)  # fmt: skip
+            os.close(slave)
+            slave = -1
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+
+    assert b"100%" in stderr_of([], "a.sig")
+    assert stderr_of(["--no-progress"], "b.sig") == b""
+    plain = subprocess.run([*base, str(tmp_path / "c.sig")], capture_output=True, check=True)
+    assert plain.stderr == b""
+
+
+def test_encrypted_key(capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    enc = tmp_path / "enc.key"
+    enc.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret"),
+        )
+    )
+    pub = write_public(tmp_path / "enc.pub", key)
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    sig = tmp_path / "m.sig"
+    base = ["sign", str(model), "--key", str(enc), "-o", str(sig)]
+    code, _, err = run(capsys, *base)  # not a TTY: no prompt
+    assert code == 3 and "no passphrase" in err
+    assert run(capsys, *base, "--password-file", str(tmp_path / "bad"))[0] == 3
+    assert run(capsys, *base, "--password-file", str(tmp_path / "pw"))[0] == 0
+    assert run(capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub))[0] == 0

@@ -325,3 +325,27 @@ def test_copied_model_verifies_elsewhere(model: Path, tmp_path: Path) -> None:
     assert te("sign", model, "--key", priv, "-o", sig) == 0
     moved = shutil.copytree(model, tmp_path / "elsewhere" / "model")
     _ok(ms("verify", "key", moved, "--signature", sig, "--public_key", pub))
+
+
+def test_ignore_paths_both_ways(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ignored paths are recorded relative to the model and honoured by the
+    other tool: changing an ignored file breaks neither verification."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = write_private(tmp_path / "k.pem", key), write_public(tmp_path / "k.pub", key)
+    (model / "runs").mkdir()
+    (model / "runs" / "log.txt").write_text("epoch 1")
+    monkeypatch.chdir(tmp_path)
+    te_sig, ms_sig = tmp_path / "te.sig", tmp_path / "ms.sig"
+    assert te("sign", model, "--key", priv, "-o", te_sig, "--ignore-paths", "model/runs") == 0
+    _ok(ms("sign", "key", model, "--private_key", priv, "--signature", ms_sig,
+           "--ignore-paths", model / "runs"))  # fmt: skip
+    (model / "runs" / "log.txt").write_text("epoch 2")
+    (model / "runs" / "new.txt").write_text("x")
+    _ok(ms("verify", "key", model, "--signature", te_sig, "--public_key", pub))
+    assert te("verify", model, "--signature", ms_sig, "--key", pub) == 0
+    # ...while a change outside them still fails in both.
+    _attack(model, "tamper")
+    _refused(ms("verify", "key", model, "--signature", te_sig, "--public_key", pub))
+    assert te("verify", model, "--signature", ms_sig, "--key", pub) == 1

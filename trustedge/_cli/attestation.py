@@ -40,7 +40,7 @@ from trustedge.hazmat.tpm2 import (
 )
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
 
-__all__ = ["open_backend", "parse_pcr_spec", "register"]
+__all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
 
 _AK_ALGS = ("ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss")
 _EK_KINDS = ("rsa2048", "ecc-p256", "ecc-p384")
@@ -51,8 +51,22 @@ _SMALL = 1 << 20
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+def add_backend_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The one TPM option set of every command: ``--software DIR`` (``--software-tpm DIR`` is
+    the same option) or ``--tcti TCTI``; :func:`open_backend` opens what was chosen."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--software", "--software-tpm", dest="software", metavar="DIR",
+        help="software TPM state directory",
+    )  # fmt: skip
+    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+
+
 def open_backend(args: argparse.Namespace) -> TPMBackend:
-    """The backend named by ``--software DIR`` or ``--tcti TCTI``."""
+    """The backend named by ``--software DIR`` or ``--tcti TCTI`` (:func:`add_backend_options`);
+    a usage error when neither was given."""
+    if not getattr(args, "software", None) and not getattr(args, "tcti", None):
+        raise CommandError("this needs a TPM: --tcti TCTI or --software DIR")
     if getattr(args, "software", None):
         from trustedge.attestation.backends.software import SoftwareTPM
 
@@ -124,9 +138,7 @@ def _ak_blob_path(args: argparse.Namespace) -> Path:
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    add_backend_options(parser)
     add_json_flag(parser)
 
 

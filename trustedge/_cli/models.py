@@ -38,7 +38,7 @@ _SMALL = 1 << 16
 _BUNDLE_LIMIT = 64 << 20
 
 USAGE_SIGN = """\
-trustedge model sign DIR --key KEY [-o SIG|-] [--certificate-chain PEM]...
+trustedge model sign DIR --key KEY [--password-file FILE] [-o SIG|-] [--certificate-chain PEM]...
                          [--ignore-paths PATH...] [--shard-size N] [--hash-type HASH]
                          [--cache FILE] [--threads N] [--no-progress] [--json]"""
 USAGE_VERIFY = """\
@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     s.add_argument("model", metavar="DIR", help="model directory or single file")
     s.add_argument("--key", required=True, help="private key (PEM, DER, OpenSSH, COSE_Key)")
+    s.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="passphrase of an encrypted key (first line of FILE); without it an encrypted "
+        "key is asked for on the terminal",
+    )
     s.add_argument(
         "-o",
         "--output",
@@ -182,17 +188,46 @@ def _ignore_paths(model: str, paths: list[str]) -> list[str]:
     return out
 
 
+def _password(args: argparse.Namespace) -> Any:
+    """The passphrase source for an encrypted key, asked only if it is one."""
+
+    def ask() -> bytes | None:
+        if args.password_file is not None:
+            with open(args.password_file, "rb") as fh:
+                lines = fh.read(_SMALL).splitlines()
+            return lines[0] if lines else b""
+        if sys.stdin.isatty() and sys.stderr.isatty():
+            import getpass
+
+            return getpass.getpass(f"passphrase for {args.key}: ").encode()
+        return None
+
+    return ask
+
+
 def _check_threads(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
 
 
 def _certificates(paths: list[str]) -> list[Any]:
-    from trustedge.attestation.ekcert import load_certificates
+    """Certificates from PEM files (several per file) or single DER files."""
+    if not paths:
+        return []
+    from cryptography import x509
+
+    from trustedge.errors import MalformedInputError
 
     out: list[Any] = []
     for path in paths:
-        out.extend(load_certificates(read_input(path, limit=_SMALL)))
+        data = read_input(path, limit=_SMALL)
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                out.extend(x509.load_pem_x509_certificates(data))
+            else:
+                out.append(x509.load_der_x509_certificate(data))
+        except ValueError as exc:
+            raise MalformedInputError(f"{path}: not an X.509 certificate: {exc}") from None
     return out
 
 
@@ -245,7 +280,7 @@ def _do_sign(args: argparse.Namespace) -> int:
     _check_threads(args)
     if args.output == "-" and args.json:
         raise CommandError("--json and -o - both write to stdout: choose one")
-    key = load_private_key(read_input(args.key, limit=_SMALL))
+    key = load_private_key(read_input(args.key, limit=_SMALL), password=_password(args))
     chain = _certificates(args.certificate_chain)
     target = None
     if args.output != "-":

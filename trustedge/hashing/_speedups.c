@@ -462,22 +462,92 @@ static int range_pair(job_t *j, uint8_t *mem, const range_t *a, const range_t *b
     return range_single(j, mem, b, ob, &sb, pb);
 }
 
+/* A full group of `lanes` ranges of one length in the multi-buffer kernel,
+ * lock-step over their whole blocks; each lane's last partial block then
+ * finishes on the single-stream kernel. */
+static int range_mb(job_t *j, uint8_t *mem, size_t first) {
+    const int lanes = j->k.lanes;
+    const range_t *r = j->ranges + first;
+    const uint64_t len = r[0].len, full = len & ~(uint64_t)63;
+    uint32_t st[8][TE_MAX_LANES];
+    const uint8_t *ptr[TE_MAX_LANES];
+    for (int i = 0; i < TE_MAX_LANES; i++) {
+        ptr[i] = mem + (size_t)(i < lanes ? i : 0) * LANE_STRIDE;
+        for (int w = 0; w < 8; w++) st[w][i] = te_sha256_h0[w];
+    }
+    for (uint64_t m = 0; m < full; m += LANE_CHUNK) {
+        size_t c = full - m < LANE_CHUNK ? (size_t)(full - m) : LANE_CHUNK;
+        for (int i = 0; i < lanes; i++)
+            if (read_full_fd(j, r[i].fd, mem + (size_t)i * LANE_STRIDE, c, r[i].off + m)) return -1;
+        j->k.mb(st, ptr, c / 64);
+        atomic_fetch_add_explicit(&j->done, (unsigned long long)c * (unsigned)lanes,
+                                  memory_order_relaxed);
+    }
+    for (int i = 0; i < lanes; i++) {
+        stream_t s;
+        stream_init(&s, j->k.one);
+        for (int w = 0; w < 8; w++) s.h[w] = st[w][i];
+        s.len = full;
+        size_t tail = (size_t)(len - full);
+        uint8_t *b = mem + (size_t)i * LANE_STRIDE;
+        if (tail && read_full_fd(j, r[i].fd, b, tail, r[i].off + full)) return -1;
+        stream_update(&s, b, tail);
+        atomic_fetch_add_explicit(&j->done, tail, memory_order_relaxed);
+        stream_final(&s, j->out + 32 * (first + (size_t)i));
+    }
+    return 0;
+}
+
+/* Multi-buffer groups only where they beat the single/paired stream: wide
+ * vectors (16 lanes), or any vector kernel when there is no SHA-NI. */
+static int use_mb(const kernels_t *k) {
+    return k->mb != NULL && k->lanes > 2 && (k->two == NULL || k->lanes >= 16);
+}
+
+/* Claim the next unit of work: a multi-buffer group when the next `lanes`
+ * ranges share one length (the caller sorts by length), else a pair or one. */
+static size_t claim_ranges(job_t *j, size_t *first, int *mb) {
+    size_t step = j->k.two ? 2 : 1;
+    size_t i = atomic_load(&j->next);
+    for (;;) {
+        if (i >= j->nranges) return 0;
+        size_t take = step;
+        *mb = 0;
+        if (use_mb(&j->k) && i + (size_t)j->k.lanes <= j->nranges &&
+            j->ranges[i].len == j->ranges[i + (size_t)j->k.lanes - 1].len &&
+            j->ranges[i].len >= 64) {
+            take = (size_t)j->k.lanes;
+            *mb = 1;
+        }
+        if (i + take > j->nranges) take = j->nranges - i;
+        if (atomic_compare_exchange_weak(&j->next, &i, i + take)) {
+            *first = i;
+            return take;
+        }
+    }
+}
+
 static void *range_worker(void *arg) {
     job_t *j = arg;
     uint8_t *mem = NULL;
-    if (posix_memalign((void **)&mem, 64, 2 * STREAM_CHUNK) != 0) {
+    size_t bytes = (size_t)j->k.lanes * LANE_STRIDE;
+    if (bytes < 2 * STREAM_CHUNK) bytes = 2 * STREAM_CHUNK;
+    if (posix_memalign((void **)&mem, 64, bytes) != 0) {
         fail(j, ERR_NOMEM, 0, 0);
     } else {
-        size_t step = j->k.two ? 2 : 1;
         int rc = 0;
         while (rc == 0 && !atomic_load(&j->stop)) {
-            size_t i = atomic_fetch_add(&j->next, step);
-            if (i >= j->nranges) break;
-            if (step == 2 && i + 1 < j->nranges) {
+            size_t i, step;
+            int mb;
+            step = claim_ranges(j, &i, &mb);
+            if (step == 0) break;
+            if (mb) {
+                rc = range_mb(j, mem, i);
+            } else if (step == 2) {
                 rc = range_pair(j, mem, &j->ranges[i], &j->ranges[i + 1], j->out + 32 * i,
                                 j->out + 32 * (i + 1));
             } else {
-                for (size_t k = i; rc == 0 && k < i + step && k < j->nranges; k++) {
+                for (size_t k = i; rc == 0 && k < i + step; k++) {
                     stream_t s;
                     stream_init(&s, j->k.one);
                     rc = range_single(j, mem, &j->ranges[k], j->out + 32 * k, &s, 0);
@@ -728,7 +798,7 @@ static PyObject *sha256_ranges(PyObject *self, PyObject *args) {
     pthread_cond_init(&j.cv, NULL);
     sync_ready = 1;
     size_t step = j.k.two ? 2 : 1;
-    size_t units = ((size_t)n + step - 1) / step;
+    size_t units = ((size_t)n + step - 1) / step; /* an upper bound: groups are larger */
     size_t nthreads = units < (size_t)threads ? units : (size_t)threads;
     tids = PyMem_Malloc(sizeof(pthread_t) * (nthreads ? nthreads : 1));
     if (tids == NULL) {

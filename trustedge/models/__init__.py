@@ -32,14 +32,11 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509 import verification as x509_verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from trustedge import hashing
 from trustedge.errors import (
@@ -72,6 +69,10 @@ from trustedge.models._bundle import (
 from trustedge.models._hash import FileDigests, HashCache, hash_model_files, shard_bounds
 from trustedge.models._reader import VerifiedReader, open_verified
 from trustedge.models._walk import DEFAULT_IGNORE_PATHS, ModelFileEntry, list_model_files
+
+if TYPE_CHECKING:
+    # cryptography.x509 costs ~80 ms to import: loaded only for certificates.
+    from cryptography import x509
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
@@ -277,6 +278,8 @@ class SignerInfo:
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"method": self.method, "key_sha256": self.key_fingerprint.hex()}
         if self.chain:
+            from cryptography import x509
+
             leaf = x509.load_der_x509_certificate(self.chain[0])
             out["subject"] = leaf.subject.rfc4514_string()
             out["issuer"] = leaf.issuer.rfc4514_string()
@@ -316,6 +319,10 @@ def _verify_chain(
     trusted: Sequence[x509.Certificate],
     now: datetime.datetime,
 ) -> tuple[VerifyingKey, tuple[bytes, ...]]:
+    from cryptography import x509
+    from cryptography.x509 import verification as x509_verification
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     try:
         certs = [x509.load_der_x509_certificate(c) for c in material.certificates]
     except ValueError as exc:

@@ -95,3 +95,42 @@ def test_many_files_beyond_the_open_batch(tmp_path: Path) -> None:
         p.write_bytes(os.urandom(i))
         paths.append((p, 0, i))
     assert hashing.sha256_ranges(paths, threads=2) == _want(paths)
+
+
+@pytest.mark.parametrize("length", [64, 1000, 65536, 131_072 + 64 + 5, 300_000])
+def test_groups_of_equal_ranges(tmp_path: Path, length: int) -> None:
+    """Many ranges of one length (the shards of a model) run as multi-buffer
+    groups where the kernel has wide lanes; odd counts and tails finish alone."""
+    p = tmp_path / "shards"
+    p.write_bytes(random.Random(length).randbytes(length * 37 + 11))
+    ranges = [(p, i * length, (i + 1) * length) for i in range(37)]
+    ranges.append((p, 37 * length, 37 * length + 11))
+    want = _want(ranges)
+    for simd in hashing.available_simd_paths():
+        for threads in (1, 2):
+            assert hashing.sha256_ranges(ranges, threads=threads, simd=simd) == want, simd
+
+
+def test_the_gil_is_released_while_hashing(tmp_path: Path) -> None:
+    """Another Python thread keeps running while ranges hash (C: worker
+    pthreads without the GIL; twin: hashlib drops it for large updates)."""
+    big = tmp_path / "big"
+    with open(big, "wb") as fh:
+        fh.truncate(96 << 20)
+    count = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        before = count[0]
+        hashing.sha256_ranges([(big, i << 20, (i + 1) << 20) for i in range(96)], threads=1)
+        during = count[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 10_000
