@@ -298,6 +298,24 @@ def _secure_boot_off_event_renumbered_to_pcr15() -> tuple[Events, Events]:
     return truth, story
 
 
+def _secure_boot_on_appended_without_separator() -> tuple[Events, Events]:
+    """Firmware that never closed PCR7 (no separator, no SecureBoot variable);
+    the OS extends a SecureBoot=1 variable afterwards (PCR7 is extendable)."""
+    sb = variable(EFI_GLOBAL, "SecureBoot", b"\x01")
+    events = golden_events()
+    dropped = {find(events, 7, T.EV_SEPARATOR), find(events, 7, T.EV_EFI_VARIABLE_DRIVER_CONFIG)}
+    truth = [e for i, e in enumerate(events) if i not in dropped]
+    truth.append(ev(7, T.EV_EFI_VARIABLE_DRIVER_CONFIG, sb))
+    return truth, truth
+
+
+def _secure_boot_logged_twice() -> tuple[Events, Events]:
+    truth = _secure_boot(b"\x00")
+    on = ev(7, T.EV_EFI_VARIABLE_DRIVER_CONFIG, variable(EFI_GLOBAL, "SecureBoot", b"\x01"))
+    truth.insert(find(truth, 7, T.EV_SEPARATOR), on)
+    return truth, truth
+
+
 def _pcr7_extra(data: bytes, etype: int = T.EV_EFI_ACTION) -> Events:
     events = golden_events()
     events.insert(find(events, 7, T.EV_SEPARATOR), ev(7, etype, data))
@@ -505,6 +523,9 @@ CASES = [
     Case("secure-boot-variable-renumbered-to-pcr15", _secure_boot_off_event_renumbered_to_pcr15,
          REPLAY, "sha256:7"),
     Case("secure-boot-variable-relabelled-as-no-action", _pcr7_variable_as_no_action, REPLAY),
+    Case("secure-boot-on-appended-to-an-unclosed-pcr7",
+         _secure_boot_on_appended_without_separator, SECURE_BOOT, "no separator"),
+    Case("secure-boot-variable-logged-twice", _secure_boot_logged_twice, SECURE_BOOT, "twice"),
     Case("debug-mode-relabelled-as-separator", _debug_mode_hidden_as_separator, SECURE_BOOT),
     Case("dma-protection-disabled-text-changed", _dma_protection_disabled_text_changed,
          SECURE_BOOT),

@@ -165,6 +165,8 @@ CASES = [
     Case("ima-entry-rebuilt-with-the-golden-digest", template_rebuilt, MISMATCH),
     Case("ima-template-relabelled-ima-buf", template_name_relabelled(b"ima-buf"), MODIFIED),
     Case("ima-template-relabelled-ima-sig", template_name_relabelled(b"ima-sig"), MODIFIED),
+    Case("ima-template-relabelled-ima", template_name_relabelled(b"ima"), MISMATCH),
+    Case("ima-template-relabelled-unknown", template_name_relabelled(b"evil-ng"), MODIFIED),
     Case("ima-entry-moved-to-pcr11", entry_moved_to_pcr11, MISMATCH),
     Case("ima-second-boot-aggregate", backdoor_named_boot_aggregate, AGGREGATE),
     Case("ima-modified-program", modified_program, MODIFIED),

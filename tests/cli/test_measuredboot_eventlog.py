@@ -235,3 +235,32 @@ def test_diff_of_a_malformed_log_exits_3_with_one_json_document(
     assert main(["eventlog", "diff", str(a), str(bad)]) == 3
     captured = capsys.readouterr()
     assert "malformed input" in captured.err and "Traceback" not in captured.err
+
+
+def test_verify_mismatch_names_the_first_divergent_event(
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quoted PCR4 stops before the log's last event: the CLI says which one."""
+    from trustedge.measuredboot import parse_event_log
+    from trustedge.measuredboot.events import bank_hasher
+
+    path = _log(third_party, _UBUNTU)
+    log = parse_event_log(path.read_bytes())
+    values = {b: {str(k): v.hex() for k, v in vals.items()} for b, vals in log.replay().items()}
+    pcr4 = [e for e in log.unverified_events if e.pcr == 4]
+    value = bytes(32)
+    for ev in pcr4[:-1]:
+        value = bank_hasher("sha256")(value + ev.digests["sha256"]).digest()
+    values["sha256"]["4"] = value.hex()
+    values = {"sha256": values["sha256"]}
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_text(json.dumps(values))
+    assert main(["eventlog", "verify", str(path), "--pcrs", str(pcrs)]) == 1
+    err = capsys.readouterr().err
+    assert f"PCR4: event {pcr4[-1].number} " in err and "log runs ahead" in err
+    assert main(["eventlog", "verify", str(path), "--pcrs", str(pcrs), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] is False and doc["error"] == "replay mismatch"
+    assert [(d["pcr"], d["kind"], d["event"]) for d in doc["divergences"]] == [
+        (4, "not-in-pcr", pcr4[-1].number)
+    ]

@@ -210,12 +210,37 @@ def test_release_and_apply_refusals(d: Path) -> None:
     assert apply(d, "--identity", d / "device.key") == 1
 
 
+def test_json_failure_documents(d: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = ed25519.Ed25519PrivateKey.generate()
+    pem_pair(other, d / "other.key")
+    capsys.readouterr()
+    assert release(d, "--model-key", d / "other.key.pub", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["built"] is False and doc["exit_code"] == 1 and doc["error"] == "SignatureError"
+    assert release(d, sequence=2) == 0 and apply(d, "--identity", d / "device.key") == 0
+    assert cli("update", "confirm", "--state", d / "state", "--device", d / "device") == 0
+    assert release(d, sequence=1) == 0
+    capsys.readouterr()
+    assert apply(d, "--identity", d / "device.key", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {
+        "installed": False,
+        "error": "RollbackError",
+        "message": "sequence 1 is below the floor 2",
+        "exit_code": 1,
+    }
+    load = ["update", "load", "--device", d / "device", "--log", d / "m.log"]
+    code, doc = run_json(capsys, *load, "--model-key", d / "other.key.pub", "--software", d / "tpm")
+    assert code == 1 and doc["loaded"] is False and doc["error"] == "SignatureError"
+
+
 @pytest.mark.parametrize(
     "doc",
     [
         {"allowed_digests": ["zz" * 32]},
         {"allowed_digests": ["00" * 31]},
         {"allowed_digests": "00"},
+        {"revoked_digests": ["00"]},
         {"allowed_signers": ["not a key"]},
         {"allowed_roots": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]},
         {"nv_index": "0x81000001"},
@@ -236,8 +261,9 @@ def test_model_policy_document() -> None:
     ).decode()
     policy = load_model_policy(
         {"allowed_digests": ["sha256:" + "ab" * 32], "allowed_signers": [pem],
-         "nv_index": "0x013e0d02", "require_model": False}
+         "nv_index": "0x013e0d02", "require_model": False, "revoked_digests": ["cd" * 32]}
     )  # fmt: skip
     assert policy.allowed_digests == frozenset({bytes([0xAB]) * 32})
     assert policy.allowed_signers == (pub,) and policy.nv_index == 0x013E0D02
     assert policy.require_model is False
+    assert policy.revoked_digests == frozenset({bytes([0xCD]) * 32})

@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.test_sealed_update_e2e import (
     CLASS,
+    EVIL,
     GRUB1,
     GRUB2,
     KERNEL1,
@@ -27,6 +28,7 @@ from tests.integration.test_sealed_update_e2e import (
 from trustedge._cli import main
 from trustedge.attestation.backends.software import SoftwareTPM
 from trustedge.attestation.simulate import boot_from_event_log
+from trustedge.measuredboot.authenticode import authenticode_digest
 
 COUNTER = "0x01500D01"
 
@@ -56,7 +58,12 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     key = tmp_path / "release.pem"
     assert main(["release", "keygen", "-o", str(key)]) == 0
+    approved = [authenticode_digest(i).hex() for i in (SHIM, GRUB1, KERNEL1)]
+    boot_policy = tmp_path / "boot-policy.json"
+    rule = {"rule": "boot_applications", "bank": "sha256", "digests": approved}
+    boot_policy.write_text(json.dumps({"version": 1, "rules": [rule]}))
     common = ["--sign", str(key), "--nv-index", COUNTER, "--nv-name", name]
+    common += ["--boot-policy", str(boot_policy)]
     old = tmp_path / "old.pol"
     _json(capsys, "release", "policy", "-", "--current", "--eventlog", str(log), *common,
           "--version", str(v0), "-o", str(old))  # fmt: skip
@@ -81,7 +88,9 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec.write_text(json.dumps({"manifest-version": 1, "manifest-sequence-number": 2,
                                 "components": comps}))  # fmt: skip
     update = tmp_path / "update.suit"
-    assert main(["release", "create", str(spec), "-o", str(update)]) == 0
+    integrate = ["--integrate", f"loader={tmp_path / 'grubx64.efi'}"]
+    integrate += ["--integrate", f"kernel={tmp_path / 'vmlinuz.efi'}"]
+    assert main(["release", "create", str(spec), "-o", str(update), *integrate]) == 0
     assert main(["release", "sign", str(update), "--key", str(key)]) == 0
     new = tmp_path / "new.pol"
     out = _json(capsys, "release", "policy", str(update), "--eventlog", str(log), "--key",
@@ -106,8 +115,17 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*open_cmd, *both]) == 0 and opened.read_bytes() == b"disk key"
     opened.unlink()
 
-    advanced = _json(capsys, "update", "policy-counter", "advance", "--index", COUNTER, *soft)
-    assert advanced["version"] == v0 + 1
+    # the device installs the update (its boot measurements recomputed), then confirms it:
+    # the floors rise and the policy counter reaches the new version, however often confirm runs
+    dev = ["--state", str(tmp_path / "state"), "--device", str(tmp_path / "device"),
+           "--vendor-id", VENDOR, "--class-id", CLASS]  # fmt: skip
+    assert main(["update", "apply", str(update), "--key", f"{key}.pub", *dev]) == 0
+    confirm = ["update", "confirm", *dev, "--policy-counter", COUNTER,
+               "--policy-version", str(v0 + 1), *soft]  # fmt: skip
+    assert _json(capsys, *confirm)["policy_version"] == v0 + 1
+    assert _json(capsys, *confirm)["policy_version"] == v0 + 1  # a retried confirm
+    shown = _json(capsys, "update", "policy-counter", "show", "--index", COUNTER, *soft)
+    assert shown["version"] == v0 + 1
     _boot(tpm, log, SHIM, GRUB1, KERNEL1)  # downgraded chain after confirm
     assert main([*open_cmd, *both]) == 1
     assert not opened.exists()
@@ -128,3 +146,11 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         )
         == 2
     )  # unauthenticated
+    # a device that reports a log with a component the boot policy does not know gets no
+    # signed policy (the values of everything the update does not replace come from that log)
+    evil_log = tmp_path / "evil.log"
+    evil_log.write_bytes(boot_log(SHIM, GRUB1, EVIL))
+    evil = ["--eventlog", str(evil_log), *common, "--version", "9", "-o", str(tmp_path / "e.pol")]
+    assert main(["release", "policy", "-", "--current", *evil]) == 1
+    assert main(["release", "policy", str(update), "--key", f"{key}.pub", *evil]) == 1
+    assert not (tmp_path / "e.pol").exists()

@@ -4,7 +4,8 @@ The input is offered as a model-load log (parsed, replayed, checked against a
 fixed certified value and appraised against a fixed policy: every event's
 signature goes through the OMS bundle parser) and as a model pack stream
 (``PackWriter`` unpacks it into a temporary directory, in pieces, then commits
-or discards). Seeds: a log of two signed loads, and packs of a small model.
+or discards) and as an envelope prefix (``envelope_binding``). Seeds: a log of two
+signed loads, packs of a small model and an envelope prefix.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from trustedge.attestation.modellog import (
     verify_model_log,
 )
 from trustedge.errors import TrustedgeError
-from trustedge.ota.model import PackWriter, iter_pack, pack_header
+from trustedge.ota.model import PackWriter, envelope_binding, iter_pack, pack_header
 
 MAX_LEN = 65536
 #: Fewer mutations than the default: every input also unpacks into a directory (fsync).
@@ -58,7 +59,15 @@ def seeds() -> list[bytes]:
         ModelLoadEvent(1, 0x013E0D01, bytes(32), "unsigned"),
     ]  # fmt: skip
     packs = [b"".join(iter_pack(model, pack_header(model, sig))) for sig in (None, b"sig")]
-    return [encode_events(events), encode_events(events[1:]), *packs]
+    import io
+
+    from trustedge.envelope import HPKEIdentity, Writer
+
+    out = io.BytesIO()
+    with Writer(out, [HPKEIdentity.generate().recipient], size=0):
+        pass
+    prefix = out.getvalue()[:-16]  # the empty final chunk's tag
+    return [encode_events(events), encode_events(events[1:]), *packs, prefix]
 
 
 def TestOneInput(data: bytes) -> None:
@@ -78,6 +87,10 @@ def TestOneInput(data: bytes) -> None:
                 assert verified.events == events
         for event in events[:8]:
             _allowed(event, _POLICY, 1_800_000_000)
+    try:
+        envelope_binding(data)
+    except TrustedgeError:
+        pass
     writer = PackWriter(_WORK / "slot")
     try:
         for start in range(0, len(data), 1000):

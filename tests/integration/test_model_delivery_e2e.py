@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,6 +161,7 @@ class Site:
         if edit is not None:
             evidence = replace(evidence, model_log=edit(evidence.model_log or b""))
         outcome = self.verifier.appraise(evidence.encode())
+        assert outcome.status is outcome.result.status  # the worst submod, model included
         public = self.anchors.signing_key.public_key()
         assert verify_result(outcome.token, public).claims == outcome.result  # type: ignore[arg-type]
         return outcome
@@ -299,6 +301,24 @@ def test_model_delivery_end_to_end(site: Site, capsys: pytest.CaptureFixture[str
     assert site.apply(old) == 1
     assert (slot_model / "config.json").read_text() == '{"version": 2}'
 
+    # attack: the older signed model copied onto the disk (a storage adversary, past the
+    # OTA floor): its signature verifies, so the agent loads and measures it; the verifier
+    # sees exactly that, and a policy that revoked v1 refuses it
+    shutil.rmtree(slot_model)
+    shutil.copytree(site.dir / "edge-llm-v1", slot_model)
+    (slot_model.parent / "model.sig").write_bytes((site.dir / "edge-llm-v1.sig").read_bytes())
+    assert site.load() == 0
+    v1 = parse_model_log((site.dir / "model-load.log").read_bytes()).unverified_events[0]
+    assert model_findings(site.attest())[-1] == "model-approved"  # signed by the vendor
+    assert site.verifier is not None
+    plain = site.verifier
+    models = replace(plain.policy.models, revoked_digests=frozenset({v1.digest}))
+    site.verifier = Verifier(plain.store, replace(plain.policy, models=models), site.anchors)
+    outcome = site.attest()
+    assert outcome.result.status is TrustTier.CONTRAINDICATED
+    assert model_findings(outcome)[-1] == "model-unapproved"
+    assert "revoked" in " ".join(outcome.result.submods[MODEL_SUBMOD].reasons)
+
     # attack: a model loaded outside the agent (NV extended with an unknown digest)
     backend = site.open_backend()
     try:
@@ -311,7 +331,7 @@ def test_model_delivery_end_to_end(site: Site, capsys: pytest.CaptureFixture[str
     # ... and one that also forged its log entry (no allowed signature): unapproved
     rogue = hashlib.sha256(bytes([9]) * 70_000).digest()
     events = parse_model_log((site.dir / "model-load.log").read_bytes()).unverified_events
-    forged = replace(events[1], recnum=2, digest=rogue, name="edge-llm-v2")
+    forged = replace(events[1], recnum=len(events), digest=rogue, name="edge-llm-v2")
     outcome = site.attest(edit=lambda log: encode_events([*events, forged]))
     assert model_findings(outcome)[-1] == "model-unapproved"
     assert "another model" in " ".join(outcome.result.submods[MODEL_SUBMOD].reasons)

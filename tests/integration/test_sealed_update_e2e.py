@@ -186,6 +186,8 @@ def test_update_keeps_the_sealed_key(machine: Machine, tmp_path: Path) -> None:
     # -- device: apply (pending), reboot into the new chain
     updater = Updater(trust, FileStateStore(tmp_path / "state"), device)
     result = updater.apply(update, now=NOW)
+    with pytest.raises(PolicyError, match="pending"):  # the active slot is the new image now
+        predict_update(manifest, current, device=device)
     machine.boot(SHIM, GRUB2, KERNEL2)
     assert machine.tpm.pcr_read({"sha256": [4]})["sha256"][4] == by_role.next["sha256"][4]
     policies = (old_policy, new_policy)

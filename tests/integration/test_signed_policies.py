@@ -248,3 +248,33 @@ def test_rsa_and_p384_authorities(backend: Any) -> None:
 
 
 RSA_KEY = rsa.generate_private_key(65537, 2048)
+
+
+def test_policy_naming_a_missing_counter_is_refused(backend: Any) -> None:
+    authority = authority_public(AUTHORITY.public_key()).marshal_tpm2b()
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    blob = backend.seal_authorized(b"S" * 16, authority=authority, policy_ref=b"boot")
+    good = _policy(backend, version)
+    for index in (COUNTER + 7, 0x01FFFFFF):
+        with pytest.raises(PolicyError):
+            backend.unseal_authorized(blob, _edit(good, nv_index=index), authority=authority)
+    backend.nv_counter_undefine(COUNTER)  # the counter itself deleted
+    with pytest.raises(PolicyError):
+        backend.unseal_authorized(blob, good, authority=authority)
+
+
+def test_authority_that_is_not_a_signing_key_is_refused(backend: Any) -> None:
+    """A TPM verifies policy signatures only with an unrestricted signing key."""
+    from trustedge.hazmat.tpm2 import Scheme, TPMAlg, TPMAObject, public_from_key
+
+    backend.nv_counter_define(COUNTER)
+    version = backend.nv_counter_increment(COUNTER)
+    decrypt = public_from_key(
+        AUTHORITY.public_key(),
+        attributes=int(TPMAObject.DECRYPT | TPMAObject.USER_WITH_AUTH),
+        scheme=Scheme(int(TPMAlg.NULL), int(TPMAlg.NULL)),
+    ).marshal_tpm2b()
+    blob = backend.seal_authorized(b"S" * 16, authority=decrypt, policy_ref=b"boot")
+    with pytest.raises(SignatureError):
+        backend.unseal_authorized(blob, _policy(backend, version), authority=decrypt)

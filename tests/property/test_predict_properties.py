@@ -235,3 +235,66 @@ def test_device_placed_prediction_equals_replay(case: tuple[str, list[PlannedIma
     for bank, values in prediction.next.items():
         for pcr, value in values.items():
             assert rewritten[bank][pcr] == value, (name, bank, pcr)
+
+
+_DB = bytes.fromhex("cbb219d73a3d9645a3bcdad00e67656f")  # EFI_IMAGE_SECURITY_DATABASE_GUID, LE
+
+
+def _authority(data: bytes) -> bytes:
+    name = "db".encode("utf-16-le")
+    return _DB + (2).to_bytes(8, "little") + len(data).to_bytes(8, "little") + name + data
+
+
+@st.composite
+def authority_updates(draw: st.DrawFn) -> tuple[str, BootMeasurement]:
+    """One image whose new authority (the db entry that verifies it) the firmware
+    has not logged yet: it replaces the authority logged for that stage, or is added."""
+    name = draw(st.sampled_from(sorted(LOGS)))
+    banks = parse_event_log(LOGS[name]).banks
+    role = draw(st.sampled_from(["shim", "loader", "kernel"]))
+    digests = {b: draw(st.binary(min_size=BANK_SIZES[b], max_size=BANK_SIZES[b])) for b in banks}
+    cert = draw(st.binary(min_size=16, max_size=64))
+    return name, BootMeasurement(role, digests, authority=_authority(cert))
+
+
+def _rewrite_authority(data: bytes, m: BootMeasurement) -> bytes:
+    assert m.authority is not None
+    log = parse_event_log(data)
+    chain = _chain_numbers(data)
+    target = _target(chain, m.role)
+    at = chain.index(target)
+    prev = chain[at - 1] if at > 0 else -1
+    auths = [
+        ev.number
+        for ev in log.unverified_events
+        if ev.pcr == 7 and ev.event_type == EventType.EV_EFI_VARIABLE_AUTHORITY
+    ]
+    between = [n for n in auths if prev < n < target]
+    new_auth = LogEvent(7, EventType.EV_EFI_VARIABLE_AUTHORITY, m.authority,
+                        {b: bank_hash(b, m.authority) for b in log.banks})  # fmt: skip
+    events: list[LogEvent] = []
+    for ev in log.unverified_events[1:]:
+        if ev.number == target:
+            if not between:
+                events.append(new_auth)
+            events.append(LogEvent(ev.pcr, ev.event_type, ev.data, dict(m.authenticode)))
+        elif between and ev.number == between[-1]:
+            events.append(new_auth)
+        else:
+            events.append(LogEvent(ev.pcr, ev.event_type, ev.data, dict(ev.digests)))
+    return build_event_log(events, banks=log.banks)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(authority_updates())
+def test_new_authority_prediction_equals_replay(case: tuple[str, BootMeasurement]) -> None:
+    name, m = case
+    log = parse_event_log(LOGS[name])
+    verified = log.verify(log.replay())
+    prediction = predict_next_boot(verified, [m])
+    rewritten = parse_event_log(_rewrite_authority(LOGS[name], m)).replay()
+    for bank, values in prediction.next.items():
+        for pcr, value in values.items():
+            assert rewritten[bank][pcr] == value, (name, bank, pcr)
+    if 7 in verified.verified_pcrs:
+        assert prediction.next[log.banks[-1]][7] != prediction.current[log.banks[-1]][7]

@@ -99,6 +99,7 @@ def _policy() -> dict[str, object]:
         {"rule": "db", "required": ["44" * 32], "allowed": ["44" * 32, "55" * 32]},
         {"rule": "kernel_cmdline", "required": ["^root=/dev/sda1 ro$"], "forbidden": ["init="]},
         {"rule": "event_digests", "pcr": 1, "bank": "sha384", "digests": ["66" * 48]},
+        {"rule": "secure_boot", "enabled": False},
     ]}  # fmt: skip
 
 

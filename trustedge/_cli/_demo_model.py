@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge.attestation.attester import Attester
 from trustedge.attestation.ear import verify_result
-from trustedge.attestation.modellog import DEFAULT_NV_INDEX, MODEL_SUBMOD, ModelAgent, ModelPolicy
+from trustedge.attestation.modellog import MODEL_SUBMOD, ModelAgent, ModelPolicy
 from trustedge.attestation.store import SQLiteStore
 from trustedge.attestation.verifier import AppraisalOutcome, AppraisalPolicy, TrustAnchors, Verifier
 from trustedge.envelope import HPKEIdentity
-from trustedge.errors import TrustedgeError
+from trustedge.errors import BackendError, TrustedgeError
 from trustedge.hazmat.tpmbackend import TPMBackend
 from trustedge.models import sign_model
 from trustedge.ota import FileStateStore, KeySet, Updater
@@ -37,6 +37,10 @@ __all__ = ["MODEL_STEPS", "run_model_chapter"]
 VENDOR = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe"
 CLASS = "1492af14-2569-5e48-bf42-9b2d51f2ab45"
 COMPONENT = (b"model", b"edge-llm")
+#: The demo's own NV extend index (owner range), undefined before and after the chapter so
+#: that a second run on the same TPM starts from an unwritten index and a real deployment's
+#: index (``modellog.DEFAULT_NV_INDEX``) is never touched.
+DEMO_NV_INDEX = 0x013E0D0F
 #: Titles of the chapter's steps, in order (the tests read them).
 MODEL_STEPS = (
     "Deliver a signed model, encrypted",
@@ -70,6 +74,31 @@ def run_model_chapter(
 ) -> None:
     """Play the chapter; ``record(title, story, expected, status, reasons, vector)``
     reports each step (status ``installed``/``refused`` or an EAR tier)."""
+    _undefine(backend)
+    try:
+        _chapter(backend, workdir, attester, store, policy, anchors, device_id, result_key, record)
+    finally:
+        _undefine(backend)
+
+
+def _undefine(backend: TPMBackend) -> None:
+    try:
+        backend.nv_undefine(DEMO_NV_INDEX)
+    except BackendError:
+        pass  # not defined
+
+
+def _chapter(
+    backend: TPMBackend,
+    workdir: Path,
+    attester: Attester,
+    store: SQLiteStore,
+    policy: AppraisalPolicy,
+    anchors: TrustAnchors,
+    device_id: str,
+    result_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
+    record: Callable[[str, str, str, str, list[str], dict[str, int]], None],
+) -> None:
     vendor_key = ed25519.Ed25519PrivateKey.generate()  # the model vendor's OMS key
     release_key = ed25519.Ed25519PrivateKey.generate()  # the OTA release key
     identity = HPKEIdentity.generate()  # the device's decryption key
@@ -105,6 +134,7 @@ def run_model_chapter(
         class_id=uuid.UUID(CLASS).bytes,
         model_components=[COMPONENT],
         fetcher=fetch,
+        model_keys=[vendor_key.public_key()],  # only models this vendor signed install
     )
     updater = Updater(
         KeySet.of([release_key.public_key()]),
@@ -125,9 +155,10 @@ def run_model_chapter(
         MODEL_STEPS[0],
         "The model vendor signs edge-llm v2 (OpenSSF Model Signing bundle, Ed25519). The "
         "release engineer packs its 3 files and the bundle into one SUIT component, encrypts "
-        "it to the device's HPKE key and signs the manifest (sequence 2). The device streams "
-        "fetch -> authenticate every chunk -> decrypt -> check the signed digest -> install "
-        "into an A/B slot; nothing unauthenticated reaches a slot.",
+        "it to the device's HPKE key and signs the manifest (sequence 2), which names the "
+        "envelope. The device streams fetch -> authenticate every chunk against that envelope "
+        "-> decrypt -> check the pack digest and the vendor's signature -> install into an A/B "
+        "slot; nothing unauthenticated reaches the disk.",
         "installed",
         "installed",
         [
@@ -139,11 +170,13 @@ def run_model_chapter(
     )
 
     # 2. load with verification and attest
-    agent = ModelAgent(backend, workdir / "model-load.log", [vendor_key.public_key()])
+    agent = ModelAgent(
+        backend, workdir / "model-load.log", [vendor_key.public_key()], nv_index=DEMO_NV_INDEX
+    )
     if bundle is None:
         raise TrustedgeError("the installed model has no signature")
     loaded = agent.load(directory, bundle)
-    models = ModelPolicy(allowed_signers=(vendor_key.public_key(),))
+    models = ModelPolicy(allowed_signers=(vendor_key.public_key(),), nv_index=DEMO_NV_INDEX)
     verifier = Verifier(store, replace(policy, models=models), anchors)
 
     def attest() -> AppraisalOutcome:
@@ -162,7 +195,7 @@ def run_model_chapter(
         MODEL_STEPS[1],
         f"The device's agent loads the model: it checks the bundle against the vendor key, "
         f"hashes every file against it, then extends the signed digest "
-        f"(sha256:{loaded.digest.hex()[:16]}...) into TPM NV index 0x{DEFAULT_NV_INDEX:08x} "
+        f"(sha256:{loaded.digest.hex()[:16]}...) into TPM NV index 0x{DEMO_NV_INDEX:08x} "
         "and appends to the model-load log. Evidence now carries the log and a TPM2_NV_Certify "
         "of the index over the verifier's nonce; the verifier replays the log and checks each "
         "model's signer (EAR submod 'model').",
@@ -178,7 +211,7 @@ def run_model_chapter(
     except TrustedgeError as exc:
         status, reasons = "refused", [f"load refused: {exc}"]
     after_one_load = hashlib.sha256(bytes(32) + loaded.digest).digest()
-    register = backend.nv_extend_read(DEFAULT_NV_INDEX)
+    register = backend.nv_extend_read(DEMO_NV_INDEX)
     if register != after_one_load:  # not secret: a public register, the demo's own check
         status = "extended"
     record(
@@ -194,7 +227,7 @@ def run_model_chapter(
 
     # 4. a model loaded outside the agent
     rogue = hashlib.sha256(b"\x66" * 4096).digest()
-    backend.nv_extend(DEFAULT_NV_INDEX, rogue)
+    backend.nv_extend(DEMO_NV_INDEX, rogue)
     record_outcome(
         MODEL_STEPS[3],
         "The malware loads its own model without the agent and extends its digest into the "

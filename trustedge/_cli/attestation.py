@@ -40,7 +40,7 @@ from trustedge.hazmat.tpm2 import (
 )
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
 
-__all__ = ["open_backend", "parse_pcr_spec", "register"]
+__all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
 
 _AK_ALGS = ("ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss")
 _EK_KINDS = ("rsa2048", "ecc-p256", "ecc-p384")
@@ -51,8 +51,22 @@ _SMALL = 1 << 20
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+def add_backend_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The one TPM option set of every command: ``--software DIR`` (``--software-tpm DIR`` is
+    the same option) or ``--tcti TCTI``; :func:`open_backend` opens what was chosen."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--software", "--software-tpm", dest="software", metavar="DIR",
+        help="software TPM state directory",
+    )  # fmt: skip
+    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+
+
 def open_backend(args: argparse.Namespace) -> TPMBackend:
-    """The backend named by ``--software DIR`` or ``--tcti TCTI``."""
+    """The backend named by ``--software DIR`` or ``--tcti TCTI`` (:func:`add_backend_options`);
+    a usage error when neither was given."""
+    if not getattr(args, "software", None) and not getattr(args, "tcti", None):
+        raise CommandError("this needs a TPM: --tcti TCTI or --software DIR")
     if getattr(args, "software", None):
         from trustedge.attestation.backends.software import SoftwareTPM
 
@@ -124,9 +138,7 @@ def _ak_blob_path(args: argparse.Namespace) -> Path:
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    add_backend_options(parser)
     add_json_flag(parser)
 
 
@@ -549,6 +561,46 @@ def _attest_appraise(args: argparse.Namespace) -> int:
     return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
 
 
+def _attest_verify(args: argparse.Namespace) -> int:
+    """One-shot offline check (CI, audits): ``verify_evidence`` against a pinned AK."""
+    import time
+
+    from trustedge._cli.policy import appraisal_policy_from_args
+    from trustedge.attestation.appraisal import EvidenceRejectedError, verify_evidence
+    from trustedge.attestation.evidence import UnverifiedEvidence
+
+    policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
+    evidence = UnverifiedEvidence.decode(read_input(args.evidence, limit=64 << 20))
+    try:
+        appraisal = verify_evidence(
+            evidence,
+            ak_public=read_input(args.ak, limit=_SMALL),
+            policy=policy,
+            nonce=_hex(args.nonce, "--nonce"),
+            now=int(time.time()),
+            allow_warning=args.allow_warning,
+        )
+        code = EXIT_OK
+    except EvidenceRejectedError as exc:
+        appraisal, code = exc.appraisal, EXIT_VERIFICATION
+    result = appraisal.result
+    models = appraisal.models
+    data = {
+        "status": appraisal.status.value,
+        "device_id": appraisal.device_id,
+        "policy_id": appraisal.policy_id,
+        "reasons": list(result.reasons),
+        "model_reasons": None if models is None else list(models.reasons),
+        "quote": None if appraisal.quote is None else appraisal.quote.to_json(),
+    }
+    emit(args, data, lambda: "\n".join(
+        [f"evidence of {appraisal.device_id} (claimed): {appraisal.status.value.upper()}"]
+        + [f"  - {r}" for r in result.reasons]
+        + ([f"  model: - {r}" for r in models.reasons] if models is not None else [])
+    ))  # fmt: skip
+    return code
+
+
 def _attest_result_verify(args: argparse.Namespace) -> int:
     import time
 
@@ -633,6 +685,23 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--format", choices=("jwt", "cwt"), default="jwt")
     p.add_argument("-o", "--output", help="where to write the signed result")
     p.set_defaults(handler=_attest_appraise)
+
+    p = asub.add_parser(
+        "verify",
+        help="one-shot offline check of evidence against a pinned AK "
+        "(CI, audits; nothing stored or signed; exit 0 affirming, else 1)",
+    )
+    p.add_argument("evidence", help="evidence bundle (CBOR), - for stdin")
+    p.add_argument("--ak", required=True, help="the trusted AK's TPM2B_PUBLIC (pinned)")
+    p.add_argument("--policy", required=True, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
+    p.add_argument("--nonce", required=True, help="the nonce the device was asked to quote (hex)")
+    p.add_argument("--allow-warning", action="store_true",
+                   help="accept a warning result (e.g. an unsafe TPM clock) too")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(handler=_attest_verify)
 
     result = asub.add_parser("result", help="relying party: signed attestation results")
     rsub = result.add_subparsers(dest="result_command", metavar="COMMAND", required=True)

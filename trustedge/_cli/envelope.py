@@ -31,7 +31,7 @@ from trustedge._cli._common import (
 )
 from trustedge.envelope.slots import Identity, Recipient
 from trustedge.envelope.stream import Reader, Writer
-from trustedge.errors import BackendUnavailableError, MalformedInputError
+from trustedge.errors import MalformedInputError
 
 __all__ = ["register"]
 
@@ -103,8 +103,9 @@ def _io_options(p: argparse.ArgumentParser) -> None:
 
 
 def _tpm_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcti", help="TPM TCTI string (e.g. swtpm:host=127.0.0.1,port=2321)")
-    p.add_argument("--software-tpm", metavar="DIR", help="use the software TPM kept in DIR")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
     p.add_argument("--tpm-auth-file", help="file holding the sealed KEK's auth value")
     p.add_argument(
         "--pcr",
@@ -183,19 +184,11 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _tpm_backend(args: argparse.Namespace) -> Any:
-    if args.software_tpm:
-        from trustedge.attestation.backends.software import SoftwareTPM
+    from trustedge._cli.attestation import open_backend
 
-        return SoftwareTPM(Path(args.software_tpm))
-    if not args.tcti:
-        raise CommandError("TPM-sealed keys need --tcti TCTI or --software-tpm DIR")
-    try:
-        from trustedge.attestation.backends.tpm2 import (
-            Tpm2Backend,
-        )
-    except ImportError as exc:
-        raise BackendUnavailableError(f"TPM backend not available: {exc}") from exc
-    return Tpm2Backend(args.tcti)
+    if not args.software and not args.tcti:
+        raise CommandError("TPM-sealed keys need --tcti TCTI or --software DIR")
+    return open_backend(args)
 
 
 def _tpm_auth(args: argparse.Namespace) -> bytes | None:

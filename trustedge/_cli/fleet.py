@@ -67,6 +67,7 @@ def _verifier_serve(args: argparse.Namespace) -> int:
         anchors=anchors,
         registration_tokens=_tokens(args.registration_tokens),
         operator_tokens=_tokens(args.operator_tokens),
+        operator_client_certificates=args.operator_client_ca is not None,
         max_request_bytes=args.max_request_bytes,
         device_rate=args.rate,
         device_burst=args.burst,
@@ -76,12 +77,15 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     host, port = _listen(args.listen)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CommandError("--tls-cert and --tls-key go together")
+    if args.operator_client_ca is not None and args.tls_cert is None:
+        raise CommandError("--operator-client-ca needs --tls-cert and --tls-key")
     listen = ListenConfig(
         host=host,
         port=port,
         workers=args.workers,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_client_ca=Path(args.operator_client_ca) if args.operator_client_ca else None,
         graceful_timeout=args.graceful_timeout,
     )
     scheme = "https" if listen.tls_cert else "http"
@@ -177,6 +181,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="appraisals at once and store connections per worker")  # fmt: skip
     p.add_argument("--tls-cert", help="server certificate chain (PEM)")
     p.add_argument("--tls-key", help="server private key (PEM)")
+    p.add_argument("--operator-client-ca", metavar="PEM",
+                   help="CA of operator TLS client certificates (instead of tokens)")  # fmt: skip
     p.add_argument("--rate", type=float, default=1.0, help="requests/s per device (default 1)")
     p.add_argument("--burst", type=int, default=10, help="burst per device (default 10)")
     p.add_argument("--max-request-bytes", type=int, default=4 << 20)
@@ -188,9 +194,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("agent", help="device agent: enroll once, push evidence on a schedule")
     p.set_defaults(handler=_agent)
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
     p.add_argument("--server", required=True, help="verifier URL, e.g. https://verifier:8443")
     p.add_argument("--ca-file", help="CA certificate that signs the verifier's TLS certificate")

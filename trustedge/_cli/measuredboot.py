@@ -18,7 +18,7 @@ from trustedge._cli._common import (
     emit,
     read_input,
 )
-from trustedge.errors import MalformedInputError
+from trustedge.errors import MalformedInputError, ReplayMismatchError
 from trustedge.measuredboot import (
     BANK_SIZES,
     WORKAROUNDS,
@@ -30,6 +30,7 @@ from trustedge.measuredboot import (
     Workaround,
     decode_event,
     diff_event_logs,
+    explain_mismatch,
     parse_event_log,
     parse_ima_log,
     verify_ima_log,
@@ -324,7 +325,19 @@ def _sized(values: PCRValues) -> PCRValues:
 def _cmd_verify(args: argparse.Namespace) -> int:
     log = _load(args)
     pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
-    verified = log.verify(pcrs, workarounds=_workarounds(args))
+    try:
+        verified = log.verify(pcrs, workarounds=_workarounds(args))
+    except ReplayMismatchError as exc:
+        # say which PCR and which event first diverges, not only "PCR4"
+        why = explain_mismatch(log, pcrs)
+        if args.json:
+            doc = {"verified": False, "error": exc.label, "message": str(exc),
+                   "divergences": [d.to_json() for d in why]}  # fmt: skip
+            emit(args, doc, "")
+            return EXIT_VERIFICATION
+        raise ReplayMismatchError(
+            "; ".join([str(exc), *(str(d) for d in why)]), mismatches=exc.mismatches
+        ) from None
     result: dict[str, Any] = {
         "verified": True,
         "verified_pcrs": {str(p): banks for p, banks in sorted(verified.verified_banks.items())},

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,10 @@ from trustedge._cli._common import (
     emit,
     read_input,
 )
+from trustedge._fs import atomic_output
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, decode_key, key_id
-from trustedge.errors import MalformedInputError
+from trustedge.errors import MalformedInputError, TrustedgeError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
@@ -68,9 +68,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- helpers -------------------------------------------------------------------------
 
 
+def _json_failure(
+    handler: Callable[[argparse.Namespace], int], **fields: Any
+) -> Callable[[argparse.Namespace], int]:
+    """``handler``, and with ``--json`` one failure document on stdout too
+    (``fields``, ``error``, ``message``, ``exit_code``); without ``--json`` (or
+    with ``--debug``) errors go to main's one-line message as before."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (TrustedgeError, OSError) as exc:
+            if not args.json or getattr(args, "debug", False):
+                raise
+            from trustedge._cli import exit_code_for
+
+            if isinstance(exc, TrustedgeError):
+                message = " ".join(str(exc).split()) or type(exc).__name__
+            else:
+                message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            code = exit_code_for(exc)
+            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
+            emit(args, doc, "")
+            return code
+
+    return run
+
+
 def _write(path: str, data: bytes, *, private: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
+    # Keys, roots and manifests are replaced whole or not at all (tools/crashsafety.py).
+    with atomic_output(path, mode=0o600 if private else 0o644) as fh:
         fh.write(data)
 
 
@@ -200,7 +227,7 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--payload", metavar="FILE", help="encrypted payload (default UPDATE.tenv)")
     p.add_argument("--uri", help="payload URI in the manifest (default: its file name)")
     add_json_flag(p)
-    p.set_defaults(handler=_release_model)
+    p.set_defaults(handler=_json_failure(_release_model, built=False))
 
     p = rs.add_parser("inspect", help="readable and CBOR-diagnostic dump (verifies nothing)")
     p.add_argument("manifest", metavar="MANIFEST")
@@ -588,11 +615,21 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="install a model only if its OMS signature verifies with this key; repeatable",
     )
     device_args(p)
-    p.set_defaults(handler=_apply)
+    p.set_defaults(handler=_json_failure(_apply, installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
     p.add_argument("--revert", action="store_true", help="the new image failed: drop it instead")
+    p.add_argument(
+        "--policy-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="also revoke signed PCR policies older than --policy-version (sealed updates)",
+    )
+    p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
     p.set_defaults(handler=_confirm)
 
     p = us.add_parser(
@@ -612,15 +649,15 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help=f"NV extend index (default 0x{DEFAULT_NV_INDEX:08x})",
     )
     p.add_argument("--name", help="name recorded in the log (default: the signed model name)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     p.add_argument("--device", required=True, metavar="DIR", help="device (A/B slots) directory")
     p.add_argument("--vendor-id", help="device vendor UUID (default: DIR/identity.json)")
     p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
     p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
     add_json_flag(p)
-    p.set_defaults(handler=_load)
+    p.set_defaults(handler=_json_failure(_load, loaded=False))
     _register_predict(us)
 
 
@@ -708,10 +745,17 @@ def _confirm(args: argparse.Namespace) -> int:
     comps = tuple(
         tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
     )
+    if args.policy_counter is not None and (
+        args.policy_version is None or not (args.software or args.tcti)
+    ):
+        raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
     updater = Updater(KeySet({}, 1), store, _device(args))
     new = updater.revert(comps) if args.revert else updater.confirm(comps)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
-    emit(args, {"floors": floors, "reverted": args.revert}, f"floors: {floors}")
+    data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
+    if args.policy_counter is not None and not args.revert:
+        data["policy_version"] = _advance_policies(args)
+    emit(args, data, f"floors: {floors}")
     return EXIT_OK
 
 
@@ -778,9 +822,9 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("action", choices=("init", "show", "advance"))
     p.add_argument("--index", required=True, type=lambda t: int(t, 0), metavar="NV")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
-    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
     add_json_flag(p)
     p.set_defaults(handler=_policy_counter)
 
@@ -807,6 +851,17 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
+    )
+    trust_log = p.add_mutually_exclusive_group(required=True)
+    trust_log.add_argument(
+        "--boot-policy",
+        metavar="POLICY",
+        help="boot policy (JSON) the device's log must pass before its values are signed",
+    )
+    trust_log.add_argument(
+        "--unsafe-trust-log",
+        action="store_true",
+        help="sign whatever the reported log says (only for a log you appraised yourself)",
     )
     p.add_argument("-o", "--output", required=True, metavar="POLICY")
     _add_trust_args(p)
@@ -939,6 +994,12 @@ def _release_policy(args: argparse.Namespace) -> int:
     from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
 
     verified = _verified_log(args)
+    if args.boot_policy:
+        # Everything a signed policy approves that the update does not replace comes
+        # from the device's log: it must be a boot this release would approve.
+        from trustedge.measuredboot import load_policy
+
+        load_policy(read_input(args.boot_policy, limit=16 << 20)).check(verified)
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
@@ -1008,3 +1069,17 @@ def _policy_counter(args: argparse.Namespace) -> int:
         f"policy counter 0x{args.index:08x}: version {version}, name {data['nv_name'].hex()}",
     )
     return EXIT_OK
+
+
+def _advance_policies(args: argparse.Namespace) -> int:
+    """Advance the policy counter to the confirmed update's version (idempotent)."""
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()

@@ -288,14 +288,13 @@ def appraise(
     ev = evidence
     findings: Finds = []
     quote = _check_identity_and_quote(ev, enrollment, policy, last.quote, findings)
-    if quote is None:
+    if quote is None or enrollment is None:
         if models is not None:  # the quote did not verify: nothing is certified
             models = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
         return Appraisal(
             ev.device_id, ev.nonce, policy.policy_id, now, tuple(findings),
             None if models is None else tuple(models),
         )  # fmt: skip
-    assert enrollment is not None
     if policy.models is not None and models is not None:
         models += appraise_models(
             ev, policy.models, enrollment.ak, quote_state=quote.state, now=now,
@@ -340,6 +339,7 @@ def verify_evidence(
 
     The pinned AK is what identifies the device: the evidence's device id is
     not covered by the quote, and ``appraisal.device_id`` is only its claim.
+    ``MalformedInputError`` when ``ak_public`` does not parse (the caller's input).
     """
     device = EnrolledDevice.of(_claimed_device_id(evidence), ak_public, ek_check=ek_check)
     appraisal = appraise(evidence, enrollment=device, policy=policy, last_state=last_state, now=now)

@@ -104,7 +104,7 @@ def _measurements(rule: Mapping[str, Any]) -> list[dict[int, Any]]:
     if kind == "boot_applications":
         return [{0: "boot-applications", 1: {_DIGESTS: _digest_list(rule["digests"], bank)}}]
     if kind == "secure_boot":
-        return [{0: "secure-boot", 1: {_FLAGS: {1: True}}}]
+        return [{0: "secure-boot", 1: {_FLAGS: {1: bool(rule.get("enabled", True))}}}]
     if kind in ("db", "dbx"):
         out = []
         for part in ("required", "forbidden", "allowed"):
@@ -157,7 +157,7 @@ def export_corim(
 
 
 def _untag(item: Any, tag: int, what: str) -> Any:
-    if not isinstance(item, _cbor.CBORTag) or item.tag != tag:
+    if not isinstance(item, _cbor.CBORTag) or item.tag != tag:  # not secret: a CBOR tag number
         raise MalformedInputError(f"{what} must carry CBOR tag {tag}")
     return item.value
 
@@ -350,6 +350,8 @@ def _claim(
     head, _, part = mkey.partition("/")
     if mkey == "secure-boot" and mval.get(_FLAGS) == {1: True}:
         rules.append({"rule": "secure_boot"})
+    elif mkey == "secure-boot" and mval.get(_FLAGS) == {1: False}:
+        rules.append({"rule": "secure_boot", "enabled": False})
     elif (
         head in ("event-digests", "measurements") and part.startswith("pcr") and part[3:].isdigit()
     ):

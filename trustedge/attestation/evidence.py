@@ -47,6 +47,7 @@ from typing import Any, Final
 
 from trustedge._cbor import DecodeLimits, decode, encode
 from trustedge.errors import LimitExceededError, MalformedInputError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 
 __all__ = [
     "BANK_ALGORITHMS",
@@ -61,15 +62,7 @@ EVIDENCE_VERSION: Final = 1
 EVIDENCE_MEDIA_TYPE: Final = "application/vnd.trustedge.evidence+cbor"
 
 #: TPM_ALG_ID -> (bank name, digest size).
-BANK_ALGORITHMS: Final = MappingProxyType(
-    {
-        0x0004: ("sha1", 20),
-        0x000B: ("sha256", 32),
-        0x000C: ("sha384", 48),
-        0x000D: ("sha512", 64),
-        0x0012: ("sm3_256", 32),
-    }
-)
+BANK_ALGORITHMS: Final = MappingProxyType({h.alg.value: (h.name, h.digest_size) for h in HASH_ALGS})
 _BANK_IDS: Final = {name: alg for alg, (name, _) in BANK_ALGORITHMS.items()}
 
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024

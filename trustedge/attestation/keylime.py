@@ -120,10 +120,36 @@ def boot_policy_from_refstate(refstate: bytes | str | Mapping[str, Any]) -> Conv
     known = {"has_secureboot", "scrtm_and_bios", "pk", "kek", "db", "dbx", "mokdig",
              "mokxdig", "kernels", "vendor_db"}  # fmt: skip
     unconverted = [f"unknown refstate field {k!r}" for k in sorted(set(doc) - known)]
+    # What Keylime's example policy requires of a refstate (it fails every appraisal
+    # without them): refuse such a refstate rather than convert it into a weaker policy.
+    missing = [k for k in ("kernels", "scrtm_and_bios", "pk", "kek", "db", "dbx", "mokdig",
+                           "mokxdig") if k not in doc]  # fmt: skip
+    if missing:
+        raise MalformedInputError(
+            f"refstate lacks {', '.join(missing)} (Keylime refuses every boot against it)"
+        )
+    if not isinstance(doc["kernels"], list):
+        raise MalformedInputError("refstate kernels must be a list")
+    required_kernel = (
+        {"shim_authcode_sha256", "grub_authcode_sha256", "kernel_authcode_sha256",
+         "initrd_plain_sha256", "kernel_cmdline"}
+        if doc.get("has_secureboot", True)
+        else {"shim_authcode_sha256", "grub_authcode_sha256", "vmlinuz_plain_sha256",
+              "initrd_plain_sha256", "kernel_cmdline"}
+    )  # fmt: skip
+    for i, kernel in enumerate(doc["kernels"]):
+        lacking = required_kernel - set(kernel) if isinstance(kernel, dict) else required_kernel
+        if lacking:
+            raise MalformedInputError(
+                f"refstate kernels[{i}] lacks {', '.join(sorted(lacking))} "
+                "(Keylime refuses every boot against it)"
+            )
     rules: list[dict[str, Any]] = []
     secure_boot = doc.get("has_secureboot", True)
     if not isinstance(secure_boot, bool):
         raise MalformedInputError("refstate has_secureboot must be true or false")
+    if not secure_boot:  # Keylime's example policy then requires SecureBoot "No"
+        rules.append({"rule": "secure_boot", "enabled": False})
     if secure_boot:
         rules.append({"rule": "secure_boot"})
         db = _signature_ids(doc, "db")

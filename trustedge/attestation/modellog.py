@@ -116,7 +116,8 @@ MAX_SIGNATURE: Final = 4 * 1024 * 1024
 MAX_EVENTS: Final = 1024
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
 _MAX_NAME: Final = 256
-_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=16 * MAX_EVENTS)
+#: A signed event is 20 CBOR data items (map keys included): room for MAX_EVENTS of them.
+_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=24 * MAX_EVENTS)
 _SHA256: Final = int(TPMAlg.SHA256)
 
 
@@ -325,7 +326,11 @@ class ModelPolicy:
     or its log entry carries an OMS bundle over exactly that digest, signed by
     one of ``allowed_signers`` (public keys, OMS key method) or by a
     certificate chaining to one of ``allowed_roots`` (OMS certificate method,
-    checked at the appraisal time). ``nv_index`` is the model-log index; with
+    checked at the appraisal time). A digest in ``revoked_digests`` is never
+    allowed, whoever signed it: a signer's older models stay validly signed
+    forever, and a storage adversary can put one back on the device, where
+    the agent loads it (its signature verifies), so withdrawing a model is the
+    verifier's job. ``nv_index`` is the model-log index; with
     ``require_model`` (the default) evidence without a certified model log is
     not affirming.
     """
@@ -335,6 +340,7 @@ class ModelPolicy:
     allowed_roots: tuple[x509.Certificate, ...] = ()
     nv_index: int = DEFAULT_NV_INDEX
     require_model: bool = True
+    revoked_digests: frozenset[bytes] = frozenset()
 
 
 Finds = list[Finding | tuple[Finding, str]]
@@ -345,6 +351,7 @@ _POLICY_FIELDS: Final = {
     "allowed_roots",
     "nv_index",
     "require_model",
+    "revoked_digests",
 }
 
 
@@ -357,12 +364,27 @@ def _text_list(doc: Mapping[str, Any], name: str) -> list[str]:
     return items
 
 
+def _digests(doc: Mapping[str, Any], name: str) -> frozenset[bytes]:
+    out = set()
+    for text in _text_list(doc, name):
+        hexdigits = text.removeprefix("sha256:")
+        try:
+            digest = bytes.fromhex(hexdigits)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32 or len(hexdigits) != 64:
+            raise MalformedInputError(f"{name}: {text[:80]!r} is not 64 hex digits")
+        out.add(digest)
+    return frozenset(out)
+
+
 def load_model_policy(doc: Mapping[str, Any]) -> ModelPolicy:
     """A :class:`ModelPolicy` from the ``models`` object of an appraisal policy::
 
         {"allowed_digests": ["<64 hex: a signed model digest>", ...],
          "allowed_signers": ["<PEM public key (ECDSA or Ed25519)>", ...],
          "allowed_roots": ["<PEM CA certificate>", ...],
+         "revoked_digests": ["<64 hex: a withdrawn model>", ...],
          "nv_index": "0x013e0d01", "require_model": true}
 
     Raises ``MalformedInputError`` for documents that do not follow it.
@@ -372,16 +394,7 @@ def load_model_policy(doc: Mapping[str, Any]) -> ModelPolicy:
     unknown = set(doc) - _POLICY_FIELDS
     if unknown:
         raise MalformedInputError(f"unknown model policy field(s) {sorted(unknown)}")
-    digests = set()
-    for text in _text_list(doc, "allowed_digests"):
-        hexdigits = text.removeprefix("sha256:")
-        try:
-            digest = bytes.fromhex(hexdigits)
-        except ValueError:
-            digest = b""
-        if len(digest) != 32 or len(hexdigits) != 64:
-            raise MalformedInputError(f"allowed digest {text[:80]!r} is not 64 hex digits")
-        digests.add(digest)
+    digests, revoked = _digests(doc, "allowed_digests"), _digests(doc, "revoked_digests")
     signers: list[PublicKey] = []
     for pem in _text_list(doc, "allowed_signers"):
         key = load_public_key(pem.encode())
@@ -409,7 +422,7 @@ def load_model_policy(doc: Mapping[str, Any]) -> ModelPolicy:
     require = doc.get("require_model", True)
     if not isinstance(require, bool):
         raise MalformedInputError("'require_model' must be a boolean")
-    return ModelPolicy(frozenset(digests), tuple(signers), tuple(roots), index, require)
+    return ModelPolicy(digests, tuple(signers), tuple(roots), index, require, revoked)
 
 
 def verify_signed_model(
@@ -453,6 +466,8 @@ def verify_signed_model(
 
 def _allowed(event: ModelLoadEvent, policy: ModelPolicy, now: int | None) -> str | None:
     """None when allowed, else why not."""
+    if any(hmac.compare_digest(event.digest, d) for d in policy.revoked_digests):
+        return f"{event.name!r} (digest {event.digest.hex()[:16]}...) is revoked"
     if any(hmac.compare_digest(event.digest, d) for d in policy.allowed_digests):
         return None
     if event.signature is None:
@@ -603,7 +618,8 @@ class ModelAgent:
 
     def _read(self) -> tuple[ModelLoadEvent, ...]:
         try:
-            data = self.log_path.read_bytes()
+            with open(self.log_path, "rb") as fh:
+                data = fh.read(MAX_LOG_BYTES + 1)  # parse_model_log refuses more
         except FileNotFoundError:
             return ()
         return parse_model_log(data).unverified_events
@@ -646,7 +662,9 @@ class ModelAgent:
 
         Raises ``SignatureError`` / ``VerificationError`` when the model does not
         verify (nothing is logged or extended), ``MalformedInputError`` for a
-        bundle that does not parse, ``BackendError`` from the TPM.
+        bundle that does not parse, ``LimitExceededError`` when the log already
+        holds :data:`MAX_EVENTS` loads or would outgrow its size cap (reboot),
+        ``BackendError`` from the TPM.
         """
         path = Path(directory)
         statement = verify_signed_model(
@@ -657,6 +675,11 @@ class ModelAgent:
         except OSError as exc:
             raise VerificationError(f"model directory unreadable: {exc}") from exc
         events = self.recover()
+        if len(events) >= MAX_EVENTS:  # one more would make the log unreadable: refuse
+            raise LimitExceededError(
+                f"the model-load log holds {MAX_EVENTS} loads since the TPM was reset; "
+                "reboot to start a new one"
+            )
         event = ModelLoadEvent(
             recnum=len(events),
             nv_index=self.nv_index,
@@ -665,7 +688,12 @@ class ModelAgent:
             signature=signature,
             signature_format=SIGNATURE_FORMAT,
         )
-        self._write((*events, event))
+        data = encode_events((*events, event))
+        if len(data) > MAX_LOG_BYTES:  # the verifier could not read it: refuse
+            raise LimitExceededError(
+                f"the model-load log would exceed {MAX_LOG_BYTES} bytes; reboot to start a new one"
+            )
+        atomic_write(self.log_path, data)
         self.backend.nv_extend(self.nv_index, verified.digest)
         return LoadedModel(path, verified, signature, event)
 

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -84,9 +85,24 @@ def _select() -> tuple[ModuleType, str]:
         return _native, "native"
     try:
         from trustedge.hashing import _speedups
-    except ImportError:
+    except ImportError as exc:
+        _say_not_built(exc)
         return _native, "native"
     return _speedups, "speedups"
+
+
+def _say_not_built(exc: ImportError) -> None:
+    # A failed build must be visible (pip hides build output without -v): say it once, on a
+    # terminal only, so that pipes and logs of callers stay clean.
+    stream = sys.stderr
+    if stream is None or not stream.isatty():
+        return
+    stream.write(
+        "trustedge: the C extension trustedge.hashing._speedups is not built "
+        f"({exc}); hashing uses the pure-Python twin (same digests, slower). Reinstall with "
+        "a C compiler and the Python headers (python3-dev), or set TRUSTEDGE_HASHING=native "
+        "to choose the twin and silence this.\n"
+    )
 
 
 def _select_simd(impl: ModuleType) -> str:

@@ -211,13 +211,23 @@ def _sb_or_violation(ctx: _Context, what: str) -> SecureBootState | str:
 
 @dataclass(frozen=True)
 class RequireSecureBoot:
-    """Secure Boot must be logged as enabled (and not in debug mode)."""
+    """Secure Boot must be logged as enabled (and not in debug mode).
+
+    ``enabled=False`` pins the opposite (a golden state with Secure Boot off, as a
+    Keylime refstate without Secure Boot requires): a boot with it on is a violation.
+    """
+
+    enabled: bool = True
 
     def violations(self, ctx: _Context) -> list[str]:
         sb = _sb_or_violation(ctx, "secure_boot")
         if isinstance(sb, str):
             return [sb]
         out = []
+        if not self.enabled:
+            if sb.enabled:
+                out.append("secure_boot: SecureBoot is enabled, the policy pins it off")
+            return out
         if not sb.enabled:
             out.append("secure_boot: SecureBoot is not enabled")
         if sb.debug_mode:
@@ -393,6 +403,27 @@ _GRUB_LINUX: Final = re.compile(r"^(?:grub_cmd:? )?(?:linux|linuxefi|linux16)\s+
 _CMDLINE_STRING_PCRS: Final = (8, 12)
 
 
+def _cmdline_args(line: str) -> str:
+    """A command line's arguments without the kernel path and GRUB's quoting."""
+    return " ".join(line.replace('"', "").split()[1:])
+
+
+def checked_cmdlines(facts: ClassifiedLog) -> list[str]:
+    """Every command line :class:`KernelCmdline` checks: the proven PCR 8/9/12 command
+    lines, and the arguments of every proven GRUB ``linux`` command that is no logged
+    line (quotes and the kernel path aside): GRUB's tags are unbound, so a tag swap
+    must not hide a command line."""
+    uintn = facts.log.spec_id.uintn_size if facts.log.spec_id else 2
+    lines = list(kernel_cmdlines(facts, uintn))
+    logged = {_cmdline_args(line) for line in lines}
+    for item in facts.proven(8):
+        text = item.text()
+        found = _GRUB_LINUX.match(text.strip()) if text is not None else None
+        if found is not None and _cmdline_args(found.group(1)) not in logged:
+            lines.append(found.group(1).strip())
+    return lines
+
+
 @dataclass(frozen=True)
 class KernelCmdline:
     """Every verified kernel command line must match all ``required`` regexes and no
@@ -416,7 +447,7 @@ class KernelCmdline:
 
     def violations(self, ctx: _Context) -> list[str]:
         facts = ctx.classified
-        lines = list(kernel_cmdlines(facts, ctx.log.spec_id.uintn_size if ctx.log.spec_id else 2))
+        lines = checked_cmdlines(facts)
         out = []
         for pcr in _CMDLINE_STRING_PCRS:
             if pcr not in facts.verified_pcrs:
@@ -426,11 +457,6 @@ class KernelCmdline:
                 if any(item.event.digests.get(b) in self.measurements for b in banks):
                     continue
                 out.append(f"kernel_cmdline: {item.label()} is not a proven string ({item.why})")
-        for item in facts.proven(8):
-            text = item.text()
-            found = _GRUB_LINUX.match(text.strip()) if text is not None else None
-            if found is not None and found.group(1).strip() not in lines:
-                lines.append(found.group(1).strip())
         if not lines:
             return [*out, "kernel_cmdline: no verified kernel command line in the log"]
         for line in lines:
@@ -490,7 +516,10 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
         raise MalformedInputError("each policy rule must be an object with a 'rule' name")
     kind = doc["rule"]
     if kind == "secure_boot":
-        return RequireSecureBoot()
+        enabled = doc.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise MalformedInputError("secure_boot 'enabled' must be true or false")
+        return RequireSecureBoot(enabled)
     if kind == "event_digests":
         pcr = doc.get("pcr")
         if not isinstance(pcr, int) or not 0 <= pcr <= 23:

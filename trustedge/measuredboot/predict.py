@@ -40,7 +40,7 @@ from trustedge import _cbor
 from trustedge.errors import MalformedInputError, PolicyError, VerificationError
 from trustedge.measuredboot._decode import decode_uefi_variable
 from trustedge.measuredboot.authenticode import parse_pe_image
-from trustedge.measuredboot.classify import classify
+from trustedge.measuredboot.classify import ClassifiedLog, classify
 from trustedge.measuredboot.events import BANK_SIZES, Event, EventType, bank_hash, bank_hasher
 from trustedge.measuredboot.replay import PCRValues, VerifiedEventLog, initial_pcr_value
 from trustedge.measuredboot.uki import uki_measurements
@@ -112,8 +112,11 @@ class BootMeasurement:
     ``file_digests`` (PCR9, GRUB's ``H(file)``) for a kernel or UKI; ``path``
     where the device installs it (a label); ``authority`` the
     ``UEFI_VARIABLE_DATA`` the firmware logs in PCR7 for the db entry that
-    verifies it (None: the same as now). Carried in a signed SUIT manifest
-    these are the signer's claims; :meth:`check_image` recomputes them.
+    verifies it (None: the same as now); ``variables`` the new values
+    (``UEFI_VARIABLE_DATA``) of Secure Boot variables the update sets along
+    with the image (a dbx revoking the old loader, a db entry, SbatLevel).
+    Carried in a signed SUIT manifest these are the signer's claims;
+    :meth:`check_image` recomputes what the image determines.
     """
 
     role: str
@@ -122,6 +125,7 @@ class BootMeasurement:
     file_digests: Mapping[str, bytes] = field(default_factory=dict)
     path: str | None = None
     authority: bytes | None = None
+    variables: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in BOOT_ROLES:
@@ -134,6 +138,10 @@ class BootMeasurement:
             raise MalformedInputError("UKI sections go with (and only with) role 'uki'")
         if self.authority is not None:
             decode_uefi_variable(self.authority)  # must be UEFI_VARIABLE_DATA
+        if len(self.variables) > 8:
+            raise MalformedInputError("at most 8 variables per boot measurement")
+        for var in self.variables:
+            decode_uefi_variable(var)
 
     @property
     def banks(self) -> tuple[str, ...]:
@@ -148,6 +156,7 @@ class BootMeasurement:
         banks: Sequence[str] = ("sha256",),
         path: str | None = None,
         authority: bytes | None = None,
+        variables: Sequence[bytes] = (),
     ) -> BootMeasurement:
         """Measure ``image`` (a PE/COFF boot application or UKI) in ``banks``.
 
@@ -172,14 +181,19 @@ class BootMeasurement:
         files = (
             {bank: bank_hash(bank, bytes(image)) for bank in banks} if role in _FILE_ROLES else {}
         )
-        return cls(role, authenticode, sections, files, path, authority)
+        return cls(role, authenticode, sections, files, path, authority, tuple(variables))
 
     def check_image(self, image: bytes) -> None:
         """Recompute every stated measurement from ``image``; raise
         :class:`~trustedge.errors.VerificationError` naming the first that differs."""
         try:
             got = BootMeasurement.of_image(
-                image, self.role, banks=self.banks, path=self.path, authority=self.authority
+                image,
+                self.role,
+                banks=self.banks,
+                path=self.path,
+                authority=self.authority,
+                variables=self.variables,
             )
         except MalformedInputError as exc:
             raise VerificationError(f"{self.role} image cannot be measured: {exc}") from exc
@@ -211,6 +225,8 @@ class BootMeasurement:
             out["path"] = self.path
         if self.authority is not None:
             out["authority"] = self.authority.hex()
+        if self.variables:
+            out["variables"] = [v.hex() for v in self.variables]
         return out
 
 
@@ -222,11 +238,13 @@ def _all_equal(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> bool:
 class PlannedImage:
     """A new boot image and, when the device knows them, the measurements of
     the image it replaces (``current``: Authenticode per bank; ``current_file``:
-    the file digest GRUB logged in PCR9)."""
+    the file digest GRUB logged in PCR9; ``current_path``: the path GRUB names it
+    by, replaced by the new image's ``path`` in GRUB's PCR8/PCR9 strings)."""
 
     measurement: BootMeasurement
     current: Mapping[str, bytes] | None = None
     current_file: Mapping[str, bytes] | None = None
+    current_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -366,10 +384,13 @@ def predict_next_boot(
             _uki(events, idx, m, removed, inserted, changes)
         if img.current_file and m.file_digests:
             _grub_file(events, img, verified, replaced, changes)
+        if img.current_path and m.path and img.current_path != m.path:
+            _grub_strings(events, img.current_path, m.path, verified, replaced, changes)
         if m.authority is not None:
             prev = position[chain[at - 1].number] if at > 0 else -1
             _authority(events, facts, prev, idx, m, verified, replaced, inserted, changes)
-    for var in variables:
+    stated = [VariableUpdate(v) for img in planned for v in img.measurement.variables]
+    for var in (*variables, *stated):
         _variable(facts, var, replaced, changes)
 
     out: list[Event] = []
@@ -384,7 +405,7 @@ def predict_next_boot(
     return Prediction(current, nxt, tuple(changes), tuple(out), missing, tuple(events))
 
 
-def _chain(facts: Any, verified: Mapping[int, list[str]]) -> list[Event]:
+def _chain(facts: ClassifiedLog, verified: Mapping[int, list[str]]) -> list[Event]:
     """PCR4 measurements after the PCR4 separator (the boot applications)."""
     if 4 not in verified:
         return []
@@ -476,9 +497,64 @@ def _grub_file(
             )
 
 
+#: How GRUB builds hash the strings they log in PCR8 (data, what is hashed): the
+#: whole data, without its trailing NUL, or without the subsystem prefix
+#: (upstream GRUB: "grub_cmd: ", "kernel_cmdline: ", ...).
+_PREFIXES: Final = (b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: ", b"grub_cmd ",
+                    b"grub_kernel_cmdline ")  # fmt: skip
+
+
+def _string_forms(data: bytes) -> list[bytes]:
+    forms = [data, data.rstrip(b"\0")]
+    for prefix in _PREFIXES:
+        if data.startswith(prefix):
+            forms.append(data[len(prefix) :].rstrip(b"\0"))
+    return forms
+
+
+def _grub_strings(
+    events: Sequence[Event],
+    old_path: str,
+    new_path: str,
+    verified: Mapping[int, list[str]],
+    replaced: dict[int, Event],
+    changes: list[EventChange],
+) -> None:
+    """GRUB names the kernel in PCR8 commands (``linux PATH ...``, the kernel command
+    line) and as the PCR9 file event's data. A PCR8 string is re-hashed the way its
+    current digest was made; one whose digest is no known form of its text leaves
+    that bank unpredictable (the digest is dropped, never guessed)."""
+    old, new = old_path.encode(), new_path.encode()
+    for ev in events:
+        if ev.pcr not in (8, 9) or ev.event_type != EventType.EV_IPL or old not in ev.data:
+            continue
+        if ev.pcr not in verified:
+            continue
+        base = replaced.get(ev.number, ev)
+        data = base.data.replace(old, new)
+        if ev.pcr == 9:  # the digest is the file's; only the label changes
+            replaced[ev.number] = base._replace(data=data)
+            continue
+        digests = {}
+        forms_old = _string_forms(base.data)
+        forms_new = _string_forms(data)
+        for bank, digest in base.digests.items():
+            for form_old, form_new in zip(forms_old, forms_new, strict=True):
+                if hmac.compare_digest(bank_hash(bank, form_old), digest):
+                    digests[bank] = bank_hash(bank, form_new)
+                    break
+        new_ev = base._replace(data=data, digests=digests)
+        replaced[ev.number] = new_ev
+        changes.append(
+            EventChange(
+                "replace", 8, ev.number, base.digests, digests, "GRUB string names the new path"
+            )
+        )
+
+
 def _authority(
     events: Sequence[Event],
-    facts: Any,
+    facts: ClassifiedLog,
     prev: int,
     idx: int,
     m: BootMeasurement,
@@ -510,7 +586,10 @@ def _authority(
 
 
 def _variable(
-    facts: Any, var: VariableUpdate, replaced: dict[int, Event], changes: list[EventChange]
+    facts: ClassifiedLog,
+    var: VariableUpdate,
+    replaced: dict[int, Event],
+    changes: list[EventChange],
 ) -> None:
     name = var.name
     for item in facts.proven(7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -93,7 +93,12 @@ def current_image(
     device: Device, component: tuple[bytes, ...], measurement: BootMeasurement
 ) -> PlannedImage:
     """``measurement`` with the measurements of the image it replaces: the
-    device's active slot, when it holds a PE image (else role placement)."""
+    device's active slot, when it holds a PE image (else role placement).
+
+    Predict before the update installs: with an update pending, the active slot
+    is the new image, so this refuses (PolicyError) rather than mispredict."""
+    if device.pending_slot(component) is not None:
+        raise PolicyError("an update is pending on this device: predict before applying it")
     fh = device.read(component, device.active_slot(component))
     if fh is None:
         return PlannedImage(measurement)
@@ -123,7 +128,7 @@ def predict_update(
     are placed by role. Raises what
     :func:`~trustedge.measuredboot.predict.predict_next_boot` raises.
     """
-    planned: list[Any] = []
+    planned: list[PlannedImage] = []
     for comp, bm in boot_measurements(manifest).items():
         if current is not None and comp in current:
             planned.append(current[comp])
@@ -188,3 +193,11 @@ class PolicyCounter:
     def advance(self) -> int:
         """Revoke the policies of the current version (after the new chain is confirmed)."""
         return self.backend.nv_counter_increment(self.index)
+
+    def advance_to(self, version: int) -> int:
+        """Revoke every policy below ``version`` (the confirmed update's), never more:
+        repeating it (a retried confirm) leaves the policy of ``version`` valid."""
+        current = self.version
+        while current < version:
+            current = self.advance()
+        return current

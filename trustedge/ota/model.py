@@ -11,8 +11,9 @@ docs/adr/0007-model-delivery-and-measurement.md records the choice.
 On the device, :class:`ModelDevice` keeps each model component as A/B slot
 *directories* (``slot0/``, ``slot1/``, each holding ``model/``, ``model.sig``
 and the pack header). The processor streams fetch -> envelope decryption
-(:func:`decrypting`: key commitment, every chunk authenticated before its
-plaintext is released) -> SHA-256 of the pack -> :class:`PackWriter`, which
+(:func:`decrypting`: the envelope's binding named in the signed manifest, key
+commitment, every chunk authenticated before its plaintext is released) ->
+SHA-256 of the pack -> :class:`PackWriter`, which
 unpacks into a temporary directory. The directory gets its slot name only
 after the final chunk authenticated *and* the pack digest matched the
 manifest *and*, when the device names ``model_keys``, the model's OpenSSF
@@ -21,6 +22,14 @@ Model Signing bundle verified with one of them and every file matched it
 its own, beside the OTA release key); the switch to the new slot is the slot
 file's atomic rewrite (pending, then confirmed), and the rollback floor is
 the SUIT sequence number.
+
+The manifest names its envelope (custom SUIT parameter
+``trustedge-envelope-binding``, :func:`envelope_binding`: SHA-256 over the
+envelope's header, salt and key commitment, not its slot list). Anyone can
+encrypt to a device's HPKE key; with the binding, a chunk that authenticates
+comes from a holder of the file key the release signed, so no plaintext of
+someone else's envelope is ever released, even before the pack digest is
+checked at the end. Re-wrapping to more devices keeps the binding.
 
 Pack format (``application/vnd.trustedge.model-pack``)::
 
@@ -33,6 +42,8 @@ unique, sorted by UTF-8 bytes; file bytes follow in that order.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import itertools
 import os
@@ -45,8 +56,8 @@ from typing import IO, Any, BinaryIO, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from trustedge import _cbor
-from trustedge._fs import atomic_write, fsync_directory
+from trustedge import _binary, _cbor
+from trustedge._fs import atomic_write, fsync_directory, replace_directory
 from trustedge.cose import PrivateKey
 from trustedge.envelope import Identity, Reader, Recipient, Writer
 from trustedge.errors import (
@@ -56,7 +67,7 @@ from trustedge.errors import (
     VerificationError,
 )
 from trustedge.hashing.manifest import MAX_FILES, normalise_path
-from trustedge.models import VerifiedModel, check_model, verify_bundle
+from trustedge.models import MAX_BUNDLE_BYTES, VerifiedModel, check_model, verify_bundle
 from trustedge.ota._digest import digest_stream
 from trustedge.ota.device import FileSystemDevice, SlotWriter
 from trustedge.ota.release import create_envelope, sign_envelope
@@ -70,6 +81,7 @@ __all__ = [
     "PackWriter",
     "build_model_release",
     "decrypting",
+    "envelope_binding",
     "envelope_context",
     "pack_header",
     "verify_model_dir",
@@ -112,6 +124,35 @@ def verify_model_dir(
         "the model's signature does not verify with a trusted model key"
         + (f" ({last})" if last is not None else "")
     )
+
+
+_BINDING_LABEL: Final = b"trustedge/ota/envelope-binding/v1\x00"
+#: Envelope preamble ("TEnv" 0x01), Cobblestone body header (salt 24 + commitment 32).
+_ENV_PREAMBLE: Final = 5
+_ENV_CHUNK_HEADER: Final = 56
+_ENV_MAX_HEADER: Final = 64 * 1024
+_ENV_MAX_SLOTS: Final = 1024 * 1024
+_ENV_MAX_PREFIX: Final = _ENV_PREAMBLE + 8 + _ENV_MAX_HEADER + _ENV_MAX_SLOTS + _ENV_CHUNK_HEADER
+
+
+def envelope_binding(prefix: bytes) -> bytes:
+    """The trustedge-envelope-binding of an envelope whose first bytes are
+    ``prefix`` (preamble, header, slot list, salt and key commitment; nothing
+    after): SHA-256 over everything there but the slot list.
+
+    The key commitment binds the file key to the salt and header, so a chunk
+    that authenticates under an envelope with this binding was made by a holder
+    of that file key. Raises ``MalformedInputError`` for a prefix that does not
+    parse.
+    """
+    r = _binary.Reader(prefix)
+    preamble = r.read(_ENV_PREAMBLE, "envelope preamble")
+    header = r.bytes_u32be("envelope header", max_len=_ENV_MAX_HEADER)
+    r.bytes_u32be("envelope slot list", max_len=_ENV_MAX_SLOTS)
+    chunk_header = r.read(_ENV_CHUNK_HEADER, "salt and key commitment")
+    r.expect_end("end of the envelope prefix")
+    size = len(header).to_bytes(4, "big")
+    return hashlib.sha256(_BINDING_LABEL + preamble + size + header + chunk_header).digest()
 
 
 def envelope_context(component: tuple[bytes, ...]) -> dict[str, str]:
@@ -210,10 +251,12 @@ def iter_pack(directory: str | os.PathLike[str], header: PackHeader) -> Iterator
 class _Concat(io.RawIOBase):
     """A read-only file object over an iterator of byte strings."""
 
-    def __init__(self, pieces: Iterable[bytes]) -> None:
+    def __init__(self, pieces: Iterable[bytes], *, record: int = 0) -> None:
         super().__init__()
         self._it = iter(pieces)
         self._buf = b""
+        self._record = record
+        self.recorded = bytearray()  # the first ``record`` bytes read
 
     def readable(self) -> bool:
         return True
@@ -227,6 +270,8 @@ class _Concat(io.RawIOBase):
                 return 0
         n = min(len(view), len(self._buf))
         view[:n] = self._buf[:n]
+        if len(self.recorded) < self._record:
+            self.recorded += self._buf[: min(n, self._record - len(self.recorded))]
         self._buf = self._buf[n:]
         return n
 
@@ -236,16 +281,26 @@ def decrypting(
     identities: Sequence[Identity],
     *,
     context: Mapping[str, str] | None = None,
+    binding: bytes | None = None,
 ) -> Iterator[bytes]:
     """Decrypt an envelope arriving as ``chunks``, yielding only authenticated plaintext.
 
-    The envelope's prefix, required ``context`` and key commitment are checked
-    before the first byte is yielded; each batch of chunks is authenticated
-    before it is yielded; the generator ends only after the final chunk
-    authenticated (truncation and trailing data raise). Raises what
-    :class:`trustedge.envelope.Reader` raises.
+    The envelope's prefix, required ``context``, key commitment and (when
+    given) its :func:`envelope_binding` are checked before the first byte is
+    yielded; each batch of chunks is authenticated before it is yielded; the
+    generator ends only after the final chunk authenticated (truncation and
+    trailing data raise). Raises what :class:`trustedge.envelope.Reader`
+    raises, and ``VerificationError`` for another envelope than ``binding`` names.
     """
-    reader = Reader(_Concat(chunks), identities, context=context)  # type: ignore[arg-type]
+    source = _Concat(chunks, record=_ENV_MAX_PREFIX if binding is not None else 0)
+    reader = Reader(source, identities, context=context)  # type: ignore[arg-type]
+    if binding is not None:
+        end = reader.prefix.body_offset + _ENV_CHUNK_HEADER
+        if len(source.recorded) < end or not hmac.compare_digest(
+            envelope_binding(bytes(source.recorded[:end])), binding
+        ):
+            raise VerificationError("the encrypted payload is not the envelope the manifest names")
+        source.recorded = bytearray()
     while piece := reader.read(_BLOCK):
         yield piece
 
@@ -362,20 +417,23 @@ class PackWriter:
                 raise
         for dirpath, _, _ in os.walk(self.tmp):
             fsync_directory(dirpath)
-        old = None
-        if self.slot.exists():
-            old = self.slot.with_name(f"{self.slot.name}.old-{secrets.token_hex(8)}")
-            os.replace(self.slot, old)
-        os.replace(self.tmp, self.slot)
-        fsync_directory(self.slot.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(self.tmp, self.slot)  # the old or the new slot, never none
 
     def discard(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    """A file of at most ``limit`` bytes (slot files are on a disk an attacker may
+    write: never read an unbounded one). Raises ``LimitExceededError``, ``OSError``."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise LimitExceededError(f"{path} is larger than {limit} bytes")
+    return data
 
 
 class ModelDevice(FileSystemDevice):
@@ -417,7 +475,7 @@ class ModelDevice(FileSystemDevice):
             return super().read(component, slot)
         directory = self._slot_dir(component, slot)
         try:
-            raw = (directory / _HEADER_FILE).read_bytes()
+            raw = _read_capped(directory / _HEADER_FILE, len(PACK_MAGIC) + 4 + MAX_HEADER)
         except FileNotFoundError:
             return None
         if not raw.startswith(PACK_MAGIC) or len(raw) < len(PACK_MAGIC) + 4:
@@ -442,13 +500,27 @@ class ModelDevice(FileSystemDevice):
         """``(model directory, signature bytes or None)`` of the active (or pending) slot."""
         directory = self._slot_dir(component, self.active_slot(component))
         try:
-            signature: bytes | None = (directory / SIGNATURE_FILE).read_bytes()
+            signature: bytes | None = _read_capped(directory / SIGNATURE_FILE, MAX_BUNDLE_BYTES)
         except FileNotFoundError:
             signature = None
         return directory / MODEL_DIR, signature
 
 
 # -- the release side ---------------------------------------------------------------------
+
+
+class _FirstWrite:
+    """Passes writes to ``out`` and keeps the first one (the envelope Writer
+    writes its whole prefix, salt and key commitment in one call)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.first = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not self.first:
+            self.first = bytes(data)
+        return self._out.write(data)
 
 
 @dataclass(frozen=True)
@@ -481,8 +553,9 @@ def build_model_release(
     header = pack_header(model_dir, signature)
     size = header.size
     start = payload_out.tell() if payload_out.seekable() else 0
+    first = _FirstWrite(payload_out)
     with Writer(
-        payload_out,
+        first,  # type: ignore[arg-type]
         recipients,
         context=envelope_context(component),
         content_type=PACK_CONTENT_TYPE,
@@ -506,6 +579,7 @@ def build_model_release(
                 "class-id": class_id,
                 "install-digest": {"algorithm-id": "sha256", "digest-bytes": digest.hex()},
                 "install-size": size,
+                "envelope-binding": envelope_binding(first.first).hex(),
                 "uri": uri,
             }
         ],

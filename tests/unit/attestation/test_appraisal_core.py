@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.attestation.test_issue14_regressions import (
     DEVICE,
@@ -53,7 +55,13 @@ from trustedge.attestation.simulate import (
 )
 from trustedge.attestation.store import SQLiteStore
 from trustedge.errors import VerificationError
-from trustedge.measuredboot import BootApplications, EventLogPolicy, RequireSecureBoot
+from trustedge.measuredboot import (
+    BootApplications,
+    EventLogPolicy,
+    RequireSecureBoot,
+    parse_event_log,
+    parse_ima_log,
+)
 
 NOW = 1_800_000_000
 
@@ -317,3 +325,75 @@ def test_verify_evidence_device_id_is_a_claim_the_ak_decides(tmp_path: Path) -> 
     enrolled = EnrolledDevice.of(DEVICE, device.ak.public)
     refused = appraise(renamed, enrollment=enrolled, policy=policy(), now=1)
     assert refused.result.reasons[0].startswith("unknown-device")
+
+
+_FUZZ_DEVICE: list[EnrolledDevice] = []
+
+
+def _fuzz_device() -> EnrolledDevice:
+    if not _FUZZ_DEVICE:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ak = SoftwareTPM(Path(tmp) / "tpm").create_ak("ecc-p256-ecdsa")
+        _FUZZ_DEVICE.append(EnrolledDevice.of(DEVICE, ak.public))
+    return _FUZZ_DEVICE[0]
+
+
+@given(st.binary(max_size=400), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_hostile_bytes_never_raise_out_of_appraise(data: bytes, enrolled: bool) -> None:
+    got = appraise(data, enrollment=_fuzz_device() if enrolled else None, policy=policy(), now=NOW)
+    assert got.status is TrustTier.CONTRAINDICATED
+    assert got.quote is None and got.quote_state is None and got.ima_state is None
+
+
+_GOLDEN: list[tuple[bytes, EnrolledDevice]] = []
+
+
+def _golden_evidence() -> tuple[bytes, EnrolledDevice]:
+    """One affirming evidence bundle (built once; the device directory is then gone)."""
+    if not _GOLDEN:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            device = Device(Path(tmp))
+            wire = device.evidence(sha256(b"golden")).encode()
+            _GOLDEN.append((wire, device.enrolled()))
+    return _GOLDEN[0]
+
+
+_BOUND = ("device_id", "nonce", "quote", "signature", "ak_public", "ima_offset")
+
+
+def _measured(evidence: UnverifiedEvidence) -> tuple[object, ...]:
+    """What the digests bind: (PCR, sha256 digest) of firmware events on quoted PCRs and
+    the IMA template data. Event types, event data of non-data-hashed events, other banks'
+    digests and unquoted PCRs are claims (an affirming result may differ there)."""
+    quoted = set(policy().pcrs)
+    events = parse_event_log(evidence.event_log or b"").unverified_events
+    ima = parse_ima_log(evidence.ima_log or b"").unverified_entries
+    return (
+        [(e.pcr, (e.digests or {}).get("sha256")) for e in events if e.pcr in quoted],
+        [e.template_data for e in ima],
+    )
+
+
+@given(st.integers(min_value=0), st.integers(min_value=1, max_value=255))
+@settings(max_examples=60, deadline=None)
+def test_a_flipped_byte_never_affirms_unless_it_missed_what_appraise_reads(
+    where: int, mask: int
+) -> None:
+    """Flip one byte of an affirming bundle: appraise never raises, and an affirming
+    answer means the flip landed only where no digest reaches (see ``_measured``)."""
+    wire, enrolled = _golden_evidence()
+    mutated = bytearray(wire)
+    mutated[where % len(wire)] ^= mask
+    got = appraise(bytes(mutated), enrollment=enrolled, policy=policy(), now=NOW)
+    if got.status is TrustTier.AFFIRMING:
+        before = UnverifiedEvidence.decode(wire)
+        after = UnverifiedEvidence.decode(bytes(mutated))
+        for name in _BOUND:
+            assert getattr(before, name) == getattr(after, name), name
+        assert dict(before.bank("sha256")) == dict(after.bank("sha256"))
+        assert _measured(before) == _measured(after)

@@ -19,6 +19,7 @@ from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding
 from trustedge.attestation.modellog import (
     DEFAULT_NV_INDEX,
+    MAX_EVENTS,
     SIGNATURE_FORMAT,
     ModelAgent,
     ModelLoadEvent,
@@ -335,3 +336,39 @@ def test_only_oms_bundles_identify_a_model(
     ev, ak, state = evidence_for(tpm, agent)
     found = appraise_models(ev, policy(), ak, quote_state=state)
     assert kinds(found)[-1] is Finding.MODEL_UNAPPROVED and "signature format" in str(found[-1])
+
+
+def test_a_full_log_parses_and_refuses_the_next_load(
+    world: tuple[SoftwareTPM, ModelAgent, Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tpm, agent, model, signature = world
+    # MAX_EVENTS signed events (the largest item count per event) parse
+    full = [
+        ModelLoadEvent(i, DEFAULT_NV_INDEX, bytes(32), "m", signature, SIGNATURE_FORMAT)
+        for i in range(MAX_EVENTS)
+    ]
+    assert len(parse_model_log(encode_events(full)).unverified_events) == MAX_EVENTS
+    # a full log (here: 8 events) refuses the next load before it writes or extends
+    monkeypatch.setattr("trustedge.attestation.modellog.MAX_EVENTS", 8)
+    digests = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(8)]
+    events = [ModelLoadEvent(i, DEFAULT_NV_INDEX, d, f"m{i}") for i, d in enumerate(digests)]
+    tpm.nv_extend_define(DEFAULT_NV_INDEX)
+    for d in digests:
+        tpm.nv_extend(DEFAULT_NV_INDEX, d)
+    agent.log_path.write_bytes(encode_events(events))
+    before = tpm.nv_extend_read(DEFAULT_NV_INDEX)
+    with pytest.raises(LimitExceededError, match="reboot"):
+        agent.load(model, signature)
+    # nothing written or extended: the log still parses and replays, the device still attests
+    assert tpm.nv_extend_read(DEFAULT_NV_INDEX) == before
+    assert agent.events() == tuple(events)
+    ev, ak, state = evidence_for(tpm, agent)
+    allowed = ModelPolicy(allowed_digests=frozenset(digests))
+    found = appraise_models(ev, allowed, ak, quote_state=state)
+    assert kinds(found) == [Finding.MODEL_LOG_CERTIFIED, Finding.MODEL_APPROVED]
+    # ... and one whose bytes would outgrow the size cap
+    monkeypatch.setattr("trustedge.attestation.modellog.MAX_EVENTS", 1024)
+    monkeypatch.setattr("trustedge.attestation.modellog.MAX_LOG_BYTES", len(encode_events(events)))
+    with pytest.raises(LimitExceededError, match="exceed"):
+        agent.load(model, signature)
+    assert tpm.nv_extend_read(DEFAULT_NV_INDEX) == before

@@ -106,3 +106,70 @@ def test_kill_mid_write_leaves_old_state(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     assert dst.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_without_o_tmpfile_the_named_fallback_keeps_the_same_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustedge._fs as fs
+
+    monkeypatch.setattr(fs, "_unnamed_file", lambda directory, name: (-1, None))
+    key = tmp_path / "key.pem"
+    create_exclusive(key, b"secret")
+    with pytest.raises(FileExistsError):
+        create_exclusive(key, b"other")
+    atomic_write(tmp_path / "state", b"new")
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "state") as fh:
+        fh.write(b"partial")
+        raise RuntimeError
+    assert key.read_bytes() == b"secret"
+    assert (tmp_path / "state").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem", "state"]
+
+
+def test_atomic_file_is_invisible_until_commit(tmp_path: Path) -> None:
+    from trustedge._fs import AtomicFile
+
+    slot = tmp_path / "slot0"
+    writer = AtomicFile(slot, mode=0o644)
+    writer.write(b"image")
+    assert not slot.exists()
+    writer.commit()
+    assert slot.read_bytes() == b"image" and (slot.stat().st_mode & 0o777) == 0o644
+    other = AtomicFile(slot)
+    other.write(b"half")
+    other.discard()
+    assert slot.read_bytes() == b"image"
+    assert [p.name for p in tmp_path.iterdir()] == ["slot0"]
+
+
+def test_replace_directory_swaps_whole_directories(tmp_path: Path) -> None:
+    from trustedge._fs import replace_directory
+
+    slot = tmp_path / "slot0"
+    new = tmp_path / "slot0.tmp"
+    new.mkdir()
+    (new / "weights").write_bytes(b"v1")
+    replace_directory(new, slot)  # no old slot yet: a rename
+    assert (slot / "weights").read_bytes() == b"v1" and not new.exists()
+    new.mkdir()
+    (new / "weights").write_bytes(b"v2")
+    replace_directory(new, slot)  # RENAME_EXCHANGE, then the old one is removed
+    assert (slot / "weights").read_bytes() == b"v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slot0"]
+
+
+def test_replace_directory_without_exchange_still_ends_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustedge._fs as fs
+
+    monkeypatch.setattr(fs, "_exchange", lambda a, b: False)
+    slot, new = tmp_path / "slot", tmp_path / "new"
+    slot.mkdir()
+    (slot / "f").write_bytes(b"old")
+    new.mkdir()
+    (new / "f").write_bytes(b"new")
+    fs.replace_directory(new, slot)
+    assert (slot / "f").read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["slot"]

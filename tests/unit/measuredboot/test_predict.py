@@ -228,3 +228,75 @@ def test_two_images_replacing_one_file_are_refused() -> None:
     ]  # fmt: skip
     with pytest.raises(PolicyError, match="replace the file"):
         predict_next_boot(verified(chain_log()), images)
+
+
+def test_uki_measurement_predicts_what_systemd_stub_measures() -> None:
+    """The UKI's stated sections give the PCR11 ``uki_pcr11`` computes (which equals
+    ``systemd-measure calculate``, tests/integration/test_uki_systemd_measure.py)."""
+    from trustedge.measuredboot.uki import uki_pcr11
+
+    uki = build_pe(
+        (
+            (".osrel", b"ID=debian\n"),
+            (".cmdline", b"console=ttyS0"),
+            (".linux", b"\x4d\x5a kernel"),
+            (".initrd", b"initrd"),
+        )
+    )
+    m = BootMeasurement.of_image(uki, "uki", banks=("sha256", "sha1"))
+    assert [s.name for s in m.uki_sections] == [".linux", ".osrel", ".cmdline", ".initrd"]
+    p = predict_next_boot(verified(chain_log()), [m])
+    assert p.next["sha256"][11] == uki_pcr11(uki, "sha256")
+    assert p.next["sha1"][11] == uki_pcr11(uki, "sha1")
+    assert p.next["sha256"][4] != p.current["sha256"][4]
+
+
+def test_grub_strings_follow_a_new_kernel_path() -> None:
+    """keylime's CentOS 9 log: upstream GRUB hashes its PCR8 strings without the
+    "grub_cmd: " / "kernel_cmdline: " prefix; the test rewrites them that way."""
+    from tests.vectors import third_party_dir
+
+    raw = (third_party_dir() / "eventlog/keylime/mb_log.bin").read_bytes()
+    log = parse_event_log(raw)
+    old, new = "/vmlinuz-5.14.0-183.el9.x86_64", "/vmlinuz-5.14.0-200.el9.x86_64"
+    m = BootMeasurement("kernel", {"sha256": d(b"new kernel")["sha256"]}, path=new)
+    p = predict_next_boot(log.verify(log.replay()), [PlannedImage(m, current_path=old)])
+    rewritten = []
+    for ev in log.unverified_events[1:]:
+        digests = dict(ev.digests)
+        data = ev.data
+        if old.encode() in data and ev.pcr in (8, 9):
+            data = data.replace(old.encode(), new.encode())
+            if ev.pcr == 8:
+                text = data.split(b": ", 1)[1].rstrip(b"\0")
+                digests = {"sha256": hashlib.sha256(text).digest()}
+        rewritten.append(LogEvent(ev.pcr, ev.event_type, data, digests))
+    want = parse_event_log(build_event_log(rewritten, banks=log.banks)).replay()
+    assert p.next["sha256"][8] == want["sha256"][8] != p.current["sha256"][8]
+    assert p.next["sha256"][9] == p.current["sha256"][9]  # PCR9 hashes the file, not its name
+    assert {c.event_number for c in p.changes if c.pcr == 8} == {93, 97}
+
+
+def test_grub_strings_of_unknown_form_are_unpredictable() -> None:
+    from tests.vectors import third_party_dir
+
+    raw = (third_party_dir() / "eventlog/go-eventlog/tpm/rhel8-uefi.bin").read_bytes()
+    log = parse_event_log(raw)
+    old = "/boot/vmlinuz-4.18.0-240.22.1.el8_3.x86_64"
+    assert any(old.encode() in ev.data for ev in log.unverified_events if ev.pcr == 8)
+    m = BootMeasurement("kernel", {"sha256": bytes(32)}, path="/boot/vmlinuz-4.18.0-400.el8")
+    p = predict_next_boot(log.verify(log.replay()), [PlannedImage(m, current_path=old)])
+    assert ("sha256", 8) in p.unpredictable and 8 not in p.next["sha256"]
+
+
+def test_variables_stated_with_an_image_change_pcr7() -> None:
+    new_dbx = var(DB_GUID, "db", b"db without the old CA")
+    p = predict_next_boot(
+        verified(chain_log()), [BootMeasurement("loader", d(b"g2"), variables=(new_dbx,))]
+    )
+    expect = chain_log()
+    expect[1] = LogEvent(7, CONFIG, new_dbx)
+    expect[8] = expect[8]._replace(digests=d(b"g2"))
+    assert p.next["sha256"][7] == replay(expect)["sha256"][7] != p.current["sha256"][7]
+    with pytest.raises(MalformedInputError):
+        BootMeasurement("loader", d(b"g2"), variables=(b"not a variable",))

@@ -173,3 +173,21 @@ def test_signature_covers_the_parameter(tmp_path: Path, releases: Releases) -> N
     keys = KeySet.of([releases.keys[0].public_key()])
     with pytest.raises((SignatureError, MalformedInputError)):
         authenticate(decode_envelope(forged), keys)
+
+
+def test_release_states_variables_the_update_sets(tmp_path: Path) -> None:
+    import uuid as _uuid
+
+    db = _uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f").bytes_le
+    name = "dbx".encode("utf-16-le")
+    dbx = db + (3).to_bytes(8, "little") + (4).to_bytes(8, "little") + name + b"\x01\x02\x03\x04"
+    manifest = compile_spec(spec(tmp_path, LOADER, variables=[dbx.hex()]), base=tmp_path)
+    (bm,) = boot_measurements(manifest).values()
+    assert bm.variables == (dbx,)
+    assert decode_boot_measurement(encode_boot_measurement(bm), LIMITS) == bm
+    with pytest.raises(MalformedInputError):
+        compile_spec(spec(tmp_path, LOADER, variables=["zz"]), base=tmp_path)
+    with pytest.raises(MalformedInputError):  # present but empty: not the canonical encoding
+        decode_boot_measurement(
+            _cbor.encode({1: "loader", 2: {"sha256": bytes(32)}, 7: []}), LIMITS
+        )

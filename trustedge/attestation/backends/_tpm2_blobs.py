@@ -27,6 +27,7 @@ from typing import Any, Final, get_args
 from trustedge import _cbor
 from trustedge._binary import Reader
 from trustedge.errors import MalformedInputError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind
 
 __all__ = [
@@ -50,7 +51,7 @@ PERSISTENT_FIRST: Final = 0x81000000
 PERSISTENT_LAST: Final = 0x81FFFFFF
 
 #: Bank names trustedge knows (``tpmbackend`` module docstring).
-BANKS: Final = ("sha1", "sha256", "sha384", "sha512", "sm3_256")
+BANKS: Final = tuple(h.name for h in HASH_ALGS)
 _EK_KINDS: Final = frozenset(get_args(EKKind))
 _AK_ALGORITHMS: Final = frozenset(get_args(AKAlgorithm))
 _PCR_COUNT: Final = 24

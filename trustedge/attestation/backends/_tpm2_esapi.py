@@ -70,6 +70,7 @@ from trustedge.errors import (
     SignatureError,
     VerificationError,
 )
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.hazmat.tpm2.nv import NVPublic
 from trustedge.hazmat.tpm2.policy import SignedPolicy, authorize_hash, version_operand
 from trustedge.hazmat.tpmbackend import (
@@ -92,7 +93,7 @@ _BANK_ALGS: Final = {
     "sm3_256": TPM2_ALG.SM3_256,
 }
 _BANK_NAMES: Final = {int(v): k for k, v in _BANK_ALGS.items()}
-_DIGEST_SIZES: Final = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3_256": 32}
+_DIGEST_SIZES: Final = {h.name: h.digest_size for h in HASH_ALGS}
 
 #: tpm2-pytss EK template names and the NV index of each EK certificate.
 _EK_TEMPLATES: Final[dict[str, str]] = {
@@ -824,7 +825,12 @@ class Connection:
         try:
             ticket = self.esapi.verify_signature(key, TPM2B_DIGEST(a_hash), signature)
         except TSS2_Exception as exc:
-            if base_rc(int(exc.rc)) in (int(TPM2_RC.SIGNATURE), int(TPM2_RC.SCHEME)):
+            if base_rc(int(exc.rc)) in (
+                int(TPM2_RC.SIGNATURE),
+                int(TPM2_RC.SCHEME),
+                int(TPM2_RC.ATTRIBUTES),
+                int(TPM2_RC.KEY),
+            ):
                 raise SignatureError(
                     f"the PCR policy is not signed by the authority ({exc})"
                 ) from exc
@@ -837,7 +843,13 @@ class Connection:
                 TPML_PCR_SELECTION.parse(_selection_string(policy.selection)),
             )
         if policy.nv_name:
-            nvh = self.esapi.tr_from_tpmpublic(policy.nv_index)
+            try:
+                nvh = self.esapi.tr_from_tpmpublic(policy.nv_index)
+            except TSS2_Exception as exc:
+                raise PolicyError(
+                    f"policy counter 0x{policy.nv_index:08x} unusable ({exc})",
+                    violations=["policy-nv"],
+                ) from exc
             with self.closing_tr(nvh):
                 try:
                     self.esapi.policy_nv(
@@ -881,8 +893,12 @@ class Connection:
             with tpm_errors("loading the sealed object"):
                 handle = self.esapi.load(srk, priv, pub)
             with self.transient(handle):
-                with tpm_errors("loading the policy authority"):
+                try:
                     key = self.esapi.load_external(key_public, hierarchy=ESYS_TR.OWNER)
+                except TSS2_Exception as exc:
+                    raise MalformedInputError(
+                        f"the TPM does not load the policy authority key ({exc})"
+                    ) from exc
                 with self.transient(key):
                     with tpm_errors("reading the authority's name"):
                         name = bytes(self.esapi.tr_get_name(key).marshal())[2:]

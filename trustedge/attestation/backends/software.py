@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trustedge import _cbor
+from trustedge._fs import atomic_write
 from trustedge.attestation.backends._softkeys import (
     Drbg,
     ek_certificate,
@@ -41,7 +42,7 @@ from trustedge.attestation.backends._softkeys import (
     generate_rsa,
     manufacturer_ca,
 )
-from trustedge.attestation.backends._softstate import STATE_FILE, atomic_write, load_state
+from trustedge.attestation.backends._softstate import STATE_FILE, load_state
 from trustedge.errors import (
     BackendError,
     MalformedInputError,
@@ -72,6 +73,7 @@ from trustedge.hazmat.tpm2 import (
     with_key,
 )
 from trustedge.hazmat.tpm2.nv import NV_COUNTER_ATTRIBUTES, NVPublic
+from trustedge.hazmat.tpm2.pcr import pcr_extendable, pcr_reset_value, pcr_resettable
 from trustedge.hazmat.tpm2.policy import (
     TPM_EO_UNSIGNED_LE,
     SignedPolicy,
@@ -118,32 +120,6 @@ _NV_FIRST: Final = 0x01000000
 _NV_LAST: Final = 0x01FFFFFF
 
 
-def _resettable(index: int, locality: int) -> bool:
-    """PC Client PCR reset rules (simplified): 16 and 23 at any locality,
-    17-20 at locality 4, 21-22 at locality 2; 0-15 never."""
-    if index in (16, 23):
-        return True
-    if 17 <= index <= 20:
-        return locality == 4
-    if index in (21, 22):
-        return locality == 2
-    return False
-
-
-def _extendable(index: int, locality: int) -> bool:
-    """0-16 and 23 from any locality; 17-22 (DRTM) only from locality 2 and up."""
-    return not (17 <= index <= 22) or locality >= 2
-
-
-def _initial(bank: str, index: int, startup_locality: int) -> bytes:
-    size = hash_alg_by_name(bank).digest_size
-    if 17 <= index <= 22:
-        return b"\xff" * size
-    if index == 0 and startup_locality:
-        return bytes(size - 1) + bytes([startup_locality])
-    return bytes(size)
-
-
 class SoftwareTPM:
     """A TPM 2.0 simulated in Python (see the module docstring).
 
@@ -181,7 +157,7 @@ class SoftwareTPM:
                 "reset": 0,
                 "restart": 0,
                 "safe": True,
-                "pcrs": {b: [_initial(b, i, 0) for i in range(PCR_COUNT)] for b in BANKS},
+                "pcrs": {b: [pcr_reset_value(b, i) for i in range(PCR_COUNT)] for b in BANKS},
                 "eks": {},
                 "aks": {},
                 "nv": {},
@@ -244,7 +220,8 @@ class SoftwareTPM:
             if entry.get("kind") == "extend":  # TPMA_NV_CLEAR_STCLEAR
                 entry["value"] = None
         self._s["pcrs"] = {
-            b: [_initial(b, i, startup_locality) for i in range(PCR_COUNT)] for b in BANKS
+            b: [pcr_reset_value(b, i, locality=startup_locality) for i in range(PCR_COUNT)]
+            for b in BANKS
         }
         self._anchor()
         self._save()
@@ -404,7 +381,7 @@ class SoftwareTPM:
         """PCR[index] = H(PCR[index] || digest) in each given bank."""
         loc = self.locality if locality is None else locality
         self._index(index)
-        if not _extendable(index, loc):
+        if not pcr_extendable(index, loc):
             raise BackendError(f"PCR {index} cannot be extended from locality {loc}",
                                code=TPM_RC_LOCALITY)  # fmt: skip
         for bank, digest in digests.items():
@@ -419,7 +396,7 @@ class SoftwareTPM:
         """Reset a resettable PCR (16, 23; 17-22 from their localities) to zero."""
         loc = self.locality if locality is None else locality
         self._index(index)
-        if not _resettable(index, loc):
+        if not pcr_resettable(index, loc):
             raise BackendError(f"PCR {index} cannot be reset from locality {loc}",
                                code=TPM_RC_LOCALITY)  # fmt: skip
         for bank in BANKS:

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from trustedge._fs import atomic_write
 from trustedge.errors import BackendError, BackendUnavailableError, LimitExceededError
 from trustedge.hazmat.tpm2.policy import (
     PCRPolicy,
@@ -212,24 +213,8 @@ class Tpm2Backend:
 
     @staticmethod
     def save_ak_file(ak: AKHandle, path: str | os.PathLike[str]) -> None:
-        """Write the AK blob to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(ak.blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        """Write the AK blob to ``path`` atomically (``trustedge._fs.atomic_write``, mode 0600)."""
+        atomic_write(Path(path), ak.blob)
 
     def load_ak_file(self, path: str | os.PathLike[str]) -> AKHandle:
         """:meth:`load_ak` on the contents of a file written by :meth:`save_ak_file`."""

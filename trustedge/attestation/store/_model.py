@@ -15,6 +15,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from trustedge.attestation.quote import QuoteState
 from trustedge.errors import VerificationError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.measuredboot import ImaState
 
 __all__ = [
@@ -155,7 +156,7 @@ class NonceRecord:
 QuoteClockState = QuoteState
 
 #: IMA banks the store accepts.
-_IMA_BANKS: Final = frozenset({"sha1", "sha256", "sha384", "sha512", "sm3_256"})
+_IMA_BANKS: Final = frozenset(h.name for h in HASH_ALGS)
 
 
 def check_ima_state(state: ImaState) -> None:

@@ -243,6 +243,12 @@ def verify_policy_signature(signed: SignedPolicy, authority: Public) -> None:
     """What TPM2_VerifySignature checks, for the software TPM: the signature over
     ``aHash`` by ``authority``. Raises SignatureError (MalformedInputError for junk)."""
     sig = Signature.unmarshal(signed.signature)
+    if not authority.attributes & TPMAObject.SIGN_ENCRYPT or (
+        authority.attributes & TPMAObject.RESTRICTED
+    ):
+        # TPM2_VerifySignature: TPM_RC_ATTRIBUTES for a key that is not an unrestricted
+        # signing key (a restricted one signs only what the TPM itself produced)
+        raise SignatureError("the policy authority is not an unrestricted signing key")
     if sig.hash_alg != TPMAlg.SHA256:
         raise SignatureError("the policy signature must use SHA-256")
     a_hash = authorize_hash(signed.policy.digest(), signed.policy_ref)

@@ -233,6 +233,7 @@ _PARAM_CHECKS: Final = {
     n.P_URI: "text",
     n.P_SOURCE_COMPONENT: "uint",
     n.P_BOOT_MEASUREMENT: "boot-measurement",
+    n.P_ENVELOPE_BINDING: "sha256",
 }
 
 
@@ -254,6 +255,10 @@ def _parameters(value: object, limits: _cbor.DecodeLimits) -> dict[int, Any]:
             out[key] = _uint(val, name)
         elif kind == "boot-measurement":
             out[key] = decode_boot_measurement(_bytes(val, name), limits)
+        elif kind == "sha256":
+            if len(_bytes(val, name)) != 32:
+                raise MalformedInputError(f"{name} must be a 32-byte SHA-256 digest")
+            out[key] = val
         elif not isinstance(val, str):
             raise MalformedInputError(f"{name} must be a text string")
         else:
@@ -264,8 +269,9 @@ def _parameters(value: object, limits: _cbor.DecodeLimits) -> dict[int, Any]:
 # trustedge-boot-measurement (-257) = bstr .cbor {
 #   1: role (tstr), 2: authenticode {bank tstr: bstr},
 #   ? 3: uki sections [+ [name tstr, {bank: bstr}]], ? 4: file digests {bank: bstr},
-#   ? 5: path (tstr), ? 6: authority UEFI_VARIABLE_DATA (bstr) }
-_BM_KEYS: Final = frozenset({1, 2, 3, 4, 5, 6})
+#   ? 5: path (tstr), ? 6: authority UEFI_VARIABLE_DATA (bstr),
+#   ? 7: Secure Boot variables the update sets [+ UEFI_VARIABLE_DATA (bstr)] }
+_BM_KEYS: Final = frozenset({1, 2, 3, 4, 5, 6, 7})
 _MAX_SECTIONS: Final = 16
 
 
@@ -286,7 +292,7 @@ def decode_boot_measurement(raw: bytes, limits: _cbor.DecodeLimits) -> BootMeasu
     m = _map(_cbor.decode(raw, limits=limits), "trustedge-boot-measurement")
     unknown = set(m) - _BM_KEYS
     if unknown or 1 not in m or 2 not in m:
-        raise MalformedInputError("trustedge-boot-measurement needs keys 1, 2 and only 1..6")
+        raise MalformedInputError("trustedge-boot-measurement needs keys 1, 2 and only 1..7")
     role = m[1]
     if not isinstance(role, str):
         raise MalformedInputError("boot role must be text")
@@ -304,6 +310,10 @@ def decode_boot_measurement(raw: bytes, limits: _cbor.DecodeLimits) -> BootMeasu
     authority = m.get(6)
     if authority is not None:
         authority = _bytes(authority, "authority")
+    raw_vars = m.get(7, [])
+    if not isinstance(raw_vars, list) or (not raw_vars and 7 in m):
+        raise MalformedInputError("boot-measurement variables: a non-empty list")
+    variables = tuple(_bytes(v, "variable") for v in raw_vars)
     return BootMeasurement(
         role,
         _bank_map(m[2], "authenticode"),
@@ -311,6 +321,7 @@ def decode_boot_measurement(raw: bytes, limits: _cbor.DecodeLimits) -> BootMeasu
         _bank_map(m[4], "file digests") if 4 in m else {},
         path,
         authority,
+        variables,
     )
 
 
@@ -325,6 +336,8 @@ def encode_boot_measurement(bm: BootMeasurement) -> bytes:
         out[5] = bm.path
     if bm.authority is not None:
         out[6] = bm.authority
+    if bm.variables:
+        out[7] = list(bm.variables)
     return _cbor.encode(out)
 
 

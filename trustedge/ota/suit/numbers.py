@@ -79,6 +79,11 @@ P_SOURCE_COMPONENT: Final = 22
 #: what a boot-chain component measures when it boots (role, PCR4 Authenticode,
 #: UKI PCR11 sections, GRUB PCR9 file digest, PCR7 authority). ADR 0008.
 P_BOOT_MEASUREMENT: Final = -257
+#: trustedge custom parameter: SHA-256 binding of an encrypted payload's envelope
+#: (header, salt, key commitment; not the slot list), so every chunk that
+#: authenticates is bound to the signed manifest before its plaintext is used.
+#: ADR 0007.
+P_ENVELOPE_BINDING: Final = -258
 
 PARAMETER_NAMES: Final[dict[int, str]] = {
     P_VENDOR_ID: "vendor-id",
@@ -90,6 +95,7 @@ PARAMETER_NAMES: Final[dict[int, str]] = {
     P_URI: "uri",
     P_SOURCE_COMPONENT: "source-component",
     P_BOOT_MEASUREMENT: "trustedge-boot-measurement",
+    P_ENVELOPE_BINDING: "trustedge-envelope-binding",
 }
 
 SEQUENCE_NAMES: Final[dict[int, str]] = {

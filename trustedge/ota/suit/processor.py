@@ -233,8 +233,15 @@ class Processor:
         slot = self.device.target_slot(comp) if slot is None else int(slot)
         identities = self.decrypt.get(comp)
         if identities is not None:
-            # fetch -> authenticate and decrypt (chunk by chunk) -> digest -> slot writer
-            chunks = decrypting(chunks, identities, context=envelope_context(comp))
+            # fetch -> authenticate (the envelope the manifest names) and decrypt, chunk
+            # by chunk -> digest -> slot writer
+            binding = self.params.get(idx, {}).get(n.P_ENVELOPE_BINDING)
+            if binding is None:
+                raise VerificationError(
+                    f"component {idx} arrives encrypted but the manifest names no envelope "
+                    "(trustedge-envelope-binding)"
+                )
+            chunks = decrypting(chunks, identities, context=envelope_context(comp), binding=binding)
         writer = self.device.open_writer(comp, slot)
         measured = n.P_BOOT_MEASUREMENT in self.params.get(idx, {})
         if measured and size > MAX_IMAGE:
