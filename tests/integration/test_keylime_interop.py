@@ -243,3 +243,42 @@ def test_signed_keylime_policy_dsse() -> None:
         verify_keylime_dsse(json.dumps(tampered), [key.public_key()])
     with pytest.raises(MalformedInputError):
         verify_keylime_dsse(b"[1]", [key.public_key()])
+
+
+@pytest.mark.parametrize("form", ["runtime-policy", "allowlist"])
+def test_converted_runtime_policies_keep_keylimes_ima_verdicts(form: str) -> None:
+    """Keylime's IMA expectations (test_ima_verification: the lists pass with its runtime
+    policy, its keyring entry matches, signatures verify with both keys, one key verifies
+    one entry) hold for each converted form of that policy."""
+    from trustedge.measuredboot import ImaKeyring, parse_ima_log, verify_ima_log
+
+    base = third_party_dir() / KL
+    raw = (base / "runtime_policy.json").read_bytes()
+    if form == "runtime-policy":
+        doc = runtime_policy_from_keylime(raw).document
+    else:
+        policy = json.loads(raw)
+        lines = [f"{d}  {p}" for p, ds in policy["digests"].items() for d in ds]
+        lines += [f"{d}  %keyring:{k}" for k, ds in policy["keyrings"].items() for d in ds]
+        doc = runtime_policy_from_allowlist("\n".join(lines)).document
+
+    def verified(name: str) -> Any:
+        log = parse_ima_log((base / name).read_bytes())
+        return verify_ima_log(log, log.replay("sha1"), bank="sha1")
+
+    load_ima_policy(json.dumps(doc)).check(verified("measurements.ascii"))
+    load_ima_policy(json.dumps(doc)).check(verified("keyrings.ascii"))
+    changed = {**doc, "keyrings": {".ima": ["00" * 32]}}
+    with pytest.raises(PolicyError):
+        load_ima_policy(json.dumps(changed)).check(verified("keyrings.ascii"))
+    keys = third_party_dir() / "eventlog/keylime/ima/ima_keys"
+    for names, failures in ((["rsa2048pub.pem"], 1), (["rsa2048pub.pem", "secp256k1-pub.pem"], 0)):
+        ring = ImaKeyring.from_pem((keys / n).read_bytes() for n in names)
+        signed = {**doc, "require_signatures": True, "digests": {}}
+        policy = load_ima_policy(json.dumps(signed), keyring=ring)
+        if failures == 0:
+            policy.check(verified("signatures.ascii"))
+            continue
+        with pytest.raises(PolicyError) as info:
+            policy.check(verified("signatures.ascii"))
+        assert len(info.value.violations) == failures
