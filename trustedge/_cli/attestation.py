@@ -26,6 +26,7 @@ from trustedge._cli._common import (
     emit,
     read_input,
 )
+from trustedge._fs import atomic_write
 from trustedge.attestation import QuotePolicy, verify_quote
 from trustedge.errors import BackendUnavailableError, MalformedInputError, VerificationError
 from trustedge.hazmat.tpm2 import (
@@ -187,9 +188,9 @@ def _tpm_init(args: argparse.Namespace) -> int:
     if cert is not None:
         files[f"{prefix}.ek.der"] = cert
     for path, content in files.items():
-        Path(path).write_bytes(content)
+        atomic_write(path, content, mode=0o600 if path.endswith(".blob") else 0o644)
     if args.software:
-        Path(args.software, _DEFAULT_AK_BLOB).write_bytes(ak.blob)
+        atomic_write(Path(args.software, _DEFAULT_AK_BLOB), ak.blob)
     data = {"ak_name": ak.name.hex(), "algorithm": ak.algorithm, "ek": ek_kind,
             "files": sorted(files)}  # fmt: skip
     emit(args, data, lambda: f"AK {ak.name.hex()} ({ak.algorithm}) -> " + ", ".join(sorted(files)))
@@ -206,10 +207,12 @@ def _tpm_quote(args: argparse.Namespace) -> int:
     finally:
         _close(backend)
     prefix = args.output
-    Path(f"{prefix}.msg").write_bytes(q.message)
-    Path(f"{prefix}.sig").write_bytes(q.signature)
-    Path(f"{prefix}.pcrs").write_bytes(
-        write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs)
+    atomic_write(f"{prefix}.msg", q.message, mode=0o644)
+    atomic_write(f"{prefix}.sig", q.signature, mode=0o644)
+    atomic_write(
+        f"{prefix}.pcrs",
+        write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs),
+        mode=0o644,
     )
     data = {"message": f"{prefix}.msg", "signature": f"{prefix}.sig", "pcrs": f"{prefix}.pcrs",
             "ak_name": ak.name.hex()}  # fmt: skip
@@ -319,7 +322,7 @@ def _credential_make(args: argparse.Namespace) -> int:
                            exit_code=EXIT_MALFORMED)  # fmt: skip
     secret = read_input(args.secret, limit=64)
     cred = make_credential(ek, secret, _hex(args.ak_name, "--ak-name"))
-    Path(args.output).write_bytes(cred.to_tpm2_tools())
+    atomic_write(args.output, cred.to_tpm2_tools(), mode=0o644)
     emit(args, {"output": args.output}, f"credential written to {args.output}")
     return EXIT_OK
 
@@ -332,7 +335,7 @@ def _credential_activate(args: argparse.Namespace) -> int:
         secret = backend.activate_credential(ak, cred.credential_blob, cred.encrypted_secret)
     finally:
         _close(backend)
-    Path(args.output).write_bytes(secret)
+    atomic_write(args.output, secret)  # 0600: the activated secret
     emit(args, {"output": args.output}, f"secret written to {args.output}")
     return EXIT_OK
 
@@ -475,7 +478,7 @@ def _attest_enroll(args: argparse.Namespace) -> int:
         )
     finally:
         verifier.store.close()
-    Path(args.output).write_bytes(cred.to_tpm2_tools())
+    atomic_write(args.output, cred.to_tpm2_tools(), mode=0o644)
     emit(
         args,
         {"device_id": args.device_id, "credential": args.output},
