@@ -25,6 +25,7 @@ from trustedge._cli._common import (
     add_json_flag,
     emit,
     read_input,
+    write_output,
 )
 from trustedge.attestation import QuotePolicy, verify_quote
 from trustedge.errors import BackendUnavailableError, MalformedInputError, VerificationError
@@ -497,21 +498,75 @@ def _attest_challenge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_challenge(path: str) -> dict[str, Any]:
+    """The fields of ``attest challenge --json`` the device needs, type-checked (the challenge
+    is not signed: a wrong one only makes the verifier reject the evidence)."""
+    try:
+        doc = json.loads(read_input(path, limit=_SMALL))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedInputError(
+            f"challenge: not JSON from attest challenge --json: {exc}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise MalformedInputError("challenge: expected a JSON object (attest challenge --json)")
+    out: dict[str, Any] = {}
+    try:
+        out["nonce"] = bytes.fromhex(doc["nonce"])
+        if not out["nonce"]:
+            raise ValueError("empty nonce")
+        pcrs = doc.get("pcrs", [])
+        if not isinstance(pcrs, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 24 for i in pcrs
+        ):
+            raise ValueError("pcrs must be a list of PCR indexes 0-23")
+        out["pcrs"] = pcrs
+        offset = doc.get("ima_offset", 0)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError("ima_offset must be a non-negative integer")
+        out["ima_offset"] = offset
+        device = doc.get("device_id")
+        if device is not None and not isinstance(device, str):
+            raise ValueError("device_id must be a string")
+        out["device_id"] = device
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedInputError(f"challenge: {exc}") from None
+    return out
+
+
 def _attest_evidence(args: argparse.Namespace) -> int:
     from trustedge.attestation.attester import Attester
 
-    nonce = _hex(args.nonce, "--nonce")
-    pcrs = parse_pcr_spec(f"{args.bank}:{args.pcrs}")[args.bank]
+    challenge = _read_challenge(args.challenge) if args.challenge else {}
+    device_id = args.device_id or challenge.get("device_id")
+    if not device_id:
+        raise CommandError("give --device-id or a --challenge naming the device")
+    if args.device_id and challenge and challenge.get("device_id") != args.device_id:
+        raise CommandError(
+            f"--device-id {args.device_id} but the challenge is for {challenge.get('device_id')}"
+        )
+    if args.nonce:
+        nonce = _hex(args.nonce, "--nonce")
+        if challenge and nonce != challenge["nonce"]:
+            raise CommandError("--nonce differs from the challenge's nonce")
+    elif challenge:
+        nonce = challenge["nonce"]
+    else:
+        raise CommandError("give --nonce HEX or --challenge FILE")
+    if args.pcrs is not None:
+        pcrs = parse_pcr_spec(f"{args.bank}:{args.pcrs}")[args.bank]
+    else:
+        pcrs = challenge.get("pcrs") or parse_pcr_spec(f"{args.bank}:0-10")[args.bank]
+    ima_offset = args.ima_offset if args.ima_offset is not None else challenge.get("ima_offset", 0)
     backend = open_backend(args)
     try:
         ak = backend.load_ak(_ak_blob_path(args).read_bytes())
-        attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
+        attester = Attester(backend, ak=ak, device_id=device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
-        evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=args.ima_offset)
+        evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=ima_offset)
     finally:
         _close(backend)
     wire = evidence.encode()
-    Path(args.output).write_bytes(wire)
+    write_output(args.output, wire)
     emit(args, evidence.to_json(), lambda: (
         f"evidence for {evidence.device_id}: {len(wire)} bytes -> {args.output} "
         f"(PCRs {','.join(map(str, pcrs))}, IMA entries from {evidence.ima_offset})"
@@ -577,11 +632,28 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = asub.add_parser("evidence", help="device: quote + logs -> evidence bundle (CBOR)")
     _add_backend(p)
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
-    p.add_argument("--device-id", required=True)
-    p.add_argument("--nonce", required=True, help="the verifier's challenge nonce (hex)")
-    p.add_argument("--pcrs", default="0-10", help="PCR indexes to quote (default 0-10)")
+    p.add_argument("--device-id", help="required unless --challenge names it")
+    p.add_argument(
+        "--challenge",
+        metavar="FILE",
+        help="the verifier's challenge (attest challenge --json, - for stdin): nonce, PCRs, "
+        "IMA offset and device id come from it",
+    )
+    p.add_argument("--nonce", help="the verifier's challenge nonce (hex; or --challenge)")
+    p.add_argument(
+        "--pcr-indices",
+        "--pcrs",
+        dest="pcrs",
+        default=None,
+        help="PCR indexes to quote (default: the challenge's, else 0-10; --pcrs is deprecated)",
+    )
     p.add_argument("--bank", default="sha256", choices=("sha256", "sha384", "sha512"))
-    p.add_argument("--ima-offset", type=int, default=0, help="IMA entries the verifier has")
+    p.add_argument(
+        "--ima-offset",
+        type=int,
+        default=None,
+        help="IMA entries the verifier has (default: the challenge's, else 0)",
+    )
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
     p.add_argument("-o", "--output", required=True, help="where to write the evidence")
