@@ -34,6 +34,7 @@ __all__ = [
     "read_input",
     "reset_json_state",
     "to_jsonable",
+    "to_stdout",
     "write_key_file",
     "write_output",
 ]
@@ -147,6 +148,16 @@ def write_output(path: str | None, data: bytes, *, mode: int = 0o644) -> None:
     assert path is not None
     with atomic_output(path, mode=mode) as fh:
         fh.write(data)
+
+
+def to_stdout(args: argparse.Namespace, path: str | None) -> bool:
+    """Whether ``path`` means stdout (``-``); then the command's binary output owns stdout,
+    so ``--json`` is a usage error and the text summary is not printed."""
+    if path != "-":
+        return False
+    if getattr(args, "json", False):
+        raise CommandError("--json prints a document on stdout: give -o FILE for the output")
+    return True
 
 
 def write_key_file(path: str, data: bytes, *, mode: int = 0o600) -> None:
