@@ -101,3 +101,144 @@ def test_keygen_creates_mode_0600(command: tuple[str, str], tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "k.pub").stat().st_mode & 0o777 == 0o644
+
+
+_KEYS = Path(__file__).resolve().parent.parent / "data" / "keys"
+
+
+def _bad_keys(tmp: Path) -> dict[str, Path]:
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    der, spki = ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(der, spki)
+    changed = p256.replace(bytes.fromhex("2a8648ce3d030107"), bytes.fromhex("2a8648ce3d030108"))
+    ed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        der, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+    )
+    mutated = ed.replace(bytes.fromhex("2b6570"), bytes.fromhex("2b657f"))  # OID 1.3.101.127
+    out = {"sm2.pem": (_KEYS / "sm2.pem").read_bytes(), "sm2.pub": (_KEYS / "sm2.pub").read_bytes(),
+           "changed-oid.der": changed, "mutated-ed25519.der": mutated}  # fmt: skip
+    for name, data in out.items():
+        (tmp / name).write_bytes(data)
+    return {name: tmp / name for name in out}
+
+
+def _manifest(tmp: Path) -> Path:
+    spec = _spec(tmp, bootable=True)
+    res = _run("release", "create", spec, "-o", tmp / "m.suit", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return tmp / "m.suit"
+
+
+@pytest.mark.parametrize("key", ["sm2.pem", "sm2.pub", "changed-oid.der", "mutated-ed25519.der"])
+@pytest.mark.parametrize(
+    "command",
+    ["release verify", "release sign", "envelope seal", "envelope open", "attest result verify"],
+)
+def test_unsupported_keys_are_one_line_exit_3(command: str, key: str, tmp_path: Path) -> None:
+    bad = _bad_keys(tmp_path)[key]
+    (tmp_path / "data").write_bytes(b"plaintext")
+    argv: list[str | Path] = {
+        "release verify": ["release", "verify", _manifest(tmp_path), "--key", bad],
+        "release sign": ["release", "sign", _manifest(tmp_path), "--key", bad],
+        "envelope seal": ["envelope", "seal", "--recipient", bad, "-i", "data", "-o", "out"],
+        "envelope open": ["envelope", "open", "--identity", bad, "-i", "data", "-o", "out"],
+        "attest result verify": ["attest", "result", "verify", "data", "--key", bad],
+    }[command]
+    for extra in ([], ["--json"]):
+        res = _run(*argv, *extra, cwd=tmp_path)
+        line = _one_line(res, 3)
+        assert "key" in line.lower() or "curve" in line.lower() or "sm2" in line.lower(), line
+        if extra:
+            assert json.loads(res.stdout)["exit_code"] == 3
+    assert not (tmp_path / "out").exists()
+
+
+def test_policy_with_a_list_valued_bank(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    (tmp_path / "key.pem").write_bytes(pem)
+    rule = {"rule": "event_digests", "pcr": 4, "bank": ["sha256"], "digests": []}
+    policy = {"version": 1, "policy_id": "p", "pcrs": [4],
+              "boot": {"version": 1, "rules": [rule]}}  # fmt: skip
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    (tmp_path / "ev").write_bytes(b"\xa0")
+    res = _run("attest", "appraise", "ev", "--store", "v.db", "--policy", "policy.json",
+               "--key", "key.pem", cwd=tmp_path)  # fmt: skip
+    assert "unknown bank" in _one_line(res, 3)
+
+
+@pytest.mark.parametrize(
+    "shell",
+    [
+        "{t} hash /dev/null",
+        "{t} hash <(cat f)",
+        "{t} hash /dev/stdin < f",
+        "cat f | {t} hash -",
+        "{t} hash --tree - < f",
+    ],
+)
+def test_hash_streams(shell: str, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"abc")
+    res = _run(cwd=tmp_path, shell=shell.format(t=_TRUSTEDGE))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    want = "e3b0c442" if "/dev/null" in shell else "ba7816bf"
+    assert res.stdout.startswith(want), res.stdout
+
+
+def test_hash_check_and_verify_read_like_sha256sum(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"abc")
+    (tmp_path / "b").write_bytes(b"")
+    sums = subprocess.run(["sha256sum", "a", "b"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    (tmp_path / "SUMS").write_text(sums)
+    res = _run("hash", "-c", "SUMS", cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout == "a: OK\nb: OK\n", res
+    (tmp_path / "b").write_bytes(b"changed")
+    res = _run("hash", "-c", "SUMS", cwd=tmp_path)
+    assert res.returncode == 1 and "b: FAILED\n" in res.stdout and "a: OK\n" in res.stdout
+    res = _run("hash", "-c", "SUMS", "--json", cwd=tmp_path)
+    doc = json.loads(res.stdout)
+    assert res.returncode == 1 and doc["ok"] is False
+    assert [f["ok"] for f in doc["files"]] == [True, False]
+    (tmp_path / "bad").write_text("not a sum line\n")
+    assert "not a sha256sum line" in _one_line(_run("hash", "-c", "bad", cwd=tmp_path), 3)
+    digest = sums.split()[0]
+    res = _run("hash", "verify", "a", "--digest", digest, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout == "a: OK\n"
+    res = _run("hash", "verify", "b", "--digest", digest, "--json", cwd=tmp_path)
+    assert res.returncode == 1 and json.loads(res.stdout)["exit_code"] == 1
+
+
+def test_rewrap_remove_unknown_id(tmp_path: Path) -> None:
+    assert _run("envelope", "keygen", "-o", "k", cwd=tmp_path).returncode == 0
+    (tmp_path / "data").write_bytes(b"secret")
+    res = _run("envelope", "seal", "--recipient", "k.pub", "-i", "data", "-o", "env",
+               cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = _run("envelope", "rewrap", "--identity", "k", "--remove", "hpke:nosuchid", "-i",
+               "env", "-o", "env2", cwd=tmp_path)  # fmt: skip
+    assert "no such slot" in _one_line(res, 3)
+    assert not (tmp_path / "env2").exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_broken_pipe(extra: list[str], tmp_path: Path) -> None:
+    """``| head -c1``: the reader is gone before the output is written (the read end is
+    closed first, so the write fails with EPIPE whatever the pipe's buffer size)."""
+    (tmp_path / "f").write_bytes(b"abc")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = subprocess.run(
+            [_TRUSTEDGE, "hash", "f", *extra], stdout=write_end, stderr=subprocess.PIPE,
+            text=True, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert res.returncode == 4, res.stderr
+    assert res.stderr == "trustedge: output closed early (broken pipe)\n"

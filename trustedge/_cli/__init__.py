@@ -190,15 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 emit_failure(kind, _one_line(text), code)
                 _flush_stdout()
             except BrokenPipeError:
-                _broken_pipe()
+                return _broken_pipe()
         return code
 
 
 def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _broken_pipe()
+    """Flush now, so that a closed pipe (``| head``) raises here and not at interpreter exit."""
+    sys.stdout.flush()
 
 
 def _broken_pipe() -> int:
