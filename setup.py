@@ -35,11 +35,18 @@ class OptionalBuildExt(build_ext):
         if _required():
             raise
         banner = "=" * 72
-        sys.stderr.write(
+        text = (
             f"\n{banner}\nWARNING: trustedge.hashing._speedups could not be compiled:\n"
             f"  {exc}\nFalling back to the pure-Python twin (slower, same digests).\n"
             f"Set TRUSTEDGE_REQUIRE_EXTENSION=1 to make this an error.\n{banner}\n\n"
         )
+        sys.stderr.write(text)
+        # pip shows a build's output only with -v: tell the person at the terminal directly.
+        try:
+            with open("/dev/tty", "w") as tty:
+                tty.write(text)
+        except OSError:
+            pass  # no terminal (CI, a pipe): the log above and the import-time note remain
 
 
 extra_compile_args = ["-O3", "-std=c11", "-Wall", "-Wextra"]

@@ -8,6 +8,7 @@ process (its supervisor and workers), talked to over loopback with TLS.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -270,3 +271,136 @@ def _wait_healthy(served: Served, timeout: float = 30.0) -> None:
             last = exc
             time.sleep(0.1)
     raise RuntimeError(f"verifier not healthy after {timeout} s: {last}")
+
+
+def find_pg_bin() -> Path:
+    """The directory of Debian's PostgreSQL server binaries (as ``tools/test`` finds it)."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of its own (initdb + pg_ctl, like ``tools/test``), so a
+    test or the bench may restart or load it without touching anyone else's server.
+
+    ``fsync`` off is the test cluster's setting; the bench turns it on (``fsync=True``) so
+    commit figures include the WAL flush.
+    """
+
+    def __init__(self, *, fsync: bool = False, max_connections: int = 100) -> None:
+        import tempfile
+
+        self.bin = find_pg_bin()
+        # its own directory under /tmp (the server user must reach it; pytest's are 0700)
+        self.dir = Path(tempfile.mkdtemp(prefix="trustedge-pg."))
+        self.data = self.dir / "data"
+        self.port = _free_port()
+        self.fsync = fsync
+        self.max_connections = max_connections
+        self._as: list[str] = []
+        if os.getuid() == 0:  # initdb refuses to run as root: run the server as postgres
+            if subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode:
+                subprocess.run(["useradd", "--system", "postgres"], check=True)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=trustedge dbname=trustedge"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PrivatePostgres:
+        if not self.data.exists():
+            if self._as:
+                subprocess.run(["chown", "postgres", str(self.dir)], check=True)
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "trustedge",
+                      "--auth=trust", "-E", "UTF8")  # fmt: skip
+        self._pg_ctl("start")
+        if not getattr(self, "_created", False):
+            self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                      "-U", "trustedge", "trustedge")  # fmt: skip
+            self._created = True
+        return self
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.dir} -c fsync={'on' if self.fsync else 'off'} "
+            f"-c max_connections={self.max_connections}"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
+                  "-w", "-o", options, action, *extra)  # fmt: skip
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart``: every connection is cut; the server is back when this returns."""
+        self._pg_ctl("restart", "-m", mode)
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        import shutil
+
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+
+def operator_certificate(workdir: Path, name: str = "operator") -> tuple[Path, Path, Path]:
+    """An operator CA and a client certificate it issued: (ca.pem, cert.pem, key.pem)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (workdir / f"{name}-ca.pem", workdir / f"{name}.pem", workdir / f"{name}.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths

@@ -1,248 +1,263 @@
 #!/usr/bin/env python3
-"""Crash-safety harness: SIGKILL a state writer at random points, check the state after each.
+"""Crash-safety harness: SIGKILL each state writer at each of its system calls, check the state.
 
-A *state type* is a pair of plain functions, named as ``"module:function"`` (or
-``"path/to/file.py:function"``) so they can be imported in a fresh process:
+The kills come from system-call injection, not from timers: Debian's ``strace`` attaches to a
+writer (``tests/integration/crash_scenarios.py``) once it has built everything the write needs,
+and ``-e inject=SYSCALL:signal=KILL:when=N`` kills it at the N-th call of SYSCALL of the write
+itself. So every kill lands inside the write, at a known call, and the strace log says which.
 
-* ``writer(state_dir: Path, ack: Callable[[int], None]) -> None`` loads whatever
-  state ``state_dir`` holds and then loops forever writing new versions of it,
-  calling ``ack(version)`` each time a write has *returned* (i.e. the caller
-  was told it is persistent). Versions only go up.
-* ``checker(state_dir: Path) -> int`` loads the state the way the product does
-  and returns its version (0 when there is none yet); it raises on anything
-  that does not load, and on partial output under a final name.
+For each state type the harness
 
-For each of ``kills`` rounds the harness forks the writer, lets it run for a
-random time (0 to ``max_delay_ms``), SIGKILLs it, and runs the checker. A round
-is a *loss* when the state does not load, when its version is below the last
-acknowledged one (an acknowledged write was lost), or below the version seen
-after the previous kill (state regressed). The campaign runs in its own
-subprocess, so forking never touches the test process.
+1. prepares the *old* state (version 1; nothing for state that is created, such as key files),
+2. traces one write of the *new* version (2) without injection to count its calls of
+   :data:`SYSCALLS` -- these are the injection points ``(syscall, N)``,
+3. for each point (all of them, or ``--per-call`` evenly spread ones), copies the old state,
+   runs the write under injection, confirms in the strace log that the kill landed at that
+   call, and loads the state the way the product does.
 
-Registering a real writer is a few lines in ``tests/integration/test_crash_safety.py``::
+A *loss* is a state that does not load, a version that is neither the old nor the new one
+(rollback floors and adopted trust roots: lower than the old one is a floor that dropped),
+a version other than the new one after a write that was not killed, or plaintext visible under
+any name. The table lists, per state type and system call, the points, the kills that landed
+and the losses::
 
-    StateType(
-        "rollback-state",
-        writer="tests.integration.crash_writers:rollback_writer",
-        checker="tests.integration.crash_writers:rollback_checker",
-        final_names=("rollback.cbor", "rollback.cbor.bak"),
-    )
-
-Command line (for longer campaigns)::
-
-    python tools/crashsafety.py --writer M:F --checker M:F --dir /tmp/x --kills 5000
+    python tools/crashsafety.py                    # every point of every state type
+    python tools/crashsafety.py --per-call 2 --state envelope-output --json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
-import random
-import signal
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_SCRIPT = ROOT / "tests" / "integration" / "crash_scenarios.py"
 
-#: Kills per state type in the CI-sized run.
-DEFAULT_KILLS = 200
-#: Upper bound of the random time a writer runs before it is killed.
-DEFAULT_MAX_DELAY_MS = 15.0
+#: The system calls a kill is injected at (what writes, syncs, names or creates a file; SQLite
+#: writes with pwrite64 and syncs with fdatasync).
+SYSCALLS = (
+    "openat", "write", "pwrite64", "fsync", "fdatasync", "rename", "renameat2", "linkat",
+    "unlink", "ftruncate",
+)  # fmt: skip
+OLD, NEW = 1, 2
+_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True)
-class StateType:
-    """A persistent state under test: how to write it and how to load it."""
-
-    name: str
-    writer: str
-    checker: str
-    #: Names the product reads; any other file left in the directory after a
-    #: kill is counted as evidence that the kill landed in the middle of a write.
-    final_names: tuple[str, ...] = ()
-    max_delay_ms: float = DEFAULT_MAX_DELAY_MS
+def load_scenarios() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("crash_scenarios", SCENARIO_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("crash_scenarios", module)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass
-class Report:
-    """What one campaign saw."""
+class Run:
+    """One traced write."""
 
-    name: str
-    kills: int = 0
+    returncode: int
+    killed_at: str | None  # the system call strace shows the process killed in
+    calls: Counter[str]
+
+
+@dataclass
+class PointResult:
+    syscall: str
+    n: int
+    landed: bool
+    version: int | None
+    loss: str | None
+
+
+@dataclass
+class CallRow:
+    """One row of the table: a state type and one of its system calls."""
+
+    state: str
+    syscall: str
+    points: int  # calls of it in one write
+    tried: int = 0
+    landed: int = 0
     losses: list[str] = field(default_factory=list)
-    final_version: int = 0
-    acked_writes: int = 0
-    mid_write_kills: int = 0
-    kills_before_first_ack: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ms_per_kill(self) -> float:
-        return 1000 * self.seconds / self.kills if self.kills else 0.0
-
-    def summary(self) -> str:
-        return (
-            f"{self.name}: {self.kills} kills in {self.seconds:.1f} s "
-            f"({self.ms_per_kill:.0f} ms each), {len(self.losses)} losses, "
-            f"{self.mid_write_kills} mid-write kills, final version {self.final_version}"
-        )
 
 
-def resolve(spec: str) -> Callable[..., Any]:
-    """Import ``"module:function"`` or ``"path/file.py:function"``."""
-    modname, _, attr = spec.rpartition(":")
-    if not modname or not attr:
-        raise ValueError(f"expected 'module:function', got {spec!r}")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    if modname.endswith(".py"):
-        path = Path(modname)
-        loaded = importlib.util.spec_from_file_location(path.stem, path)
-        if loaded is None or loaded.loader is None:
-            raise ImportError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(loaded)
-        loaded.loader.exec_module(module)
-    else:
-        module = importlib.import_module(modname)
-    fn = getattr(module, attr)
-    if not callable(fn):
-        raise TypeError(f"{spec} is not callable")
-    return fn  # type: ignore[no-any-return]
+_CALL = re.compile(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)\(")
 
 
-def _run_writer(writer: Callable[..., Any], state_dir: Path, fd: int) -> None:
-    def ack(version: int) -> None:
-        os.write(fd, f"{version}\n".encode())
+def _parse_log(text: str) -> tuple[Counter[str], str | None]:
+    calls: Counter[str] = Counter()
+    killed_at = None
+    previous = None
+    for line in text.splitlines():
+        m = _CALL.match(line)
+        if m and "resumed>" not in line:
+            calls[m.group(1)] += 1
+            previous = (m.group(1), line)
+        elif "+++ killed by SIGKILL" in line and previous is not None:
+            if previous[1].rstrip().endswith("= ?") or "<unfinished" in previous[1]:
+                killed_at = previous[0]
+    return calls, killed_at
 
-    status = 0
+
+def traced_write(
+    name: str, state_dir: Path, version: int, inject: tuple[str, int] | None, log: Path
+) -> Run:
+    """Run one write of ``version`` in a child; strace attaches before the write begins."""
+    argv = [sys.executable, str(SCENARIO_SCRIPT), "write", name, str(state_dir), str(version)]
+    child = subprocess.Popen(
+        [*argv, "--wait"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
     try:
-        writer(state_dir, ack)
-    except BaseException:  # a broken writer must be visible, not look like an early kill
-        traceback.print_exc()
-        status = 1
+        ready = child.stdout.readline().decode()
+        if not ready.startswith("ready "):
+            child.wait(_TIMEOUT)
+            err = child.stderr.read().decode() if child.stderr else ""
+            raise RuntimeError(f"{name}: the writer did not start: {ready!r} {err}")
+        cmd = ["strace", "-f", "-o", str(log), "-e", "trace=" + ",".join(SYSCALLS)]
+        if inject is not None:
+            cmd += ["-e", f"inject={inject[0]}:signal=KILL:when={inject[1]}"]
+        tracer = subprocess.Popen(
+            [*cmd, "-p", str(child.pid)], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        assert tracer.stderr is not None
+        line = tracer.stderr.readline().decode()
+        if "attached" not in line:
+            tracer.kill()
+            raise RuntimeError(f"strace did not attach: {line!r}")
+        child.stdin.write(b"g")
+        child.stdin.close()
+        child.wait(_TIMEOUT)
+        tracer.wait(_TIMEOUT)
+        tracer.stderr.close()
     finally:
-        os._exit(status)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+        if child.stderr:
+            err = child.stderr.read().decode(errors="replace")
+            child.stderr.close()
+            if child.returncode not in (0, -9) and err:
+                sys.stderr.write(err)
+    calls, killed_at = _parse_log(log.read_text(errors="replace"))
+    return Run(child.returncode, killed_at, calls)
 
 
-def _read_acks(fd: int) -> list[int]:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return [int(line) for line in b"".join(chunks).split()]
+def _check(
+    scenarios: ModuleType, name: str, state_dir: Path, run: Run
+) -> tuple[int | None, str | None]:
+    sc = scenarios.ALL[name]
+    old = 0 if sc.fresh else OLD
+    new = 1 if sc.fresh else NEW
+    try:
+        version = int(sc.check(state_dir))
+    except Exception as exc:  # any failure to load is a loss: the product would not boot
+        return None, f"does not load: {type(exc).__name__}: {exc}"
+    if version < old:
+        return version, f"version {version} below the old {old} (a floor dropped)"
+    if version not in (old, new):
+        return version, f"version {version} is neither the old {old} nor the new {new}"
+    if run.returncode == 0 and version != new:
+        return version, f"the write returned but the state is version {version}, not {new}"
+    return version, None
 
 
-def campaign(state: StateType, state_dir: Path, *, kills: int, seed: int) -> Report:
-    """Run the kill loop in *this* process (it forks): use :func:`run_campaign` from tests."""
-    writer = resolve(state.writer)
-    checker = resolve(state.checker)
-    rng = random.Random(seed)
-    report = Report(state.name)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    seen = int(checker(state_dir))
-    acked = seen
-    start = time.monotonic()
-    for round_ in range(kills):
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the writer
-            os.close(rfd)
-            _run_writer(writer, state_dir, wfd)
-        os.close(wfd)
-        time.sleep(rng.uniform(0, state.max_delay_ms) / 1000)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        acks = _read_acks(rfd)
-        os.close(rfd)
-        report.kills += 1
-        report.acked_writes += len(acks)
-        if not acks:
-            report.kills_before_first_ack += 1
-        acked = max([acked, *acks])
-        if state.final_names and any(p.name not in state.final_names for p in state_dir.iterdir()):
-            report.mid_write_kills += 1
-        try:
-            version = int(checker(state_dir))
-        except Exception as exc:
-            report.losses.append(f"kill {round_}: state does not load: {type(exc).__name__}: {exc}")
-            break  # nothing after this round would mean anything
-        if version < acked:
-            report.losses.append(
-                f"kill {round_}: acknowledged version {acked} lost, state holds {version}"
-            )
-        elif version < seen:
-            report.losses.append(f"kill {round_}: state went back from {seen} to {version}")
-        seen = max(seen, version)
-        report.final_version = version
-    report.seconds = time.monotonic() - start
-    return report
+def campaign(
+    name: str, workdir: Path, *, per_call: int | None = None, scenarios: ModuleType | None = None
+) -> list[CallRow]:
+    """All (or ``per_call`` evenly spread) injection points of one state type."""
+    scenarios = scenarios or load_scenarios()
+    sc = scenarios.ALL[name]
+    base = workdir / "old"
+    base.mkdir(parents=True)
+    if not sc.fresh:
+        subprocess.run(
+            [sys.executable, str(SCENARIO_SCRIPT), "write", name, str(base), str(OLD)],
+            check=True, timeout=_TIMEOUT,
+        )  # fmt: skip
+    probe = workdir / "probe"
+    shutil.copytree(base, probe)
+    run = traced_write(name, probe, NEW, None, workdir / "probe.log")
+    if run.returncode != 0:
+        raise RuntimeError(f"{name}: the write failed without a kill ({run.returncode})")
+    _, loss = _check(scenarios, name, probe, run)
+    if loss is not None:
+        raise RuntimeError(f"{name}: the uninterrupted write is already wrong: {loss}")
+    rows = []
+    for syscall in SYSCALLS:
+        count = run.calls.get(syscall, 0)
+        if not count:
+            continue
+        row = CallRow(name, syscall, count)
+        for n in _spread(count, per_call):
+            target = workdir / f"{syscall}-{n}"
+            shutil.copytree(base, target)
+            result = traced_write(name, target, NEW, (syscall, n), workdir / f"{syscall}-{n}.log")
+            landed = result.returncode == -9 and result.killed_at == syscall
+            _, loss = _check(scenarios, name, target, result)
+            row.tried += 1
+            row.landed += landed
+            if loss is not None:
+                row.losses.append(f"{syscall} #{n}: {loss}")
+            shutil.rmtree(target)
+        rows.append(row)
+    return rows
 
 
-def run_campaign(
-    state: StateType,
-    state_dir: Path,
-    *,
-    kills: int | None = None,
-    seed: int = 0,
-    timeout: float = 600,
-) -> Report:
-    """Run :func:`campaign` in a fresh subprocess and return its report.
+def _spread(count: int, per_call: int | None) -> list[int]:
+    if per_call is None or per_call >= count:
+        return list(range(1, count + 1))
+    if per_call == 1:
+        return [(count + 1) // 2]
+    step = (count - 1) / (per_call - 1)
+    return sorted({1 + round(i * step) for i in range(per_call)})
 
-    ``kills`` defaults to ``$TRUSTEDGE_CRASH_KILLS`` or :data:`DEFAULT_KILLS`.
-    """
-    if kills is None:
-        kills = int(os.environ.get("TRUSTEDGE_CRASH_KILLS", DEFAULT_KILLS))
-    cmd = [
-        sys.executable, __file__, "--name", state.name, "--writer", state.writer,
-        "--checker", state.checker, "--dir", str(state_dir), "--kills", str(kills),
-        "--seed", str(seed), "--max-delay-ms", str(state.max_delay_ms), "--json",
-    ]  # fmt: skip
-    for name in state.final_names:
-        cmd += ["--final-name", name]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"crash-safety campaign failed to run:\n{proc.stderr}")
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
-    data.pop("ms_per_kill", None)
-    return Report(**data)
+
+def table(rows: list[CallRow]) -> str:
+    row = "{:<22} {:<10} {:>6} {:>6} {:>6} {:>6}"
+    lines = [row.format("state type", "syscall", "points", "tried", "landed", "losses")]
+    for r in rows:
+        lines.append(row.format(r.state, r.syscall, r.points, r.tried, r.landed, len(r.losses)))
+    lines += [loss for r in rows for loss in r.losses]
+    return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="state")
-    parser.add_argument("--writer", required=True, help="module:function")
-    parser.add_argument("--checker", required=True, help="module:function")
-    parser.add_argument("--dir", help="state directory (default: a fresh temp dir)")
-    parser.add_argument("--kills", type=int, default=DEFAULT_KILLS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-delay-ms", type=float, default=DEFAULT_MAX_DELAY_MS)
-    parser.add_argument("--final-name", action="append", default=[])
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state", action="append", help="state type (repeatable; default all)")
+    parser.add_argument("--per-call", type=int, help="points per system call (default: all)")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    state = StateType(
-        args.name, args.writer, args.checker, tuple(args.final_name), args.max_delay_ms
-    )
-    state_dir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="crashsafety-"))
-    report = campaign(state, state_dir, kills=args.kills, seed=args.seed)
+    if shutil.which("strace") is None:
+        print("strace is not installed (apt-get install strace)", file=sys.stderr)
+        return 4
+    scenarios = load_scenarios()
+    names = args.state or list(scenarios.SCENARIOS)
+    rows: list[CallRow] = []
+    with tempfile.TemporaryDirectory(prefix="trustedge-crash.") as tmp:
+        for name in names:
+            rows += campaign(name, Path(tmp) / name, per_call=args.per_call, scenarios=scenarios)
     if args.json:
-        print(json.dumps({**asdict(report), "ms_per_kill": report.ms_per_kill}))
+        print(json.dumps([asdict(r) for r in rows], indent=2))
     else:
-        print(report.summary())
-        for loss in report.losses:
-            print(f"  LOSS {loss}")
-    return 1 if report.losses else 0
+        print(table(rows))
+    bad = any(r.losses or r.landed == 0 for r in rows)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

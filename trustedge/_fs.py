@@ -5,6 +5,8 @@
   any exception (or a kill at any system call) ``path`` keeps its old content or stays absent.
 * :func:`atomic_write` -- the same for bytes already in memory (state files: rollback floors,
   trust roots, software-TPM state, key blobs).
+* :class:`AtomicFile` -- the object form of :func:`atomic_output` (``commit``/``discard``), for
+  writers fed in pieces.
 * :func:`create_exclusive` -- a new file that must not exist yet (``O_EXCL``), is never reached
   through a symlink (``O_NOFOLLOW``) and has the given mode from its first byte (key files).
 
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_output", "atomic_write", "create_exclusive", "fsync_directory"]
+__all__ = ["AtomicFile", "atomic_output", "atomic_write", "create_exclusive", "fsync_directory"]
 
 
 def fsync_directory(directory: str | Path) -> None:
@@ -60,33 +62,69 @@ def atomic_output(
             with io.open(target, "wb") as fh:  # noqa: UP020 (a stream, written in place)
                 yield fh
             return
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = _unnamed_file(directory, target.name)
-    if tmp is None:
-        fd, tmp = _named_temp_file(directory, target.name)
-        tmp_is_named = True
-    else:
-        tmp_is_named = False
+    writer = AtomicFile(target, mode=mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-            if not tmp_is_named:
+        yield writer.file
+    except BaseException:
+        writer.discard()
+        raise
+    writer.commit()
+
+
+class AtomicFile:
+    """An open, not yet visible replacement of ``path`` (the object form of
+    :func:`atomic_output`, for writers fed in pieces such as an OTA slot).
+
+    :attr:`file` takes the data; :meth:`commit` fsyncs it, renames it over ``path`` and fsyncs
+    the directory; :meth:`discard` (or a kill at any point before the rename) leaves ``path``
+    as it was. Exactly one of the two is called, once.
+    """
+
+    def __init__(self, path: str | Path, *, mode: int = 0o600) -> None:
+        self.path = Path(path)
+        self._directory = self.path.parent if str(self.path.parent) else Path(".")
+        fd, tmp = _unnamed_file(self._directory, self.path.name)
+        if tmp is None:
+            fd, tmp = _named_temp_file(self._directory, self.path.name)
+            self._named = True
+        else:
+            self._named = False
+        self._tmp = tmp
+        self.file: IO[bytes] = os.fdopen(fd, "wb")
+        try:
+            os.fchmod(fd, mode)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            if not self._named:
                 # Complete and synced: only now give it a name, to rename over
                 # ``path``. /proc/self/fd/N names the open, unlinked file.
-                _link_fd(fh.fileno(), tmp)
-                tmp_is_named = True
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp_is_named:
+                _link_fd(self.file.fileno(), self._tmp)
+                self._named = True
+            self.file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._named = False
+        fsync_directory(self._directory)
+
+    def discard(self) -> None:
+        self.file.close()
+        if self._named:
+            self._named = False
             try:
-                os.unlink(tmp)
+                os.unlink(self._tmp)
             except FileNotFoundError:
                 pass
-        raise
-    fsync_directory(directory)
 
 
 def atomic_write(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -97,26 +135,37 @@ def atomic_write(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
 
 def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
     """Create ``path`` holding ``data``; it must not exist (``FileExistsError``), and a symlink
-    at ``path`` is refused (``O_NOFOLLOW``: ``FileExistsError`` as well, from ``O_EXCL``).
+    at ``path`` is refused (``FileExistsError`` as well: a link never follows its target).
 
-    The file has ``mode`` from its creation (no window with wider permissions) and is fsynced
-    with its directory. A failure while writing removes the new file again.
+    The file is complete, synced and has ``mode`` before it gets its name: on Linux it is
+    written unnamed (``O_TMPFILE``) and then linked to ``path`` (``linkat`` fails if the name
+    exists); elsewhere a hidden temporary file is hard-linked to ``path`` and unlinked. A kill
+    at any system call leaves ``path`` absent or complete, never a partial key.
     """
     target = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = _unnamed_file(directory, target.name)
+    named = tmp is None
+    if tmp is None:
+        fd, tmp = _named_temp_file(directory, target.name)
     try:
         os.fchmod(fd, mode)  # umask would otherwise narrow or keep the requested mode
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    except BaseException:
+        if named:
+            os.link(tmp, target)  # never replaces: EEXIST for a file or a symlink
+        else:
+            _link_fd(fd, str(target))
+    finally:
         os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
-    fsync_directory(target.parent if str(target.parent) else Path("."))
+        if named:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    fsync_directory(directory)
 
 
 def _unnamed_file(directory: Path, name: str) -> tuple[int, str | None]:

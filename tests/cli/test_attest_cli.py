@@ -156,3 +156,52 @@ def test_evidence_takes_pcrs_and_ima_offset_from_the_challenge_file(
     assert cli("attest", "evidence", "--software", d / "tpm", "--challenge", d / "bad.json",
                "-o", d / "x") == 3  # fmt: skip
     assert not (d / "x").exists()
+
+
+def test_verifier_requires_a_signed_policy(setup: Path) -> None:
+    """With --policy-key the verifier takes only a signed appraisal policy that verifies."""
+    d = setup
+    signed = d / "policy.signed"
+    assert cli("policy", "sign", d / "policy.json", "--key", d / "key.pem", "--kind", "appraisal",
+               "--version", "4", "--expires", "4000000000", "-o", signed) == 0  # fmt: skip
+    common = ["--store", d / "v.db", "--software-roots", d / "ca.der"]
+    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
+    enroll = ["--ek", d / "ak.ek.tpm2b", "--ak", d / "ak.tpm2b", "--ek-cert", d / "ak.ek.der"]
+    keyed = [*common, "--policy", signed, "--policy-key", d / "pub.pem"]
+    assert cli("attest", "enroll", *keyed, "--device-id", DEVICE, *enroll, "-o", d / "cred") == 0
+    # the unsigned document is refused once a policy key is required ...
+    unsigned = [*common, "--policy", d / "policy.json", "--policy-key", d / "pub.pem"]
+    assert cli("attest", "enroll", *unsigned, "--device-id", "x", *enroll, "-o", d / "c2") == 3
+    # ... a signed policy without the key, an older version, or another signer too
+    assert cli("attest", "enroll", *common, "--policy", signed, "--device-id", "y",
+               *enroll, "-o", d / "c3") == 1  # fmt: skip
+    assert cli("attest", "enroll", *keyed, "--policy-min-version", "5", "--device-id", "z",
+               *enroll, "-o", d / "c4") == 1  # fmt: skip
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    (d / "other.pem").write_bytes(
+        other.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    assert cli("attest", "enroll", *common, "--policy", signed, "--policy-key", d / "other.pem",
+               "--device-id", "w", *enroll, "-o", d / "c5") == 1  # fmt: skip
+
+
+def test_policy_explain_evidence(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``policy explain POLICY EVIDENCE --ak AK``: the appraisal, finding by finding."""
+    d = setup
+    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
+    assert cli("attest", "evidence", "--software", d / "tpm", "--device-id", DEVICE,
+               "--nonce", "00" * 16, "--pcrs", "1-8,10", "--eventlog", d / "eventlog",
+               "--ima", d / "ima", "-o", d / "ev.cbor") == 0  # fmt: skip
+    code, out = run_json(capsys, "policy", "explain", d / "policy.json", d / "ev.cbor",
+                         "--ak", d / "ak.tpm2b")  # fmt: skip
+    assert code == 0 and out["status"] == "affirming", out
+    assert any(r.startswith("runtime-approved") for r in out["reasons"])  # type: ignore[union-attr]
+    strict = json.loads((d / "policy.json").read_text())
+    strict["runtime"] = {"digests": {"/usr/bin/agent": ["00" * 32]}}
+    (d / "strict.json").write_text(json.dumps(strict))
+    code, out = run_json(capsys, "policy", "explain", d / "strict.json", d / "ev.cbor",
+                         "--ak", d / "ak.tpm2b")  # fmt: skip
+    assert code == 1 and out["status"] == "contraindicated"
+    assert any("/usr/bin/agent" in r for r in out["reasons"])  # type: ignore[union-attr]

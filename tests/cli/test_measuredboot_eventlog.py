@@ -192,3 +192,75 @@ def test_show_labels_ccel_registers_as_rtmrs(
     doc = json.loads(capsys.readouterr().out)
     assert {ev["register"] for ev in doc["events"]} == {"RTMR0", "RTMR1", "RTMR2"}
     assert {ev["pcr"] for ev in doc["events"]} == {1, 2, 3}  # the logged index, unchanged
+
+
+# -- eventlog diff ---------------------------------------------------------------------
+_UBUNTU = "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
+_COREOS = "go-attestation/coreos_36_shielded_vm_no_secure_boot_eventlog"
+
+
+def test_diff_of_two_real_boots_names_the_first_divergent_event(
+    third_party: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _log(third_party, _UBUNTU), _log(third_party, _COREOS)
+    assert main(["eventlog", "diff", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "PCR4: event 23 \\EFI\\ubuntu\\shimx64.efi sha256 digest differs" in out.splitlines()
+    assert main(["eventlog", "diff", str(a), str(b), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["same"] is False and doc["bank"] == "sha256"
+    pcr4 = next(d for d in doc["divergences"] if d["pcr"] == 4)
+    assert (pcr4["kind"], pcr4["event"], pcr4["reference_event"]) == ("digest-differs", 23, 22)
+
+
+def test_diff_of_a_log_with_itself_is_same(
+    third_party: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _log(third_party, _UBUNTU)
+    assert main(["eventlog", "diff", str(a), str(a), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"same": True, "bank": None, "divergences": []}
+    assert main(["eventlog", "diff", str(a), str(a)]) == 0
+    assert capsys.readouterr().out.startswith("same")
+
+
+def test_diff_of_a_malformed_log_exits_3_with_one_json_document(
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x01\x02\x03")
+    a = _log(third_party, _UBUNTU)
+    assert main(["eventlog", "diff", str(bad), str(a), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["same"] is None and doc["error"] == "malformed input"
+    assert main(["eventlog", "diff", str(a), str(bad)]) == 3
+    captured = capsys.readouterr()
+    assert "malformed input" in captured.err and "Traceback" not in captured.err
+
+
+def test_verify_mismatch_names_the_first_divergent_event(
+    third_party: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quoted PCR4 stops before the log's last event: the CLI says which one."""
+    from trustedge.measuredboot import parse_event_log
+    from trustedge.measuredboot.events import bank_hasher
+
+    path = _log(third_party, _UBUNTU)
+    log = parse_event_log(path.read_bytes())
+    values = {b: {str(k): v.hex() for k, v in vals.items()} for b, vals in log.replay().items()}
+    pcr4 = [e for e in log.unverified_events if e.pcr == 4]
+    value = bytes(32)
+    for ev in pcr4[:-1]:
+        value = bank_hasher("sha256")(value + ev.digests["sha256"]).digest()
+    values["sha256"]["4"] = value.hex()
+    values = {"sha256": values["sha256"]}
+    pcrs = tmp_path / "pcrs.json"
+    pcrs.write_text(json.dumps(values))
+    assert main(["eventlog", "verify", str(path), "--pcrs", str(pcrs)]) == 1
+    err = capsys.readouterr().err
+    assert f"PCR4: event {pcr4[-1].number} " in err and "log runs ahead" in err
+    assert main(["eventlog", "verify", str(path), "--pcrs", str(pcrs), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] is False and doc["error"] == "replay mismatch"
+    assert [(d["pcr"], d["kind"], d["event"]) for d in doc["divergences"]] == [
+        (4, "not-in-pcr", pcr4[-1].number)
+    ]

@@ -1,4 +1,5 @@
-"""atheris entry point: TCG firmware event logs (parse, replay, event data decoders).
+"""atheris entry point: TCG firmware event logs (parse, replay, event data decoders,
+the mismatch explanation).
 
 IMA lists have their own harness (``fuzz_measuredboot_ima.py``).
 
@@ -13,9 +14,12 @@ import sys
 from tests.fuzz._harness import json_hex_values
 from trustedge.errors import MalformedInputError
 from trustedge.measuredboot import (
+    BANK_SIZES,
     EventLogLimits,
     check_events,
     decode_event,
+    diff_event_logs,
+    explain_mismatch,
     parse_event_log,
 )
 
@@ -45,6 +49,11 @@ def TestOneInput(data: bytes) -> None:
             decode_event(ev)
         for bank in log.banks:
             check_events(log.unverified_events, bank)
+        # a hostile log against values it does not reach (the appraisal path)
+        pcrs = {b: {p: b"\x5a" * BANK_SIZES[b] for p in range(24)} for b in log.banks}
+        explain_mismatch(log, pcrs)
+        if log.banks:
+            diff_event_logs(log, log)
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ class World:
 
     def appraise(self, evidence: Evidence | bytes | None = None) -> AppraisalOutcome:
         outcome = self.verifier.appraise(evidence if evidence is not None else self.evidence())
-        assert verify_result(outcome.token, self.key.public_key()) == outcome.result
+        assert verify_result(outcome.token, self.key.public_key()).claims == outcome.result
         return outcome
 
 
@@ -260,7 +260,7 @@ def test_incremental_ima_sends_only_new_entries(world: World) -> None:
     outcome = world.appraise(evidence)
     assert outcome.status is TrustTier.AFFIRMING, outcome.appraisal.reasons
     state = world.verifier.store.get_ima_state(DEVICE)
-    assert state is not None and state.offset == 4
+    assert state is not None and state.entries == 4
 
 
 def test_replayed_evidence_is_rejected(world: World) -> None:
@@ -436,5 +436,5 @@ def test_reboot_restarts_the_ima_position(tmp_path: Path) -> None:
     outcome = world.appraise()
     assert outcome.status is TrustTier.AFFIRMING, outcome.appraisal.reasons
     state = world.verifier.store.get_ima_state(DEVICE)
-    assert state is not None and state.offset == 3
+    assert state is not None and state.entries == 3
     assert json.loads(json.dumps(outcome.result.to_json_claims()))["submods"][DEVICE]

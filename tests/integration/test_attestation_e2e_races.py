@@ -62,6 +62,6 @@ def test_parallel_appraisals_of_one_evidence_accept_exactly_one(
     assert set(outcomes) <= {"ok", "NonceError", "RollbackError"}, outcomes
     assert main.get_quote_state(DEVICE) is not None
     ima = main.get_ima_state(DEVICE)
-    assert ima is not None and ima.offset == 3
+    assert ima is not None and ima.entries == 3
     # The evidence is spent for good.
     assert verifier.appraise(wire).status is TrustTier.CONTRAINDICATED

@@ -51,7 +51,7 @@ def test_parallel_first_quote_state_one_winner(open_store: Opener, store: SQLSto
         lambda s, i: s.record_appraisal(
             "dev-1",
             quote=(None, QuoteClockState(1, 0, i + 1)),
-            ima=(None, ImaState(i, bytes([i]) * 32)),
+            ima=(None, ImaState(i, 0, bytes([i]) * 32, "sha256")),
         ),
         workers=WORKERS,
     )

@@ -30,6 +30,7 @@ from tests.fleet_support import (
     Served,
     boot_device,
     client_for,
+    operator_certificate,
     serve_verifier,
     software_device,
 )
@@ -368,3 +369,150 @@ def test_swtpm_device_pushes_through_the_service(
                 assert client.activate(device.device_id, secret) == "enrolled"
                 result, _ = _push(client, device)
                 assert result.status == "affirming", result
+
+
+def test_agent_pushes_the_model_log(tmp_path: Path) -> None:
+    """``trustedge agent --model-log``: the service's policy names the allowed model signer;
+    a model loaded with verification is affirming, an extend outside the agent is not."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.fleet_support import policy_document
+    from trustedge.attestation.backends.software import SoftwareTPM
+    from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
+    from trustedge.models import sign_model
+
+    device = software_device(tmp_path / "dev", "edge-model-1")
+    roots = [_pem(device.backend.ek_ca_certificate())]  # type: ignore[attr-defined]
+    vendor = ed25519.Ed25519PrivateKey.generate()
+    model = tmp_path / "edge-llm"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"\x01" * 10_000)
+    ModelAgent(device.backend, tmp_path / "models.log", [vendor.public_key()]).load(
+        model, sign_model(model, vendor)
+    )
+    signer = vendor.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    policy = {**policy_document(), "models": {"allowed_signers": [signer.decode()]}}
+    (tmp_path / "reg.token").write_text(REGISTRATION_TOKEN + "\n")
+    with serve_verifier(
+        tmp_path / "srv", str(tmp_path / "v.db"), software_roots=roots, extra=FAST, policy=policy
+    ) as srv:
+        base = [
+            sys.executable, "-m", "trustedge", "agent", "--json", "--once",
+            "--software", str(tmp_path / "dev" / "tpm"), "--ak-blob", str(device.ak_blob),
+            "--server", srv.url, "--ca-file", str(srv.ca), "--device-id", device.device_id,
+            "--state", str(tmp_path / "agent.json"),
+            "--registration-token-file", str(tmp_path / "reg.token"),
+            "--eventlog", str(device.eventlog), "--ima", str(device.ima),
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        run = subprocess.run(base, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        # without the log the policy's required model is missing: not affirming
+        assert json.loads(run.stdout)["last_result"]["status"] == "warning"
+        with_log = [*base, "--model-log", str(tmp_path / "models.log")]
+        run = subprocess.run(with_log, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["last_result"]["status"] == "affirming"
+        # a model loaded outside the agent: its extend does not replay from the log
+        SoftwareTPM(tmp_path / "dev" / "tpm").nv_extend(
+            DEFAULT_NV_INDEX, hashlib.sha256(b"rogue").digest()
+        )
+        run = subprocess.run(with_log, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["last_result"]["status"] == "contraindicated"
+        with client_for(srv) as client:
+            latest = client.result(device.device_id, OPERATOR_TOKEN)
+        verified = verify_result(latest.token.decode(), srv.signing_key.public_key())
+        assert verified.submods["model"].status.value == "contraindicated"
+        assert any("model-log-mismatch" in r for r in verified.submods["model"].reasons)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
+def test_agent_and_operator_client_certificate_over_tls(tmp_path: Path, store_kind: str) -> None:
+    """TLS end to end: ``trustedge agent`` enrolls and pushes; an operator reads the result
+    and revokes with a client certificate (no token); other certificates are refused."""
+    device = software_device(tmp_path / "dev", "edge-tls-1")
+    roots = [_pem(device.backend.ek_ca_certificate())]  # type: ignore[attr-defined]
+    (tmp_path / "reg.token").write_text(REGISTRATION_TOKEN + "\n")
+    op_ca, op_cert, op_key = operator_certificate(tmp_path / "op")
+    _, rogue_cert, rogue_key = operator_certificate(tmp_path / "rogue", "rogue")
+    location = str(tmp_path / "v.db") if store_kind == "sqlite" else _fresh_pg_database()
+    with serve_verifier(
+        tmp_path / "srv", location, software_roots=roots,
+        extra=[*FAST, "--operator-client-ca", str(op_ca)],
+    ) as srv:  # fmt: skip
+        assert srv.url.startswith("https://")
+        agent = [
+            sys.executable, "-m", "trustedge", "agent", "--json", "--once",
+            "--software", str(tmp_path / "dev" / "tpm"), "--ak-blob", str(device.ak_blob),
+            "--server", srv.url, "--ca-file", str(srv.ca), "--device-id", device.device_id,
+            "--state", str(tmp_path / "agent.json"),
+            "--registration-token-file", str(tmp_path / "reg.token"),
+            "--eventlog", str(device.eventlog), "--ima", str(device.ima),
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        run = subprocess.run(agent, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        pushed = json.loads(run.stdout)["last_result"]
+        assert pushed["status"] == "affirming"
+        with FleetClient(srv.url, ca_file=srv.ca, cert_file=op_cert, key_file=op_key) as op:
+            latest = op.result(device.device_id)  # no token: the certificate is enough
+            assert latest.status == "affirming"
+            assert verify_result(latest.token.decode(), srv.signing_key.public_key())
+        with client_for(srv) as anonymous:  # neither certificate nor token
+            status, _, _, _ = anonymous.request("GET", f"/v1/devices/{device.device_id}/result")
+            assert status == 401
+        # a certificate from another CA does not get through the handshake
+        with pytest.raises(ServiceUnavailableError):
+            with FleetClient(srv.url, ca_file=srv.ca, cert_file=rogue_cert,
+                             key_file=rogue_key) as rogue:  # fmt: skip
+                rogue.revoke(device.device_id)
+        with FleetClient(srv.url, ca_file=srv.ca, cert_file=op_cert, key_file=op_key) as op:
+            op.revoke(device.device_id)
+        again = subprocess.run(agent, capture_output=True, text=True, env=env, check=False)
+        assert again.returncode == 4  # revoked: the device's push is refused
+        assert srv.stop() == 0
+
+
+def test_openapi_security_names_both_operator_schemes() -> None:
+    doc = openapi_document()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["operatorCertificate"]["type"] == "mutualTLS"
+    for method, path, fn in ROUTES:
+        security = doc["paths"][path][method.lower()].get("security")
+        operator = fn.__name__ in ("_result", "_revoke")
+        assert (security == [{"operatorToken": []}, {"operatorCertificate": []}]) == operator, path
+
+
+def test_operator_client_ca_without_tls_is_a_usage_error(tmp_path: Path) -> None:
+    """Client certificates only exist under TLS: asking for them on plain HTTP is refused
+    (exit 2), never silently served without the check."""
+    from tests.fleet_support import policy_document
+
+    (tmp_path / "policy.json").write_text(json.dumps(policy_document()))
+    key = tmp_path / "signing.pem"
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    op_ca, _, _ = operator_certificate(tmp_path / "op")
+    args = [
+        sys.executable, "-m", "trustedge", "verifier", "serve", "--json",
+        "--store", str(tmp_path / "v.db"), "--policy", str(tmp_path / "policy.json"),
+        "--signing-key", str(key), "--listen", "127.0.0.1:0",
+        "--operator-client-ca", str(op_ca),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    assert "--operator-client-ca needs --tls-cert" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -19,13 +19,26 @@ appraisals per second per core. PostgreSQL needs ``TRUSTEDGE_PG_DSN``
 (``tools/test`` exports one). Usage::
 
     python tools/bench/appraisal.py [--seconds 2] [--pg-workers 2] [--rounds 40]
+
+**Before/after** (``--against REV``): checks ``REV`` out into a temporary git
+worktree and measures the full appraisal (SQLite, ``durable=False``, binary
+IMA) of this tree (A) and of ``REV`` (B) alternately, A B A B, each run in its
+own subprocess with only that tree's ``trustedge`` on the path (this script
+over both trees: it uses only names both have). Prints every pair, the median
+(min-max) of the A/B ratios and the load average before and after::
+
+    python tools/bench/appraisal.py --against main --pairs 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# The tree whose trustedge is measured (``--against`` points its subprocesses at another).
+sys.path.insert(
+    0, os.environ.get("TRUSTEDGE_BENCH_TREE") or str(Path(__file__).resolve().parents[2])
+)
 
 import hashlib
 
@@ -95,6 +111,15 @@ def seed(store: SQLStore, workers: int) -> None:
                 store.bind_ak(device_id, b"ak", b"\x00\x0b" + bytes(32), NOW)
 
 
+def _ima_state(ima: Any, entries: int) -> Any:
+    """The next IMA position, in whichever shape the measured tree's store keeps it
+    (``--against`` runs this script over older trees: before issue 14's reshape the
+    store had its own ImaState(offset, pcr10, bank))."""
+    if hasattr(ImaState, "_fields"):  # the one measuredboot.ImaState
+        return ImaState((ima.entries if ima else 0) + entries, 0, bytes(32), "sha256")
+    return ImaState((ima.offset if ima else 0) + entries, bytes(32))  # type: ignore[call-arg,arg-type]  # the old store shape
+
+
 def store_appraisal(store: SQLStore, issuer: NonceIssuer, i: int, worker: int) -> None:
     """The store traffic of one appraisal, as Verifier.appraise will do it.
 
@@ -107,7 +132,7 @@ def store_appraisal(store: SQLStore, issuer: NonceIssuer, i: int, worker: int) -
     state = store.device_state(device_id)
     quote, ima = state.quote, state.ima
     new_quote = QuoteClockState(1, 0, (quote.clock if quote else 0) + 1)
-    new_ima = ImaState((ima.offset if ima else 0) + 1000, bytes(32))
+    new_ima = _ima_state(ima, 1000)
     store.record_appraisal(
         device_id,
         quote=(quote, new_quote),
@@ -265,11 +290,14 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
                         algo="sha256")
         for i in range(IMA_PER_APPRAISAL)
     ]  # fmt: skip
-    chunk = b"".join(chunk_entries)
-    wire_chunk = chunk if ima_format == "binary" else _ascii(chunk)
-    ima_digests = [
-        hashlib.sha256(e.template_data).digest() for e in parse_ima_log(chunk).unverified_entries
-    ]
+
+    def wire_and_digests(entries: list[bytes]) -> tuple[bytes, list[bytes]]:
+        chunk = b"".join(entries)
+        parsed = parse_ima_log(chunk).unverified_entries
+        return (chunk if ima_format == "binary" else _ascii(chunk)), [
+            hashlib.sha256(e.template_data).digest() for e in parsed
+        ]
+
     runtime = ImaRuntimePolicy(
         digests={
             f"/usr/lib/app/file{i:04d}.so": frozenset({hashlib.sha256(b"%d" % i).digest()})
@@ -292,8 +320,16 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
         aks[name] = ak
         devices[name] = (tpm.ek_public(), ak.public, ak.name, tpm.ek_certificate())
     boot_from_event_log(tpm, fw, banks=("sha256",))  # one TPM, one boot, shared by the AKs
+    # The list of a boot starts with boot_aggregate (checked since issue 14): here the
+    # H(PCR0..7) form, checkable against the quoted PCRs 0-7. The first round sends it
+    # and 999 files, later rounds 1,000 files each.
+    boot = tpm.pcr_read({"sha256": tuple(range(8))})["sha256"]
+    aggregate = hashlib.sha256(b"".join(boot[i] for i in range(8))).digest()
+    first = [build_ima_entry("boot_aggregate", aggregate, algo="sha256"), *chunk_entries[:-1]]
+    chunks = [wire_and_digests(first), wire_and_digests(chunk_entries)]
     per_round: list[list[tuple[str, bytes, bytes]]] = []
     for k in range(rounds):
+        wire_chunk, ima_digests = chunks[min(k, 1)]
         # All devices share the TPM's PCR 10 here, so each round's 1,000 entries
         # are extended once and every device quotes the same value.
         for digest in ima_digests:
@@ -411,13 +447,98 @@ def fsync_latency(samples: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def one_full(rounds: int) -> float:
+    """One full-appraisal rate (SQLite, durable=False, binary IMA): the --against unit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = build_full_setup(rounds, Path(tmp))
+        store = SQLiteStore(Path(tmp) / "full.db", durable=False)
+        n, elapsed = _run_full(store, setup, set(setup.devices))
+        store.close()
+    return n / elapsed
+
+
+def _run_tree(tree: Path, rounds: int) -> float:
+    env = {**os.environ, "TRUSTEDGE_BENCH_TREE": str(tree)}
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--one-full", "--rounds", str(rounds)],
+        env=env, cwd=tree, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark run on {tree} failed:\n{proc.stderr[-2000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not str(report["trustedge"]).startswith(str(tree)):
+        raise RuntimeError(f"run for {tree} imported trustedge from {report['trustedge']}")
+    return float(report["rate"])
+
+
+def against(rev: str, pairs: int, rounds: int) -> int:
+    """Alternate this tree (A) and ``rev`` (B); print pairs, ratio median (min-max), load."""
+    here = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    head = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    old = Path(tempfile.mkdtemp(prefix="trustedge-bench-against-"))
+    subprocess.run(
+        ["git", "-C", str(here), "worktree", "add", "--detach", str(old), rev],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    try:
+        # The C hashing extension is built in place: reuse this tree's build when the
+        # old tree's source is the same, so both measure the same hashing code.
+        so = sorted((here / "trustedge" / "hashing").glob("_speedups*.so"))
+        src = "trustedge/hashing/_speedups.c"
+        if so and (here / src).read_bytes() == (old / src).read_bytes():
+            shutil.copy2(so[0], old / "trustedge" / "hashing" / so[0].name)
+        print(f"A = {head}{' (+ uncommitted changes)' if dirty else ''} ({here})")
+        print(f"B = {rev} = {commit} (temporary worktree {old})")
+        print(f"load average before: {os.getloadavg()}")
+        ratios = []
+        for i in range(pairs):
+            a = _run_tree(here, rounds)
+            b = _run_tree(old, rounds)
+            ratios.append(a / b)
+            print(f"pair {i + 1}: A {a:7.1f}/s  B {b:7.1f}/s  A/B {a / b:5.3f}", flush=True)
+        print(f"load average after: {os.getloadavg()}")
+        print(
+            f"full appraisal A/B ratio over {pairs} pairs: median {statistics.median(ratios):.3f}"
+            f" (min {min(ratios):.3f} - max {max(ratios):.3f})"
+        )
+    finally:
+        subprocess.run(
+            ["git", "-C", str(here), "worktree", "remove", "--force", str(old)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--pg-workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=40, help="full appraisals per device")
     parser.add_argument("--full-only", action="store_true", help="skip the part benchmarks")
+    parser.add_argument("--against", metavar="REV", help="alternate this tree with git REV")
+    parser.add_argument("--pairs", type=int, default=5, help="A B pairs for --against")
+    parser.add_argument("--one-full", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_full:  # a subprocess of --against: one figure, as JSON
+        import trustedge
+
+        print(json.dumps({"rate": one_full(args.rounds), "trustedge": trustedge.__file__}))
+        return 0
+    if args.against:
+        if args.pairs < 5:
+            parser.error("--pairs must be at least 5")
+        return against(args.against, args.pairs, args.rounds)
     print(f"load average: {os.getloadavg()} (CPU shared with other work)")
     print(
         f"fsync latency (median): {fsync_latency() * 1e3:.2f} ms -- bounds durable SQLite commits"

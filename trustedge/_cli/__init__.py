@@ -51,6 +51,8 @@ _GROUPS: tuple[str, ...] = (
     "envelope",
     "ota",
     "hashing",
+    "models",
+    "policy",
     "fleet",
 )
 
@@ -71,6 +73,8 @@ _COMMANDS: dict[str, str] = {
     "root": "ota",
     "update": "ota",
     "hash": "hashing",
+    "model": "models",
+    "policy": "policy",
     "verifier": "fleet",
     "agent": "fleet",
 }
@@ -160,9 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit_failure("UsageError", "no command given", EXIT_USAGE)
         return EXIT_USAGE
     try:
+        # A handler that returns a failure code has printed its own document (e.g. a
+        # contraindicated appraisal); only exceptions get main's failure document.
         code = int(handler(args))
-        if code != 0 and getattr(args, "json", False):
-            emit_failure("Failed", f"exit {code}", code)
         _flush_stdout()
         return code
     except KeyboardInterrupt:

@@ -427,27 +427,30 @@ def _certs(paths: list[str]) -> tuple[Any, ...]:
 
 
 def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    """The Verifier over ``--store``; only ``attest appraise`` (``key=True``) loads a
+    result-signing key: enroll, complete and challenge sign nothing and need none."""
+    from trustedge._cli.policy import appraisal_policy_from_args
     from trustedge.attestation.cli_support import load_private_key
+    from trustedge.attestation.signer import ResultSigner
     from trustedge.attestation.store import open_store
-    from trustedge.attestation.verifier import TrustAnchors, Verifier, load_appraisal_policy
+    from trustedge.attestation.verifier import TrustAnchors, Verifier
 
-    policy = load_appraisal_policy(read_input(args.policy, limit=_SMALL))
-    signing_key = (
-        load_private_key(read_input(args.key, limit=_SMALL))
-        if key
-        else ec.generate_private_key(ec.SECP256R1())  # not used: nothing is signed
-    )
+    policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
     anchors = TrustAnchors(
-        signing_key=signing_key,
         ek_roots=_certs(args.ek_roots),
         software_roots=_certs(args.software_roots),
         intermediates=_certs(args.intermediates),
         allow_uncertified_ek=getattr(args, "allow_uncertified_ek", False),
-        result_format=getattr(args, "format", "jwt"),
     )
-    return Verifier(open_store(args.store), policy, anchors)
+    signer = (
+        ResultSigner(
+            load_private_key(read_input(args.key, limit=_SMALL)),
+            result_format=getattr(args, "format", "jwt"),
+        )
+        if key
+        else None
+    )
+    return Verifier(open_store(args.store), policy, anchors, signer=signer)
 
 
 def _attest_enroll(args: argparse.Namespace) -> int:
@@ -563,6 +566,11 @@ def _attest_evidence(args: argparse.Namespace) -> int:
         attester = Attester(backend, ak=ak, device_id=device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
         evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=ima_offset)
+        if args.model_log:  # the model-load log + TPM2_NV_Certify of its index (update load)
+            from trustedge.attestation.modellog import ModelAgent
+
+            agent = ModelAgent(backend, args.model_log, (), nv_index=args.model_nv_index)
+            evidence = agent.attach(evidence, ak)
     finally:
         _close(backend)
     wire = evidence.encode()
@@ -596,6 +604,46 @@ def _attest_appraise(args: argparse.Namespace) -> int:
     return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
 
 
+def _attest_verify(args: argparse.Namespace) -> int:
+    """One-shot offline check (CI, audits): ``verify_evidence`` against a pinned AK."""
+    import time
+
+    from trustedge._cli.policy import appraisal_policy_from_args
+    from trustedge.attestation.appraisal import EvidenceRejectedError, verify_evidence
+    from trustedge.attestation.evidence import UnverifiedEvidence
+
+    policy = appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL))
+    evidence = UnverifiedEvidence.decode(read_input(args.evidence, limit=64 << 20))
+    try:
+        appraisal = verify_evidence(
+            evidence,
+            ak_public=read_input(args.ak, limit=_SMALL),
+            policy=policy,
+            nonce=_hex(args.nonce, "--nonce"),
+            now=int(time.time()),
+            allow_warning=args.allow_warning,
+        )
+        code = EXIT_OK
+    except EvidenceRejectedError as exc:
+        appraisal, code = exc.appraisal, EXIT_VERIFICATION
+    result = appraisal.result
+    models = appraisal.models
+    data = {
+        "status": appraisal.status.value,
+        "device_id": appraisal.device_id,
+        "policy_id": appraisal.policy_id,
+        "reasons": list(result.reasons),
+        "model_reasons": None if models is None else list(models.reasons),
+        "quote": None if appraisal.quote is None else appraisal.quote.to_json(),
+    }
+    emit(args, data, lambda: "\n".join(
+        [f"evidence of {appraisal.device_id} (claimed): {appraisal.status.value.upper()}"]
+        + [f"  - {r}" for r in result.reasons]
+        + ([f"  model: - {r}" for r in models.reasons] if models is not None else [])
+    ))  # fmt: skip
+    return code
+
+
 def _attest_result_verify(args: argparse.Namespace) -> int:
     import time
 
@@ -615,7 +663,10 @@ def _attest_result_verify(args: argparse.Namespace) -> int:
 
 def _add_verifier(p: argparse.ArgumentParser, *, policy: bool = True) -> None:
     p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI")
-    p.add_argument("--policy", required=policy, help="appraisal policy (JSON)")
+    p.add_argument("--policy", required=policy, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
     p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
                    help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
     p.add_argument("--software-roots", action="append", default=[], metavar="PEM",
@@ -656,6 +707,10 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("--model-log", metavar="LOG",
+                   help="model-load log (update load): add it and an NV certification")  # fmt: skip
+    p.add_argument("--model-nv-index", type=lambda t: int(t, 0), default=0x013E0D01,
+                   help="the model log's NV extend index (default 0x013e0d01)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the evidence")
     p.set_defaults(handler=_attest_evidence)
 
@@ -690,6 +745,23 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--format", choices=("jwt", "cwt"), default="jwt")
     p.add_argument("-o", "--output", help="where to write the signed result")
     p.set_defaults(handler=_attest_appraise)
+
+    p = asub.add_parser(
+        "verify",
+        help="one-shot offline check of evidence against a pinned AK "
+        "(CI, audits; nothing stored or signed; exit 0 affirming, else 1)",
+    )
+    p.add_argument("evidence", help="evidence bundle (CBOR), - for stdin")
+    p.add_argument("--ak", required=True, help="the trusted AK's TPM2B_PUBLIC (pinned)")
+    p.add_argument("--policy", required=True, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
+    p.add_argument("--nonce", required=True, help="the nonce the device was asked to quote (hex)")
+    p.add_argument("--allow-warning", action="store_true",
+                   help="accept a warning result (e.g. an unsafe TPM clock) too")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(handler=_attest_verify)
 
     result = asub.add_parser("result", help="relying party: signed attestation results")
     rsub = result.add_subparsers(dest="result_command", metavar="COMMAND", required=True)

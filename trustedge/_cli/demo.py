@@ -1,12 +1,16 @@
 """``trustedge demo``: remote attestation end to end, in a few seconds, with no set-up.
 
 The story runs on the pure-Python SoftwareTPM in a temporary directory (or,
-with ``--tcti``, on swtpm or a real TPM): a device is manufactured and
-enrolled by credential activation, boots by replaying the project's
+with ``--tcti``, on a swtpm that has measured nothing yet: a real TPM, or one whose PCRs 0-10
+moved, is refused with exit 4, because the story extends a published firmware log into them):
+a device is manufactured and enrolled by credential activation, boots by replaying the project's
 published firmware event log into its PCRs, runs a few programs (IMA), and
-is appraised -- affirming. Then four attacks, each caught: a replayed
-nonce, a held-back (rolled-back) quote, a modified program and an
-unexpected boot application. Exit 0 when every step ends as expected.
+is appraised -- affirming. Then attacks, each caught: a replayed nonce and
+a held-back (rolled-back) quote; a model chapter (a signed model delivered
+encrypted, loaded with verification and attested; weights swapped on disk,
+a model loaded outside the agent, an older signed model); a modified
+program and an unexpected boot application. Exit 0 when every step ends as
+expected.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustedge._cli._common import (
+    EXIT_ENVIRONMENT,
     EXIT_OK,
     EXIT_VERIFICATION,
+    CommandError,
     add_json_flag,
     emit,
 )
 from trustedge._cli._demo_data import EVENT_LOG, VECTOR_FILE, VECTOR_TC_ID
+from trustedge._cli._demo_model import run_model_chapter
 from trustedge._cli.attestation import open_backend
 from trustedge.attestation.attester import Attester
 from trustedge.attestation.ear import verify_result
@@ -49,6 +56,7 @@ from trustedge.attestation.verifier import (
     TrustAnchors,
     Verifier,
 )
+from trustedge.hazmat.tpm2.pcr import pcr_reset_value
 from trustedge.hazmat.tpmbackend import TPMBackend
 from trustedge.measuredboot import (
     BootApplications,
@@ -62,9 +70,13 @@ from trustedge.measuredboot import (
 __all__ = ["register", "run_story"]
 
 DEVICE = "edge-0001"
-#: PCR0 is left out: its start value depends on the startup locality the
-#: published log records (3), which software cannot reproduce on a TPM.
+#: On a real TPM (``--tcti``) PCR0 is left out: its start value depends on the
+#: startup locality the published log records (3), which software cannot
+#: reproduce there; boot_aggregate is then reported unchecked.
 PCRS = (1, 2, 3, 4, 5, 6, 7, 8, 10)
+#: The SoftwareTPM starts at locality 3 like the logged platform: every boot PCR
+#: is quoted and the IMA list's boot_aggregate is checked against PCR0-9.
+SOFTWARE_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 PROGRAMS = {
     "/usr/lib/systemd/systemd": b"systemd 257",
     "/usr/sbin/sshd": b"OpenSSH 9.9p1",
@@ -100,7 +112,7 @@ def _digest(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()
 
 
-def _policy(log: bytes) -> AppraisalPolicy:
+def _policy(log: bytes, pcrs: tuple[int, ...] = PCRS) -> AppraisalPolicy:
     """The fleet's golden values, learned from a known-good boot of this image."""
     parsed = parse_event_log(log)
     good = parsed.verify(parsed.replay())
@@ -111,9 +123,43 @@ def _policy(log: bytes) -> AppraisalPolicy:
         runtime=ImaRuntimePolicy(
             digests={path: frozenset({_digest(c)}) for path, c in PROGRAMS.items()}
         ),
-        pcrs=PCRS,
+        pcrs=pcrs,
         policy_id="demo-fleet-golden-image",
     )
+
+
+#: PCRs the story extends: the published firmware log (0-7), the IMA list (10) and 4.
+FIRMWARE_PCRS: Final = tuple(range(11))
+#: TCG vendor id of libtpms, the TPM inside swtpm (a simulator, never a chip).
+_SIMULATOR_MANUFACTURERS: Final = frozenset({"IBM"})
+
+
+def require_unused_simulator(backend: TPMBackend, where: str) -> None:
+    """Refuse (exit 4) unless ``backend`` is a simulator whose PCRs 0-10 are still at their
+    reset values: the story replays a *published* firmware log into them, which on a real
+    TPM would leave fake measurements in the machine's boot PCRs until it reboots, and on a
+    simulator that has measured something already could not match the log."""
+    info = backend.info()
+    if info.manufacturer.strip() not in _SIMULATOR_MANUFACTURERS:
+        raise CommandError(
+            f"{where} is a real TPM ({info.manufacturer.strip() or 'unknown maker'}): the demo "
+            "would extend a published firmware log into its boot PCRs 0-10, so it refuses. "
+            "Run it on the software TPM (no --tcti) or a fresh swtpm; to attest this machine "
+            "use its own log: trustedge attest evidence --eventlog "
+            "/sys/kernel/security/tpm0/binary_bios_measurements",
+            exit_code=EXIT_ENVIRONMENT,
+        )
+    bank = "sha256"
+    values = backend.pcr_read({bank: FIRMWARE_PCRS})[bank]
+    used = [i for i in FIRMWARE_PCRS if values[i] != pcr_reset_value(bank, i)]
+    if used:
+        raise CommandError(
+            f"{where} has measured a boot already (PCR {', '.join(map(str, used))} not at "
+            "its reset value; a simulator resets them only when restarted): the demo needs a "
+            "TPM that has measured nothing. Restart swtpm with a new state directory, or run "
+            "the demo without --tcti.",
+            exit_code=EXIT_ENVIRONMENT,
+        )
 
 
 def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) -> list[Step]:
@@ -131,7 +177,7 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
         software_roots=tuple(roots),
         allow_uncertified_ek=not software,
     )
-    verifier = Verifier(store, _policy(EVENT_LOG), anchors)
+    verifier = Verifier(store, _policy(EVENT_LOG, SOFTWARE_PCRS if software else PCRS), anchors)
     eventlog, ima = workdir / "binary_bios_measurements", workdir / "ima.bin"
 
     # 1. manufacture and enroll
@@ -171,6 +217,9 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
     # 2. boot and run
     eventlog.write_bytes(EVENT_LOG)
     ima.write_bytes(b"")
+    reboot = getattr(backend, "reboot", None)
+    if software and callable(reboot):
+        reboot(startup_locality=3)  # the platform of the published log starts at locality 3
     events = boot_from_event_log(backend, EVENT_LOG)
     measure_boot_aggregate(backend, ima)  # the real H(PCR0..9), as the kernel logs it
     for path, content in PROGRAMS.items():
@@ -237,6 +286,28 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
     )
     steps[-1].ok = steps[-1].ok and ok_between
 
+    # the model chapter (trustedge._cli._demo_model), before the attacks that taint the boot
+    def record_model(
+        title: str, story: str, expect: str, status: str, reasons: list[str], vector: dict[str, int]
+    ) -> None:
+        step = Step(title, story, expect, status=status, reasons=reasons, vector=vector)
+        step.ok = status == expect
+        steps.append(step)
+        say_step(say, step, seen)
+
+    say("\n-- A model, delivered encrypted, and the device proves which one it runs")
+    run_model_chapter(
+        backend=backend,
+        workdir=workdir,
+        attester=attester,
+        store=store,
+        policy=verifier.policy,
+        anchors=anchors,
+        device_id=DEVICE,
+        result_key=key.public_key(),
+        record=record_model,
+    )
+
     # 5. a modified program
     measure_file(backend, ima, "/usr/sbin/sshd", _digest(b"OpenSSH 9.9p1 + backdoor"))
     modified, _ = appraise()
@@ -271,14 +342,16 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
 
 _MARK = {
     "enrolled": "OK ",
+    "installed": "OK ",
     "affirming": "OK ",
+    "refused": "!! ",
     "contraindicated": "!! ",
     "warning": "?? ",
     "none": "-- ",
 }
 
 
-_GOOD = ("ak-enrolled", "software-tpm", "hardware-tpm")
+_GOOD = ("ak-enrolled", "software-tpm", "hardware-tpm", "model-log-certified")
 
 
 def say_step(say: Callable[[str], None], step: Step, seen: set[str] | None = None) -> None:
@@ -320,6 +393,11 @@ def _demo(args: argparse.Namespace) -> int:
             args.software = None
             backend = open_backend(args)
             where = f"TPM at {args.tcti}"
+            try:
+                require_unused_simulator(backend, where)
+            except BaseException:
+                _close(backend)
+                raise
         else:
             from trustedge.attestation.backends.software import SoftwareTPM
 
@@ -332,9 +410,7 @@ def _demo(args: argparse.Namespace) -> int:
         try:
             steps = run_story(backend, workdir, say)
         finally:
-            close = getattr(backend, "close", None)
-            if callable(close):
-                close()
+            _close(backend)
     ok = all(s.ok for s in steps)
     elapsed = time.perf_counter() - started
     summary = (
@@ -351,6 +427,12 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_VERIFICATION
 
 
+def _close(backend: TPMBackend) -> None:
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``trustedge demo``."""
     p = sub.add_parser(
@@ -358,6 +440,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="remote attestation end to end on a software TPM: enroll, boot, attest, tamper",
         description=__doc__,
     )
-    p.add_argument("--tcti", help="run on swtpm or a real TPM (e.g. device:/dev/tpmrm0)")
+    p.add_argument(
+        "--tcti",
+        help="run on a fresh swtpm (e.g. swtpm:port=2321); a real TPM or one that measured a "
+        "boot already is refused: the demo never extends a machine's firmware PCRs",
+    )
     add_json_flag(p)
     p.set_defaults(handler=_demo)

@@ -134,6 +134,19 @@ def _tpm_options(p: argparse.ArgumentParser) -> None:
         metavar="BANK:I",
         help="seal the TPM KEK to this PCR (repeatable)",
     )
+    p.add_argument(
+        "--tpm-authority",
+        metavar="PUB",
+        help="seal the TPM KEK to PCR policies signed by this key (PEM; TPM2_PolicyAuthorize)",
+    )
+    p.add_argument(
+        "--tpm-policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="a signed PCR policy to unseal with (release policy; repeatable)",
+    )
+    p.add_argument("--policy-ref", default="", help="policyRef of the authorized policy")
 
 
 def _key_options(p: argparse.ArgumentParser, *, public: bool) -> None:
@@ -253,9 +266,17 @@ def _keygen(args: argparse.Namespace) -> int:
         for item in args.pcr:
             bank, _, index = item.partition(":")
             pcrs.setdefault(bank, []).append(int(index))
-        tpm = envelope.TPMSealedKEK.create(
-            _tpm_backend(args), pcrs=pcrs or None, auth=_tpm_auth(args)
-        )
+        authority = _tpm_authority(args)
+        if authority is not None:
+            if pcrs or args.tpm_auth_file:
+                raise CommandError("--tpm-authority replaces --pcr and --tpm-auth-file")
+            tpm = envelope.TPMSealedKEK.create_authorized(
+                _tpm_backend(args), authority=authority, policy_ref=args.policy_ref.encode()
+            )
+        else:
+            tpm = envelope.TPMSealedKEK.create(
+                _tpm_backend(args), pcrs=pcrs or None, auth=_tpm_auth(args)
+            )
         write_key_file(str(out), tpm.sealed)
         kek_id = tpm.kek_id
     emit(args, {"key_id": kek_id, "path": str(out)}, f"{kek_id}  {out}")
@@ -284,10 +305,34 @@ def _symmetric(args: argparse.Namespace) -> list[Any]:
     if args.tpm:
         backend = _tpm_backend(args)
         auth = _tpm_auth(args)
+        authority = _tpm_authority(args)
+        policies = [read_input(p, limit=_SMALL) for p in args.tpm_policy]
         found += [
-            envelope.TPMSealedKEK(backend, read_input(p, limit=_SMALL), auth=auth) for p in args.tpm
+            envelope.TPMSealedKEK(
+                backend,
+                read_input(p, limit=_SMALL),
+                auth=auth,
+                authority=authority,
+                policies=policies,
+            )
+            for p in args.tpm
         ]
     return found
+
+
+def _tpm_authority(args: argparse.Namespace) -> bytes | None:
+    """The TPM2B_PUBLIC of ``--tpm-authority`` (a PEM EC or RSA public key)."""
+    if not args.tpm_authority:
+        return None
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from trustedge.hazmat.tpm2.policy import authority_public
+    from trustedge.keys import load_public_key
+
+    key = load_public_key(Path(args.tpm_authority).read_bytes())
+    if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise CommandError("a TPM policy authority is an EC or RSA key", exit_code=EXIT_MALFORMED)
+    return authority_public(key).marshal_tpm2b()
 
 
 def _raw32(path: str) -> bytes:

@@ -45,7 +45,8 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     from trustedge._cli.attestation import _certs
-    from trustedge.attestation import TrustAnchors, load_appraisal_policy
+    from trustedge._cli.policy import appraisal_policy_from_args
+    from trustedge.attestation import TrustAnchors
     from trustedge.fleet.server import ListenConfig, serve
     from trustedge.fleet.service import ServiceConfig
     from trustedge.keys import load_private_key
@@ -62,10 +63,11 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     )
     config = ServiceConfig(
         store=args.store,
-        policy=load_appraisal_policy(read_input(args.policy, limit=_SMALL)),
+        policy=appraisal_policy_from_args(args, read_input(args.policy, limit=_SMALL)),
         anchors=anchors,
         registration_tokens=_tokens(args.registration_tokens),
         operator_tokens=_tokens(args.operator_tokens),
+        operator_client_certificates=args.operator_client_ca is not None,
         max_request_bytes=args.max_request_bytes,
         device_rate=args.rate,
         device_burst=args.burst,
@@ -75,12 +77,15 @@ def _verifier_serve(args: argparse.Namespace) -> int:
     host, port = _listen(args.listen)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CommandError("--tls-cert and --tls-key go together")
+    if args.operator_client_ca is not None and args.tls_cert is None:
+        raise CommandError("--operator-client-ca needs --tls-cert and --tls-key")
     listen = ListenConfig(
         host=host,
         port=port,
         workers=args.workers,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_client_ca=Path(args.operator_client_ca) if args.operator_client_ca else None,
         graceful_timeout=args.graceful_timeout,
     )
     scheme = "https" if listen.tls_cert else "http"
@@ -122,8 +127,13 @@ def _agent(args: argparse.Namespace) -> int:
         ak = backend.load_ak(_ak_blob_path(args).read_bytes())
         attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
+        models = None
+        if args.model_log:  # the model-load log of 'update load', certified on every push
+            from trustedge.attestation.modellog import ModelAgent
+
+            models = ModelAgent(backend, args.model_log, (), nv_index=args.model_nv_index)
         with FleetClient(args.server, ca_file=args.ca_file, timeout=args.timeout) as client:
-            agent = Agent(config, attester, client)
+            agent = Agent(config, attester, client, models=models)
             stop = threading.Event()
             wake = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -149,7 +159,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = vsub.add_parser("serve", help="serve push-mode attestation over HTTP(S)")
     p.set_defaults(handler=_verifier_serve)
     p.add_argument("--store", required=True, help="SQLite path or postgresql:// URI (shared)")
-    p.add_argument("--policy", required=True, help="appraisal policy (JSON)")
+    p.add_argument("--policy", required=True, help="appraisal policy (JSON, or signed)")
+    from trustedge._cli.policy import add_policy_key_args
+
+    add_policy_key_args(p)
     p.add_argument("--signing-key", required=True, help="result signing key (P-256 or Ed25519)")
     p.add_argument("--ek-roots", action="append", default=[], metavar="PEM",
                    help="TPM manufacturer root(s): genuine hardware")  # fmt: skip
@@ -168,6 +181,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="appraisals at once and store connections per worker")  # fmt: skip
     p.add_argument("--tls-cert", help="server certificate chain (PEM)")
     p.add_argument("--tls-key", help="server private key (PEM)")
+    p.add_argument("--operator-client-ca", metavar="PEM",
+                   help="CA of operator TLS client certificates (instead of tokens)")  # fmt: skip
     p.add_argument("--rate", type=float, default=1.0, help="requests/s per device (default 1)")
     p.add_argument("--burst", type=int, default=10, help="burst per device (default 10)")
     p.add_argument("--max-request-bytes", type=int, default=4 << 20)
@@ -192,6 +207,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bank", default="sha256", choices=("sha256", "sha384", "sha512"))
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
+    p.add_argument("--model-log", metavar="LOG",
+                   help="model-load log (update load), sent with an NV certification")  # fmt: skip
+    p.add_argument("--model-nv-index", type=lambda t: int(t, 0), default=0x013E0D01,
+                   help="the model log's NV extend index (default 0x013e0d01)")  # fmt: skip
     p.add_argument("--format", choices=("jwt", "cwt"), default="jwt", help="result format")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--once", action="store_true",

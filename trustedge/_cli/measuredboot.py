@@ -1,4 +1,4 @@
-"""CLI commands of the measuredboot group: ``eventlog show|replay|verify`` and
+"""CLI commands of the measuredboot group: ``eventlog show|replay|verify|diff`` and
 ``ima show|verify``. Thin: every decision is made by ``trustedge.measuredboot``."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
+    EXIT_VERIFICATION,
     CommandError,
     add_json_flag,
     emit,
     read_input,
 )
-from trustedge.errors import MalformedInputError
+from trustedge.errors import MalformedInputError, ReplayMismatchError
 from trustedge.measuredboot import (
     BANK_SIZES,
     WORKAROUNDS,
@@ -28,6 +29,8 @@ from trustedge.measuredboot import (
     PCRValues,
     Workaround,
     decode_event,
+    diff_event_logs,
+    explain_mismatch,
     parse_event_log,
     parse_ima_log,
     verify_ima_log,
@@ -80,6 +83,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_flag(verify)
     _add_workaround_flag(verify)
     verify.set_defaults(handler=_cmd_verify)
+
+    diff = evsub.add_parser(
+        "diff", help="say which PCR and which event first differ between two logs (unverified)"
+    )
+    diff.add_argument("log", help="event log file (- for stdin)")
+    diff.add_argument("reference", help="reference event log, e.g. a known-good boot")
+    add_json_flag(diff)
+    diff.set_defaults(handler=_cmd_diff)
 
     authenticode = evsub.add_parser(
         "authenticode", help="Authenticode digest of PE/COFF images (what firmware puts in PCR4)"
@@ -314,7 +325,19 @@ def _sized(values: PCRValues) -> PCRValues:
 def _cmd_verify(args: argparse.Namespace) -> int:
     log = _load(args)
     pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
-    verified = log.verify(pcrs, workarounds=_workarounds(args))
+    try:
+        verified = log.verify(pcrs, workarounds=_workarounds(args))
+    except ReplayMismatchError as exc:
+        # say which PCR and which event first diverges, not only "PCR4"
+        why = explain_mismatch(log, pcrs)
+        if args.json:
+            doc = {"verified": False, "error": exc.label, "message": str(exc),
+                   "divergences": [d.to_json() for d in why]}  # fmt: skip
+            emit(args, doc, "")
+            return EXIT_VERIFICATION
+        raise ReplayMismatchError(
+            "; ".join([str(exc), *(str(d) for d in why)]), mismatches=exc.mismatches
+        ) from None
     result: dict[str, Any] = {
         "verified": True,
         "verified_pcrs": {str(p): banks for p, banks in sorted(verified.verified_banks.items())},
@@ -333,6 +356,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     emit(args, result, text)
     return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when both logs measure the same, 1 when they differ, 3 when one is malformed."""
+    try:
+        log = parse_event_log(read_input(args.log, limit=64 << 20))
+        reference = parse_event_log(read_input(args.reference, limit=64 << 20))
+        found = diff_event_logs(log, reference)
+    except (MalformedInputError, ValueError) as exc:
+        if not args.json:
+            if isinstance(exc, MalformedInputError):
+                raise
+            raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
+        emit(args, {"same": None, "error": "malformed input", "message": str(exc)}, "")
+        return EXIT_MALFORMED
+    result = {
+        "same": not found,
+        "bank": found[0].bank if found else None,
+        "divergences": [d.to_json() for d in found],
+    }
+
+    def text() -> str:
+        return "\n".join(str(d) for d in found) or "same: every PCR measures the same events"
+
+    emit(args, result, text)
+    return EXIT_VERIFICATION if found else EXIT_OK
 
 
 def _cmd_authenticode(args: argparse.Namespace) -> int:

@@ -1,7 +1,11 @@
 """CLI commands of the ota group: ``release``, ``root`` and ``update``.
 
-Release engineers: ``release keygen|create|sign|verify|inspect`` and
-``root init|sign|rotate|verify``. Devices: ``update apply|confirm``.
+Release engineers: ``release keygen|create|sign|verify|inspect|model`` and
+``root init|sign|rotate|verify``. Devices: ``update apply|confirm|load``
+(``release model`` builds an encrypted model update from an OMS-signed model
+directory; ``update apply --identity`` installs it; ``update load`` verifies
+the installed model, extends its signed digest into the TPM's NV index and
+appends to the model-load log).
 Exit codes: 0 ok / authentic / installed, 1 verification failed or update
 rejected (signature, rollback, wrong device, digest, expiry), 2 usage,
 3 malformed input, 4 environment.
@@ -13,14 +17,15 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from trustedge import _cbor
+from trustedge import _cbor, envelope
 from trustedge._cli._common import (
+    EXIT_MALFORMED,
     EXIT_OK,
     CommandError,
     add_json_flag,
@@ -32,10 +37,12 @@ from trustedge._cli._common import (
     write_key_file,
     write_output,
 )
-from trustedge._fs import atomic_write
+from trustedge._fs import atomic_output, atomic_write
+from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, key_id
-from trustedge.errors import MalformedInputError
+from trustedge.errors import MalformedInputError, TrustedgeError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
+from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
     FileStateStore,
     FileSystemDevice,
@@ -45,6 +52,7 @@ from trustedge.ota import (
     build_trust_root,
     decode_envelope,
 )
+from trustedge.ota.model import ModelDevice, ModelKey, build_model_release, verify_model_dir
 from trustedge.ota.release import create_envelope, sign_envelope
 from trustedge.ota.suit.inspect import diagnostic, summary
 from trustedge.ota.trustroot import add_signatures
@@ -63,6 +71,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _json_failure(
+    handler: Callable[[argparse.Namespace], int], **fields: Any
+) -> Callable[[argparse.Namespace], int]:
+    """``handler``, and with ``--json`` one failure document on stdout too
+    (``fields``, ``error``, ``message``, ``exit_code``); without ``--json`` (or
+    with ``--debug``) errors go to main's one-line message as before."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (TrustedgeError, OSError) as exc:
+            if not args.json or getattr(args, "debug", False):
+                raise
+            from trustedge._cli import exit_code_for
+
+            if isinstance(exc, TrustedgeError):
+                message = " ".join(str(exc).split()) or type(exc).__name__
+            else:
+                message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            code = exit_code_for(exc)
+            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
+            emit(args, doc, "")
+            return code
+
+    return run
+
+
+def _write(path: str, data: bytes, *, private: bool = False) -> None:
+    # Keys, roots and manifests are replaced whole or not at all (tools/crashsafety.py).
+    with atomic_output(path, mode=0o600 if private else 0o644) as fh:
+        fh.write(data)
 
 
 def _public_key(path: str) -> PublicKey:
@@ -152,11 +193,46 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_json_flag(p)
     p.set_defaults(handler=_verify)
 
+    p = rs.add_parser(
+        "model", help="build an encrypted model update (SUIT + envelope) from a signed model"
+    )
+    p.add_argument("model", metavar="DIR", help="the model directory (OMS-signed)")
+    p.add_argument("--signature", metavar="SIG", help="its OMS bundle (default: DIR.sig)")
+    p.add_argument(
+        "--recipient",
+        action="append",
+        required=True,
+        metavar="DEVICE_PUB",
+        help="device HPKE public key (PEM, from 'envelope keygen --type hpke'); repeatable",
+    )
+    p.add_argument(
+        "--key", action="append", required=True, metavar="KEY", help="release signing key"
+    )
+    p.add_argument("--sequence", type=int, required=True, help="SUIT sequence number")
+    p.add_argument("--vendor-id", required=True, help="device vendor UUID")
+    p.add_argument("--class-id", required=True, help="device class UUID")
+    p.add_argument(
+        "--component", default="model", help="component id, '/'-separated parts (default model)"
+    )
+    p.add_argument(
+        "--model-key",
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="check the model against its signature with this key first; repeatable",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="UPDATE", help="SUIT envelope")
+    p.add_argument("--payload", metavar="FILE", help="encrypted payload (default UPDATE.tenv)")
+    p.add_argument("--uri", help="payload URI in the manifest (default: its file name)")
+    add_json_flag(p)
+    p.set_defaults(handler=_json_failure(_release_model, built=False))
+
     p = rs.add_parser("inspect", help="readable and CBOR-diagnostic dump (verifies nothing)")
     p.add_argument("manifest", metavar="MANIFEST")
     p.add_argument("--legacy-install", action="store_true")
     add_json_flag(p)
     p.set_defaults(handler=_inspect)
+    _register_release_policy(rs)
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -271,6 +347,80 @@ def _inspect(args: argparse.Namespace) -> int:
             + "\n"
             + diagnostic(_cbor.decode(data, limits=_cbor.DecodeLimits(max_size=len(data))))
         ),
+    )
+    return EXIT_OK
+
+
+def _model_component(text: str) -> tuple[bytes, ...]:
+    parts = tuple(p.encode() for p in text.split("/"))
+    if not all(parts):
+        raise CommandError(f"bad component id {text!r} (parts separated by '/')")
+    return parts
+
+
+def _model_keys(paths: list[str]) -> list[ModelKey]:
+    keys = []
+    for path in paths:
+        key = _public_key(path)
+        if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+            raise CommandError(f"{path}: model keys are ECDSA or Ed25519", exit_code=EXIT_MALFORMED)
+        keys.append(key)
+    return keys
+
+
+def _release_model(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    if not model.is_dir():
+        raise CommandError(f"{model}: not a directory")
+    sig_path = Path(args.signature) if args.signature else default_signature_path(model)
+    if sig_path.resolve().is_relative_to(model.resolve()):
+        raise CommandError("keep the signature beside the model directory, not inside it")
+    bundle = read_input(str(sig_path), limit=MAX_BUNDLE_BYTES)
+    if args.model_key:
+        verify_model_dir(model, bundle, _model_keys(args.model_key))
+    recipients: list[envelope.Recipient] = [
+        envelope.HPKERecipient.from_pem(read_input(p, limit=1 << 16)) for p in args.recipient
+    ]
+    payload = args.payload or args.output + ".tenv"
+    uri = args.uri or Path(payload).name
+    try:
+        vendor, klass = str(uuid.UUID(args.vendor_id)), str(uuid.UUID(args.class_id))
+    except ValueError:
+        raise CommandError("vendor/class ids must be UUIDs") from None
+    try:
+        with envelope.atomic_output(payload) as out:
+            built = build_model_release(
+                model,
+                bundle,
+                recipients,
+                out,
+                sequence_number=args.sequence,
+                vendor_id=vendor,
+                class_id=klass,
+                keys=_signers(args.key, args),
+                component=_model_component(args.component),
+                uri=uri,
+            )
+    except ValueError as exc:  # an unusable model directory (symlink, special file)
+        raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
+    _write(args.output, built.envelope)
+    digest = decode_envelope(built.envelope, max_size=len(built.envelope)).manifest_digest
+    data = {
+        "manifest": args.output,
+        "payload": payload,
+        "uri": uri,
+        "sequence_number": args.sequence,
+        "manifest_digest": digest,
+        "pack_digest": built.pack_digest,
+        "pack_size": built.pack_size,
+        "payload_size": built.payload_size,
+        "recipients": len(recipients),
+    }
+    emit(
+        args,
+        data,
+        f"model update {args.output} (sequence {args.sequence}, {built.pack_size} bytes "
+        f"packed) with encrypted payload {payload} ({built.payload_size} bytes)",
     )
     return EXIT_OK
 
@@ -447,6 +597,14 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         )
         p.add_argument("--vendor-id", help="device vendor UUID (default: DIR/identity.json)")
         p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
+        p.add_argument(
+            "--model-component",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="a component installed as a model directory ('/'-separated parts, e.g. "
+            "model/edge-llm; default: DIR/identity.json 'model-components'); repeatable",
+        )
         add_json_flag(p)
 
     p = us.add_parser("apply", help="verify and install (exit 1 when rejected)")
@@ -462,16 +620,70 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("--now", type=int)
     p.add_argument("--max-seq-jump", type=int)
+    p.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="device HPKE private key (PEM) that opens encrypted model payloads; repeatable",
+    )
+    p.add_argument(
+        "--model-key",
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="install a model only if its OMS signature verifies with this key; repeatable",
+    )
     device_args(p)
-    p.set_defaults(handler=_apply)
+    p.set_defaults(handler=_json_failure(_apply, installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
     p.add_argument("--revert", action="store_true", help="the new image failed: drop it instead")
+    p.add_argument(
+        "--policy-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="also revoke signed PCR policies older than --policy-version (sealed updates)",
+    )
+    p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
     p.set_defaults(handler=_confirm)
 
+    p = us.add_parser(
+        "load",
+        help="load an installed model with verification: OMS signature, every file; then "
+        "extend its digest into the TPM NV index and append to the model-load log",
+    )
+    p.add_argument("--component", default=None, metavar="ID", help="model component to load")
+    p.add_argument(
+        "--model-key", action="append", required=True, metavar="PUB", help="trusted model signer"
+    )
+    p.add_argument("--log", required=True, metavar="LOG", help="model-load log (CBOR)")
+    p.add_argument(
+        "--nv-index",
+        type=lambda text: int(text, 0),
+        default=DEFAULT_NV_INDEX,
+        help=f"NV extend index (default 0x{DEFAULT_NV_INDEX:08x})",
+    )
+    p.add_argument("--name", help="name recorded in the log (default: the signed model name)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    p.add_argument("--device", required=True, metavar="DIR", help="device (A/B slots) directory")
+    p.add_argument("--vendor-id", help="device vendor UUID (default: DIR/identity.json)")
+    p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
+    p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
+    add_json_flag(p)
+    p.set_defaults(handler=_json_failure(_load, loaded=False))
+    _register_predict(us)
 
-def _device(args: argparse.Namespace, payload: str | None = None) -> FileSystemDevice:
+
+def _device(
+    args: argparse.Namespace, payload: str | None = None, model_keys: list[ModelKey] | None = None
+) -> ModelDevice:
     ident = _recorded_identity(args.device)
     vendor = args.vendor_id or ident.get("vendor-id")
     klass = args.class_id or ident.get("class-id")
@@ -485,6 +697,13 @@ def _device(args: argparse.Namespace, payload: str | None = None) -> FileSystemD
     except ValueError:
         raise CommandError("vendor/class ids must be UUIDs") from None
 
+    listed: Any = ident.get("model-components", [])
+    if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+        raise MalformedInputError(
+            f"{Path(args.device) / _IDENTITY}: 'model-components' is a list of strings"
+        )
+    models = [_model_component(c) for c in [*args.model_component, *listed]]
+
     def fetch(uri: str) -> Iterator[bytes]:
         if payload is None:
             raise CommandError(f"manifest fetches {uri!r}: give --payload FILE")
@@ -492,13 +711,21 @@ def _device(args: argparse.Namespace, payload: str | None = None) -> FileSystemD
             while chunk := fh.read(1 << 20):
                 yield chunk
 
-    return FileSystemDevice(args.device, vendor_id=vid, class_id=cid, fetcher=fetch)
+    # a FileSystemDevice whose model components (if any) are A/B slot directories
+    return ModelDevice(
+        args.device,
+        vendor_id=vid,
+        class_id=cid,
+        model_components=models,
+        fetcher=fetch,
+        model_keys=model_keys or (),
+    )
 
 
 _IDENTITY = "identity.json"
 
 
-def _recorded_identity(device: str) -> dict[str, str]:
+def _recorded_identity(device: str) -> dict[str, Any]:
     """The vendor and class ids ``update apply`` recorded in the device directory (a
     convenience for ``update confirm``: the ids select the manifest's conditions, they are not
     trust anchors; the manifest's signature and the rollback state are checked as always)."""
@@ -510,16 +737,18 @@ def _recorded_identity(device: str) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise MalformedInputError(f"{path}: not JSON") from None
     if not isinstance(doc, dict) or not all(
-        isinstance(doc.get(k), str) for k in ("vendor-id", "class-id")
+        isinstance(doc.get(k, ""), str) for k in ("vendor-id", "class-id")
     ):
         raise MalformedInputError(f"{path}: expected vendor-id and class-id strings")
-    return {k: doc[k] for k in ("vendor-id", "class-id")}
+    return doc
 
 
 def _record_identity(args: argparse.Namespace) -> None:
     vendor, klass = _device_ids(args)
-    doc = {"vendor-id": str(uuid.UUID(bytes=vendor)), "class-id": str(uuid.UUID(bytes=klass))}
-    if _recorded_identity(args.device) != doc:
+    recorded = _recorded_identity(args.device)
+    doc = {**recorded, "vendor-id": str(uuid.UUID(bytes=vendor)),
+           "class-id": str(uuid.UUID(bytes=klass))}  # fmt: skip
+    if recorded != doc:
         atomic_write(Path(args.device) / _IDENTITY, json.dumps(doc).encode() + b"\n", mode=0o644)
 
 
@@ -532,13 +761,22 @@ def _device_ids(args: argparse.Namespace) -> tuple[bytes, bytes]:
 
 def _apply(args: argparse.Namespace) -> int:
     env = read_input(args.manifest, limit=_MAX_MANIFEST)
+    device = _device(args, args.payload, _model_keys(args.model_key))
+    identities: list[envelope.Identity] = [
+        envelope.HPKEIdentity.from_pem(read_input(p, limit=1 << 16)) for p in args.identity
+    ]
+    if device.model_components and not identities:
+        raise CommandError("model components arrive encrypted: give --identity KEY")
+    if identities and not device.model_components:
+        raise CommandError("--identity opens model payloads: name them with --model-component")
     updater = Updater(
         _trust(args),
         FileStateStore(args.state),
-        _device(args, args.payload),
+        device,
         max_envelope=_MAX_MANIFEST,
         legacy_install=args.legacy_install,
         max_seq_jump=args.max_seq_jump,
+        decrypt={c: identities for c in device.model_components} if identities else None,
     )
     if args.rotate:
         if not isinstance(updater.trust, TrustRoot):
@@ -564,8 +802,341 @@ def _confirm(args: argparse.Namespace) -> int:
     comps = tuple(
         tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
     )
+    if args.policy_counter is not None and (
+        args.policy_version is None or not (args.software or args.tcti)
+    ):
+        raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
     updater = Updater(KeySet({}, 1), store, _device(args))
     new = updater.revert(comps) if args.revert else updater.confirm(comps)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
-    emit(args, {"floors": floors, "reverted": args.revert}, f"floors: {floors}")
+    data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
+    if args.policy_counter is not None and not args.revert:
+        data["policy_version"] = _advance_policies(args)
+    emit(args, data, f"floors: {floors}")
     return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> int:
+    from trustedge._cli.attestation import open_backend
+
+    device = _device(args)
+    if args.component is not None:
+        component = _model_component(args.component)
+    elif len(device.model_components) == 1:
+        (component,) = device.model_components
+    else:
+        raise CommandError("name the model with --component ID")
+    if component not in device.model_components:
+        device.model_components = frozenset({*device.model_components, component})
+    directory, bundle = device.model(component)
+    if bundle is None:
+        shown = "/".join(p.decode("utf-8", "replace") for p in component)
+        raise CommandError(f"no signed model installed for component {shown!r}")
+    backend = open_backend(args)
+    try:
+        agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
+        loaded = agent.load(directory, bundle, name=args.name)
+        value = backend.nv_extend_read(args.nv_index)
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+    data = {
+        "loaded": True,
+        "directory": str(directory),
+        "name": loaded.event.name,
+        "digest": {"sha256": loaded.digest.hex()},
+        "signer": loaded.verified.statement.signer.to_json(),
+        "files": [f.name for f in loaded.verified.files],
+        "recnum": loaded.event.recnum,
+        "nv_index": f"0x{args.nv_index:08x}",
+        "nv_value": None if value is None else value.hex(),
+    }
+    emit(
+        args,
+        data,
+        f"loaded {loaded.event.name!r} (sha256:{loaded.digest.hex()}): verified "
+        f"{len(loaded.verified.files)} file(s), event {loaded.event.recnum} logged, "
+        f"extended into NV 0x{args.nv_index:08x}",
+    )
+    return EXIT_OK
+
+
+# -- update predict ------------------------------------------------------------------
+
+
+def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = us.add_parser(
+        "predict", help="the next boot's PCR values after MANIFEST's boot-chain components install"
+    )
+    add_prediction_args(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_predict)
+
+    p = us.add_parser(
+        "policy-counter",
+        help="the TPM counter that versions signed PCR policies (init, show, advance)",
+    )
+    p.add_argument("action", choices=("init", "show", "advance"))
+    p.add_argument("--index", required=True, type=lambda t: int(t, 0), metavar="NV")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--software", metavar="DIR", help="software TPM state directory")
+    g.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+    add_json_flag(p)
+    p.set_defaults(handler=_policy_counter)
+
+
+def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = rs.add_parser(
+        "policy",
+        help="sign the PCR policy a device's next boot after MANIFEST reaches (PolicyAuthorize)",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="the update (or - with --current)")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the device's current log")
+    p.add_argument("--pcrs", metavar="PCRS", help="PCR values the log is verified against")
+    p.add_argument("--sign", required=True, metavar="KEY", help="policy authority key (EC)")
+    p.add_argument("--nv-index", required=True, type=lambda t: int(t, 0), metavar="NV")
+    p.add_argument("--nv-name", required=True, metavar="HEX", help="the counter's NV name")
+    p.add_argument("--version", required=True, type=int, help="policy version (counter value)")
+    p.add_argument(
+        "--policy-pcr",
+        action="append",
+        default=[],
+        metavar="BANK:I,J",
+        help="PCRs the policy covers (default sha256:4,7)",
+    )
+    p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
+    p.add_argument(
+        "--current", action="store_true", help="sign the current boot's values (provisioning)"
+    )
+    trust_log = p.add_mutually_exclusive_group(required=True)
+    trust_log.add_argument(
+        "--boot-policy",
+        metavar="POLICY",
+        help="boot policy (JSON) the device's log must pass before its values are signed",
+    )
+    trust_log.add_argument(
+        "--unsafe-trust-log",
+        action="store_true",
+        help="sign whatever the reported log says (only for a log you appraised yourself)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="POLICY")
+    _add_trust_args(p)
+    p.add_argument("--now", type=int)
+    add_json_flag(p)
+    p.set_defaults(handler=_release_policy)
+
+
+def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
+    """(prediction, manifest, authenticated) for ``update predict`` and ``policy from-update``:
+    the manifest (authenticated when --key/--trust-root is given), the event log verified
+    against --pcrs (or its own replay) and the device's active slots (--device)."""
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.measuredboot import parse_event_log
+    from trustedge.ota.bootchain import boot_measurements, predict_update
+    from trustedge.ota.suit.codec import decode_manifest
+
+    env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
+    authenticated = bool(args.trust_root or args.pub)
+    if authenticated:
+        manifest = verify_envelope(
+            env_bytes,
+            _trust(args),
+            now=_now(args),
+            max_envelope=max(len(env_bytes), 1),
+            legacy_install=args.legacy_install,
+        ).manifest
+    else:
+        env = decode_envelope(env_bytes, max_size=max(len(env_bytes), 1))
+        manifest = decode_manifest(env.manifest_raw, env.members)
+    if not boot_measurements(manifest):
+        raise MalformedInputError("the manifest has no component with a trustedge-boot-measurement")
+    log = parse_event_log(read_input(args.eventlog, limit=64 << 20))
+    if args.pcrs:
+        pcr_text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        verified = log.verify(parse_pcr_values(pcr_text))
+    else:
+        verified = log.verify(log.replay())
+    device = None
+    if args.device:
+        device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
+    return predict_update(manifest, verified, device=device), manifest, authenticated
+
+
+def add_prediction_args(p: argparse.ArgumentParser) -> None:
+    """The arguments :func:`prediction_from_args` reads."""
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--eventlog", required=True, metavar="LOG", help="the current boot's event log")
+    p.add_argument(
+        "--pcrs",
+        metavar="PCRS",
+        help="PCR values the log is verified against (JSON or tpm2_pcrread YAML); "
+        "default: the log's own replay (then nothing is verified)",
+    )
+    _add_trust_args(p)
+    p.add_argument("--now", type=int, help="unix time for the trust root's expiry")
+    p.add_argument(
+        "--device", metavar="DIR", help="device directory: place images by its active slots"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trustedge.ota.bootchain import boot_measurements
+
+    prediction, manifest, authenticated = prediction_from_args(args)
+    data = {
+        "manifest_authenticated": authenticated,
+        "log_verified_against": "pcrs" if args.pcrs else "its own replay (unverified)",
+        "components": {
+            "/".join(p.hex() for p in comp): bm.to_json()
+            for comp, bm in boot_measurements(manifest).items()
+        },
+        **prediction.to_json(),
+    }
+
+    def text() -> str:
+        lines = []
+        if not authenticated:
+            lines.append("UNVERIFIED manifest (give --key or --trust-root to authenticate it)")
+        if not args.pcrs:
+            lines.append("event log checked against its own replay only (give --pcrs)")
+        for bank, values in sorted(prediction.current.items()):
+            for pcr, old in sorted(values.items()):
+                new = prediction.next.get(bank, {}).get(pcr)
+                mark = "unchanged" if new == old else "CHANGES"
+                lines.append(f"{bank}:{pcr:<2} {old.hex()}")
+                if new != old:
+                    shown = new.hex() if new is not None else "(unpredictable)"
+                    lines.append(f"{'':>{len(bank) + 4}}{shown}  {mark}")
+        for bank, values in sorted(prediction.next.items()):
+            for pcr, new in sorted(values.items()):
+                if pcr not in prediction.current.get(bank, {}):
+                    lines.append(f"{bank}:{pcr:<2} (not in the log) -> {new.hex()}")
+        for c in prediction.changes:
+            where = f"event {c.event_number}" if c.event_number >= 0 else "new event"
+            lines.append(f"  PCR{c.pcr} {c.action} {where}: {c.reason}")
+        return "\n".join(lines)
+
+    emit(args, data, text)
+    return EXIT_OK
+
+
+def _verified_log(args: argparse.Namespace) -> Any:
+    from trustedge._cli.measuredboot import parse_pcr_values
+    from trustedge.measuredboot import parse_event_log
+
+    log = parse_event_log(read_input(args.eventlog, limit=64 << 20))
+    if args.pcrs:
+        text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")
+        return log.verify(parse_pcr_values(text))
+    return log.verify(log.replay())
+
+
+def _selection(items: list[str]) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        bank, sep, rest = item.partition(":")
+        try:
+            out[bank] = tuple(sorted({int(i) for i in rest.split(",")}))
+        except ValueError:
+            raise CommandError(f"--policy-pcr takes BANK:I,J, got {item!r}") from None
+        if not sep or not out[bank]:
+            raise CommandError(f"--policy-pcr takes BANK:I,J, got {item!r}")
+    return out
+
+
+def _release_policy(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
+
+    verified = _verified_log(args)
+    if args.boot_policy:
+        # Everything a signed policy approves that the update does not replace comes
+        # from the device's log: it must be a boot this release would approve.
+        from trustedge.measuredboot import load_policy
+
+        load_policy(read_input(args.boot_policy, limit=16 << 20)).check(verified)
+    if args.current:
+        values = verified.source.replay()
+        changes: list[Any] = []
+    else:
+        env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
+        if not (args.trust_root or args.pub):
+            raise CommandError("release policy signs only authenticated updates: give --key")
+        manifest = verify_envelope(
+            env_bytes, _trust(args), now=_now(args), max_envelope=max(len(env_bytes), 1)
+        ).manifest
+        prediction = predict_update(manifest, verified)
+        values, changes = prediction.next, list(prediction.changes)
+    key = load_private_key(read_input(args.sign, limit=1 << 16))
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise CommandError("a TPM policy authority is an EC or RSA key", exit_code=EXIT_MALFORMED)
+    try:
+        nv_name = bytes.fromhex(args.nv_name)
+    except ValueError:
+        raise CommandError("--nv-name must be hex") from None
+    selection = _selection(args.policy_pcr) or dict(DEFAULT_POLICY_PCRS)
+    signed = sign_pcr_policy(
+        values,
+        key,
+        selection=selection,
+        nv_index=args.nv_index,
+        nv_name=nv_name,
+        version=args.version,
+        policy_ref=args.policy_ref.encode(),
+    )
+    _write(args.output, signed.encode())
+    data = {
+        "policy": args.output,
+        "approved_policy": signed.policy.digest(),
+        "selection": {b: list(i) for b, i in signed.policy.selection.items()},
+        "version": args.version,
+        "changes": [c.to_json() for c in changes],
+    }
+    emit(
+        args,
+        data,
+        f"signed policy {signed.policy.digest().hex()} (version {args.version}) -> {args.output}",
+    )
+    return EXIT_OK
+
+
+def _policy_counter(args: argparse.Namespace) -> int:
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        counter = PolicyCounter(backend, args.index)
+        if args.action == "init":
+            counter.provision()
+        elif args.action == "advance":
+            counter.advance()
+        version = counter.version
+        data = {"index": args.index, "version": version, "next_version": version + 1,
+                "nv_name": counter.name}  # fmt: skip
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    emit(
+        args,
+        data,
+        f"policy counter 0x{args.index:08x}: version {version}, name {data['nv_name'].hex()}",
+    )
+    return EXIT_OK
+
+
+def _advance_policies(args: argparse.Namespace) -> int:
+    """Advance the policy counter to the confirmed update's version (idempotent)."""
+    from trustedge._cli.attestation import open_backend
+    from trustedge.ota.bootchain import PolicyCounter
+
+    backend = open_backend(args)
+    try:
+        return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()

@@ -1,20 +1,39 @@
 """Attestation: remote attestation end to end, and TPM quote verification.
 
 Device side: :class:`Attester` turns a TPM backend, its AK and the
-measurement logs into an :class:`Evidence` bundle. Verifier side:
-:class:`Verifier` enrolls devices by credential activation, issues nonces
-and appraises evidence into a signed EAR (:func:`verify_result` for
-relying parties), keeping its state in a ``VerifierStore``
-(``trustedge.attestation.store``). Underneath, :func:`verify_quote` checks a
-TPM2_Quote strictly. Backends (``trustedge.attestation.backends``) produce
-quotes: the pure-Python ``SoftwareTPM`` and the tpm2-pytss ``Tpm2Backend``.
+measurement logs into an :class:`UnverifiedEvidence` bundle (``Evidence`` is
+its earlier name). Verifier side, in layers:
+
+* :func:`appraise` -- the pure appraisal core (no store, no key, no I/O):
+  evidence, the device's :class:`EnrolledDevice`, an :class:`AppraisalPolicy`
+  and the :class:`AppraisalState` of the last accepted appraisal in, an
+  :class:`Appraisal` out; :func:`verify_evidence` is the one-shot recipe over
+  it (a pinned AK; raises unless the evidence affirms);
+* :class:`Enrollment` -- EK certificate check and credential activation;
+* :class:`ResultSigner` -- signs an appraisal as an EAR (:func:`verify_result`
+  for relying parties returns a :class:`VerifiedResult`);
+* :class:`Verifier` -- a thin orchestrator: nonces, ``appraise``, the store
+  commit (``trustedge.attestation.store``) and signing.
+
+Underneath, :func:`verify_quote` checks a TPM2_Quote strictly. Backends
+(``trustedge.attestation.backends``) produce quotes: the pure-Python
+``SoftwareTPM`` and the tpm2-pytss ``Tpm2Backend``.
 """
 
 from __future__ import annotations
 
+from trustedge.attestation.appraisal import (
+    Appraisal,
+    AppraisalState,
+    EnrolledDevice,
+    EvidenceRejectedError,
+    appraise,
+    verify_evidence,
+)
 from trustedge.attestation.attester import Attester, EnrollmentRequest
-from trustedge.attestation.ear import AttestationResult, TrustTier, verify_result
-from trustedge.attestation.evidence import Evidence
+from trustedge.attestation.ear import AttestationResult, TrustTier, VerifiedResult, verify_result
+from trustedge.attestation.enrollment import Enrollment
+from trustedge.attestation.evidence import Evidence, UnverifiedEvidence
 from trustedge.attestation.quote import (
     AttestationKey,
     ClockRegressionError,
@@ -31,6 +50,7 @@ from trustedge.attestation.quote import (
     VerifiedQuote,
     verify_quote,
 )
+from trustedge.attestation.signer import ResultSigner
 from trustedge.attestation.verifier import (
     AppraisalOutcome,
     AppraisalPolicy,
@@ -41,6 +61,16 @@ from trustedge.attestation.verifier import (
 )
 
 __all__ = [
+    "Appraisal",
+    "AppraisalState",
+    "EnrolledDevice",
+    "Enrollment",
+    "EvidenceRejectedError",
+    "ResultSigner",
+    "UnverifiedEvidence",
+    "VerifiedResult",
+    "appraise",
+    "verify_evidence",
     "AppraisalOutcome",
     "AppraisalPolicy",
     "AttestationChallenge",

@@ -7,7 +7,7 @@ answers the verifier's two requests:
 * :meth:`Attester.enrollment_request` -> EK public area, EK certificate and
   AK public area; :meth:`Attester.activate` recovers the credential secret
   the verifier sealed to the EK (``TPM2_ActivateCredential``).
-* :meth:`Attester.evidence` -> an :class:`~trustedge.attestation.evidence.Evidence`
+* :meth:`Attester.evidence` -> an :class:`~trustedge.attestation.evidence.UnverifiedEvidence`
   bundle: a quote over the requested PCRs with the verifier's nonce, the
   firmware event log and the IMA entries the verifier has not seen yet.
 
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustedge.attestation.evidence import BANK_ALGORITHMS, Evidence
+from trustedge.attestation.evidence import BANK_ALGORITHMS, UnverifiedEvidence
 from trustedge.hazmat.tpm2 import Credential
 from trustedge.hazmat.tpmbackend import AKHandle, TPMBackend
 from trustedge.measuredboot import parse_ima_log
@@ -129,7 +129,7 @@ class Attester:
         pcrs: Sequence[int] = DEFAULT_PCRS,
         ima_offset: int = 0,
         enrollment_ref: str | None = None,
-    ) -> Evidence:
+    ) -> UnverifiedEvidence:
         """Quote ``pcrs`` with ``nonce`` and bundle the logs.
 
         ``ima_offset`` is the number of IMA entries the verifier has already
@@ -145,7 +145,7 @@ class Attester:
         if self.ima_path is not None:
             ima_log, ima_offset = ima_tail(self.ima_path.read_bytes(), ima_offset)
         values = quote.pcrs.get(self.bank, {})
-        return Evidence(
+        return UnverifiedEvidence(
             device_id=self.device_id,
             nonce=nonce,
             quote=quote.message,

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge import keys
 from trustedge.attestation import _signing
-from trustedge.attestation.ear import AttestationResult, verify_result
-from trustedge.attestation.evidence import Evidence
+from trustedge.attestation.ear import AttestationResult, VerifiedResult, verify_result
+from trustedge.attestation.evidence import UnverifiedEvidence
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 
 __all__ = [
@@ -73,7 +73,7 @@ def verify_result_bytes(
     now: int | None = None,
     max_age: int | None = None,
     expected_nonce: bytes | None = None,
-) -> AttestationResult:
+) -> VerifiedResult:
     """``verify_result`` on file contents (token file, key file)."""
     return verify_result(
         token_from_bytes(token),
@@ -84,12 +84,12 @@ def verify_result_bytes(
     )
 
 
-def result_view(result: AttestationResult) -> dict[str, Any]:
+def result_view(result: AttestationResult | VerifiedResult) -> dict[str, Any]:
     """The JSON output of ``attest result verify``: status first, then the JWT claims."""
     return {"status": result.status.value, "claims": result.to_json_claims()}
 
 
-def render_result(result: AttestationResult) -> str:
+def render_result(result: AttestationResult | VerifiedResult) -> str:
     """Readable text: one block per device with status, non-zero claims and reasons."""
     lines = [f"attestation result: {result.status.value.upper()} (issued at {result.issued_at})"]
     for name, appraisal in sorted(result.submods.items()):
@@ -102,4 +102,4 @@ def render_result(result: AttestationResult) -> str:
 
 def show_evidence(data: bytes) -> dict[str, Any]:
     """Decode an evidence bundle (unverified) into its JSON view."""
-    return Evidence.decode(data).to_json()
+    return UnverifiedEvidence.decode(data).to_json()

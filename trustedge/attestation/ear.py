@@ -38,6 +38,7 @@ from trustedge.attestation import _jws, _signing
 from trustedge.errors import ExpiredError, MalformedInputError, NonceError
 
 __all__ = [
+    "VerifiedResult",
     "EAR_PROFILE",
     "APPROVED_BOOT",
     "APPROVED_CONFIG",
@@ -344,7 +345,8 @@ class VerifierId:
 
 @dataclass(frozen=True)
 class AttestationResult:
-    """An EAR claims set. Build it, then sign it; or get it from :func:`verify_result`."""
+    """An EAR claims set: built by a verifier, then signed; parsed from a token's claims it
+    is *unverified* (:func:`verify_result` gives the :class:`VerifiedResult` instead)."""
 
     issued_at: int
     verifier_id: VerifierId
@@ -520,6 +522,50 @@ def _canonical_json(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
+@dataclass(frozen=True)
+class VerifiedResult:
+    """An EAR whose signature, structure and (when asked) nonce and age
+    :func:`verify_result` checked. Only ``verify_result`` builds one: an
+    :class:`AttestationResult` parsed with ``from_json_claims``/``from_cbor_claims``
+    is an unverified claims set, a different type. ``claims`` is the verified
+    claims set; the properties read it. A verified result may still carry status
+    warning or contraindicated: look at :attr:`status`.
+    """
+
+    claims: AttestationResult
+
+    @property
+    def status(self) -> TrustTier:
+        """The worst status over all submods."""
+        return self.claims.status
+
+    @property
+    def submods(self) -> Mapping[str, Appraisal]:
+        return self.claims.submods
+
+    @property
+    def issued_at(self) -> int:
+        return self.claims.issued_at
+
+    @property
+    def nonce(self) -> bytes | None:
+        return self.claims.nonce
+
+    @property
+    def verifier_id(self) -> VerifierId:
+        return self.claims.verifier_id
+
+    @property
+    def raw_evidence(self) -> bytes | None:
+        return self.claims.raw_evidence
+
+    def to_json_claims(self) -> dict[str, Any]:
+        return self.claims.to_json_claims()
+
+    def to_cbor_claims(self) -> dict[int, Any]:
+        return self.claims.to_cbor_claims()
+
+
 def verify_result(
     token: str | bytes,
     verifier_key: _signing.PublicKey,
@@ -527,8 +573,8 @@ def verify_result(
     now: int | None = None,
     max_age: int | None = None,
     expected_nonce: bytes | None = None,
-) -> AttestationResult:
-    """Verify a signed EAR (JWT text or CWT bytes) and return its claims.
+) -> VerifiedResult:
+    """Verify a signed EAR (JWT text or CWT bytes) and return it as a :class:`VerifiedResult`.
 
     Checks, failing closed: the signature with ``verifier_key`` (the key's
     type fixes the algorithm: a token cannot choose another), the EAR
@@ -570,4 +616,4 @@ def verify_result(
             raise ExpiredError("attestation result issued in the future")
         if now - result.issued_at > max_age:
             raise ExpiredError("attestation result is too old")
-    return result
+    return VerifiedResult(result)

@@ -7,7 +7,8 @@ certificate or enrollment reference, the PCR values per bank, the firmware
 event log, the IMA entries appended since ``ima_offset``, the device's
 identity and the verifier's nonce.
 
-**Nothing in an :class:`Evidence` is verified.** Decoding only checks the
+**Nothing in an :class:`UnverifiedEvidence` is verified** (the name says so;
+``Evidence`` is the same class under its earlier name). Decoding only checks the
 shape: types, sizes, PCR digest lengths per bank, no unknown keys, and that
 the bytes are the deterministic encoding (so every bundle has exactly one
 encoding and re-encodes to the same bytes). The appraisal verifies the
@@ -46,6 +47,7 @@ from typing import Any, Final
 
 from trustedge._cbor import DecodeLimits, decode, encode
 from trustedge.errors import LimitExceededError, MalformedInputError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 
 __all__ = [
     "BANK_ALGORITHMS",
@@ -53,21 +55,14 @@ __all__ = [
     "EVIDENCE_VERSION",
     "MAX_LOG_BYTES",
     "Evidence",
+    "UnverifiedEvidence",
 ]
 
 EVIDENCE_VERSION: Final = 1
 EVIDENCE_MEDIA_TYPE: Final = "application/vnd.trustedge.evidence+cbor"
 
 #: TPM_ALG_ID -> (bank name, digest size).
-BANK_ALGORITHMS: Final = MappingProxyType(
-    {
-        0x0004: ("sha1", 20),
-        0x000B: ("sha256", 32),
-        0x000C: ("sha384", 48),
-        0x000D: ("sha512", 64),
-        0x0012: ("sm3_256", 32),
-    }
-)
+BANK_ALGORITHMS: Final = MappingProxyType({h.alg.value: (h.name, h.digest_size) for h in HASH_ALGS})
 _BANK_IDS: Final = {name: alg for alg, (name, _) in BANK_ALGORITHMS.items()}
 
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
@@ -130,8 +125,11 @@ def _pcrs(value: object) -> dict[int, Mapping[int, bytes]]:
 
 
 @dataclass(frozen=True)
-class Evidence:
+class UnverifiedEvidence:
     """An *unverified* evidence bundle (see the module docstring for the format).
+
+    Parsed or built, never appraised: only :func:`trustedge.attestation.appraise`
+    (and the recipes over it) turn it into a decision.
 
     ``pcrs`` maps a TPM_ALG_ID (``0x000B`` for SHA-256) to ``{index: value}``;
     :meth:`bank` looks a bank up by name. Construction checks the same shape
@@ -209,7 +207,7 @@ class Evidence:
         return encode(obj)
 
     @classmethod
-    def decode(cls, data: bytes) -> Evidence:
+    def decode(cls, data: bytes) -> UnverifiedEvidence:
         """Parse an evidence bundle from untrusted bytes.
 
         Rejects (``MalformedInputError``; ``LimitExceededError`` for sizes)
@@ -278,3 +276,7 @@ class Evidence:
             if self.model_certify_signature is None
             else self.model_certify_signature.hex(),
         }
+
+
+#: The earlier name of :class:`UnverifiedEvidence` (the same class).
+Evidence = UnverifiedEvidence

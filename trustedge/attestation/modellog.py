@@ -1,7 +1,12 @@
 """Which model a device runs: the model-load log, its NV extend index, and its appraisal.
 
-Device side (:class:`ModelAgent`): loading a model verifies its signature
-and every file (:func:`~trustedge.attestation.modelsig.load_verified_model`),
+Model identity is the OpenSSF Model Signing (OMS v1.0) bundle of
+:mod:`trustedge.models`, the one model-signature format of trustedge: the
+*signed model digest* is the bundle's in-toto subject digest (SHA-256 over
+every resource digest, :attr:`trustedge.models.VerifiedStatement.digest`).
+
+Device side (:class:`ModelAgent`): loading a model verifies its bundle with
+a trusted key and every file against it (:func:`trustedge.models.check_model`),
 appends a *model-load event* to the log, and extends the model's signed
 digest into a TPM ``TPM_NT_EXTEND`` NV index -- a register no command resets
 while the TPM runs (only a TPM Reset clears it, like a PCR, unlike the
@@ -15,11 +20,13 @@ verifier's nonce, the expected index name, the same boot as the quote); only
 the certified value is trusted. The log's entries are claims until their
 replay (``v = SHA-256(v || digest)`` from 32 zero bytes) equals that value;
 then each entry must be allowed by the :class:`ModelPolicy`: its digest is
-listed, or it carries a model signature that verifies with an allowed
-signer *and* signs exactly the measured digest. Names in the log are never
-verified (they are reported as claims).
+listed, or it carries an OMS bundle that verifies with an allowed signer
+(a public key, or a certificate chain to an allowed root) *and* whose subject
+digest is exactly the measured digest. Names in the log are never verified
+(they are reported as claims). docs/adr/0007-model-delivery-and-measurement.md
+records the choices.
 
-Log format (CBOR, deterministic; CDDL in ``docs/models-delivery.md``)::
+Log format (CBOR, deterministic; CDDL in ``docs/deliver-a-model.md``)::
 
     model-log = [* model-load-event]
     model-load-event = {
@@ -29,50 +36,59 @@ Log format (CBOR, deterministic; CDDL in ``docs/models-delivery.md``)::
       3 => "trustedge.model-load/v1",  ; content-type
       4 => {                           ; content (claims, not extended)
         0 => tstr .size (1..256),      ;   name
-        ? 1 => tstr,                   ;   signature format
-        ? 2 => bstr,                   ;   the model signature (verifier re-checks it)
+        ? 1 => tstr,                   ;   signature format: the OMS bundle media type
+        ? 2 => bstr,                   ;   the OMS bundle (the verifier re-checks it)
       },
     }
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge import _cbor
 from trustedge._fs import atomic_write
 from trustedge.attestation.evidence import Evidence
 from trustedge.attestation.findings import Finding
-from trustedge.attestation.modelsig import (
-    MAX_SIGNATURE,
-    SIGNATURE_FORMAT,
-    VerifiedModelSignature,
-    load_verified_model,
-    verify_signed_model,
-)
 from trustedge.attestation.quote import AttestationKey, QuotePolicy, QuoteState, _check_signature
 from trustedge.cose import PublicKey
 from trustedge.errors import (
     LimitExceededError,
     MalformedInputError,
     ReplayMismatchError,
+    SignatureError,
+    TrustedgeError,
     VerificationError,
 )
 from trustedge.hazmat.tpm2 import TPM_GENERATED_VALUE, TPMST, Attest, NVCertifyInfo, TPMAlg
 from trustedge.hazmat.tpm2.nv import NVPublic
 from trustedge.hazmat.tpmbackend import AKHandle, TPMBackend
+from trustedge.keys import load_public_key
+from trustedge.models import (
+    BUNDLE_MEDIA_TYPE,
+    VerifiedModel,
+    VerifiedStatement,
+    check_model,
+    verify_bundle,
+)
 
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_NV_INDEX",
     "MAX_EVENTS",
+    "MAX_SIGNATURE",
     "MODEL_SUBMOD",
+    "SIGNATURE_FORMAT",
     "LoadedModel",
     "ModelAgent",
     "ModelLoadEvent",
@@ -80,10 +96,12 @@ __all__ = [
     "UnverifiedModelLog",
     "VerifiedModelLog",
     "appraise_models",
+    "load_model_policy",
     "parse_model_log",
     "replay",
     "verify_model_log",
     "verify_nv_certification",
+    "verify_signed_model",
 ]
 
 #: The EAR submod the model appraisal is reported under.
@@ -91,10 +109,15 @@ MODEL_SUBMOD: Final = "model"
 #: Owner-range NV index (TCG handle registry 0x01000000-0x013FFFFF) of the model log.
 DEFAULT_NV_INDEX: Final = 0x013E0D01
 CONTENT_TYPE: Final = "trustedge.model-load/v1"
+#: The signature format a model-load event records: an OMS v1.0 Sigstore bundle.
+SIGNATURE_FORMAT: Final = BUNDLE_MEDIA_TYPE
+#: Largest OMS bundle a model-load event carries (and the agent accepts).
+MAX_SIGNATURE: Final = 4 * 1024 * 1024
 MAX_EVENTS: Final = 1024
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
 _MAX_NAME: Final = 256
-_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=16 * MAX_EVENTS)
+#: A signed event is 20 CBOR data items (map keys included): room for MAX_EVENTS of them.
+_LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_LOG_BYTES, max_depth=6, max_items=24 * MAX_EVENTS)
 _SHA256: Final = int(TPMAlg.SHA256)
 
 
@@ -300,30 +323,162 @@ class ModelPolicy:
     """Which models a device may run.
 
     A loaded model is allowed when its signed digest is in ``allowed_digests``
-    or its log entry carries a signature by one of ``allowed_signers`` over
-    exactly that digest. ``nv_index`` is the model-log index; with
+    or its log entry carries an OMS bundle over exactly that digest, signed by
+    one of ``allowed_signers`` (public keys, OMS key method) or by a
+    certificate chaining to one of ``allowed_roots`` (OMS certificate method,
+    checked at the appraisal time). A digest in ``revoked_digests`` is never
+    allowed, whoever signed it: a signer's older models stay validly signed
+    forever, and a storage adversary can put one back on the device, where
+    the agent loads it (its signature verifies), so withdrawing a model is the
+    verifier's job. ``nv_index`` is the model-log index; with
     ``require_model`` (the default) evidence without a certified model log is
     not affirming.
     """
 
     allowed_digests: frozenset[bytes] = frozenset()
     allowed_signers: tuple[PublicKey, ...] = ()
+    allowed_roots: tuple[x509.Certificate, ...] = ()
     nv_index: int = DEFAULT_NV_INDEX
     require_model: bool = True
+    revoked_digests: frozenset[bytes] = frozenset()
 
 
 Finds = list[Finding | tuple[Finding, str]]
 
+_POLICY_FIELDS: Final = {
+    "allowed_digests",
+    "allowed_signers",
+    "allowed_roots",
+    "nv_index",
+    "require_model",
+    "revoked_digests",
+}
 
-def _allowed(event: ModelLoadEvent, policy: ModelPolicy) -> str | None:
+
+def _text_list(doc: Mapping[str, Any], name: str) -> list[str]:
+    items = doc.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise MalformedInputError(f"model policy '{name}' must be a list of strings")
+    if len(items) > MAX_EVENTS:
+        raise LimitExceededError(f"model policy '{name}' lists more than {MAX_EVENTS} items")
+    return items
+
+
+def _digests(doc: Mapping[str, Any], name: str) -> frozenset[bytes]:
+    out = set()
+    for text in _text_list(doc, name):
+        hexdigits = text.removeprefix("sha256:")
+        try:
+            digest = bytes.fromhex(hexdigits)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32 or len(hexdigits) != 64:
+            raise MalformedInputError(f"{name}: {text[:80]!r} is not 64 hex digits")
+        out.add(digest)
+    return frozenset(out)
+
+
+def load_model_policy(doc: Mapping[str, Any]) -> ModelPolicy:
+    """A :class:`ModelPolicy` from the ``models`` object of an appraisal policy::
+
+        {"allowed_digests": ["<64 hex: a signed model digest>", ...],
+         "allowed_signers": ["<PEM public key (ECDSA or Ed25519)>", ...],
+         "allowed_roots": ["<PEM CA certificate>", ...],
+         "revoked_digests": ["<64 hex: a withdrawn model>", ...],
+         "nv_index": "0x013e0d01", "require_model": true}
+
+    Raises ``MalformedInputError`` for documents that do not follow it.
+    """
+    if not isinstance(doc, Mapping):
+        raise MalformedInputError("'models' must be a JSON object")
+    unknown = set(doc) - _POLICY_FIELDS
+    if unknown:
+        raise MalformedInputError(f"unknown model policy field(s) {sorted(unknown)}")
+    digests, revoked = _digests(doc, "allowed_digests"), _digests(doc, "revoked_digests")
+    signers: list[PublicKey] = []
+    for pem in _text_list(doc, "allowed_signers"):
+        key = load_public_key(pem.encode())
+        if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+            raise MalformedInputError("model signers are ECDSA or Ed25519 keys (OMS)")
+        signers.append(key)
+    roots = []
+    for pem in _text_list(doc, "allowed_roots"):
+        try:
+            roots.append(x509.load_pem_x509_certificate(pem.encode()))
+        except ValueError as exc:
+            raise MalformedInputError(f"allowed root is not a PEM certificate: {exc}") from None
+    index = doc.get("nv_index", DEFAULT_NV_INDEX)
+    if isinstance(index, str):
+        try:
+            index = int(index, 0)
+        except ValueError:
+            raise MalformedInputError(f"nv_index {index[:20]!r} is not a number") from None
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0x01000000 <= index <= 0x01FFFFFF
+    ):
+        raise MalformedInputError("nv_index must be an NV index handle (0x01000000-0x01ffffff)")
+    require = doc.get("require_model", True)
+    if not isinstance(require, bool):
+        raise MalformedInputError("'require_model' must be a boolean")
+    return ModelPolicy(digests, tuple(signers), tuple(roots), index, require, revoked)
+
+
+def verify_signed_model(
+    bundle: bytes,
+    keys: Sequence[PublicKey] = (),
+    *,
+    roots: Sequence[x509.Certificate] = (),
+    now: datetime.datetime | None = None,
+) -> VerifiedStatement:
+    """Check an OMS ``bundle``'s signature with any of the trusted ``keys`` (key
+    method) or ``roots`` (certificate method, at ``now``, which is then required);
+    no file is read.
+
+    Returns the verified statement (``.digest`` is the signed model digest) or
+    raises ``SignatureError`` (no trusted signer verifies it) /
+    ``MalformedInputError`` (not an OMS bundle) /
+    ``UnsupportedAlgorithmError``.
+    """
+    if roots and now is None:
+        raise ValueError("certificate chains are checked at a time the caller passes (now=)")
+    if len(bundle) > MAX_SIGNATURE:
+        raise LimitExceededError(f"model signature larger than {MAX_SIGNATURE} bytes")
+    last: VerificationError | None = None
+    for key in keys:
+        if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+            continue  # OMS signs with ECDSA or Ed25519 only
+        try:
+            return verify_bundle(bundle, public_key=key)
+        except VerificationError as exc:  # another key's bundle, or a bad signature
+            last = exc
+    if roots:
+        try:
+            return verify_bundle(bundle, trusted_certificates=roots, now=now)
+        except VerificationError as exc:
+            last = exc
+    raise SignatureError(
+        "the model signature does not verify with any trusted signer"
+        + (f" ({last})" if last is not None else "")
+    )
+
+
+def _allowed(event: ModelLoadEvent, policy: ModelPolicy, now: int | None) -> str | None:
     """None when allowed, else why not."""
+    if any(hmac.compare_digest(event.digest, d) for d in policy.revoked_digests):
+        return f"{event.name!r} (digest {event.digest.hex()[:16]}...) is revoked"
     if any(hmac.compare_digest(event.digest, d) for d in policy.allowed_digests):
         return None
     if event.signature is None:
         return f"{event.name!r} (unsigned, digest {event.digest.hex()[:16]}...) is not allowed"
+    if event.signature_format != SIGNATURE_FORMAT:
+        return f"{event.name!r}: unknown signature format {event.signature_format!r}"
+    when = None if now is None else datetime.datetime.fromtimestamp(now, datetime.UTC)
+    roots = policy.allowed_roots if when is not None else ()  # no time: no chain is checked
     try:
-        signed = verify_signed_model(event.signature, policy.allowed_signers)
-    except (VerificationError, MalformedInputError) as exc:
+        signed = verify_signed_model(event.signature, policy.allowed_signers, roots=roots, now=when)
+    except TrustedgeError as exc:
         return f"{event.name!r}: signature not by an allowed signer ({exc})"
     if not hmac.compare_digest(signed.digest, event.digest):
         return f"{event.name!r}: the signature is for another model than the one measured"
@@ -337,9 +492,11 @@ def appraise_models(
     *,
     quote_state: QuoteState,
     quote_policy: QuotePolicy | None = None,
+    now: int | None = None,
 ) -> Finds:
     """Findings of the ``model`` submod for evidence whose quote already verified
-    (``quote_state`` is that quote's clock: the certification must be of the same boot).
+    (``quote_state`` is that quote's clock: the certification must be of the same boot;
+    ``now``, unix seconds, is when certificate chains are checked).
     Never raises for bad evidence."""
     findings: Finds = []
     if evidence.model_certify is None or evidence.model_certify_signature is None:
@@ -385,7 +542,7 @@ def appraise_models(
     except (VerificationError, MalformedInputError) as exc:
         findings.append((Finding.MODEL_LOG_MISMATCH, str(exc)))
         return findings
-    problems = [p for e in verified.events if (p := _allowed(e, policy)) is not None]
+    problems = [p for e in verified.events if (p := _allowed(e, policy, now)) is not None]
     if problems:
         findings.append((Finding.MODEL_UNAPPROVED, "; ".join(problems[:5])))
     else:
@@ -399,11 +556,29 @@ def appraise_models(
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model the agent verified and measured: its directory, signature and log event."""
+    """A model the agent verified and measured: the verified model (read its
+    files through :meth:`VerifiedModel.open`, which re-checks every byte it
+    returns), its bundle and its log event."""
 
     directory: Path
-    verified: VerifiedModelSignature
+    verified: VerifiedModel
+    signature: bytes
     event: ModelLoadEvent
+
+    @property
+    def digest(self) -> bytes:
+        """The signed model digest that was extended."""
+        return self.verified.digest
+
+
+def _display_name(signed: str, path: Path) -> str:
+    """The log's name for a model: its OMS subject name when that is a usable
+    log name, else the directory's (a claim either way)."""
+    for candidate in (signed, path.name):
+        size = len(candidate.encode("utf-8", "surrogatepass"))
+        if candidate.isprintable() and 0 < size <= _MAX_NAME:
+            return candidate
+    return "model"
 
 
 class ModelAgent:
@@ -411,7 +586,9 @@ class ModelAgent:
 
     ``backend`` holds the NV index ``nv_index`` (defined on first use);
     ``log_path`` is the model-load log, rewritten atomically on every load;
-    ``trusted_keys`` are the model signers this device accepts.
+    ``trusted_keys`` (public keys) and ``trusted_roots`` (CA certificates,
+    checked at the ``now`` given to :meth:`load`) are the model signers this
+    device accepts.
     """
 
     def __init__(
@@ -420,11 +597,13 @@ class ModelAgent:
         log_path: str | os.PathLike[str],
         trusted_keys: Sequence[PublicKey],
         *,
+        trusted_roots: Sequence[x509.Certificate] = (),
         nv_index: int = DEFAULT_NV_INDEX,
     ) -> None:
         self.backend = backend
         self.log_path = Path(log_path)
         self.trusted_keys = tuple(trusted_keys)
+        self.trusted_roots = tuple(trusted_roots)
         self.nv_index = nv_index
         self._defined = False
 
@@ -439,7 +618,8 @@ class ModelAgent:
 
     def _read(self) -> tuple[ModelLoadEvent, ...]:
         try:
-            data = self.log_path.read_bytes()
+            with open(self.log_path, "rb") as fh:
+                data = fh.read(MAX_LOG_BYTES + 1)  # parse_model_log refuses more
         except FileNotFoundError:
             return ()
         return parse_model_log(data).unverified_events
@@ -474,27 +654,48 @@ class ModelAgent:
         signature: bytes,
         *,
         name: str | None = None,
+        now: datetime.datetime | None = None,
     ) -> LoadedModel:
-        """Verify ``directory`` against ``signature`` (trusted keys, every file),
-        then log and measure the load; returns the model only after both.
+        """Verify ``directory`` against its OMS bundle ``signature`` (a trusted
+        signer, then every file: same file set, every digest), then log and
+        measure the load; returns the model only after both.
 
         Raises ``SignatureError`` / ``VerificationError`` when the model does not
-        verify (nothing is logged or extended), ``BackendError`` from the TPM.
+        verify (nothing is logged or extended), ``MalformedInputError`` for a
+        bundle that does not parse, ``LimitExceededError`` when the log already
+        holds :data:`MAX_EVENTS` loads or would outgrow its size cap (reboot),
+        ``BackendError`` from the TPM.
         """
         path = Path(directory)
-        verified = load_verified_model(path, signature, self.trusted_keys)
+        statement = verify_signed_model(
+            signature, self.trusted_keys, roots=self.trusted_roots, now=now
+        )
+        try:
+            verified = check_model(path, statement)
+        except OSError as exc:
+            raise VerificationError(f"model directory unreadable: {exc}") from exc
         events = self.recover()
+        if len(events) >= MAX_EVENTS:  # one more would make the log unreadable: refuse
+            raise LimitExceededError(
+                f"the model-load log holds {MAX_EVENTS} loads since the TPM was reset; "
+                "reboot to start a new one"
+            )
         event = ModelLoadEvent(
             recnum=len(events),
             nv_index=self.nv_index,
             digest=verified.digest,
-            name=name or path.name or "model",
+            name=name or _display_name(verified.name, path),
             signature=signature,
             signature_format=SIGNATURE_FORMAT,
         )
-        self._write((*events, event))
+        data = encode_events((*events, event))
+        if len(data) > MAX_LOG_BYTES:  # the verifier could not read it: refuse
+            raise LimitExceededError(
+                f"the model-load log would exceed {MAX_LOG_BYTES} bytes; reboot to start a new one"
+            )
+        atomic_write(self.log_path, data)
         self.backend.nv_extend(self.nv_index, verified.digest)
-        return LoadedModel(path, verified, event)
+        return LoadedModel(path, verified, signature, event)
 
     def attach(self, evidence: Evidence, ak: AKHandle) -> Evidence:
         """``evidence`` with the model log and an NV certification over its nonce.

@@ -152,18 +152,52 @@ class QuotePolicy:
     require_safe: bool = False
 
 
+_U32: Final = 2**32 - 1
+_U64: Final = 2**64 - 1
+
+
 @dataclass(frozen=True, order=True)
 class QuoteState:
-    """The (resetCount, restartCount, clock) of the last accepted quote of an AK.
-    Store it and pass it back as ``last`` for the next quote."""
+    """(resetCount, restartCount, clock) of the last accepted quote of an AK.
+
+    The one type for this state: :func:`verify_quote` returns it
+    (``VerifiedQuote.state``), takes it back as ``last``, and the verifier's
+    store keeps it as is (``trustedge.attestation.store`` calls it
+    ``QuoteClockState``, the same class).
+
+    Ordered lexicographically, which is the rule the verifier applies: a
+    newer quote has a higher resetCount, or the same resetCount and a higher
+    restartCount (restartCount drops to 0 when resetCount rises), or both
+    equal and a higher clock. Clock is compared only within one
+    (resetCount, restartCount) epoch -- the ordering gives exactly that.
+    """
 
     reset_count: int
     restart_count: int
     clock: int
 
+    def __post_init__(self) -> None:
+        for name, value, top in (
+            ("reset_count", self.reset_count, _U32),
+            ("restart_count", self.restart_count, _U32),
+            ("clock", self.clock, _U64),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{name} out of range")
+
+    def __str__(self) -> str:
+        return (
+            f"(resetCount {self.reset_count}, restartCount {self.restart_count},"
+            f" clock {self.clock})"
+        )
+
     @classmethod
     def of(cls, info: ClockInfo) -> QuoteState:
         return cls(info.reset_count, info.restart_count, info.clock)
+
+    def advances(self, previous: QuoteState | None) -> bool:
+        """True when this state is strictly newer than ``previous`` (or there is none)."""
+        return previous is None or self > previous
 
     def to_json(self) -> dict[str, int]:
         return {"reset_count": self.reset_count, "restart_count": self.restart_count,

@@ -65,10 +65,12 @@ def append_boot_application(backend: TPMBackend, log: bytes, path: str, image: b
     the event log with its ``EV_EFI_BOOT_SERVICES_APPLICATION`` record appended."""
     parsed = parse_event_log(log)
     banks = parsed.banks
+    # Keep every record but the Spec ID header (rebuilt): StartupLocality sets
+    # where PCR0 replays from.
     events = [
         LogEvent(e.pcr, e.event_type, e.data, dict(e.digests))
         for e in parsed.unverified_events
-        if e.event_type != EventType.EV_NO_ACTION
+        if not (e.number == 0 and e.event_type == EventType.EV_NO_ACTION)
     ]
     digests = {b: hashlib.new(b, image).digest() for b in banks}
     events.append(

@@ -138,10 +138,18 @@ def create_sign1(
     unprotected: Mapping[Any, Any] | None = None,
     external_aad: bytes = b"",
     detached: bool = False,
+    protected: Mapping[Any, Any] | None = None,
 ) -> bytes:
-    """Create a tagged COSE_Sign1 over ``payload`` (``nil`` payload when ``detached``)."""
+    """Create a tagged COSE_Sign1 over ``payload`` (``nil`` payload when ``detached``).
+
+    ``protected`` adds header parameters beside ``alg`` (e.g. a content type); it
+    may not set ``alg`` itself.
+    """
     alg = algorithms.algorithm_for_key(key) if alg is None else alg
-    prot = _protected_bytes({ALG: alg})
+    extra = dict(protected or {})
+    if ALG in extra:
+        raise ValueError("alg is set by create_sign1, not in protected")
+    prot = _protected_bytes({ALG: alg, **extra})
     tbs = _cbor.encode(["Signature1", prot, external_aad, payload])
     sig = algorithms.sign(alg, key, tbs)
     body = [prot, dict(unprotected or {}), None if detached else payload, sig]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
@@ -197,10 +197,20 @@ class TPMSealedKEK:
     a TPM that fails raises :class:`KeyProviderError`.
     """
 
-    def __init__(self, backend: TPMBackend, sealed: bytes, *, auth: bytes | None = None) -> None:
+    def __init__(
+        self,
+        backend: TPMBackend,
+        sealed: bytes,
+        *,
+        auth: bytes | None = None,
+        authority: bytes | None = None,
+        policies: Sequence[bytes] = (),
+    ) -> None:
         self._backend = backend
         self.sealed = sealed
         self._auth = auth
+        self._authority = authority
+        self.policies = tuple(policies)
         self._kek: bytes | None = None
         self.kek_id = "tpm:" + _fingerprint(b"trustedge/tpm-kek-id/v1", sealed)
 
@@ -218,10 +228,49 @@ class TPMSealedKEK:
         obj._kek = kek
         return obj
 
+    @classmethod
+    def create_authorized(
+        cls,
+        backend: TPMBackend,
+        *,
+        authority: bytes,
+        policy_ref: bytes = b"",
+        policies: Sequence[bytes] = (),
+        rng: RandomSource = os.urandom,
+    ) -> TPMSealedKEK:
+        """Seal a new KEK to TPM2_PolicyAuthorize: any PCR policy that the key
+        ``authority`` (its ``TPM2B_PUBLIC``, see
+        ``trustedge.hazmat.tpm2.policy.authority_public``) signed unseals it, so a
+        signed update brings the policy for its own boot chain along, and an NV
+        counter revokes older ones (docs/sealed-updates.md)."""
+        kek = rng(32)
+        sealed = backend.seal_authorized(kek, authority=authority, policy_ref=policy_ref)
+        obj = cls(backend, sealed, authority=authority, policies=policies)
+        obj._kek = kek
+        return obj
+
+    def _unseal(self) -> bytes:
+        if self._authority is None:
+            return self._backend.unseal(self.sealed, auth=self._auth)
+        if not self.policies:
+            raise VerificationError("no signed PCR policy to unseal with")
+        errors = []
+        # Before an update commits the device holds the current and the pending
+        # policy; whichever matches the booted chain (and is not revoked) unseals.
+        for number, policy in enumerate(self.policies, 1):
+            try:
+                return self._backend.unseal_authorized(
+                    self.sealed, policy, authority=self._authority
+                )
+            except (VerificationError, MalformedInputError) as exc:
+                # one unusable policy (junk, stale, another chain's) must not hide the others
+                errors.append(f"policy {number}: {exc}")
+        raise VerificationError("; ".join(errors))
+
     def _key(self) -> bytes:
         if self._kek is None:
             try:
-                kek = self._backend.unseal(self.sealed, auth=self._auth)
+                kek = self._unseal()
             except VerificationError as exc:
                 raise AccessDeniedError(f"TPM refused to unseal the KEK: {exc}") from exc
             if len(kek) != 32:

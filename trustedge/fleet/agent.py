@@ -9,6 +9,10 @@ verifier does not come back in lock-step); after a network loss or a reboot it r
 from its state file, written atomically (``trustedge._fs``) after every change, so a kill
 at any moment leaves the previous or the next state, never a torn one.
 
+With ``models`` (a :class:`~trustedge.attestation.modellog.ModelAgent`), each evidence
+also carries the model-load log and a ``TPM2_NV_Certify`` of its index over the nonce, so
+the verifier's ``model`` submod can say which models the device loaded.
+
 Time, sleep and randomness are passed in; the agent logs to the ``trustedge.agent`` logger
 and configures no logging itself.
 """
@@ -28,6 +32,7 @@ from typing import Any, Final
 
 from trustedge._fs import atomic_write
 from trustedge.attestation import Attester
+from trustedge.attestation.modellog import ModelAgent
 from trustedge.errors import MalformedInputError, TrustedgeError
 from trustedge.fleet.client import FleetClient, PushResult, ServiceUnavailableError
 
@@ -149,12 +154,14 @@ class Agent:
         *,
         now: Callable[[], float] = time.time,
         rng: _random.Random | None = None,
+        models: ModelAgent | None = None,
     ) -> None:
         if attester.device_id != config.device_id:
             raise ValueError("the attester and the config name different devices")
         self.config = config
         self.attester = attester
         self.client = client
+        self.models = models
         self._now = now
         self._rng = rng if rng is not None else _random.Random()  # noqa: S311 (jitter only)
         self.state = self._load()
@@ -199,6 +206,8 @@ class Agent:
         evidence = self.attester.evidence(
             challenge.nonce, pcrs=challenge.pcrs, ima_offset=challenge.ima_offset
         )
+        if self.models is not None:
+            evidence = self.models.attach(evidence, self.attester.ak)
         result = self.client.push_evidence(
             self.config.device_id, evidence.encode(), result_format=self.config.result_format
         )

@@ -101,11 +101,20 @@ class FleetClient:
     """Talks to one verifier at ``base_url`` (``http://`` or ``https://``).
 
     ``ca_file`` pins the CA that signs the server's certificate (default: the system's
-    roots); ``timeout`` bounds each request in seconds. One connection is kept alive and
+    roots); ``cert_file`` (with ``key_file``, or a PEM holding both) is an operator's TLS
+    client certificate; ``timeout`` bounds each request in seconds. One connection is kept alive and
     re-opened after an error. Not thread-safe: one client per thread.
     """
 
-    def __init__(self, base_url: str, *, ca_file: str | Path | None = None, timeout: float = 10.0):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        timeout: float = 10.0,
+    ):
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError("base_url must be http://HOST[:PORT] or https://HOST[:PORT]")
@@ -120,6 +129,12 @@ class FleetClient:
             self._context = ssl.create_default_context(
                 cafile=str(ca_file) if ca_file is not None else None
             )
+            if cert_file is not None:
+                self._context.load_cert_chain(
+                    str(cert_file), str(key_file) if key_file is not None else None
+                )
+        elif cert_file is not None:
+            raise ValueError("a client certificate needs an https:// base_url")
         self._conn: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
@@ -275,14 +290,14 @@ class FleetClient:
         )
         return PushResult(data, ctype, headers.get("Trustedge-Status", ""))
 
-    def result(self, device_id: str, operator_token: str) -> PushResult:
-        """``GET /v1/devices/{id}/result`` (operator)."""
+    def result(self, device_id: str, operator_token: str | None = None) -> PushResult:
+        """``GET /v1/devices/{id}/result`` (operator: a token, or this client's certificate)."""
         ctype, data, headers = self._call(
             "GET", f"/v1/devices/{self._path(device_id)}/result", token=operator_token
         )
         return PushResult(data, ctype, headers.get("Trustedge-Status", ""))
 
-    def revoke(self, device_id: str, operator_token: str) -> None:
+    def revoke(self, device_id: str, operator_token: str | None = None) -> None:
         """``POST /v1/devices/{id}/revocation`` (operator)."""
         self._json("POST", f"/v1/devices/{self._path(device_id)}/revocation", token=operator_token)
 

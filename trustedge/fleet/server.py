@@ -34,6 +34,9 @@ class ListenConfig:
     workers: int = 2
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: CA (PEM) whose client certificates the TLS layer verifies (optional: devices send
+    #: none); the service treats a verified client certificate as an operator's.
+    tls_client_ca: Path | None = None
     graceful_timeout: float = 10.0
     keep_alive: float = 30.0
     backlog: int = 2048
@@ -50,6 +53,25 @@ def _bind(listen: ListenConfig) -> socket.socket:
     return sock
 
 
+def _client_cert_protocol() -> type:
+    """uvicorn's httptools protocol, plus the ASGI TLS extension's ``client_cert_chain``:
+    the client certificate the TLS handshake verified (against ``tls_client_ca``)."""
+    import ssl
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class ClientCertProtocol(HttpToolsProtocol):
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            ssl_object = self.transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der:
+                tls: dict[object, object] = {"client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)]}
+                self.scope["extensions"] = {"tls": tls}
+
+    return ClientCertProtocol
+
+
 def _worker(config: ServiceConfig, listen: ListenConfig, sock: socket.socket, row: int,
             counters: SharedCounters) -> None:  # fmt: skip
     import uvicorn
@@ -57,8 +79,15 @@ def _worker(config: ServiceConfig, listen: ListenConfig, sock: socket.socket, ro
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     app = create_app(config, metrics=counters.row(row))
+    import ssl
+
+    client_ca = listen.tls_client_ca
     uconfig = uvicorn.Config(
         app,
+        http=_client_cert_protocol() if client_ca is not None else "auto",
+        ssl_ca_certs=str(client_ca) if client_ca is not None else None,
+        # optional: a device presents no certificate; one that is presented must verify
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca is not None else ssl.CERT_NONE,
         lifespan="on",
         log_config=None,  # the library configures no logging; the CLI does
         access_log=False,
@@ -87,6 +116,8 @@ def serve(
         raise ValueError("workers must be >= 1")
     if (listen.tls_cert is None) != (listen.tls_key is None):
         raise ValueError("TLS needs both a certificate and a key file")
+    if listen.tls_client_ca is not None and listen.tls_cert is None:
+        raise ValueError("client certificates need TLS (a certificate and a key file)")
     sock = _bind(listen)
     host, port = sock.getsockname()[:2]
     counters = SharedCounters(listen.workers)

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -53,6 +54,7 @@ __all__ = [
     "sha256_chain",
     "sha256_each",
     "sha256_file",
+    "sha256_ranges",
     "tree_digest",
     "tree_root",
     "verify_file",
@@ -83,9 +85,24 @@ def _select() -> tuple[ModuleType, str]:
         return _native, "native"
     try:
         from trustedge.hashing import _speedups
-    except ImportError:
+    except ImportError as exc:
+        _say_not_built(exc)
         return _native, "native"
     return _speedups, "speedups"
+
+
+def _say_not_built(exc: ImportError) -> None:
+    # A failed build must be visible (pip hides build output without -v): say it once, on a
+    # terminal only, so that pipes and logs of callers stay clean.
+    stream = sys.stderr
+    if stream is None or not stream.isatty():
+        return
+    stream.write(
+        "trustedge: the C extension trustedge.hashing._speedups is not built "
+        f"({exc}); hashing uses the pure-Python twin (same digests, slower). Reinstall with "
+        "a C compiler and the Python headers (python3-dev), or set TRUSTEDGE_HASHING=native "
+        "to choose the twin and silence this.\n"
+    )
 
 
 def _select_simd(impl: ModuleType) -> str:
@@ -382,6 +399,91 @@ def sha256_file(
     _, sha, _ = _run(path, DEFAULT_LEAF_SIZE, True, lambda s: (), 1, progress, cancel, simd)
     assert sha is not None
     return sha
+
+
+#: Files :func:`sha256_ranges` keeps open at once.
+_MAX_OPEN: Final = 256
+
+
+def sha256_ranges(
+    ranges: Sequence[tuple[str | os.PathLike[str], int, int]],
+    *,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    simd: str | None = None,
+) -> list[bytes]:
+    """Plain SHA-256 of each ``(path, start, end)`` byte range (``end``
+    exclusive), in the given order: the digests of OMS files and shards.
+
+    Ranges hash in parallel on ``threads`` workers (default: usable CPUs);
+    with SHA-NI each worker interleaves two ranges in one kernel (about twice
+    one stream's rate per core). Each file is opened once per batch and must
+    be a regular file at least ``end`` bytes long. Raises ``OSError`` if a file
+    cannot be read, ``ValueError`` for a bad range or a non-regular file,
+    :class:`VerificationError` if a file shrank or changed while hashed,
+    ``InterruptedError`` if ``cancel`` was set.
+    """
+    if threads is None:
+        threads = default_threads()
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    path_simd = SIMD_PATH if simd is None else simd
+    items = [(os.fspath(p), int(s), int(e)) for p, s, e in ranges]
+    for p, s, e in items:
+        if s < 0 or e < s:
+            raise ValueError(f"bad range {s}:{e} of {p!r}")
+    # Largest first, so the long pole starts early; results go back in order.
+    order = sorted(range(len(items)), key=lambda i: items[i][2] - items[i][1], reverse=True)
+    out: list[bytes] = [b""] * len(items)
+    total = sum(e - s for _, s, e in items)
+    done_before = 0
+    batch: list[int] = []
+    paths: dict[str, None] = {}
+
+    def flush() -> None:
+        nonlocal done_before
+        if not batch:
+            return
+        fds: dict[str, tuple[int, os.stat_result]] = {}
+        try:
+            for p in paths:
+                fds[p] = _open(p)
+            for i in batch:
+                p, _, e = items[i]
+                if e > fds[p][1].st_size:
+                    raise VerificationError(
+                        f"{p!r} has {fds[p][1].st_size} bytes, fewer than the range end {e}"
+                    )
+            base = done_before
+            cb = None if progress is None else (lambda d, _t: progress(base + d, total))
+            digests = _impl.sha256_ranges(
+                [(fds[items[i][0]][0], items[i][1], items[i][2] - items[i][1]) for i in batch],
+                threads,
+                path_simd,
+                cb,
+                cancel,
+            )
+            for p, (fd, before) in fds.items():
+                after = os.fstat(fd)
+                if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                    raise VerificationError(f"{p!r} changed while it was hashed")
+        finally:
+            for fd, _ in fds.values():
+                os.close(fd)
+        for i, d in zip(batch, digests, strict=True):
+            out[i] = d
+        done_before += sum(items[i][2] - items[i][1] for i in batch)
+        batch.clear()
+        paths.clear()
+
+    for i in order:
+        if items[i][0] not in paths and len(paths) >= _MAX_OPEN:
+            flush()
+        paths[items[i][0]] = None
+        batch.append(i)
+    flush()
+    return out
 
 
 def tree_digest(

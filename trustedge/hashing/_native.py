@@ -17,7 +17,7 @@ from typing import Protocol
 
 from trustedge.errors import VerificationError
 
-__all__ = ["SIMD_PATHS", "hash_fd", "sha256_chain", "sha256_many"]
+__all__ = ["SIMD_PATHS", "hash_fd", "sha256_chain", "sha256_many", "sha256_ranges"]
 
 #: The twin has one "SIMD path": whatever hashlib (OpenSSL) picks.
 SIMD_PATHS: tuple[str, ...] = ("hashlib",)
@@ -146,4 +146,50 @@ def hash_fd(
         )
     finally:
         job.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def sha256_ranges(
+    ranges: Sequence[tuple[int, int, int]],
+    threads: int,
+    simd: str,
+    progress: Callable[[int, int], object] | None,
+    cancel: _CancelFlag | None,
+) -> list[bytes]:
+    """Plain SHA-256 of each ``(fd, offset, length)`` range, on ``threads``
+    workers. Errors as for :func:`hash_fd`."""
+    if simd not in SIMD_PATHS:
+        raise ValueError(f"unknown SIMD path {simd!r}")
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    jobs = {fd: _Job(fd, 0) for fd, _, _ in ranges}
+    stop = threading.Event()
+    for job in jobs.values():
+        job.stop = stop
+    total = sum(length for _, _, length in ranges)
+
+    def one(fd: int, offset: int, length: int) -> bytes:
+        h = hashlib.sha256()
+        jobs[fd].feed(h, offset, length, bytearray(min(_CHUNK, max(length, 1))))
+        return h.digest()
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
+    try:
+        futures = [pool.submit(one, fd, off, length) for fd, off, length in ranges]
+        pending: set[concurrent.futures.Future[bytes]] = set(futures)
+        while pending:
+            finished, pending = concurrent.futures.wait(
+                pending, timeout=_TICK, return_when=concurrent.futures.FIRST_EXCEPTION
+            )
+            for fut in finished:
+                fut.result()
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("hashing cancelled")
+            if progress is not None and pending:
+                progress(sum(j.done for j in jobs.values()), total)
+        if progress is not None:
+            progress(total, total)
+        return [fut.result() for fut in futures]
+    finally:
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)

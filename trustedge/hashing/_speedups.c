@@ -168,7 +168,15 @@ typedef struct {
     int running;
     int err, err_errno;
     uint64_t err_off;
+    /* sha256_ranges: the ranges to hash, claimed in order (pairs with SHA-NI). */
+    const struct range *ranges;
+    size_t nranges;
 } job_t;
+
+typedef struct range {
+    int fd;
+    uint64_t off, len;
+} range_t;
 
 static void fail(job_t *j, int err, int e, uint64_t off) {
     pthread_mutex_lock(&j->mu);
@@ -181,10 +189,10 @@ static void fail(job_t *j, int err, int e, uint64_t off) {
     atomic_store(&j->stop, 1);
 }
 
-/* Read exactly len bytes at off; a short file is an error (truncated). */
-static int read_full(job_t *j, uint8_t *buf, size_t len, uint64_t off) {
+/* Read exactly len bytes of fd at off; a short file is an error (truncated). */
+static int read_full_fd(job_t *j, int fd, uint8_t *buf, size_t len, uint64_t off) {
     while (len) {
-        ssize_t got = pread(j->fd, buf, len, (off_t)off);
+        ssize_t got = pread(fd, buf, len, (off_t)off);
         if (got < 0) {
             if (errno == EINTR) continue;
             fail(j, ERR_IO, errno, off);
@@ -199,6 +207,10 @@ static int read_full(job_t *j, uint8_t *buf, size_t len, uint64_t off) {
         off += (uint64_t)got;
     }
     return atomic_load_explicit(&j->stop, memory_order_relaxed) ? -1 : 0;
+}
+
+static int read_full(job_t *j, uint8_t *buf, size_t len, uint64_t off) {
+    return read_full_fd(j, j->fd, buf, len, off);
 }
 
 static int hash_range(job_t *j, uint8_t *mem, stream_t *s, uint64_t off, uint64_t len) {
@@ -405,6 +417,152 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* ---- plain SHA-256 of byte ranges (OMS files and shards) ---------------- */
+
+static int range_single(job_t *j, uint8_t *mem, const range_t *r, uint8_t out[32], stream_t *s,
+                        uint64_t pos) {
+    while (pos < r->len) {
+        size_t c = r->len - pos < STREAM_CHUNK ? (size_t)(r->len - pos) : STREAM_CHUNK;
+        if (read_full_fd(j, r->fd, mem, c, r->off + pos)) return -1;
+        stream_update(s, mem, c);
+        atomic_fetch_add_explicit(&j->done, c, memory_order_relaxed);
+        pos += c;
+    }
+    stream_final(s, out);
+    return 0;
+}
+
+/* Two ranges in one interleaved kernel (two SHA-NI streams cost about one):
+ * chunk by chunk over the common length, then the longer one alone. Chunks
+ * are whole blocks but for a range's last one, after which that range is
+ * done, so neither stream holds a partial block when the kernel runs. */
+static int range_pair(job_t *j, uint8_t *mem, const range_t *a, const range_t *b,
+                      uint8_t oa[32], uint8_t ob[32]) {
+    stream_t sa, sb;
+    uint8_t *ba = mem, *bb = mem + STREAM_CHUNK;
+    uint64_t pa = 0, pb = 0;
+    stream_init(&sa, j->k.one);
+    stream_init(&sb, j->k.one);
+    while (pa < a->len && pb < b->len) {
+        size_t ca = a->len - pa < STREAM_CHUNK ? (size_t)(a->len - pa) : STREAM_CHUNK;
+        size_t cb = b->len - pb < STREAM_CHUNK ? (size_t)(b->len - pb) : STREAM_CHUNK;
+        if (read_full_fd(j, a->fd, ba, ca, a->off + pa)) return -1;
+        if (read_full_fd(j, b->fd, bb, cb, b->off + pb)) return -1;
+        size_t nb = (ca < cb ? ca : cb) / 64;
+        j->k.two(sa.h, ba, sb.h, bb, nb);
+        sa.len += 64 * nb;
+        sb.len += 64 * nb;
+        stream_update(&sa, ba + 64 * nb, ca - 64 * nb);
+        stream_update(&sb, bb + 64 * nb, cb - 64 * nb);
+        atomic_fetch_add_explicit(&j->done, (unsigned long long)(ca + cb), memory_order_relaxed);
+        pa += ca;
+        pb += cb;
+    }
+    if (range_single(j, mem, a, oa, &sa, pa)) return -1;
+    return range_single(j, mem, b, ob, &sb, pb);
+}
+
+/* A full group of `lanes` ranges of one length in the multi-buffer kernel,
+ * lock-step over their whole blocks; each lane's last partial block then
+ * finishes on the single-stream kernel. */
+static int range_mb(job_t *j, uint8_t *mem, size_t first) {
+    const int lanes = j->k.lanes;
+    const range_t *r = j->ranges + first;
+    const uint64_t len = r[0].len, full = len & ~(uint64_t)63;
+    uint32_t st[8][TE_MAX_LANES];
+    const uint8_t *ptr[TE_MAX_LANES];
+    for (int i = 0; i < TE_MAX_LANES; i++) {
+        ptr[i] = mem + (size_t)(i < lanes ? i : 0) * LANE_STRIDE;
+        for (int w = 0; w < 8; w++) st[w][i] = te_sha256_h0[w];
+    }
+    for (uint64_t m = 0; m < full; m += LANE_CHUNK) {
+        size_t c = full - m < LANE_CHUNK ? (size_t)(full - m) : LANE_CHUNK;
+        for (int i = 0; i < lanes; i++)
+            if (read_full_fd(j, r[i].fd, mem + (size_t)i * LANE_STRIDE, c, r[i].off + m)) return -1;
+        j->k.mb(st, ptr, c / 64);
+        atomic_fetch_add_explicit(&j->done, (unsigned long long)c * (unsigned)lanes,
+                                  memory_order_relaxed);
+    }
+    for (int i = 0; i < lanes; i++) {
+        stream_t s;
+        stream_init(&s, j->k.one);
+        for (int w = 0; w < 8; w++) s.h[w] = st[w][i];
+        s.len = full;
+        size_t tail = (size_t)(len - full);
+        uint8_t *b = mem + (size_t)i * LANE_STRIDE;
+        if (tail && read_full_fd(j, r[i].fd, b, tail, r[i].off + full)) return -1;
+        stream_update(&s, b, tail);
+        atomic_fetch_add_explicit(&j->done, tail, memory_order_relaxed);
+        stream_final(&s, j->out + 32 * (first + (size_t)i));
+    }
+    return 0;
+}
+
+/* Multi-buffer groups only where they beat the single/paired stream: wide
+ * vectors (16 lanes), or any vector kernel when there is no SHA-NI. */
+static int use_mb(const kernels_t *k) {
+    return k->mb != NULL && k->lanes > 2 && (k->two == NULL || k->lanes >= 16);
+}
+
+/* Claim the next unit of work: a multi-buffer group when the next `lanes`
+ * ranges share one length (the caller sorts by length), else a pair or one. */
+static size_t claim_ranges(job_t *j, size_t *first, int *mb) {
+    size_t step = j->k.two ? 2 : 1;
+    size_t i = atomic_load(&j->next);
+    for (;;) {
+        if (i >= j->nranges) return 0;
+        size_t take = step;
+        *mb = 0;
+        if (use_mb(&j->k) && i + (size_t)j->k.lanes <= j->nranges &&
+            j->ranges[i].len == j->ranges[i + (size_t)j->k.lanes - 1].len &&
+            j->ranges[i].len >= 64) {
+            take = (size_t)j->k.lanes;
+            *mb = 1;
+        }
+        if (i + take > j->nranges) take = j->nranges - i;
+        if (atomic_compare_exchange_weak(&j->next, &i, i + take)) {
+            *first = i;
+            return take;
+        }
+    }
+}
+
+static void *range_worker(void *arg) {
+    job_t *j = arg;
+    uint8_t *mem = NULL;
+    size_t bytes = (size_t)j->k.lanes * LANE_STRIDE;
+    if (bytes < 2 * STREAM_CHUNK) bytes = 2 * STREAM_CHUNK;
+    if (posix_memalign((void **)&mem, 64, bytes) != 0) {
+        fail(j, ERR_NOMEM, 0, 0);
+    } else {
+        int rc = 0;
+        while (rc == 0 && !atomic_load(&j->stop)) {
+            size_t i, step;
+            int mb;
+            step = claim_ranges(j, &i, &mb);
+            if (step == 0) break;
+            if (mb) {
+                rc = range_mb(j, mem, i);
+            } else if (step == 2) {
+                rc = range_pair(j, mem, &j->ranges[i], &j->ranges[i + 1], j->out + 32 * i,
+                                j->out + 32 * (i + 1));
+            } else {
+                for (size_t k = i; rc == 0 && k < i + step; k++) {
+                    stream_t s;
+                    stream_init(&s, j->k.one);
+                    rc = range_single(j, mem, &j->ranges[k], j->out + 32 * k, &s, 0);
+                }
+            }
+        }
+        free(mem);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->running--;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
 /* ---- Python entry points ---------------------------------------------- */
 
 static int wait_tick(job_t *j) {
@@ -590,6 +748,137 @@ done:
     return result;
 }
 
+/* sha256_ranges(ranges, threads, simd, progress, cancel): plain SHA-256 of
+ * each (fd, offset, length) range, on `threads` workers that claim ranges in
+ * the given order (two at a time, interleaved, when the CPU has SHA-NI). */
+static PyObject *sha256_ranges(PyObject *self, PyObject *args) {
+    PyObject *ranges, *progress, *cancel;
+    int threads;
+    const char *simd;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OisOO:sha256_ranges", &ranges, &threads, &simd, &progress,
+                          &cancel))
+        return NULL;
+    job_t j;
+    memset(&j, 0, sizeof j);
+    if (pick_kernels(simd, &j.k) != 0)
+        return PyErr_Format(PyExc_ValueError, "SIMD path %s is unknown or not supported here", simd);
+    if (threads < 1) return PyErr_Format(PyExc_ValueError, "threads must be at least 1");
+    PyObject *seq = PySequence_Fast(ranges, "ranges must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    range_t *rs = PyMem_Malloc(sizeof(range_t) * (size_t)(n ? n : 1));
+    uint8_t *out = PyMem_Malloc(32 * (size_t)(n ? n : 1));
+    pthread_t *tids = NULL;
+    PyObject *result = NULL;
+    unsigned long long total = 0;
+    int sync_ready = 0;
+    if (rs == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int fd;
+        unsigned long long off, len;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iKK:range", &fd, &off, &len))
+            goto done;
+        if (fd < 0 || off >= (1ULL << 62) || len >= (1ULL << 62)) {
+            PyErr_SetString(PyExc_ValueError, "bad range");
+            goto done;
+        }
+        rs[i].fd = fd;
+        rs[i].off = off;
+        rs[i].len = len;
+        total += len;
+    }
+    j.ranges = rs;
+    j.nranges = (size_t)n;
+    j.out = out;
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    sync_ready = 1;
+    size_t step = j.k.two ? 2 : 1;
+    size_t units = ((size_t)n + step - 1) / step; /* an upper bound: groups are larger */
+    size_t nthreads = units < (size_t)threads ? units : (size_t)threads;
+    tids = PyMem_Malloc(sizeof(pthread_t) * (nthreads ? nthreads : 1));
+    if (tids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (; started < nthreads; started++) {
+        pthread_mutex_lock(&j.mu);
+        j.running++;
+        pthread_mutex_unlock(&j.mu);
+        if (pthread_create(&tids[started], NULL, range_worker, &j) != 0) {
+            pthread_mutex_lock(&j.mu);
+            j.running--;
+            pthread_mutex_unlock(&j.mu);
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (nthreads > 0 && started == 0) {
+        PyErr_SetString(PyExc_OSError, "could not start any hashing thread");
+        goto done;
+    }
+    int py_failed = 0;
+    for (;;) {
+        int running;
+        Py_BEGIN_ALLOW_THREADS
+        running = wait_tick(&j);
+        Py_END_ALLOW_THREADS
+        if (running == 0) break;
+        if (!py_failed && (PyErr_CheckSignals() < 0 || cancel_requested(cancel) < 0 ||
+                           call_progress(progress, atomic_load(&j.done), total) < 0)) {
+            py_failed = 1;
+            atomic_store(&j.stop, 1);
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t i = 0; i < started; i++) pthread_join(tids[i], NULL);
+    Py_END_ALLOW_THREADS
+    if (py_failed) goto done;
+    if (j.err == ERR_SHORT) {
+        PyErr_Format(verification_error,
+                     "file is shorter than when hashing started: read ended at offset %llu "
+                     "(truncated while hashing?)",
+                     (unsigned long long)j.err_off);
+        goto done;
+    }
+    if (j.err == ERR_IO) {
+        errno = j.err_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    if (j.err == ERR_NOMEM) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (call_progress(progress, total, total) < 0) goto done;
+    result = PyList_New(n);
+    if (result == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyBytes_FromStringAndSize((const char *)out + 32 * i, 32);
+        if (d == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, d);
+    }
+done:
+    if (sync_ready) {
+        pthread_cond_destroy(&j.cv);
+        pthread_mutex_destroy(&j.mu);
+    }
+    PyMem_Free(tids);
+    PyMem_Free(rs);
+    PyMem_Free(out);
+    Py_DECREF(seq);
+    return result;
+}
+
 /* SHA-256 of each message, running the chosen kernel's lanes in lock-step
  * over the blocks all messages of a batch have; the tails finish one by one.
  * A test hook: it lets tests check every SIMD path against NIST vectors. */
@@ -728,6 +1017,9 @@ static PyMethodDef methods[] = {
     {"hash_fd", hash_fd, METH_VARARGS,
      "hash_fd(fd, size, leaf_size, want_sha256, leaf_indices, threads, simd, progress, cancel)"
      " -> (sha256 | None, [leaf digests])"},
+    {"sha256_ranges", sha256_ranges, METH_VARARGS,
+     "sha256_ranges(ranges, threads, simd, progress, cancel) -> [digests]: plain SHA-256 of each"
+     " (fd, offset, length) range."},
     {"sha256_many", sha256_many, METH_VARARGS,
      "sha256_many(messages, simd) -> [digests]: SHA-256 of each message on one SIMD path."},
     {"sha256_chain", sha256_chain, METH_VARARGS,

@@ -21,3 +21,11 @@ def hash_fd(
     /,
 ) -> tuple[bytes | None, list[bytes]]: ...
 def sha256_many(messages: Sequence[bytes], simd: str, /) -> list[bytes]: ...
+def sha256_ranges(
+    ranges: Sequence[tuple[int, int, int]],
+    threads: int,
+    simd: str,
+    progress: Callable[[int, int], object] | None,
+    cancel: _CancelFlag | None,
+    /,
+) -> list[bytes]: ...

@@ -11,11 +11,13 @@ in a COSE_Sign1 by the OTA layer) and to JSON (for humans).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import stat
+import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +34,7 @@ from trustedge.hashing import (
     BlobDigest,
     CancelFlag,
     ProgressCallback,
+    default_threads,
     hash_file,
     verify_file,
 )
@@ -261,15 +264,6 @@ def _walk(directory: Path, ignore: frozenset[str]) -> list[tuple[str, Path]]:
     return found
 
 
-def _sub_progress(
-    progress: ProgressCallback | None, offset: int, grand_total: int
-) -> Callable[[int, int], object] | None:
-    if progress is None:
-        return None
-    cb = progress
-    return lambda done, total: cb(offset + done, grand_total)
-
-
 def hash_model(
     directory: str | os.PathLike[str],
     leaf_size: int = DEFAULT_LEAF_SIZE,
@@ -292,18 +286,48 @@ def hash_model(
     files = _walk(root, frozenset(ignore))
     sizes = [p.stat().st_size for _, p in files]
     grand = 2 * sum(sizes)
-    entries = []
-    offset = 0
-    for (rel, path), size in zip(files, sizes, strict=True):
-        digest = hash_file(
-            path,
+    workers = default_threads() if threads is None else threads
+    if workers < 1:
+        raise ValueError("threads must be at least 1")
+    # Files in parallel: with as many files as workers, each file takes one
+    # worker (its whole-file SHA-256 and its leaves in one interleaved pass);
+    # fewer, larger files share the workers. Largest first.
+    per_file = max(1, workers // max(1, len(files)))
+    lock = threading.Lock()
+    done = [0] * len(files)
+
+    def one(i: int) -> BlobDigest:
+        def cb(d: int, _total: int) -> None:
+            with lock:
+                done[i] = d
+                now = sum(done)
+            assert progress is not None
+            progress(now, grand)
+
+        return hash_file(
+            files[i][1],
             leaf_size,
-            threads=threads,
-            progress=_sub_progress(progress, offset, grand),
+            threads=per_file,
+            progress=None if progress is None else cb,
             cancel=cancel,
         )
-        offset += 2 * size
-        entries.append(ModelFile(rel, digest))
+
+    order = sorted(range(len(files)), key=lambda i: sizes[i], reverse=True)
+    digests: dict[int, BlobDigest] = {}
+    if len(files) <= 1 or workers == 1:
+        for i in order:
+            digests[i] = one(i)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+            futures = {i: pool.submit(one, i) for i in order}
+            try:
+                for i, fut in futures.items():
+                    digests[i] = fut.result()
+            except BaseException:
+                for fut in futures.values():
+                    fut.cancel()
+                raise
+    entries = [ModelFile(rel, digests[i]) for i, (rel, _) in enumerate(files)]
     return ModelManifest(leaf_size, tuple(entries))
 
 

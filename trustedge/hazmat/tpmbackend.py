@@ -198,3 +198,24 @@ class TPMBackend(Protocol):
     def unseal(self, blob: bytes, *, auth: bytes | None = None) -> bytes:
         """Unseal; raises ``VerificationError`` when the PCR policy or auth fails."""
         ...
+
+    # -- signed PCR policies (TPM2_PolicyAuthorize) --------------------------------
+    def nv_name(self, index: int) -> bytes:
+        """The NV index's name as the TPM computes it now (``TPMA_NV_WRITTEN``
+        included): what a PolicyNV over the index hashes."""
+        ...
+
+    def seal_authorized(self, secret: bytes, *, authority: bytes, policy_ref: bytes = b"") -> bytes:
+        """Seal ``secret`` (at most 128 bytes) with ``authPolicy =
+        PolicyAuthorize(name(authority), policy_ref)``; ``authority`` is the
+        ``TPM2B_PUBLIC`` of the key whose signed policies unseal it
+        (``trustedge.hazmat.tpm2.policy.authority_public``)."""
+        ...
+
+    def unseal_authorized(self, blob: bytes, policy: bytes, *, authority: bytes) -> bytes:
+        """Unseal with a signed policy (``SignedPolicy.encode()``): the TPM checks
+        the signature (VerifySignature ticket), runs PolicyPCR over the current
+        values and PolicyNV(counter <= version), and PolicyAuthorize. Raises
+        ``SignatureError`` (not the authority's signature), ``PolicyError`` (PCRs
+        or counter outside the policy, wrong authority), ``MalformedInputError``."""
+        ...

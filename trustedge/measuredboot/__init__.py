@@ -22,6 +22,12 @@ from trustedge.measuredboot.consistency import (
     check_event_data,
     check_events,
 )
+from trustedge.measuredboot.diff import (
+    Divergence,
+    DivergenceKind,
+    diff_event_logs,
+    explain_mismatch,
+)
 from trustedge.measuredboot.events import (
     BANK_BY_ALG_ID,
     BANK_SIZES,
@@ -78,6 +84,10 @@ from trustedge.measuredboot.secureboot import BootApplication, SecureBootState, 
 from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
 
 __all__ = [
+    "Divergence",
+    "DivergenceKind",
+    "diff_event_logs",
+    "explain_mismatch",
     "AllOf",
     "AnyOf",
     "BootApplication",

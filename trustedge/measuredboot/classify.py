@@ -37,7 +37,7 @@ from typing import Final
 from trustedge.errors import MalformedInputError
 from trustedge.measuredboot._decode import UefiVariable, decode_uefi_variable
 from trustedge.measuredboot._workarounds import Workaround
-from trustedge.measuredboot.consistency import DataCheck, check_event_data
+from trustedge.measuredboot.consistency import GRUB_PREFIXES, DataCheck, check_event_data
 from trustedge.measuredboot.events import Event, EventType, bank_hash
 from trustedge.measuredboot.replay import VerifiedEventLog
 
@@ -222,10 +222,12 @@ def _bound_bytes(ev: Event, bank: str, check: DataCheck) -> bytes | None:
         text = data.rstrip(b"\x00")
         candidates = (data, text)
         if ev.event_type == EventType.EV_IPL:
-            # GRUB's older form hashes the string without its "grub_cmd: " prefix.
-            for prefix in (b"grub_cmd: ", b"kernel_cmdline: ", b"grub_kernel_cmdline "):
+            # GRUB hashes the string without its tag ("grub_cmd: ", RHEL's
+            # "grub_cmd "): the bound bytes are then the untagged string, and
+            # the tag is a claim (see secureboot.kernel_cmdlines).
+            for prefix in GRUB_PREFIXES:
                 if text.startswith(prefix):
-                    candidates += (text[len(prefix) :],)
+                    candidates += (text[len(prefix) :], data[len(prefix) :])
     for candidate in candidates:
         if hmac.compare_digest(bank_hash(bank, candidate), digest):
             return candidate

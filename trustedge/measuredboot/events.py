@@ -13,6 +13,7 @@ from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
 from trustedge.errors import UnsupportedAlgorithmError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 
 __all__ = [
     "BANK_BY_ALG_ID",
@@ -82,33 +83,15 @@ def event_type_name(event_type: int) -> str:
 
 
 #: Hash banks trustedge replays, by name, with their digest sizes.
-BANK_SIZES: Final[dict[str, int]] = {
-    "sha1": 20,
-    "sha256": 32,
-    "sha384": 48,
-    "sha512": 64,
-    "sm3_256": 32,
-}
+BANK_SIZES: Final[dict[str, int]] = {h.name: h.digest_size for h in HASH_ALGS}
 
 #: Bank names in canonical order.
 BANKS: Final[tuple[str, ...]] = tuple(BANK_SIZES)
 
 #: TPM_ALG_ID -> bank name.
-BANK_BY_ALG_ID: Final[dict[int, str]] = {
-    0x0004: "sha1",
-    0x000B: "sha256",
-    0x000C: "sha384",
-    0x000D: "sha512",
-    0x0012: "sm3_256",
-}
+BANK_BY_ALG_ID: Final[dict[int, str]] = {h.alg.value: h.name for h in HASH_ALGS}
 
-_HASHLIB_NAME: Final[dict[str, str]] = {
-    "sha1": "sha1",
-    "sha256": "sha256",
-    "sha384": "sha384",
-    "sha512": "sha512",
-    "sm3_256": "sm3",
-}
+_HASHLIB_NAME: Final[dict[str, str]] = {h.name: h.hashlib_name for h in HASH_ALGS}
 
 
 def bank_hasher(bank: str) -> Callable[[bytes], Any]:

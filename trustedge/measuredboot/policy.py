@@ -11,10 +11,13 @@ The same rules load from a JSON document (:func:`load_policy`)::
         {"rule": "secure_boot"},
         {"rule": "event_digests", "pcr": 4, "bank": "sha256", "digests": ["..."]},
         {"rule": "boot_applications", "bank": "sha256", "digests": ["..."]},
+        {"rule": "pcr_values", "pcr": 0, "bank": "sha256", "values": ["..."]},
         {"rule": "measurements", "pcr": 9, "bank": "sha256", "digests": ["..."]},
-        {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": []},
+        {"rule": "db", "required": ["<sha256 of a cert or a hash entry>"], "forbidden": [],
+         "allowed": ["<optional: every entry db may hold>"]},
         {"rule": "dbx", "required": ["..."]},
-        {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"]},
+        {"rule": "kernel_cmdline", "required": ["regex"], "forbidden": ["regex"],
+         "measurements": ["<digest of a PCR12 credential archive>"]},
         {"rule": "any_of", "rules": [...]}
     ]}
 """
@@ -22,6 +25,7 @@ The same rules load from a JSON document (:func:`load_policy`)::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -64,6 +68,7 @@ __all__ = [
     "ImaViolationKind",
     "KernelCmdline",
     "Measurements",
+    "PcrValues",
     "RequireSecureBoot",
     "SignatureDatabase",
     "UnsafeNoPolicy",
@@ -206,13 +211,23 @@ def _sb_or_violation(ctx: _Context, what: str) -> SecureBootState | str:
 
 @dataclass(frozen=True)
 class RequireSecureBoot:
-    """Secure Boot must be logged as enabled (and not in debug mode)."""
+    """Secure Boot must be logged as enabled (and not in debug mode).
+
+    ``enabled=False`` pins the opposite (a golden state with Secure Boot off, as a
+    Keylime refstate without Secure Boot requires): a boot with it on is a violation.
+    """
+
+    enabled: bool = True
 
     def violations(self, ctx: _Context) -> list[str]:
         sb = _sb_or_violation(ctx, "secure_boot")
         if isinstance(sb, str):
             return [sb]
         out = []
+        if not self.enabled:
+            if sb.enabled:
+                out.append("secure_boot: SecureBoot is enabled, the policy pins it off")
+            return out
         if not sb.enabled:
             out.append("secure_boot: SecureBoot is not enabled")
         if sb.debug_mode:
@@ -251,6 +266,30 @@ class EventDigests:
                     f"{self.bank} digest {shown} is not allowed"
                 )
         return out
+
+
+@dataclass(frozen=True)
+class PcrValues:
+    """The verified replayed value of ``pcr`` in ``bank`` must be one of ``allowed``.
+
+    The strictest rule: any changed, added, dropped or reordered event of the PCR
+    breaks it. Generated policies pin every PCR that is the same on all golden
+    machines with it (:func:`~trustedge.measuredboot.reference.policy_from_event_logs`).
+    """
+
+    pcr: int
+    bank: str
+    allowed: frozenset[bytes]
+
+    def violations(self, ctx: _Context) -> list[str]:
+        unverified = _unverified_bank(ctx, "pcr_values", self.pcr, self.bank)
+        if unverified:
+            return unverified
+        value = ctx.log.source.replay().get(self.bank, {}).get(self.pcr)
+        if value is None or not any(hmac.compare_digest(value, a) for a in self.allowed):
+            shown = value.hex() if value is not None else "none"
+            return [f"pcr_values: PCR{self.pcr} {self.bank} value {shown} is not allowed"]
+        return []
 
 
 def _measurement_violations(
@@ -319,11 +358,17 @@ def _entry_ids(lists: Iterable[SignatureList]) -> set[bytes]:
 
 @dataclass(frozen=True)
 class SignatureDatabase:
-    """Required/forbidden entries of ``db`` or ``dbx`` (hashes, or SHA-256 of certificates)."""
+    """Required/forbidden entries of ``db`` or ``dbx`` (hashes, or SHA-256 of certificates).
+
+    ``allowed``, when given, lists every entry the variable may hold: an entry
+    outside it (a certificate someone enrolled) is a violation — Keylime's
+    ``KeySubset`` semantics for db.
+    """
 
     variable: str
     required: frozenset[bytes] = frozenset()
     forbidden: frozenset[bytes] = frozenset()
+    allowed: frozenset[bytes] | None = None
 
     def violations(self, ctx: _Context) -> list[str]:
         if self.variable not in ("db", "dbx"):
@@ -342,7 +387,41 @@ class SignatureDatabase:
             for f in sorted(self.forbidden)
             if f in present
         ]
+        if self.allowed is not None:
+            for sl in sb.db if self.variable == "db" else sb.dbx:
+                for sig in sl.signatures:
+                    ident = hashlib.sha256(sig.data).digest()
+                    if sig.data not in self.allowed and ident not in self.allowed:
+                        out.append(f"{self.variable}: entry {ident.hex()} is not allowed")
         return out
+
+
+#: GRUB commands whose arguments are the kernel command line it passes on.
+_GRUB_LINUX: Final = re.compile(r"^(?:grub_cmd:? )?(?:linux|linuxefi|linux16)\s+(\S.*)$", re.DOTALL)
+#: PCRs whose every measurement a KernelCmdline rule requires to be a proven
+#: string: GRUB's strings (8) and systemd-stub's command line (12).
+_CMDLINE_STRING_PCRS: Final = (8, 12)
+
+
+def _cmdline_args(line: str) -> str:
+    """A command line's arguments without the kernel path and GRUB's quoting."""
+    return " ".join(line.replace('"', "").split()[1:])
+
+
+def checked_cmdlines(facts: ClassifiedLog) -> list[str]:
+    """Every command line :class:`KernelCmdline` checks: the proven PCR 8/9/12 command
+    lines, and the arguments of every proven GRUB ``linux`` command that is no logged
+    line (quotes and the kernel path aside): GRUB's tags are unbound, so a tag swap
+    must not hide a command line."""
+    uintn = facts.log.spec_id.uintn_size if facts.log.spec_id else 2
+    lines = list(kernel_cmdlines(facts, uintn))
+    logged = {_cmdline_args(line) for line in lines}
+    for item in facts.proven(8):
+        text = item.text()
+        found = _GRUB_LINUX.match(text.strip()) if text is not None else None
+        if found is not None and _cmdline_args(found.group(1)) not in logged:
+            lines.append(found.group(1).strip())
+    return lines
 
 
 @dataclass(frozen=True)
@@ -351,22 +430,33 @@ class KernelCmdline:
     ``forbidden`` one; at least one command line must be logged.
 
     Command lines are read from proven strings on PCR 8, 9 and 12
-    (:func:`~trustedge.measuredboot.secureboot.kernel_cmdlines`); ``forbidden``
-    patterns are also searched in every other proven string there, so a
-    relabelled command line is not hidden. PCR8 holds only boot-loader
-    strings: a PCR8 event that is not proven text is a violation.
+    (:func:`~trustedge.measuredboot.secureboot.kernel_cmdlines`), and from the
+    arguments of every proven GRUB ``linux``/``linuxefi``/``linux16`` command:
+    GRUB hashes its strings without their ``kernel_cmdline``/``grub_cmd`` tag,
+    so the tag is a claim and a relabelled command line must still be checked.
+    ``forbidden`` patterns are also searched in every other proven string
+    there. PCR8 and PCR12 hold the command line: an event there that is not
+    proven text is a violation (a command line hidden behind another type or
+    other data), unless its digest (in a verified bank) is in ``measurements``
+    -- systemd-stub's credential and system-extension archives on PCR12.
     """
 
     required: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
+    measurements: frozenset[bytes] = frozenset()
 
     def violations(self, ctx: _Context) -> list[str]:
         facts = ctx.classified
-        lines = kernel_cmdlines(facts, ctx.log.spec_id.uintn_size if ctx.log.spec_id else 2)
-        out = [
-            f"kernel_cmdline: {item.label()} is not a proven string ({item.why})"
-            for item in (facts.measurements(8) if 8 in facts.verified_pcrs else ())
-        ]
+        lines = checked_cmdlines(facts)
+        out = []
+        for pcr in _CMDLINE_STRING_PCRS:
+            if pcr not in facts.verified_pcrs:
+                continue
+            for item in facts.measurements(pcr):
+                banks = ctx.log.verified_banks[pcr]
+                if any(item.event.digests.get(b) in self.measurements for b in banks):
+                    continue
+                out.append(f"kernel_cmdline: {item.label()} is not a proven string ({item.why})")
         if not lines:
             return [*out, "kernel_cmdline: no verified kernel command line in the log"]
         for line in lines:
@@ -426,12 +516,24 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
         raise MalformedInputError("each policy rule must be an object with a 'rule' name")
     kind = doc["rule"]
     if kind == "secure_boot":
-        return RequireSecureBoot()
+        enabled = doc.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise MalformedInputError("secure_boot 'enabled' must be true or false")
+        return RequireSecureBoot(enabled)
     if kind == "event_digests":
         pcr = doc.get("pcr")
         if not isinstance(pcr, int) or not 0 <= pcr <= 23:
             raise MalformedInputError("event_digests needs a PCR index 0-23")
         return EventDigests(pcr, _bank(doc), _hexes(doc, "digests"))
+    if kind == "pcr_values":
+        pcr = doc.get("pcr")
+        if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
+            raise MalformedInputError("pcr_values needs a PCR index 0-23")
+        bank = _bank(doc)
+        values = _hexes(doc, "values")
+        if not values or any(len(v) != BANK_SIZES[bank] for v in values):
+            raise MalformedInputError(f"pcr_values needs {bank} values of {BANK_SIZES[bank]} bytes")
+        return PcrValues(pcr, bank, values)
     if kind == "measurements":
         pcr = doc.get("pcr")
         if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
@@ -440,9 +542,12 @@ def _rule(doc: Any, depth: int = 0) -> EventLogRule:
     if kind == "boot_applications":
         return BootApplications(_bank(doc), _hexes(doc, "digests"))
     if kind in ("db", "dbx"):
-        return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"))
+        allowed = _hexes(doc, "allowed") if "allowed" in doc else None
+        return SignatureDatabase(kind, _hexes(doc, "required"), _hexes(doc, "forbidden"), allowed)
     if kind == "kernel_cmdline":
-        return KernelCmdline(_strings(doc, "required"), _strings(doc, "forbidden"))
+        return KernelCmdline(
+            _strings(doc, "required"), _strings(doc, "forbidden"), _hexes(doc, "measurements")
+        )
     if kind in ("any_of", "all_of"):
         rules = doc.get("rules")
         if not isinstance(rules, list) or not rules:

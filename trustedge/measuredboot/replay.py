@@ -6,7 +6,8 @@ Replay rules (PC Client PFP; DESIGN.md §Measured boot):
 * every EV_NO_ACTION record is skipped (including PCR index 0xFFFFFFFF);
 * PCR0 starts at ``00..0L`` where ``L`` is the StartupLocality byte, or at
   ``00..04`` when an EV_EFI_HCRTM_EVENT is logged on PCR0;
-* PCR 17-22 start at all-ones (DRTM), every other PCR at all-zero;
+* PCR 17-22 start at all-ones (DRTM), every other PCR at all-zero (the one rule:
+  :func:`trustedge.hazmat.tpm2.pcr.pcr_reset_value`);
 * an event without a digest for a bank makes that (bank, PCR) unreplayable.
 """
 
@@ -19,6 +20,7 @@ from functools import lru_cache
 from typing import Final
 
 from trustedge.errors import ReplayMismatchError
+from trustedge.hazmat.tpm2.pcr import pcr_reset_value
 from trustedge.measuredboot._workarounds import Workaround
 from trustedge.measuredboot.events import BANK_SIZES, Event, SpecIdEvent, bank_hash, bank_hasher
 
@@ -57,12 +59,7 @@ def initial_pcr_value(bank: str, pcr: int, *, locality: int = 0) -> bytes:
 @lru_cache(maxsize=1024)
 def _reset_value(bank: str, pcr: int, locality: int) -> bytes:
     # Cached: replay asks for it for every (bank, PCR) of every log.
-    size = BANK_SIZES[bank]
-    if 17 <= pcr <= 22:
-        return b"\xff" * size
-    if pcr == 0 and locality:
-        return bytes(size - 1) + bytes((locality,))
-    return bytes(size)
+    return pcr_reset_value(bank, pcr, locality=locality)
 
 
 class EventLog:

@@ -143,11 +143,12 @@ def secure_boot_state(
 
     Raises :class:`~trustedge.errors.VerificationError` when PCR7 is not
     verified, holds an unproven event (its data does not hash to its digest,
-    or its type does not bind the data), an unexpected type or action, or a
-    configuration variable after the separator. An EFI configuration variable
-    hashed over VariableData only (name and GUID unbound) is accepted only
-    with :attr:`Workaround.VARIABLE_DIGEST_OVER_DATA_ONLY`, which trusts the
-    logged name.
+    or its type does not bind the data), an unexpected type or action, a
+    configuration variable after the separator or twice, or no separator. An
+    EFI configuration variable hashed over VariableData only (name and GUID
+    unbound) is accepted only with
+    :attr:`Workaround.VARIABLE_DIGEST_OVER_DATA_ONLY`, which trusts the logged
+    name.
     """
     if not isinstance(log, VerifiedEventLog):
         raise TypeError("secure_boot_state needs a VerifiedEventLog")
@@ -174,9 +175,17 @@ def secure_boot_state(
                 raise VerificationError(
                     f"event {ev.number}: EFI configuration variable after the PCR7 separator"
                 )
+            if var.name in config:  # firmware measures each once: which one is in force?
+                raise VerificationError(
+                    f"event {ev.number}: EFI configuration variable {var.name!r} logged twice"
+                )
             config[var.name] = var
         elif ev.event_type == _EFI_AUTHORITY and var is not None:
             authorities.append(var)
+    if not separator_seen:
+        # Without it nothing tells the firmware's configuration from events
+        # software extended later (the OS can extend PCR7 too).
+        raise VerificationError("PCR7 has no separator: Secure Boot configuration not closed")
 
     def lists(name: str, guid: str) -> tuple[SignatureList, ...]:
         var = config.get(name)

@@ -54,7 +54,9 @@ __all__ = [
     "dsse_pae",
     "parse_bundle",
     "parse_statement",
+    "resource_order",
     "root_digest",
+    "shard_algorithm",
 ]
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -522,7 +524,7 @@ def parse_statement(payload: bytes) -> UnverifiedStatement:
     accepted = {hash_type}
     if shard_size is not None:
         # model_signing names shard digests "<hash>-sharded-<shard_size>".
-        accepted.add(f"{hash_type}-sharded-{shard_size}")
+        accepted.add(shard_algorithm(hash_type, shard_size))
     resources = []
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -562,6 +564,19 @@ def parse_statement(payload: bytes) -> UnverifiedStatement:
     return UnverifiedStatement(name, subject_digest, serialization, tuple(resources))
 
 
+def resource_order(resource: Resource) -> tuple[list[str], int, int]:
+    """Sort key of a resource: its path's components, then start and end
+    (how ``model_signing`` orders ``pathlib.PurePosixPath`` keys and shards)."""
+    return resource.path.split("/"), resource.start or 0, resource.end or 0
+
+
+def shard_algorithm(hash_type: str, shard_size: int) -> str:
+    """The algorithm string ``model_signing`` 1.x writes and requires for a
+    shard digest: ``"<hash_type>-sharded-<shard_size>"`` (the OMS v1.0 schema
+    lists the bare hash name; :func:`parse_statement` accepts both)."""
+    return f"{hash_type}-sharded-{shard_size}"
+
+
 def root_digest(digests: Iterable[bytes]) -> bytes:
     """OMS §6.5.1: SHA-256 over the resource digests, concatenated in order."""
     h = hashlib.sha256()
@@ -576,8 +591,10 @@ def build_statement(
     resources: Sequence[Resource],
 ) -> bytes:
     """The statement's JSON bytes (the DSSE payload). ``resources`` are
-    written sorted by name (Unicode code points, OMS §5.2)."""
-    ordered = sorted(resources, key=lambda r: r.name)
+    written in ``model_signing``'s order (path components compared one by one
+    in code-point order, then shards by offset), so both tools give the same
+    root digest for the same model; a verifier takes the listed order as is."""
+    ordered = sorted(resources, key=resource_order)
     items = []
     for r in ordered:
         item: dict[str, Any] = {"name": r.name, "algorithm": r.algorithm, "digest": r.digest.hex()}

@@ -92,25 +92,6 @@ def _hash_range(
     return digest
 
 
-def _sha256_files(paths: Sequence[Path], add: Callable[[int], None]) -> list[bytes]:
-    """Whole-file SHA-256 of each path (two interleaved SHA-NI streams when
-    the extension has the pair kernel)."""
-    pair = getattr(hashing, "sha256_file_pair", None)
-    if pair is not None and len(paths) == 2:
-        a, b = pair(paths[0], paths[1], progress_add=add)
-        return [a, b]
-    out = []
-    for p in paths:
-        last = [0]
-
-        def cb(done: int, total: int, last: list[int] = last) -> None:
-            add(done - last[0])
-            last[0] = done
-
-        out.append(hashing.sha256_file(p, progress=cb))
-    return out
-
-
 class HashCache:
     """Digests of files hashed by an earlier signing, so re-signing after a
     small change re-hashes only what changed.
@@ -230,51 +211,30 @@ def hash_model_files(
         with lock:
             done[0] += n
 
-    # Largest first, so the long pole starts early. Whole-file SHA-256 units
-    # go in pairs (two interleaved streams per core) when the kernel has it.
-    jobs.sort(key=lambda j: j[2] - j[1], reverse=True)
-    tasks: list[Callable[[], list[tuple[ModelFileEntry, int, int, bytes]]]] = []
-    whole_sha = hash_type == "sha256" and shard_size is None
-    if whole_sha:
-        pairable = hasattr(hashing, "sha256_file_pair")
-        step = 2 if pairable and len(jobs) >= 2 * workers else 1
-        for i in range(0, len(jobs), step):
-            group = jobs[i : i + step]
-
-            def run(group: list[tuple[ModelFileEntry, int, int]] = group) -> list[Any]:
-                digests = _sha256_files([g[0].path for g in group], add)
-                return [(g[0], g[1], g[2], d) for g, d in zip(group, digests, strict=True)]
-
-            tasks.append(run)
+    if hash_type == "sha256":
+        # The C path: every file or shard in one call, two interleaved SHA-NI
+        # streams per worker, the GIL released throughout.
+        if jobs:
+            digests = hashing.sha256_ranges(
+                [(e.path, s, t) for e, s, t in jobs],
+                threads=workers,
+                progress=progress,
+                cancel=cancel,
+            )
+            for (e, s, t), d in zip(jobs, digests, strict=True):
+                results[e.name].append((s, t, d))
     else:
-        for job in jobs:
-
-            def run1(job: tuple[ModelFileEntry, int, int] = job) -> list[Any]:
-                e, s, t = job
-                return [(e, s, t, _hash_range(e.path, s, t, factory, add))]
-
-            tasks.append(run1)
-
-    if tasks:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(t) for t in tasks]
-            try:
-                pending = set(futures)
-                while pending:
-                    _, pending = concurrent.futures.wait(pending, timeout=0.05)
-                    if cancel is not None and cancel.is_set():
-                        raise InterruptedError("hashing cancelled")
-                    if progress is not None:
-                        with lock:
-                            now = done[0]
-                        progress(now, total)
-                for f in futures:
-                    for e, s, t, d in f.result():
-                        results[e.name].append((s, t, d))
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        _hash_other(jobs, factory, workers, results, add, lock, done, total, progress, cancel)
+    # The units were cut from the listing's stat: a file that grew, shrank or
+    # was rewritten since would be signed or verified on stale bounds.
+    for e in {id(j[0]): j[0] for j in jobs}.values():
+        now = os.stat(e.path, follow_symlinks=False)
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+            e.st.st_size,
+            e.st.st_mtime_ns,
+            e.st.st_ino,
+        ):
+            raise VerificationError(f"{e.name!r} changed while the model was hashed")
     out = []
     for e in entries:
         units = tuple(sorted(results[e.name]))
@@ -282,3 +242,40 @@ def hash_model_files(
             cache.put(e, config, units)
         out.append(FileDigests(e.name, e.st.st_size, units))
     return out
+
+
+def _hash_other(
+    jobs: list[tuple[ModelFileEntry, int, int]],
+    factory: Callable[[], Any],
+    workers: int,
+    results: dict[str, list[tuple[int, int, bytes]]],
+    add: Callable[[int], None],
+    lock: threading.Lock,
+    done: list[int],
+    total: int,
+    progress: hashing.ProgressCallback | None,
+    cancel: hashing.CancelFlag | None,
+) -> None:
+    """BLAKE2b / BLAKE3 units on a thread pool (hashlib and blake3 release the
+    GIL for large updates), largest first."""
+    jobs = sorted(jobs, key=lambda j: j[2] - j[1], reverse=True)
+    if not jobs:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_hash_range, e.path, s, t, factory, add) for e, s, t in jobs]
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = concurrent.futures.wait(pending, timeout=0.05)
+                if cancel is not None and cancel.is_set():
+                    raise InterruptedError("hashing cancelled")
+                if progress is not None:
+                    with lock:
+                        now = done[0]
+                    progress(now, total)
+            for (e, s, t), f in zip(jobs, futures, strict=True):
+                results[e.name].append((s, t, f.result()))
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from trustedge._fs import atomic_write
+from trustedge._fs import AtomicFile, atomic_write
 from trustedge.errors import MalformedInputError, PolicyError
 
 __all__ = ["Device", "FileSystemDevice", "SlotWriter"]
@@ -74,40 +74,6 @@ class Device(Protocol):
     def revert(self, component: tuple[bytes, ...]) -> None:
         """Drop the pending slot; the previous one stays active."""
         ...
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _FileWriter:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".part")
-        self.fh: BinaryIO | None = open(self.tmp, "wb")
-
-    def write(self, data: bytes) -> None:
-        assert self.fh is not None
-        self.fh.write(data)
-
-    def commit(self) -> None:
-        assert self.fh is not None
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        self.fh = None
-        os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
-
-    def discard(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-        self.tmp.unlink(missing_ok=True)
 
 
 class FileSystemDevice:
@@ -181,7 +147,8 @@ class FileSystemDevice:
 
     def open_writer(self, component: tuple[bytes, ...], slot: int) -> SlotWriter:
         self._check_slot(slot)
-        return _FileWriter(self._dir(component) / f"slot{slot}")
+        # The image gets the slot's name only once complete and synced (trustedge._fs).
+        return AtomicFile(self._dir(component) / f"slot{slot}", mode=0o644)
 
     def fetch(self, uri: str) -> Iterator[bytes]:
         if self._fetcher is None:

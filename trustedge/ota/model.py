@@ -6,17 +6,30 @@ key) of a *model pack*: the model's files in one stream, plus its
 signature. The SUIT manifest's ``image-digest``/``image-size`` are those of
 the plaintext pack (as in SUIT firmware encryption, the digest names what
 gets installed), so the signed manifest binds every byte of every file.
-docs/adr/0004-encrypted-model-delivery.md records the choice.
+docs/adr/0007-model-delivery-and-measurement.md records the choice.
 
 On the device, :class:`ModelDevice` keeps each model component as A/B slot
 *directories* (``slot0/``, ``slot1/``, each holding ``model/``, ``model.sig``
 and the pack header). The processor streams fetch -> envelope decryption
-(:func:`decrypting`: key commitment, every chunk authenticated before its
-plaintext is released) -> SHA-256 of the pack -> :class:`PackWriter`, which
+(:func:`decrypting`: the envelope's binding named in the signed manifest, key
+commitment, every chunk authenticated before its plaintext is released) ->
+SHA-256 of the pack -> :class:`PackWriter`, which
 unpacks into a temporary directory. The directory gets its slot name only
 after the final chunk authenticated *and* the pack digest matched the
-manifest; the switch to the new slot is the slot file's atomic rewrite
-(pending, then confirmed), and the rollback floor is the SUIT sequence number.
+manifest *and*, when the device names ``model_keys``, the model's OpenSSF
+Model Signing bundle verified with one of them and every file matched it
+(:func:`trustedge.models.check_model`: the model vendor is a trust domain of
+its own, beside the OTA release key); the switch to the new slot is the slot
+file's atomic rewrite (pending, then confirmed), and the rollback floor is
+the SUIT sequence number.
+
+The manifest names its envelope (custom SUIT parameter
+``trustedge-envelope-binding``, :func:`envelope_binding`: SHA-256 over the
+envelope's header, salt and key commitment, not its slot list). Anyone can
+encrypt to a device's HPKE key; with the binding, a chunk that authenticates
+comes from a holder of the file key the release signed, so no plaintext of
+someone else's envelope is ever released, even before the pack digest is
+checked at the end. Re-wrapping to more devices keeps the binding.
 
 Pack format (``application/vnd.trustedge.model-pack``)::
 
@@ -29,6 +42,8 @@ unique, sorted by UTF-8 bytes; file bytes follow in that order.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import itertools
 import os
@@ -39,12 +54,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
-from trustedge import _cbor
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from trustedge import _binary, _cbor
 from trustedge._fs import atomic_write, fsync_directory
 from trustedge.cose import PrivateKey
 from trustedge.envelope import Identity, Reader, Recipient, Writer
-from trustedge.errors import LimitExceededError, MalformedInputError
+from trustedge.errors import (
+    LimitExceededError,
+    MalformedInputError,
+    SignatureError,
+    VerificationError,
+)
 from trustedge.hashing.manifest import MAX_FILES, normalise_path
+from trustedge.models import MAX_BUNDLE_BYTES, VerifiedModel, check_model, verify_bundle
 from trustedge.ota._digest import digest_stream
 from trustedge.ota.device import FileSystemDevice, SlotWriter
 from trustedge.ota.release import create_envelope, sign_envelope
@@ -58,8 +81,10 @@ __all__ = [
     "PackWriter",
     "build_model_release",
     "decrypting",
+    "envelope_binding",
     "envelope_context",
     "pack_header",
+    "verify_model_dir",
 ]
 
 PACK_MAGIC: Final = b"TEMP\x01"
@@ -71,6 +96,63 @@ SIGNATURE_FILE: Final = "model.sig"
 _HEADER_FILE: Final = "pack-header"
 _BLOCK: Final = 1 << 20
 _LIMITS: Final = _cbor.DecodeLimits(max_size=MAX_HEADER, max_depth=4, max_items=3 * MAX_FILES + 8)
+
+ModelKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def verify_model_dir(
+    directory: str | os.PathLike[str], bundle: bytes | None, keys: Sequence[ModelKey]
+) -> VerifiedModel:
+    """Check ``directory`` against its OMS ``bundle``: signed by one of ``keys``,
+    then every file (same file set, every digest). Raises ``SignatureError``
+    (no bundle, or no key verifies it), ``VerificationError`` (a file differs),
+    ``MalformedInputError`` (not a bundle)."""
+    if bundle is None:
+        raise SignatureError("the model carries no signature")
+    last: VerificationError | None = None
+    for key in keys:
+        try:
+            statement = verify_bundle(bundle, public_key=key)
+        except VerificationError as exc:
+            last = exc
+            continue
+        try:
+            return check_model(directory, statement)
+        except OSError as exc:
+            raise VerificationError(f"model directory unreadable: {exc}") from exc
+    raise SignatureError(
+        "the model's signature does not verify with a trusted model key"
+        + (f" ({last})" if last is not None else "")
+    )
+
+
+_BINDING_LABEL: Final = b"trustedge/ota/envelope-binding/v1\x00"
+#: Envelope preamble ("TEnv" 0x01), Cobblestone body header (salt 24 + commitment 32).
+_ENV_PREAMBLE: Final = 5
+_ENV_CHUNK_HEADER: Final = 56
+_ENV_MAX_HEADER: Final = 64 * 1024
+_ENV_MAX_SLOTS: Final = 1024 * 1024
+_ENV_MAX_PREFIX: Final = _ENV_PREAMBLE + 8 + _ENV_MAX_HEADER + _ENV_MAX_SLOTS + _ENV_CHUNK_HEADER
+
+
+def envelope_binding(prefix: bytes) -> bytes:
+    """The trustedge-envelope-binding of an envelope whose first bytes are
+    ``prefix`` (preamble, header, slot list, salt and key commitment; nothing
+    after): SHA-256 over everything there but the slot list.
+
+    The key commitment binds the file key to the salt and header, so a chunk
+    that authenticates under an envelope with this binding was made by a holder
+    of that file key. Raises ``MalformedInputError`` for a prefix that does not
+    parse.
+    """
+    r = _binary.Reader(prefix)
+    preamble = r.read(_ENV_PREAMBLE, "envelope preamble")
+    header = r.bytes_u32be("envelope header", max_len=_ENV_MAX_HEADER)
+    r.bytes_u32be("envelope slot list", max_len=_ENV_MAX_SLOTS)
+    chunk_header = r.read(_ENV_CHUNK_HEADER, "salt and key commitment")
+    r.expect_end("end of the envelope prefix")
+    size = len(header).to_bytes(4, "big")
+    return hashlib.sha256(_BINDING_LABEL + preamble + size + header + chunk_header).digest()
 
 
 def envelope_context(component: tuple[bytes, ...]) -> dict[str, str]:
@@ -169,10 +251,12 @@ def iter_pack(directory: str | os.PathLike[str], header: PackHeader) -> Iterator
 class _Concat(io.RawIOBase):
     """A read-only file object over an iterator of byte strings."""
 
-    def __init__(self, pieces: Iterable[bytes]) -> None:
+    def __init__(self, pieces: Iterable[bytes], *, record: int = 0) -> None:
         super().__init__()
         self._it = iter(pieces)
         self._buf = b""
+        self._record = record
+        self.recorded = bytearray()  # the first ``record`` bytes read
 
     def readable(self) -> bool:
         return True
@@ -186,6 +270,8 @@ class _Concat(io.RawIOBase):
                 return 0
         n = min(len(view), len(self._buf))
         view[:n] = self._buf[:n]
+        if len(self.recorded) < self._record:
+            self.recorded += self._buf[: min(n, self._record - len(self.recorded))]
         self._buf = self._buf[n:]
         return n
 
@@ -195,16 +281,26 @@ def decrypting(
     identities: Sequence[Identity],
     *,
     context: Mapping[str, str] | None = None,
+    binding: bytes | None = None,
 ) -> Iterator[bytes]:
     """Decrypt an envelope arriving as ``chunks``, yielding only authenticated plaintext.
 
-    The envelope's prefix, required ``context`` and key commitment are checked
-    before the first byte is yielded; each batch of chunks is authenticated
-    before it is yielded; the generator ends only after the final chunk
-    authenticated (truncation and trailing data raise). Raises what
-    :class:`trustedge.envelope.Reader` raises.
+    The envelope's prefix, required ``context``, key commitment and (when
+    given) its :func:`envelope_binding` are checked before the first byte is
+    yielded; each batch of chunks is authenticated before it is yielded; the
+    generator ends only after the final chunk authenticated (truncation and
+    trailing data raise). Raises what :class:`trustedge.envelope.Reader`
+    raises, and ``VerificationError`` for another envelope than ``binding`` names.
     """
-    reader = Reader(_Concat(chunks), identities, context=context)  # type: ignore[arg-type]
+    source = _Concat(chunks, record=_ENV_MAX_PREFIX if binding is not None else 0)
+    reader = Reader(source, identities, context=context)  # type: ignore[arg-type]
+    if binding is not None:
+        end = reader.prefix.body_offset + _ENV_CHUNK_HEADER
+        if len(source.recorded) < end or not hmac.compare_digest(
+            envelope_binding(bytes(source.recorded[:end])), binding
+        ):
+            raise VerificationError("the encrypted payload is not the envelope the manifest names")
+        source.recorded = bytearray()
     while piece := reader.read(_BLOCK):
         yield piece
 
@@ -218,11 +314,16 @@ class PackWriter:
 
     Written bytes are plaintext the processor has not yet matched against the
     manifest's digest: they only ever exist under the temporary name, which
-    :meth:`discard` (and a later install) removes.
+    :meth:`discard` (and a later install) removes. ``check`` (if given) is
+    called with the unpacked model directory and its signature before the
+    rename; when it raises, the directory is discarded.
     """
 
-    def __init__(self, slot: Path) -> None:
+    def __init__(
+        self, slot: Path, check: Callable[[Path, bytes | None], object] | None = None
+    ) -> None:
         self.slot = slot
+        self._check = check
         self.tmp = slot.with_name(f"{slot.name}.tmp-{secrets.token_hex(8)}")
         self.tmp.mkdir(mode=0o700)
         (self.tmp / MODEL_DIR).mkdir(mode=0o700)
@@ -307,6 +408,13 @@ class PackWriter:
         """Give the unpacked directory its slot name (the caller verified the digest)."""
         if self._failed or self._header is None or self._fh is not None or self._files:
             raise MalformedInputError("the pack ended before its last file")
+        if self._check is not None:
+            try:
+                self._check(self.tmp / MODEL_DIR, self._header.signature)
+            except BaseException:
+                self._failed = True
+                self.discard()
+                raise
         for dirpath, _, _ in os.walk(self.tmp):
             fsync_directory(dirpath)
         old = None
@@ -325,13 +433,25 @@ class PackWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _read_capped(path: Path, limit: int) -> bytes:
+    """A file of at most ``limit`` bytes (slot files are on a disk an attacker may
+    write: never read an unbounded one). Raises ``LimitExceededError``, ``OSError``."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise LimitExceededError(f"{path} is larger than {limit} bytes")
+    return data
+
+
 class ModelDevice(FileSystemDevice):
     """A :class:`FileSystemDevice` whose ``model_components`` are A/B slot directories.
 
     Other components stay slot files. :meth:`read` of a model slot rebuilds
     its pack from the installed files, so SUIT ``condition-image-match``
     re-checks exactly what is on disk; :meth:`model` names the directory and
-    signature of a model component's active slot (for a loader).
+    signature of a model component's active slot (for a loader). With
+    ``model_keys``, a model is installed only when its OMS bundle verifies with
+    one of them and every file matches (:func:`verify_model_dir`).
     """
 
     def __init__(
@@ -342,9 +462,11 @@ class ModelDevice(FileSystemDevice):
         class_id: bytes,
         model_components: Iterable[tuple[bytes, ...]],
         fetcher: Callable[[str], Iterator[bytes]] | None = None,
+        model_keys: Sequence[ModelKey] = (),
     ) -> None:
         super().__init__(root, vendor_id=vendor_id, class_id=class_id, fetcher=fetcher)
         self.model_components = frozenset(model_components)
+        self.model_keys = tuple(model_keys)
 
     def _slot_dir(self, component: tuple[bytes, ...], slot: int) -> Path:
         self._check_slot(slot)
@@ -360,7 +482,7 @@ class ModelDevice(FileSystemDevice):
             return super().read(component, slot)
         directory = self._slot_dir(component, slot)
         try:
-            raw = (directory / _HEADER_FILE).read_bytes()
+            raw = _read_capped(directory / _HEADER_FILE, len(PACK_MAGIC) + 4 + MAX_HEADER)
         except FileNotFoundError:
             return None
         if not raw.startswith(PACK_MAGIC) or len(raw) < len(PACK_MAGIC) + 4:
@@ -373,19 +495,39 @@ class ModelDevice(FileSystemDevice):
         if component not in self.model_components:
             return super().open_writer(component, slot)
         self._clean(component)
-        return PackWriter(self._slot_dir(component, slot))
+        keys = self.model_keys
+        if not keys:
+            return PackWriter(self._slot_dir(component, slot))
+        return PackWriter(
+            self._slot_dir(component, slot),
+            lambda directory, bundle: verify_model_dir(directory, bundle, keys),
+        )
 
     def model(self, component: tuple[bytes, ...]) -> tuple[Path, bytes | None]:
         """``(model directory, signature bytes or None)`` of the active (or pending) slot."""
         directory = self._slot_dir(component, self.active_slot(component))
         try:
-            signature: bytes | None = (directory / SIGNATURE_FILE).read_bytes()
+            signature: bytes | None = _read_capped(directory / SIGNATURE_FILE, MAX_BUNDLE_BYTES)
         except FileNotFoundError:
             signature = None
         return directory / MODEL_DIR, signature
 
 
 # -- the release side ---------------------------------------------------------------------
+
+
+class _FirstWrite:
+    """Passes writes to ``out`` and keeps the first one (the envelope Writer
+    writes its whole prefix, salt and key commitment in one call)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.first = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not self.first:
+            self.first = bytes(data)
+        return self._out.write(data)
 
 
 @dataclass(frozen=True)
@@ -418,8 +560,9 @@ def build_model_release(
     header = pack_header(model_dir, signature)
     size = header.size
     start = payload_out.tell() if payload_out.seekable() else 0
+    first = _FirstWrite(payload_out)
     with Writer(
-        payload_out,
+        first,  # type: ignore[arg-type]
         recipients,
         context=envelope_context(component),
         content_type=PACK_CONTENT_TYPE,
@@ -443,6 +586,7 @@ def build_model_release(
                 "class-id": class_id,
                 "install-digest": {"algorithm-id": "sha256", "digest-bytes": digest.hex()},
                 "install-size": size,
+                "envelope-binding": envelope_binding(first.first).hex(),
                 "uri": uri,
             }
         ],

@@ -22,6 +22,7 @@ from typing import Any
 from trustedge import _cbor
 from trustedge.cose import PrivateKey, create_sign1, key_id
 from trustedge.errors import MalformedInputError
+from trustedge.measuredboot.predict import MAX_IMAGE, BootMeasurement
 from trustedge.ota._digest import digest_file
 from trustedge.ota.suit import numbers as n
 from trustedge.ota.suit.codec import (
@@ -67,11 +68,59 @@ def _component_id(value: object) -> tuple[bytes, ...]:
         raise MalformedInputError("install-id parts must be hex") from None
 
 
+def _boot_measurement(spec: object, path: Path) -> BootMeasurement:
+    """The trustedge-boot-measurement of the payload at ``path`` (computed, never taken
+    from the spec): ``{"role": ..., "banks": [...], "path": ..., "authority": hex,
+    "variables": [hex UEFI_VARIABLE_DATA, ...]}`` (the last two are what the update
+    sets in PCR7, stated by the release)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("role"), str):
+        raise MalformedInputError("boot-measurement must be an object with a 'role'")
+    unknown = set(spec) - {"role", "banks", "path", "authority", "variables"}
+    if unknown:
+        raise MalformedInputError(f"boot-measurement: unknown keys {sorted(unknown)}")
+    banks = spec.get("banks", ["sha256"])
+    if not isinstance(banks, list) or not banks or not all(isinstance(b, str) for b in banks):
+        raise MalformedInputError("boot-measurement banks must be a list of bank names")
+    boot_path = spec.get("path")
+    if boot_path is not None and not isinstance(boot_path, str):
+        raise MalformedInputError("boot-measurement path must be text")
+    authority = spec.get("authority")
+    try:
+        auth_bytes = None if authority is None else bytes.fromhex(str(authority))
+    except ValueError:
+        raise MalformedInputError("boot-measurement authority must be hex") from None
+    raw_vars = spec.get("variables", [])
+    if not isinstance(raw_vars, list) or not all(isinstance(v, str) for v in raw_vars):
+        raise MalformedInputError("boot-measurement variables must be a list of hex strings")
+    try:
+        variables = [bytes.fromhex(v) for v in raw_vars]
+    except ValueError:
+        raise MalformedInputError("boot-measurement variables must be hex") from None
+    if path.stat().st_size > MAX_IMAGE:
+        raise MalformedInputError(f"{path}: boot image larger than {MAX_IMAGE} bytes")
+    return BootMeasurement.of_image(
+        path.read_bytes(),
+        spec["role"],
+        banks=banks,
+        path=boot_path,
+        authority=auth_bytes,
+        variables=variables,
+    )
+
+
 def _image(c: Mapping[str, Any], base: Path) -> dict[int, Any]:
+    if "boot-measurement" in c and "file" not in c:
+        raise MalformedInputError("a component with a boot-measurement needs its 'file'")
     if "file" in c:
         with open(base / str(c["file"]), "rb") as fh:
             value, length = digest_file(fh, 2**64 - 2)
-        return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: length}
+        out: dict[int, Any] = {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: length}
+        out.update(_binding(c))
+        if "boot-measurement" in c:
+            out[n.P_BOOT_MEASUREMENT] = _boot_measurement(
+                c["boot-measurement"], base / str(c["file"])
+            )
+        return out
     dig = c.get("install-digest")
     if not isinstance(dig, dict) or dig.get("algorithm-id") != "sha256":
         raise MalformedInputError("a component needs 'file' or a sha256 'install-digest'")
@@ -84,7 +133,21 @@ def _image(c: Mapping[str, Any], base: Path) -> dict[int, Any]:
         raise MalformedInputError("install-size must be a non-negative integer")
     if len(value) != 32:
         raise MalformedInputError("sha256 digest-bytes must be 32 bytes")
-    return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: size}
+    return {n.P_IMAGE_DIGEST: Digest(n.SHA256, value), n.P_IMAGE_SIZE: size, **_binding(c)}
+
+
+def _binding(c: Mapping[str, Any]) -> dict[int, Any]:
+    """``"envelope-binding": hex``: the trustedge-envelope-binding of an encrypted payload
+    (``trustedge.ota.model.envelope_binding``), when the component has one."""
+    if "envelope-binding" not in c:
+        return {}
+    try:
+        value = bytes.fromhex(str(c["envelope-binding"]))
+    except ValueError:
+        raise MalformedInputError("envelope-binding must be hex") from None
+    if len(value) != 32:
+        raise MalformedInputError("envelope-binding must be 32 bytes (SHA-256)")
+    return {n.P_ENVELOPE_BINDING: value}
 
 
 def _ovr(params: dict[int, Any]) -> Command:

@@ -14,7 +14,7 @@ Rules (:class:`RollbackState`, immutable; every transition returns a new state):
   trust-root version (root-threshold signed, see :mod:`trustedge.ota.trustroot`).
 
 Backends (:class:`StateStore` protocol): :class:`FileStateStore` writes two
-copies, each atomically (temp file, fsync, rename, fsync dir) with a checksum
+copies, each atomically (``trustedge._fs.atomic_write``) with a checksum
 and a generation, and loads the newest valid copy -- it survives power loss,
 not an attacker who can write the disk. :class:`NVCounterStateStore` adds an
 HMAC over the file and a TPM NV counter as generation, so a rolled-back file
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from trustedge import _cbor
+from trustedge._fs import atomic_write
 from trustedge.errors import MalformedInputError, PolicyError, RollbackError
 
 __all__ = [
@@ -176,29 +177,6 @@ class StateStore(Protocol):
     def save(self, state: RollbackState) -> RollbackState:
         """Persist ``state`` with the next generation; return what was stored."""
         ...
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: temp file, fsync, rename, fsync directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class FileStateStore:

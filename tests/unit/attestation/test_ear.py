@@ -189,7 +189,7 @@ def _jose_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> EC
 
 def test_jwt_roundtrip_and_joserfc(keypair: ec.EllipticCurvePrivateKey) -> None:
     token = sign_jwt(affirming(), keypair, kid="verifier-1")
-    assert verify_result(token, keypair.public_key(), expected_nonce=NONCE) == affirming()
+    assert verify_result(token, keypair.public_key(), expected_nonce=NONCE).claims == affirming()
     # An independent JOSE library accepts the token and sees the same claims.
     alg = "ES256" if isinstance(keypair, ec.EllipticCurvePrivateKey) else "EdDSA"
     decoded = jose_jwt.decode(token, _jose_key(keypair), algorithms=[alg])
@@ -202,12 +202,12 @@ def test_jwt_from_joserfc_verifies(keypair: ec.EllipticCurvePrivateKey) -> None:
     token = jose_jwt.encode(
         {"alg": alg}, contraindicated().to_json_claims(), _jose_key(keypair), algorithms=[alg]
     )
-    assert verify_result(token, keypair.public_key()) == contraindicated()
+    assert verify_result(token, keypair.public_key()).claims == contraindicated()
 
 
 def test_jwt_bytes_accepted(keypair: ec.EllipticCurvePrivateKey) -> None:
     token = sign_jwt(affirming(), keypair).encode()
-    assert verify_result(token, keypair.public_key()) == affirming()
+    assert verify_result(token, keypair.public_key()).claims == affirming()
 
 
 def _tamper_payload(token: str, change: dict[str, object]) -> str:
@@ -238,7 +238,7 @@ def test_jwt_failures(keypair: ec.EllipticCurvePrivateKey) -> None:
         verify_result(token, pub, now=NOW + 301, max_age=300)
     with pytest.raises(ExpiredError, match="future"):
         verify_result(token, pub, now=NOW - 61, max_age=300)
-    assert verify_result(token, pub, now=NOW + 300, max_age=300) == affirming()
+    assert verify_result(token, pub, now=NOW + 300, max_age=300).claims == affirming()
 
 
 def test_jwt_algorithm_confusion() -> None:
@@ -272,12 +272,12 @@ def test_fully_specified_algorithm_names(jose: str, cose: int) -> None:
     signing_input = head + "." + body.rstrip(b"=").decode()
     _, sig = _signing.sign(key, signing_input.encode())
     token = signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
-    assert verify_result(token, key.public_key()) == affirming()
+    assert verify_result(token, key.public_key()).claims == affirming()
     protected = encode({1: cose})
     payload = encode(affirming().to_cbor_claims())
     _, sig = _signing.sign(key, encode(["Signature1", protected, b"", payload]))
     cwt = encode(CBORTag(18, [protected, {}, payload, sig]))
-    assert verify_result(cwt, key.public_key()) == affirming()
+    assert verify_result(cwt, key.public_key()).claims == affirming()
 
 
 def test_unsupported_keys() -> None:
@@ -339,7 +339,7 @@ def _pycose_decode(token: bytes) -> Sign1Message:
 
 def test_cwt_roundtrip_and_pycose(keypair: ec.EllipticCurvePrivateKey) -> None:
     token = sign_cwt(affirming(), keypair, kid=b"v1")
-    assert verify_result(token, keypair.public_key()) == affirming()
+    assert verify_result(token, keypair.public_key()).claims == affirming()
     msg = _pycose_decode(token)
     msg.key = _cose_key(keypair)
     assert msg.verify_signature()
@@ -352,7 +352,7 @@ def test_cwt_from_pycose_verifies(keypair: ec.EllipticCurvePrivateKey) -> None:
     msg = Sign1Message(phdr={Algorithm: alg}, payload=encode(contraindicated().to_cbor_claims()))
     msg.key = _cose_key(keypair)
     token = msg.encode()
-    assert verify_result(token, keypair.public_key()) == contraindicated()
+    assert verify_result(token, keypair.public_key()).claims == contraindicated()
 
 
 def test_cwt_tampered_and_wrong_key(keypair: ec.EllipticCurvePrivateKey) -> None:

@@ -48,7 +48,7 @@ def test_verify_from_files(make: object) -> None:
     key = make()  # type: ignore[operator]
     for token in (sign_jwt(RESULT, key).encode() + b"\n", sign_cwt(RESULT, key)):
         for keyfile in (_pem_pub(key), _der_priv(key)):
-            assert cli.verify_result_bytes(token, keyfile) == RESULT
+            assert cli.verify_result_bytes(token, keyfile).claims == RESULT
     other = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(SignatureError):
         cli.verify_result_bytes(sign_cwt(RESULT, key), _pem_pub(other))

@@ -20,6 +20,7 @@ from trustedge.attestation.store import (
     QuoteClockState,
     SQLiteStore,
     VerifierStore,
+    check_ima_state,
     open_store,
 )
 from trustedge.attestation.store._sql import SQLStore
@@ -64,7 +65,7 @@ def test_bind_ak_enrolls_and_resets_state(store: SQLStore) -> None:
     assert enrolled.state is EnrollmentState.ENROLLED
     assert store.get_device("dev-1") == enrolled
     store.advance_quote_state("dev-1", None, QuoteClockState(1, 0, 10))
-    store.advance_ima_state("dev-1", None, ImaState(5, PCR))
+    store.advance_ima_state("dev-1", None, ImaState(5, 0, PCR, "sha256"))
     # Same AK again keeps the state; a new AK forgets it.
     store.bind_ak("dev-1", AK, AK_NAME, NOW + 2)
     assert store.get_quote_state("dev-1") == QuoteClockState(1, 0, 10)
@@ -222,25 +223,27 @@ def test_quote_state_must_advance(store: SQLStore, new: QuoteClockState, ok: boo
 
 def test_ima_state_compare_and_set(store: SQLStore) -> None:
     _device(store)
-    a = ImaState(10, b"\x01" * 32)
-    b = ImaState(20, b"\x02" * 32)
+    a = ImaState(10, 0, b"\x01" * 32, "sha256")
+    b = ImaState(20, 0, b"\x02" * 32, "sha256")
     store.advance_ima_state("dev-1", None, a)
     store.advance_ima_state("dev-1", a, b)
     assert store.get_ima_state("dev-1") == b
     with pytest.raises(RollbackError, match="concurrently"):
-        store.advance_ima_state("dev-1", a, ImaState(30, b"\x03" * 32))
+        store.advance_ima_state("dev-1", a, ImaState(30, 0, b"\x03" * 32, "sha256"))
     with pytest.raises(RollbackError, match="backwards"):
-        store.advance_ima_state("dev-1", b, ImaState(5, b"\x03" * 32))
+        store.advance_ima_state("dev-1", b, ImaState(5, 0, b"\x03" * 32, "sha256"))
 
 
 def test_record_appraisal_is_all_or_nothing(store: SQLStore) -> None:
     _device(store)
     q1, q2 = QuoteClockState(1, 0, 1), QuoteClockState(1, 0, 2)
-    i1 = ImaState(1, b"\x01" * 32)
+    i1 = ImaState(1, 0, b"\x01" * 32, "sha256")
     store.record_appraisal("dev-1", quote=(None, q1), ima=(None, i1))
     # The IMA half conflicts, so the quote half must not be applied either.
     with pytest.raises(RollbackError):
-        store.record_appraisal("dev-1", quote=(q1, q2), ima=(None, ImaState(2, b"\x02" * 32)))
+        store.record_appraisal(
+            "dev-1", quote=(q1, q2), ima=(None, ImaState(2, 0, b"\x02" * 32, "sha256"))
+        )
     assert store.get_quote_state("dev-1") == q1
     assert store.get_ima_state("dev-1") == i1
     store.record_appraisal("dev-1", quote=(q1, q2))
@@ -295,8 +298,9 @@ def test_threads_share_one_store(store: SQLStore) -> None:
         lambda: QuoteClockState(-1, 0, 0),
         lambda: QuoteClockState(0, 2**32, 0),
         lambda: QuoteClockState(0, 0, 2**64),
-        lambda: ImaState(0, b"short"),
-        lambda: ImaState(0, PCR, bank="md5"),
+        lambda: check_ima_state(ImaState(0, 0, b"short", "sha256")),
+        lambda: check_ima_state(ImaState(0, 0, PCR, bank="md5")),
+        lambda: check_ima_state(ImaState(0, 7, PCR, bank="sha256")),  # not at a list start
         lambda: EnrollmentChallenge("d", AK, AK_NAME, b"short", 1),
     ],
 )
@@ -369,12 +373,12 @@ def test_device_state_snapshot(store: SQLStore) -> None:
     assert empty.device is None and empty.quote is None and empty.ima is None
     _device(store)
     store.record_appraisal(
-        "dev-1", quote=(None, QuoteClockState(1, 0, 5)), ima=(None, ImaState(3, PCR))
+        "dev-1", quote=(None, QuoteClockState(1, 0, 5)), ima=(None, ImaState(3, 0, PCR, "sha256"))
     )
     state = store.device_state("dev-1")
     assert state.device == store.get_device("dev-1")
     assert state.quote == QuoteClockState(1, 0, 5)
-    assert state.ima == ImaState(3, PCR)
+    assert state.ima == ImaState(3, 0, PCR, "sha256")
 
 
 def test_record_appraisal_consumes_nonce_atomically(store: SQLStore) -> None:
@@ -498,3 +502,15 @@ def test_latest_result_is_replaced_per_device(store: SQLStore) -> None:
     store.put_result(StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1))
     got = store.get_result("dev-1")
     assert got == StoredResult("dev-1", "application/eat+cwt", b"\x01t2", "warning", NOW + 1)
+
+
+def test_boot_reference_per_device(store: SQLStore) -> None:
+    with pytest.raises(KeyError):  # references only for known devices
+        store.put_boot_reference("dev-1", b"x", NOW)
+    _device(store)
+    assert store.get_boot_reference("dev-1") is None
+    store.put_boot_reference("dev-1", b"\xa0first", NOW)
+    store.put_boot_reference("dev-1", b"\xa0second", NOW + 1)
+    assert store.get_boot_reference("dev-1") == b"\xa0second"
+    store.put_boot_reference("dev-1", None, NOW + 2)
+    assert store.get_boot_reference("dev-1") is None

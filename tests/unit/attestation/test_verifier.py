@@ -149,4 +149,4 @@ def test_hostile_evidence_bytes_always_give_a_signed_result(data: bytes) -> None
         outcome = verifier.appraise(data)
         store.close()
     assert outcome.status is TrustTier.CONTRAINDICATED
-    assert verify_result(outcome.token, _KEY.public_key()) == outcome.result
+    assert verify_result(outcome.token, _KEY.public_key()).claims == outcome.result

@@ -106,3 +106,38 @@ def test_kill_mid_write_leaves_old_state(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     assert dst.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_without_o_tmpfile_the_named_fallback_keeps_the_same_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustedge._fs as fs
+
+    monkeypatch.setattr(fs, "_unnamed_file", lambda directory, name: (-1, None))
+    key = tmp_path / "key.pem"
+    create_exclusive(key, b"secret")
+    with pytest.raises(FileExistsError):
+        create_exclusive(key, b"other")
+    atomic_write(tmp_path / "state", b"new")
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "state") as fh:
+        fh.write(b"partial")
+        raise RuntimeError
+    assert key.read_bytes() == b"secret"
+    assert (tmp_path / "state").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem", "state"]
+
+
+def test_atomic_file_is_invisible_until_commit(tmp_path: Path) -> None:
+    from trustedge._fs import AtomicFile
+
+    slot = tmp_path / "slot0"
+    writer = AtomicFile(slot, mode=0o644)
+    writer.write(b"image")
+    assert not slot.exists()
+    writer.commit()
+    assert slot.read_bytes() == b"image" and (slot.stat().st_mode & 0o777) == 0o644
+    other = AtomicFile(slot)
+    other.write(b"half")
+    other.discard()
+    assert slot.read_bytes() == b"image"
+    assert [p.name for p in tmp_path.iterdir()] == ["slot0"]

@@ -47,3 +47,20 @@ def test_tpm_and_software_slots_together(tpm_backend: Any) -> None:
     other = envelope.TPMSealedKEK.create(tpm_backend)
     with pytest.raises(KeyNotFoundError):
         envelope.open(sealed, [other])
+
+
+def test_authorized_kek_needs_a_signed_policy(tpm_backend: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge.hazmat.tpm2.policy import PCRPolicy, authority_public, sign_policy
+
+    key = ec.derive_private_key(0xA11CE, ec.SECP256R1())
+    authority = authority_public(key.public_key()).marshal_tpm2b()
+    kek = envelope.TPMSealedKEK.create_authorized(tpm_backend, authority=authority)
+    sealed = envelope.seal(b"x", [kek])
+    with pytest.raises(AccessDeniedError, match="no signed PCR policy"):
+        envelope.open(sealed, [envelope.TPMSealedKEK(tpm_backend, kek.sealed, authority=authority)])
+    values = tpm_backend.pcr_read({"sha256": [16]})
+    policy = sign_policy(PCRPolicy.from_values(values, {"sha256": [16]}), key).encode()
+    again = envelope.TPMSealedKEK(tpm_backend, kek.sealed, authority=authority, policies=[policy])
+    assert envelope.open(sealed, [again]) == b"x"

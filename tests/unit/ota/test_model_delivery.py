@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from trustedge.errors import (
     LimitExceededError,
     MalformedInputError,
     RollbackError,
+    SignatureError,
     TruncationError,
     VerificationError,
 )
@@ -184,8 +186,11 @@ def test_envelope_for_another_component_refused(site: Site, tmp_path: Path) -> N
         site.updater.apply(env, now=1)
 
 
-def test_substituted_model_encrypted_by_anyone_fails_the_digest(site: Site, tmp_path: Path) -> None:
-    # HPKE lets anyone encrypt to the device: only the signed manifest's digest stops this
+def test_substituted_model_encrypted_by_anyone_fails_the_binding(
+    site: Site, tmp_path: Path
+) -> None:
+    # HPKE lets anyone encrypt to the device: the signed manifest names the envelope
+    # (trustedge-envelope-binding), so not one chunk of another envelope is decrypted
     env = site.release(b"good weights", 1)
     model = make_model(tmp_path / "evil", b"evil weights")
     with open(site.payloads / "m.tenv", "wb") as out:
@@ -200,9 +205,65 @@ def test_substituted_model_encrypted_by_anyone_fails_the_digest(site: Site, tmp_
             keys=[ed25519.Ed25519PrivateKey.generate()],
             component=COMPONENT,
         )
-    with pytest.raises(VerificationError, match="digest"):
+    with pytest.raises(VerificationError, match="not the envelope the manifest names"):
         site.updater.apply(env, now=1)
     assert site.leftovers() == []
+
+
+def test_every_encrypted_component_is_bound_and_rewrapping_keeps_the_binding(
+    site: Site, tmp_path: Path
+) -> None:
+    from trustedge.ota.model import envelope_binding, envelope_context
+    from trustedge.ota.release import create_envelope, sign_envelope
+
+    env = site.release(b"weights", 1)
+    # the same payload under a manifest that does not name its envelope: refused
+    header = pack_header(make_model(tmp_path / "plain", b"weights"), b"signature bytes")
+    pack = b"".join(iter_pack(tmp_path / "plain", header))
+    spec = {
+        "manifest-version": 1,
+        "manifest-sequence-number": 2,
+        "components": [
+            {
+                "install-id": [p.hex() for p in COMPONENT],
+                "vendor-id": VENDOR,
+                "class-id": CLASS,
+                "install-digest": {
+                    "algorithm-id": "sha256",
+                    "digest-bytes": hashlib.sha256(pack).hexdigest(),
+                },
+                "install-size": len(pack),
+                "uri": "m.tenv",
+            }
+        ],
+    }
+    unbound = sign_envelope(create_envelope(spec), [RELEASE_KEY])
+    with pytest.raises(VerificationError, match="names no envelope"):
+        site.updater.apply(unbound, now=1)
+    # adding a device to the release rewrites only the slot list: the binding still holds
+    other = Site(tmp_path / "other")
+    payload = site.payloads / "m.tenv"
+    before = payload.read_bytes()
+    envelope.rewrap_file(payload, [site.identity], add=[other.identity.recipient])
+    (other.payloads / "m.tenv").write_bytes(payload.read_bytes())
+    assert other.updater.apply(env, now=1).sequence_number == 1
+    assert site.updater.apply(env, now=1).sequence_number == 1
+    # the binding covers the envelope's header, salt and commitment, never its slot list
+    after = payload.read_bytes()
+
+    def prefix(data: bytes) -> bytes:
+        reader = envelope.Reader(io.BytesIO(data), [site.identity], context=context)
+        return data[: reader.prefix.body_offset + 56]
+
+    context = envelope_context(COMPONENT)
+    assert len(prefix(after)) > len(prefix(before))  # one more slot
+    assert envelope_binding(prefix(after)) == envelope_binding(prefix(before))
+    edited = bytearray(prefix(before))
+    edited[-1] ^= 1  # the key commitment
+    assert envelope_binding(bytes(edited)) != envelope_binding(prefix(before))
+    for bad in (b"", prefix(before)[:-1], prefix(before) + b"x"):
+        with pytest.raises(MalformedInputError):
+            envelope_binding(bad)
 
 
 @pytest.mark.parametrize(
@@ -253,3 +314,76 @@ def test_pack_round_trip_in_small_pieces(tmp_path: Path) -> None:
         model / "model.safetensors"
     ).read_bytes()
     assert io.BytesIO(data).read(5) == PACK_MAGIC
+
+
+def test_model_keys_gate_the_install(site: Site, tmp_path: Path) -> None:
+    from trustedge.models import sign_model
+
+    vendor = ed25519.Ed25519PrivateKey.generate()
+    gated = ModelDevice(
+        tmp_path / "gated",
+        vendor_id=uuid.UUID(VENDOR).bytes,
+        class_id=uuid.UUID(CLASS).bytes,
+        model_components=[COMPONENT],
+        fetcher=site.fetch,
+        model_keys=[vendor.public_key()],
+    )
+    updater = Updater(
+        KeySet.of([RELEASE_KEY.public_key()]),
+        FileStateStore(tmp_path / "gated-state"),
+        gated,
+        decrypt={COMPONENT: [site.identity]},
+    )
+
+    def release(model: Path, bundle: bytes | None, seq: int) -> bytes:
+        with open(site.payloads / f"g{seq}.tenv", "wb") as out:
+            return build_model_release(
+                model,
+                bundle,
+                [site.identity.recipient],
+                out,
+                sequence_number=seq,
+                vendor_id=VENDOR,
+                class_id=CLASS,
+                keys=[RELEASE_KEY],
+                component=COMPONENT,
+                uri=f"g{seq}.tenv",
+            ).envelope
+
+    model = make_model(tmp_path / "llm", b"weights")
+    stranger = sign_model(model, ed25519.Ed25519PrivateKey.generate())
+    good = sign_model(model, vendor)
+    other = make_model(tmp_path / "other", b"other weights")
+    # release-signed but not vendor-signed, unsigned, or a bundle of another model: refused
+    for seq, (directory, bundle, error) in enumerate(
+        [
+            (model, stranger, SignatureError),
+            (model, None, SignatureError),
+            (other, good, VerificationError),
+            (model, b"not a bundle", MalformedInputError),
+        ],
+        start=1,
+    ):
+        with pytest.raises(error):
+            updater.apply(release(directory, bundle, seq), now=seq)
+        assert not any(".tmp-" in p.name for p in gated.root.rglob("*"))
+        assert not updater.store.load().has_pending
+    result = updater.apply(release(model, good, 9), now=9)
+    updater.confirm(result.components)
+    assert gated.model(COMPONENT)[1] == good
+
+
+def test_slot_files_are_read_bounded(site: Site) -> None:
+    from trustedge.models import MAX_BUNDLE_BYTES
+
+    result = site.updater.apply(site.release(b"weights", 1), now=1)
+    site.updater.confirm(result.components)
+    directory, _ = site.device.model(COMPONENT)
+    with open(directory.parent / "model.sig", "r+b") as fh:  # a storage adversary's sparse file
+        fh.truncate(MAX_BUNDLE_BYTES + 1)
+    with pytest.raises(LimitExceededError):
+        site.device.model(COMPONENT)
+    with open(directory.parent / "pack-header", "r+b") as fh:
+        fh.truncate(64 << 20)
+    with pytest.raises(LimitExceededError):
+        site.device.read(COMPONENT, result.slots[0])

@@ -27,6 +27,7 @@ from typing import Any, Final, get_args
 from trustedge import _cbor
 from trustedge._binary import Reader
 from trustedge.errors import MalformedInputError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind
 
 __all__ = [
@@ -50,7 +51,7 @@ PERSISTENT_FIRST: Final = 0x81000000
 PERSISTENT_LAST: Final = 0x81FFFFFF
 
 #: Bank names trustedge knows (``tpmbackend`` module docstring).
-BANKS: Final = ("sha1", "sha256", "sha384", "sha512", "sm3_256")
+BANKS: Final = tuple(h.name for h in HASH_ALGS)
 _EK_KINDS: Final = frozenset(get_args(EKKind))
 _AK_ALGORITHMS: Final = frozenset(get_args(AKAlgorithm))
 _PCR_COUNT: Final = 24
@@ -136,6 +137,19 @@ def encode_sealed_blob(blob: SealedBlob) -> bytes:
             "auth": blob.auth,
         }
     )
+
+
+def encode_authorized_blob(public: bytes, private: bytes) -> bytes:
+    """Deterministic CBOR of an object sealed to PolicyAuthorize."""
+    return _cbor.encode(
+        {"v": _VERSION, "kind": "sealed-authorized", "public": public, "private": private}
+    )
+
+
+def decode_authorized_blob(data: bytes) -> tuple[bytes, bytes]:
+    """``(TPM2B_PUBLIC, TPM2B_PRIVATE)`` of an authorized-sealed blob (untrusted bytes)."""
+    item = _map(data, "sealed-authorized", {"public", "private"})
+    return _bytes(item, "public", "sealed"), _bytes(item, "private", "sealed")
 
 
 def _map(data: bytes, kind: str, keys: set[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tpm2_pytss.constants import (
     TPM2_ALG,
     TPM2_CAP,
     TPM2_CC,
+    TPM2_EO,
     TPM2_NT,
     TPM2_PT,
     TPM2_PT_NV,
@@ -39,7 +40,10 @@ from tpm2_pytss.types import (
     TPM2B_DIGEST,
     TPM2B_ENCRYPTED_SECRET,
     TPM2B_ID_OBJECT,
+    TPM2B_NAME,
+    TPM2B_NONCE,
     TPM2B_NV_PUBLIC,
+    TPM2B_OPERAND,
     TPM2B_PRIVATE,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
@@ -51,6 +55,7 @@ from tpm2_pytss.types import (
     TPMT_HA,
     TPMT_PUBLIC,
     TPMT_SIG_SCHEME,
+    TPMT_SIGNATURE,
     TPMT_SYM_DEF,
     TPMU_HA,
 )
@@ -61,9 +66,13 @@ from trustedge.errors import (
     BackendError,
     BackendUnavailableError,
     MalformedInputError,
+    PolicyError,
+    SignatureError,
     VerificationError,
 )
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
 from trustedge.hazmat.tpm2.nv import NVPublic
+from trustedge.hazmat.tpm2.policy import SignedPolicy, authorize_hash, version_operand
 from trustedge.hazmat.tpmbackend import (
     AKAlgorithm,
     BackendInfo,
@@ -84,7 +93,7 @@ _BANK_ALGS: Final = {
     "sm3_256": TPM2_ALG.SM3_256,
 }
 _BANK_NAMES: Final = {int(v): k for k, v in _BANK_ALGS.items()}
-_DIGEST_SIZES: Final = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3_256": 32}
+_DIGEST_SIZES: Final = {h.name: h.digest_size for h in HASH_ALGS}
 
 #: tpm2-pytss EK template names and the NV index of each EK certificate.
 _EK_TEMPLATES: Final[dict[str, str]] = {
@@ -785,3 +794,129 @@ class Connection:
                                 f" ({exc})"
                             ) from exc
                         raise BackendError(f"unsealing: {exc}", code=int(exc.rc)) from exc
+
+    # -- signed PCR policies (TPM2_PolicyAuthorize) ----------------------------
+    def nv_name(self, index: int) -> bytes:
+        with tpm_errors(f"reading the name of NV index 0x{index:08x}"):
+            nvh = self.esapi.tr_from_tpmpublic(index)
+            with self.closing_tr(nvh):
+                _, name = self.esapi.nv_read_public(nvh)
+                return bytes(name.marshal())[2:]  # TPM2B_NAME body
+
+    def seal_authorized(self, secret: bytes, auth_policy: bytes) -> tuple[bytes, bytes]:
+        """Create a sealed object whose only authorization is ``auth_policy``."""
+        attrs = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
+        area = TPMT_PUBLIC.parse("keyedhash", objectAttributes=attrs, nameAlg="sha256")
+        area.authPolicy = TPM2B_DIGEST(auth_policy)
+        public = TPM2B_PUBLIC(publicArea=area)
+        sensitive = TPM2B_SENSITIVE_CREATE(sensitive=TPMS_SENSITIVE_CREATE(data=secret))
+        with self.srk() as srk, self.session(TPM2_SE.HMAC, salt_key=srk) as sess:
+            with tpm_errors("sealing"):
+                private, created, *_ = self.esapi.create(srk, sensitive, public, session1=sess)
+        return bytes(created.marshal()), bytes(private.marshal())
+
+    def _authorized_session(
+        self, session: Any, signed: SignedPolicy, key: Any, name: bytes
+    ) -> None:
+        policy = signed.policy
+        with tpm_errors("verifying the policy signature"):
+            signature = _unmarshal(TPMT_SIGNATURE, signed.signature, "policy signature")
+        a_hash = authorize_hash(policy.digest(), signed.policy_ref)
+        try:
+            ticket = self.esapi.verify_signature(key, TPM2B_DIGEST(a_hash), signature)
+        except TSS2_Exception as exc:
+            if base_rc(int(exc.rc)) in (
+                int(TPM2_RC.SIGNATURE),
+                int(TPM2_RC.SCHEME),
+                int(TPM2_RC.ATTRIBUTES),
+                int(TPM2_RC.KEY),
+            ):
+                raise SignatureError(
+                    f"the PCR policy is not signed by the authority ({exc})"
+                ) from exc
+            raise BackendError(f"TPM2_VerifySignature: {exc}", code=int(exc.rc)) from exc
+        with tpm_errors("TPM2_PolicyPCR"):
+            # An empty digest: the TPM uses the PCRs' current values.
+            self.esapi.policy_pcr(
+                session,
+                TPM2B_DIGEST(b""),
+                TPML_PCR_SELECTION.parse(_selection_string(policy.selection)),
+            )
+        if policy.nv_name:
+            try:
+                nvh = self.esapi.tr_from_tpmpublic(policy.nv_index)
+            except TSS2_Exception as exc:
+                raise PolicyError(
+                    f"policy counter 0x{policy.nv_index:08x} unusable ({exc})",
+                    violations=["policy-nv"],
+                ) from exc
+            with self.closing_tr(nvh):
+                try:
+                    self.esapi.policy_nv(
+                        nvh,
+                        nvh,
+                        session,
+                        TPM2B_OPERAND(version_operand(policy.version)),
+                        TPM2_EO.UNSIGNED_LE,
+                        0,
+                    )
+                except TSS2_Exception as exc:
+                    if base_rc(int(exc.rc)) == int(TPM2_RC.POLICY):
+                        raise PolicyError(
+                            f"policy version {policy.version} was revoked ({exc})",
+                            violations=["policy-nv"],
+                        ) from exc
+                    raise BackendError(f"TPM2_PolicyNV: {exc}", code=int(exc.rc)) from exc
+        try:
+            self.esapi.policy_authorize(
+                session,
+                TPM2B_DIGEST(policy.digest()),
+                TPM2B_NAME(name),
+                ticket,
+                TPM2B_NONCE(signed.policy_ref),
+            )
+        except TSS2_Exception as exc:
+            if base_rc(int(exc.rc)) == int(TPM2_RC.VALUE):
+                raise PolicyError(
+                    f"PCR values differ from those the signed policy approves ({exc})",
+                    violations=["pcr-policy"],
+                ) from exc
+            raise BackendError(f"TPM2_PolicyAuthorize: {exc}", code=int(exc.rc)) from exc
+
+    def unseal_authorized(
+        self, public: bytes, private: bytes, signed: SignedPolicy, authority: bytes
+    ) -> bytes:
+        pub = _unmarshal(TPM2B_PUBLIC, public, "sealed public")
+        priv = _unmarshal(TPM2B_PRIVATE, private, "sealed private")
+        key_public = _unmarshal(TPM2B_PUBLIC, authority, "authority public key")
+        with self.srk() as srk:
+            with tpm_errors("loading the sealed object"):
+                handle = self.esapi.load(srk, priv, pub)
+            with self.transient(handle):
+                try:
+                    key = self.esapi.load_external(key_public, hierarchy=ESYS_TR.OWNER)
+                except TSS2_Exception as exc:
+                    raise MalformedInputError(
+                        f"the TPM does not load the policy authority key ({exc})"
+                    ) from exc
+                with self.transient(key):
+                    with tpm_errors("reading the authority's name"):
+                        name = bytes(self.esapi.tr_get_name(key).marshal())[2:]
+                    with self.session(TPM2_SE.POLICY, salt_key=srk) as sess:
+                        self._authorized_session(sess, signed, key, name)
+                        try:
+                            return bytes(self.esapi.unseal(handle, session1=sess))
+                        except TSS2_Exception as exc:
+                            if base_rc(int(exc.rc)) in _AUTH_FAILURES:
+                                raise PolicyError(
+                                    f"unseal refused: the policy is not this object's ({exc})",
+                                    violations=["policy-authority"],
+                                ) from exc
+                            raise BackendError(f"unsealing: {exc}", code=int(exc.rc)) from exc
+
+    def trial_digest(self, steps: Any) -> bytes:
+        """A trial session's digest after ``steps(session)`` (for cross-checks)."""
+        with self.session(TPM2_SE.TRIAL) as trial:
+            with tpm_errors("trial policy"):
+                steps(self.esapi, trial)
+                return bytes(self.esapi.policy_get_digest(trial))

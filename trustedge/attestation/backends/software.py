@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trustedge import _cbor
+from trustedge._fs import atomic_write
 from trustedge.attestation.backends._softkeys import (
     Drbg,
     ek_certificate,
@@ -41,7 +42,7 @@ from trustedge.attestation.backends._softkeys import (
     generate_rsa,
     manufacturer_ca,
 )
-from trustedge.attestation.backends._softstate import STATE_FILE, atomic_write, load_state
+from trustedge.attestation.backends._softstate import STATE_FILE, load_state
 from trustedge.errors import (
     BackendError,
     MalformedInputError,
@@ -72,6 +73,16 @@ from trustedge.hazmat.tpm2 import (
     with_key,
 )
 from trustedge.hazmat.tpm2.nv import NV_COUNTER_ATTRIBUTES, NVPublic
+from trustedge.hazmat.tpm2.pcr import pcr_extendable, pcr_reset_value, pcr_resettable
+from trustedge.hazmat.tpm2.policy import (
+    TPM_EO_UNSIGNED_LE,
+    SignedPolicy,
+    policy_authorize,
+    policy_nv,
+    policy_pcr,
+    verify_policy_signature,
+    version_operand,
+)
 from trustedge.hazmat.tpmbackend import (
     AKAlgorithm,
     AKHandle,
@@ -103,35 +114,10 @@ TPM_RC_SIZE: Final = 0x095
 TPM_RC_VALUE: Final = 0x084
 
 _SEAL_MAGIC: Final = b"TESEAL\x01"
+_SEAL_AUTHORIZED: Final = b"TESEAL\x02"
 _MAX_SEALED: Final = 128
 _NV_FIRST: Final = 0x01000000
 _NV_LAST: Final = 0x01FFFFFF
-
-
-def _resettable(index: int, locality: int) -> bool:
-    """PC Client PCR reset rules (simplified): 16 and 23 at any locality,
-    17-20 at locality 4, 21-22 at locality 2; 0-15 never."""
-    if index in (16, 23):
-        return True
-    if 17 <= index <= 20:
-        return locality == 4
-    if index in (21, 22):
-        return locality == 2
-    return False
-
-
-def _extendable(index: int, locality: int) -> bool:
-    """0-16 and 23 from any locality; 17-22 (DRTM) only from locality 2 and up."""
-    return not (17 <= index <= 22) or locality >= 2
-
-
-def _initial(bank: str, index: int, startup_locality: int) -> bytes:
-    size = hash_alg_by_name(bank).digest_size
-    if 17 <= index <= 22:
-        return b"\xff" * size
-    if index == 0 and startup_locality:
-        return bytes(size - 1) + bytes([startup_locality])
-    return bytes(size)
 
 
 class SoftwareTPM:
@@ -171,7 +157,7 @@ class SoftwareTPM:
                 "reset": 0,
                 "restart": 0,
                 "safe": True,
-                "pcrs": {b: [_initial(b, i, 0) for i in range(PCR_COUNT)] for b in BANKS},
+                "pcrs": {b: [pcr_reset_value(b, i) for i in range(PCR_COUNT)] for b in BANKS},
                 "eks": {},
                 "aks": {},
                 "nv": {},
@@ -234,7 +220,8 @@ class SoftwareTPM:
             if entry.get("kind") == "extend":  # TPMA_NV_CLEAR_STCLEAR
                 entry["value"] = None
         self._s["pcrs"] = {
-            b: [_initial(b, i, startup_locality) for i in range(PCR_COUNT)] for b in BANKS
+            b: [pcr_reset_value(b, i, locality=startup_locality) for i in range(PCR_COUNT)]
+            for b in BANKS
         }
         self._anchor()
         self._save()
@@ -394,7 +381,7 @@ class SoftwareTPM:
         """PCR[index] = H(PCR[index] || digest) in each given bank."""
         loc = self.locality if locality is None else locality
         self._index(index)
-        if not _extendable(index, loc):
+        if not pcr_extendable(index, loc):
             raise BackendError(f"PCR {index} cannot be extended from locality {loc}",
                                code=TPM_RC_LOCALITY)  # fmt: skip
         for bank, digest in digests.items():
@@ -409,7 +396,7 @@ class SoftwareTPM:
         """Reset a resettable PCR (16, 23; 17-22 from their localities) to zero."""
         loc = self.locality if locality is None else locality
         self._index(index)
-        if not _resettable(index, loc):
+        if not pcr_resettable(index, loc):
             raise BackendError(f"PCR {index} cannot be reset from locality {loc}",
                                code=TPM_RC_LOCALITY)  # fmt: skip
         for bank in BANKS:
@@ -639,6 +626,79 @@ class SoftwareTPM:
             if not hmac.compare_digest(current, header["policy"]):
                 raise PolicyError("PCR values differ from those the secret was sealed to",
                                   violations=["pcr-policy"])  # fmt: skip
+        return bytes(secret)
+
+    # -- signed PCR policies (TPM2_PolicyAuthorize) -----------------------------------------------
+    def nv_name(self, index: int) -> bytes:
+        """The index's name (nameAlg || H(TPMS_NV_PUBLIC)), WRITTEN bit as it is now."""
+        return self._nv_public(index).name()
+
+    def seal_authorized(self, secret: bytes, *, authority: bytes, policy_ref: bytes = b"") -> bytes:
+        """Seal to ``PolicyAuthorize(name(authority), policy_ref)`` (the digest a TPM
+        object would carry as authPolicy); AES-256-GCM under the primary seed."""
+        if len(secret) > _MAX_SEALED:
+            raise ValueError(f"at most {_MAX_SEALED} bytes can be sealed")
+        if len(policy_ref) > 64:
+            raise ValueError("policyRef has at most 64 bytes")
+        name = Public.unmarshal_tpm2b(authority).name()
+        auth_policy = policy_authorize(name, policy_ref)
+        nonce = self._drbg(12)
+        ct = AESGCM(self._seal_key()).encrypt(nonce, bytes(secret), auth_policy)
+        self._save()
+        return _SEAL_AUTHORIZED + _cbor.encode(
+            {"authpolicy": auth_policy, "nonce": nonce, "ct": ct}
+        )
+
+    def unseal_authorized(self, blob: bytes, policy: bytes, *, authority: bytes) -> bytes:
+        """What a TPM does, step by step: VerifySignature(authority, aHash) -> ticket;
+        PolicyPCR over the *current* values; PolicyNV(index <= version) on the
+        index's current contents and name; PolicyAuthorize (the session digest
+        must equal the approved one, then becomes PolicyAuthorize(keyName, ref));
+        Unseal (that digest must be the object's authPolicy)."""
+        if not blob.startswith(_SEAL_AUTHORIZED):
+            raise MalformedInputError("not a software TPM authorized-sealed blob", offset=0)
+        limits = _cbor.DecodeLimits(max_size=1024, max_depth=2, max_items=16)
+        doc = _cbor.decode(blob[len(_SEAL_AUTHORIZED) :], canonical=True, limits=limits)
+        if not isinstance(doc, dict) or set(doc) != {"authpolicy", "nonce", "ct"}:
+            raise MalformedInputError("authorized-sealed blob has the wrong fields")
+        if not all(isinstance(v, bytes) for v in doc.values()):
+            raise MalformedInputError("authorized-sealed blob fields are byte strings")
+        signed = SignedPolicy.decode(policy)
+        key = Public.unmarshal_tpm2b(authority)
+        verify_policy_signature(signed, key)  # TPM2_VerifySignature
+        approved = signed.policy
+        sel = PCRSelectionList.from_mapping(dict(approved.selection))
+        values = self.pcr_read(sel.to_mapping())
+        current = pcr_composite_digest(
+            int(TPMAlg.SHA256), [values[b][i] for b, i in sel.pcr_order()]
+        )
+        session = policy_pcr(bytes(32), approved.selection, current)  # TPM2_PolicyPCR
+        if approved.nv_name:  # TPM2_PolicyNV
+            try:
+                contents = self._nv_data(approved.nv_index)
+                name = self._nv_public(approved.nv_index).name()
+            except BackendError as exc:
+                raise PolicyError(f"policy counter unusable: {exc}",
+                                  violations=["policy-nv"]) from exc  # fmt: skip
+            if int.from_bytes(contents[:8], "big") > approved.version:
+                raise PolicyError(
+                    f"policy version {approved.version} was revoked (counter is past it)",
+                    violations=["policy-nv"],
+                )
+            session = policy_nv(
+                session, name, version_operand(approved.version), 0, TPM_EO_UNSIGNED_LE
+            )
+        if not hmac.compare_digest(session, approved.digest()):  # TPM2_PolicyAuthorize
+            raise PolicyError("PCR values differ from those the signed policy approves",
+                              violations=["pcr-policy"])  # fmt: skip
+        session = policy_authorize(key.name(), signed.policy_ref)
+        try:
+            secret = AESGCM(self._seal_key()).decrypt(doc["nonce"], doc["ct"], doc["authpolicy"])
+        except (InvalidTag, ValueError):
+            raise VerificationError("sealed blob is not from this TPM or was modified") from None
+        if not hmac.compare_digest(session, doc["authpolicy"]):  # TPM2_Unseal
+            raise PolicyError("the policy is signed by another authority",
+                              violations=["policy-authority"])  # fmt: skip
         return bytes(secret)
 
 

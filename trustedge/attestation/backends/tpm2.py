@@ -23,9 +23,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from trustedge._fs import atomic_write
 from trustedge.errors import BackendError, BackendUnavailableError, LimitExceededError
+from trustedge.hazmat.tpm2.policy import (
+    PCRPolicy,
+    SignedPolicy,
+    policy_authorize,
+    version_operand,
+)
+from trustedge.hazmat.tpm2.public import Public
 from trustedge.hazmat.tpmbackend import (
     AKAlgorithm,
     AKHandle,
@@ -42,8 +50,10 @@ from ._tpm2_blobs import (
     PERSISTENT_LAST,
     AKBlob,
     decode_ak_blob,
+    decode_authorized_blob,
     decode_sealed_blob,
     encode_ak_blob,
+    encode_authorized_blob,
     encode_sealed_blob,
     normalize_selection,
     read_tpm2b,
@@ -203,24 +213,8 @@ class Tpm2Backend:
 
     @staticmethod
     def save_ak_file(ak: AKHandle, path: str | os.PathLike[str]) -> None:
-        """Write the AK blob to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(ak.blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        """Write the AK blob to ``path`` atomically (``trustedge._fs.atomic_write``, mode 0600)."""
+        atomic_write(Path(path), ak.blob)
 
     def load_ak_file(self, path: str | os.PathLike[str]) -> AKHandle:
         """:meth:`load_ak` on the contents of a file written by :meth:`save_ak_file`."""
@@ -361,6 +355,71 @@ class Tpm2Backend:
         auth value do not match, ``MalformedInputError`` for a blob that does not parse.
         ``auth`` is ignored for a blob sealed without one."""
         return self._c.unseal(decode_sealed_blob(blob), auth)
+
+    # -- signed PCR policies (TPM2_PolicyAuthorize) -------------------------------
+    def nv_name(self, index: int) -> bytes:
+        """The index's name as the TPM reports it (TPM2_NV_ReadPublic)."""
+        _check_nv_index(index)
+        return self._c.nv_name(index)
+
+    def seal_authorized(self, secret: bytes, *, authority: bytes, policy_ref: bytes = b"") -> bytes:
+        """Seal ``secret`` (at most 128 bytes) under the SRK with ``authPolicy =
+        PolicyAuthorize(name(authority), policy_ref)`` and no user auth: only a
+        session that passes an approved, signed policy unseals it."""
+        if len(secret) > _MAX_SECRET:
+            raise ValueError(f"a sealed secret has at most {_MAX_SECRET} bytes")
+        if len(policy_ref) > 64:
+            raise ValueError("policyRef has at most 64 bytes")
+        name = Public.unmarshal_tpm2b(authority).name()
+        public, private = self._c.seal_authorized(secret, policy_authorize(name, policy_ref))
+        return encode_authorized_blob(public, private)
+
+    def unseal_authorized(self, blob: bytes, policy: bytes, *, authority: bytes) -> bytes:
+        """TPM2_LoadExternal(authority, owner) -> TPM2_VerifySignature (ticket) ->
+        PolicyPCR (current values) -> PolicyNV(counter <= version) ->
+        PolicyAuthorize -> Unseal, in one salted policy session."""
+        public, private = decode_authorized_blob(blob)
+        return self._c.unseal_authorized(public, private, SignedPolicy.decode(policy), authority)
+
+    def trial_policy_digest(self, policy: PCRPolicy) -> bytes:
+        """The digest a trial session reaches for ``policy`` (PolicyPCR with its
+        pcrDigest, then PolicyNV on its index): for cross-checking
+        :meth:`PCRPolicy.digest`. The NV index must exist."""
+
+        def steps(esapi: Any, session: Any) -> None:
+            from tpm2_pytss.constants import TPM2_EO
+            from tpm2_pytss.types import TPM2B_DIGEST, TPM2B_OPERAND, TPML_PCR_SELECTION
+
+            sel = "+".join(f"{b}:{','.join(map(str, i))}" for b, i in policy.selection.items())
+            esapi.policy_pcr(
+                session, TPM2B_DIGEST(policy.pcr_digest), TPML_PCR_SELECTION.parse(sel)
+            )
+            if policy.nv_name:
+                nvh = esapi.tr_from_tpmpublic(policy.nv_index)
+                try:
+                    esapi.policy_nv(
+                        nvh, nvh, session, TPM2B_OPERAND(version_operand(policy.version)),
+                        TPM2_EO.UNSIGNED_LE, 0,
+                    )  # fmt: skip
+                finally:
+                    esapi.tr_close(nvh)
+
+        return self._c.trial_digest(steps)
+
+    def trial_authorize_digest(self, authority: bytes, policy_ref: bytes = b"") -> bytes:
+        """A trial session's digest after PolicyAuthorize(name(authority), policy_ref)."""
+        name = Public.unmarshal_tpm2b(authority).name()
+
+        def steps(esapi: Any, session: Any) -> None:
+            from tpm2_pytss.types import TPM2B_DIGEST, TPM2B_NAME, TPM2B_NONCE, TPMT_TK_VERIFIED
+
+            # A trial session checks no ticket; a NULL one (tag TPM_ST_VERIFIED, hierarchy NULL).
+            ticket = TPMT_TK_VERIFIED(tag=0x8022, hierarchy=0x40000007)
+            esapi.policy_authorize(
+                session, TPM2B_DIGEST(b"\0" * 32), TPM2B_NAME(name), ticket, TPM2B_NONCE(policy_ref)
+            )
+
+        return self._c.trial_digest(steps)
 
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from trustedge.attestation.store._model import (
     QuoteClockState,
     StoredResult,
     VerifierStore,
+    check_ima_state,
     nonce_key,
 )
 from trustedge.attestation.store._schema import SCHEMA_VERSION
@@ -46,6 +47,7 @@ __all__ = [
     "SQLiteStore",
     "StoredResult",
     "VerifierStore",
+    "check_ima_state",
     "nonce_key",
     "open_store",
 ]

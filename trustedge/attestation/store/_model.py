@@ -13,7 +13,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
+from trustedge.attestation.quote import QuoteState
 from trustedge.errors import VerificationError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS
+from trustedge.measuredboot import ImaState
 
 __all__ = [
     "DeviceRecord",
@@ -25,6 +28,7 @@ __all__ = [
     "QuoteClockState",
     "StoredResult",
     "VerifierStore",
+    "check_ima_state",
     "nonce_key",
 ]
 
@@ -147,62 +151,36 @@ class NonceRecord:
             raise ValueError("a nonce must be 16 to 64 bytes")
 
 
-@dataclass(frozen=True, order=True)
-class QuoteClockState:
-    """(resetCount, restartCount, clock) of the last accepted quote.
+#: The quote-clock state is :class:`trustedge.attestation.quote.QuoteState`, stored as
+#: is; this name is kept for the store's callers (one class, two names).
+QuoteClockState = QuoteState
 
-    Ordered lexicographically, which is the rule the verifier applies: a
-    newer quote has a higher resetCount, or the same resetCount and a higher
-    restartCount (restartCount drops to 0 when resetCount rises), or both
-    equal and a higher clock. Clock is compared only within one
-    (resetCount, restartCount) epoch -- the ordering gives exactly that.
+#: IMA banks the store accepts.
+_IMA_BANKS: Final = frozenset(h.name for h in HASH_ALGS)
+
+
+def check_ima_state(state: ImaState) -> None:
+    """What a stored IMA position must be (raises ``TypeError``/``ValueError`` otherwise).
+
+    The state is :class:`trustedge.measuredboot.ImaState` as ``verify_ima_log``
+    returns it: ``entries`` already replayed, ``pcr_value`` (PCR 10 after them) in
+    ``bank``. Evidence carries the IMA entries *after* the stored position as a
+    list of its own, so the position is always at byte 0 of the next list:
+    ``byte_offset`` must be 0 (``VerifiedImaLog.state`` of a tail gives the
+    bytes consumed of that tail; the verifier resets it with ``_replace``).
     """
-
-    reset_count: int
-    restart_count: int
-    clock: int
-
-    def __post_init__(self) -> None:
-        for name, value, top in (
-            ("reset_count", self.reset_count, _U32),
-            ("restart_count", self.restart_count, _U32),
-            ("clock", self.clock, _U64),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise ValueError(f"{name} out of range")
-
-    def __str__(self) -> str:
-        return (
-            f"(resetCount {self.reset_count}, restartCount {self.restart_count},"
-            f" clock {self.clock})"
-        )
-
-    def advances(self, previous: QuoteClockState | None) -> bool:
-        """True when this state is strictly newer than ``previous`` (or there is none)."""
-        return previous is None or self > previous
-
-
-@dataclass(frozen=True)
-class ImaState:
-    """How far the device's IMA log has been verified.
-
-    ``offset`` is the number of IMA entries already replayed; ``pcr10`` the
-    PCR 10 value after those entries (in the bank named by ``bank``).
-    """
-
-    offset: int
-    pcr10: bytes
-    bank: str = "sha256"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.offset, bool) or not isinstance(self.offset, int):
-            raise TypeError("offset must be an int")
-        if not 0 <= self.offset <= _U32:
-            raise ValueError("offset out of range")
-        if not 20 <= len(self.pcr10) <= 64:
-            raise ValueError("pcr10 must be a digest (20 to 64 bytes)")
-        if self.bank not in ("sha1", "sha256", "sha384", "sha512", "sm3_256"):
-            raise ValueError(f"unknown PCR bank {self.bank!r}")
+    if not isinstance(state, ImaState):
+        raise TypeError("IMA state must be a trustedge.measuredboot.ImaState")
+    if isinstance(state.entries, bool) or not isinstance(state.entries, int):
+        raise TypeError("entries must be an int")
+    if not 0 <= state.entries <= _U32:
+        raise ValueError("entries out of range")
+    if state.byte_offset != 0:
+        raise ValueError("a stored IMA position starts the next list: byte_offset must be 0")
+    if not isinstance(state.pcr_value, bytes) or not 20 <= len(state.pcr_value) <= 64:
+        raise ValueError("pcr_value must be a digest (20 to 64 bytes)")
+    if state.bank not in _IMA_BANKS:
+        raise ValueError(f"unknown PCR bank {state.bank!r}")
 
 
 @dataclass(frozen=True)
@@ -353,6 +331,16 @@ class VerifierStore(Protocol):
 
     def get_result(self, device_id: str) -> StoredResult | None:
         """The device's latest result, or None."""
+        ...
+
+    def put_boot_reference(self, device_id: str, reference: bytes | None, now: int) -> None:
+        """Keep ``reference`` (an encoded ``BootReference``) for the device's next
+        appraisals, replacing the previous one; ``None`` drops it. ``KeyError`` for
+        an unknown device."""
+        ...
+
+    def get_boot_reference(self, device_id: str) -> bytes | None:
+        """The device's stored boot reference, or None."""
         ...
 
     def close(self) -> None:

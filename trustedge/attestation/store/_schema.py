@@ -67,6 +67,19 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # Reference values for a device's next appraisal, predicted from a
+            # signed update (``measuredboot.predict.BootReference``, CBOR): one row
+            # per device, replaced when the next update is expected.
+            """CREATE TABLE boot_references (
+                device_id TEXT PRIMARY KEY REFERENCES devices (device_id) ON DELETE CASCADE,
+                reference {blob} NOT NULL,
+                created_at {bigint} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

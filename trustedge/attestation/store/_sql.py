@@ -17,7 +17,7 @@ import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
@@ -28,6 +28,7 @@ from trustedge.attestation.store._model import (
     NonceRecord,
     QuoteClockState,
     StoredResult,
+    check_ima_state,
     nonce_key,
 )
 from trustedge.attestation.store._schema import MIGRATIONS, SCHEMA_VERSION
@@ -53,6 +54,12 @@ class Tx(Protocol):
         ...
 
 
+_ISSUE_NONCE: Final = (
+    "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
+    " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING"
+)
+
+
 def _clock_bytes(clock: int) -> bytes:
     # uint64 does not fit a signed BIGINT; equality on 8 big-endian bytes is exact.
     return clock.to_bytes(8, "big")
@@ -67,8 +74,14 @@ class SQLStore(ABC):
     bigint_type = "INTEGER"
 
     @abstractmethod
-    def transaction(self, *, write: bool = True, sync: bool = True) -> AbstractContextManager[Tx]:
+    def transaction(
+        self, *, write: bool = True, sync: bool = True, single: bool = False
+    ) -> AbstractContextManager[Tx]:
         """A transaction: commits on success, rolls back on error.
+
+        ``single=True`` promises exactly one statement, which is atomic on its own;
+        stores may then skip the explicit BEGIN/COMMIT (a client/server store saves two
+        round trips). A ``write=False`` transaction of one statement may do the same.
 
         ``write=False`` promises only reads, which lets SQLite readers run
         beside a writer instead of queueing for the write lock. ``sync=False``
@@ -222,35 +235,29 @@ class SQLStore(ABC):
     def issue_nonce(self, record: NonceRecord) -> None:
         with self.transaction(sync=False) as tx:
             inserted = tx.run(
-                "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
-                " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING",
-                (nonce_key(record.nonce), record.device_id, record.expires_at),
+                _ISSUE_NONCE, (nonce_key(record.nonce), record.device_id, record.expires_at)
             )
         if inserted != 1:
             raise ValueError("nonce already issued")
 
     def _consume(self, tx: Tx, key: bytes, device_id: str, now: int) -> int:
         """Mark the nonce used inside ``tx``; return its expiry (checked by the caller)."""
+        # One round trip on the common path: the UPDATE takes the row lock, and a
+        # concurrent consumer waits for it, then finds consumed_at set (0 rows).
         row = tx.one(
-            "SELECT device_id, expires_at, consumed_at FROM nonces"  # noqa: S608 - constant fragments only
-            f" WHERE nonce_key = ?{self.for_update}",
-            (key,),
+            "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND device_id = ?"
+            " AND consumed_at IS NULL RETURNING expires_at",
+            (now, key, device_id),
         )
+        if row is not None:
+            return int(row[0])
+        row = tx.one("SELECT device_id FROM nonces WHERE nonce_key = ?", (key,))
         if row is None:
             raise NonceError("unknown nonce")
-        owner, expires_at, consumed_at = row[0], int(row[1]), row[2]
-        if owner != device_id:
+        if row[0] != device_id:
             # Not consumed: a nonce seen on the wire must not let anyone burn it.
             raise NonceError("nonce was issued to another device")
-        if consumed_at is not None:
-            raise NonceError("nonce already used")
-        updated = tx.run(
-            "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND consumed_at IS NULL",
-            (now, key),
-        )
-        if updated != 1:  # pragma: no cover - the row lock makes this unreachable
-            raise NonceError("nonce already used")
-        return expires_at
+        raise NonceError("nonce already used")
 
     def consume_nonce(self, nonce: bytes, device_id: str, now: int) -> NonceRecord:
         key = nonce_key(bytes(nonce))
@@ -285,7 +292,13 @@ class SQLStore(ABC):
             row = tx.one(
                 "SELECT ima_offset, pcr10, bank FROM ima_state WHERE device_id = ?", (device_id,)
             )
-        return None if row is None else ImaState(int(row[0]), bytes(row[1]), row[2])
+        return None if row is None else self._ima(row)
+
+    @staticmethod
+    def _ima(row: tuple[Any, ...]) -> ImaState:
+        state = ImaState(int(row[0]), 0, bytes(row[1]), str(row[2]))
+        check_ima_state(state)
+        return state
 
     def _cas_quote(
         self, tx: Tx, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
@@ -326,27 +339,28 @@ class SQLStore(ABC):
         new: ImaState,
         restart: bool = False,
     ) -> None:
+        check_ima_state(new)
         # After a TPM reset the IMA list starts again: the offset may drop then.
-        backwards = new.offset < expected.offset if expected is not None else False
+        backwards = new.entries < expected.entries if expected is not None else False
         if expected is not None and ((backwards and not restart) or new.bank != expected.bank):
             raise RollbackError(f"IMA state of device {device_id!r} would go backwards")
         if expected is None:
             changed = tx.run(
                 "INSERT INTO ima_state (device_id, ima_offset, pcr10, bank) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (device_id) DO NOTHING",
-                (device_id, new.offset, new.pcr10, new.bank),
+                (device_id, new.entries, new.pcr_value, new.bank),
             )
         else:
             changed = tx.run(
                 "UPDATE ima_state SET ima_offset = ?, pcr10 = ?, bank = ?"
                 " WHERE device_id = ? AND ima_offset = ? AND pcr10 = ? AND bank = ?",
                 (
-                    new.offset,
-                    new.pcr10,
+                    new.entries,
+                    new.pcr_value,
                     new.bank,
                     device_id,
-                    expected.offset,
-                    expected.pcr10,
+                    expected.entries,
+                    expected.pcr_value,
                     expected.bank,
                 ),
             )
@@ -389,31 +403,39 @@ class SQLStore(ABC):
                 self._cas_ima(tx, device_id, *ima, restart=ima_restart)
 
     def device_state(self, device_id: str) -> DeviceState:
+        # One statement (one round trip, one snapshot) instead of one per table: this
+        # runs twice per push (challenge and appraisal).
+        cols = ", ".join(f"d.{c.strip()}" for c in self._DEVICE_COLUMNS.split(","))
         with self.transaction(write=False) as tx:
             row = tx.one(
-                f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE device_id = ?",  # noqa: S608
+                f"SELECT {cols}, q.reset_count, q.restart_count, q.clock,"  # noqa: S608 - constant fragments only
+                " i.ima_offset, i.pcr10, i.bank FROM devices d"
+                " LEFT JOIN quote_state q ON q.device_id = d.device_id"
+                " LEFT JOIN ima_state i ON i.device_id = d.device_id"
+                " WHERE d.device_id = ?",
                 (device_id,),
             )
-            qrow = tx.one(
-                "SELECT reset_count, restart_count, clock FROM quote_state WHERE device_id = ?",
-                (device_id,),
-            )
-            irow = tx.one(
-                "SELECT ima_offset, pcr10, bank FROM ima_state WHERE device_id = ?", (device_id,)
-            )
+        if row is None:
+            return DeviceState(device=None, quote=None, ima=None)
+        n = len(self._DEVICE_COLUMNS.split(","))
+        qrow, irow = row[n : n + 3], row[n + 3 : n + 6]
         return DeviceState(
-            device=None if row is None else self._device(row),
-            quote=None if qrow is None else self._quote(qrow),
-            ima=None if irow is None else ImaState(int(irow[0]), bytes(irow[1]), irow[2]),
+            device=self._device(row[:n]),
+            quote=None if qrow[0] is None else self._quote(qrow),
+            ima=None if irow[0] is None else self._ima(irow),
         )
 
     # -- results ------------------------------------------------------------------
     def put_result(self, result: StoredResult) -> None:
-        with self.transaction() as tx:
-            self._require_device(tx, result.device_id)
-            updated = tx.run(
-                "UPDATE results SET media_type = ?, token = ?, status = ?, created_at = ?"
-                " WHERE device_id = ?",
+        # One upsert statement (a single round trip): the SELECT from devices makes an
+        # unknown device insert nothing, which is reported as KeyError.
+        with self.transaction(single=True) as tx:
+            changed = tx.run(
+                "INSERT INTO results (device_id, media_type, token, status, created_at)"
+                " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
+                " ON CONFLICT (device_id) DO UPDATE SET media_type = excluded.media_type,"
+                " token = excluded.token, status = excluded.status,"
+                " created_at = excluded.created_at",
                 (
                     result.media_type,
                     result.token,
@@ -422,18 +444,8 @@ class SQLStore(ABC):
                     result.device_id,
                 ),
             )
-            if updated == 0:
-                tx.run(
-                    "INSERT INTO results (device_id, media_type, token, status, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        result.device_id,
-                        result.media_type,
-                        result.token,
-                        result.status,
-                        result.created_at,
-                    ),
-                )
+        if changed != 1:
+            raise KeyError(result.device_id)
 
     def get_result(self, device_id: str) -> StoredResult | None:
         with self.transaction(write=False) as tx:
@@ -444,6 +456,28 @@ class SQLStore(ABC):
         if row is None:
             return None
         return StoredResult(device_id, row[0], bytes(row[1]), row[2], int(row[3]))
+
+    def put_boot_reference(self, device_id: str, reference: bytes | None, now: int) -> None:
+        with self.transaction() as tx:
+            self._require_device(tx, device_id)
+            if reference is None:
+                tx.run("DELETE FROM boot_references WHERE device_id = ?", (device_id,))
+                return
+            updated = tx.run(
+                "UPDATE boot_references SET reference = ?, created_at = ? WHERE device_id = ?",
+                (reference, now, device_id),
+            )
+            if updated == 0:
+                tx.run(
+                    "INSERT INTO boot_references (device_id, reference, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (device_id, reference, now),
+                )
+
+    def get_boot_reference(self, device_id: str) -> bytes | None:
+        with self.transaction(write=False) as tx:
+            row = tx.one("SELECT reference FROM boot_references WHERE device_id = ?", (device_id,))
+        return None if row is None else bytes(row[0])
 
     @abstractmethod
     def close(self) -> None:

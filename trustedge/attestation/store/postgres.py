@@ -15,13 +15,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from trustedge.attestation.store._sql import SQLStore, Tx
+from trustedge.attestation.store._model import NonceRecord, nonce_key
+from trustedge.attestation.store._sql import _ISSUE_NONCE, SQLStore, Tx
 from trustedge.errors import BackendError, BackendUnavailableError
 
 __all__ = ["PostgresStore"]
 
 #: Arbitrary constant naming trustedge's migration lock (pg_advisory_xact_lock).
 _MIGRATION_LOCK: Final = 0x7472_7573_7465_6467
+#: admin_shutdown, crash_shutdown, cannot_connect_now: the server is going or gone.
+_SHUTDOWN_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -126,28 +129,67 @@ class PostgresStore(SQLStore):
         }
 
     @contextmanager
-    def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self, *, write: bool = True, sync: bool = True, single: bool = False
+    ) -> Iterator[Tx]:
         # READ COMMITTED + FOR UPDATE serve reads and writes alike; commits
         # follow the server's synchronous_commit setting, except a sync=False
         # commit (an issued nonce), which does not wait for the WAL flush:
         # the next synced commit flushes it anyway (WAL is sequential).
-        del write
+        # A single statement, and every read of this store (each is one
+        # statement), runs on the autocommit connection as its own transaction:
+        # no BEGIN and COMMIT round trips.
         psycopg = self._psycopg
         try:
-            with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                if not sync:
-                    cur.execute("SET LOCAL synchronous_commit = off")
-                yield _PgTx(cur)
+            with self._pool.connection() as conn:
+                if (single or not write) and sync:
+                    with conn.cursor() as cur:
+                        yield _PgTx(cur)
+                    return
+                with conn.transaction(), conn.cursor() as cur:
+                    if not sync:
+                        cur.execute("SET LOCAL synchronous_commit = off")
+                    yield _PgTx(cur)
         except psycopg.Error as exc:
+            self._lost(exc)
             raise BackendError(f"PostgreSQL store failed: {exc}") from exc
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
                 raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
             raise
+
+    def _lost(self, exc: Exception) -> None:
+        # A connection the server dropped (restart, failover, network cut): its idle
+        # siblings are most likely gone too. Test them all now, so that one request per
+        # outage fails here instead of one per pooled connection.
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(exc, self._psycopg.OperationalError) and (
+            state is None  # client side: the socket is gone
+            or state.startswith("08")  # connection exception
+            or state in _SHUTDOWN_STATES
+        ):
+            self._pool.check()
+
+    def issue_nonce(self, record: NonceRecord) -> None:
+        # Pipelined: BEGIN, SET LOCAL, INSERT and COMMIT go out in one round trip (the
+        # base class's transaction takes four); the row count is read after the sync.
+        psycopg = self._psycopg
+        params = (nonce_key(record.nonce), record.device_id, record.expires_at)
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    cur = conn.execute(_ISSUE_NONCE.replace("?", "%s"), params)
+                inserted = int(cur.rowcount)
+        except psycopg.Error as exc:
+            self._lost(exc)
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
+        if inserted != 1:
+            raise ValueError("nonce already issued")
 
     def close(self) -> None:
         self._pool.close()

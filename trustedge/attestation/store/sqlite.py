@@ -99,7 +99,10 @@ class SQLiteStore(SQLStore):
             self._migrate(tx, 0 if row is None else int(row[0]))
 
     @contextmanager
-    def transaction(self, *, write: bool = True, sync: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self, *, write: bool = True, sync: bool = True, single: bool = False
+    ) -> Iterator[Tx]:
+        del single  # an embedded database has no round trips to save
         with self._lock:
             relax = self._durable and not sync
             if relax:

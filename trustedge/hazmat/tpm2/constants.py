@@ -17,6 +17,7 @@ from trustedge.errors import UnsupportedAlgorithmError
 
 __all__ = [
     "TPM_GENERATED_VALUE",
+    "HASH_ALGS",
     "HashAlg",
     "TPMAlg",
     "TPMAObject",
@@ -152,7 +153,12 @@ _HASHES: Final = (
     HashAlg(TPMAlg.SHA256, "sha256", 32, "sha256"),
     HashAlg(TPMAlg.SHA384, "sha384", 48, "sha384"),
     HashAlg(TPMAlg.SHA512, "sha512", 64, "sha512"),
+    HashAlg(TPMAlg.SM3_256, "sm3_256", 32, "sm3"),
 )
+#: The one hash-bank table: every PCR bank trustedge knows, in canonical order, with its
+#: ``TPM_ALG_ID``, bank name, digest size and hashlib name. Event logs, evidence, the TPM
+#: backends and the stores derive their bank tables from this one.
+HASH_ALGS: Final[tuple[HashAlg, ...]] = _HASHES
 _BY_ID: Final = {h.alg.value: h for h in _HASHES}
 _BY_NAME: Final = {h.name: h for h in _HASHES}
 
@@ -166,6 +172,7 @@ _CRYPTO_HASHES: Final[dict[int, hashes.HashAlgorithm]] = {
     TPMAlg.SHA256: hashes.SHA256(),
     TPMAlg.SHA384: hashes.SHA384(),
     TPMAlg.SHA512: hashes.SHA512(),
+    TPMAlg.SM3_256: hashes.SM3(),
 }
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 from trustedge import _cbor
 from trustedge.cose import Sign1Message, sign1_from_item
 from trustedge.errors import LimitExceededError, MalformedInputError
+from trustedge.measuredboot.predict import BootMeasurement, UKISectionDigests
 from trustedge.ota.suit import numbers as n
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "Digest",
     "Manifest",
     "UnverifiedEnvelope",
+    "decode_boot_measurement",
     "decode_envelope",
     "decode_manifest",
     "digest_of_member",
+    "encode_boot_measurement",
     "encode_envelope",
     "encode_manifest",
     "encode_sequence",
@@ -229,6 +232,8 @@ _PARAM_CHECKS: Final = {
     n.P_IMAGE_SIZE: "uint",
     n.P_URI: "text",
     n.P_SOURCE_COMPONENT: "uint",
+    n.P_BOOT_MEASUREMENT: "boot-measurement",
+    n.P_ENVELOPE_BINDING: "sha256",
 }
 
 
@@ -248,11 +253,92 @@ def _parameters(value: object, limits: _cbor.DecodeLimits) -> dict[int, Any]:
             out[key] = Digest.from_item(_unwrap(val, name, limits), name)
         elif kind == "uint":
             out[key] = _uint(val, name)
+        elif kind == "boot-measurement":
+            out[key] = decode_boot_measurement(_bytes(val, name), limits)
+        elif kind == "sha256":
+            if len(_bytes(val, name)) != 32:
+                raise MalformedInputError(f"{name} must be a 32-byte SHA-256 digest")
+            out[key] = val
         elif not isinstance(val, str):
             raise MalformedInputError(f"{name} must be a text string")
         else:
             out[key] = val
     return out
+
+
+# trustedge-boot-measurement (-257) = bstr .cbor {
+#   1: role (tstr), 2: authenticode {bank tstr: bstr},
+#   ? 3: uki sections [+ [name tstr, {bank: bstr}]], ? 4: file digests {bank: bstr},
+#   ? 5: path (tstr), ? 6: authority UEFI_VARIABLE_DATA (bstr),
+#   ? 7: Secure Boot variables the update sets [+ UEFI_VARIABLE_DATA (bstr)] }
+_BM_KEYS: Final = frozenset({1, 2, 3, 4, 5, 6, 7})
+_MAX_SECTIONS: Final = 16
+
+
+def _bank_map(value: object, what: str) -> dict[str, bytes]:
+    m = _map(value, what)
+    if not m or len(m) > 8:
+        raise MalformedInputError(f"{what}: 1..8 banks")
+    out = {}
+    for bank, digest in m.items():
+        if not isinstance(bank, str):
+            raise MalformedInputError(f"{what}: bank names are text")
+        out[bank] = _bytes(digest, what)
+    return out
+
+
+def decode_boot_measurement(raw: bytes, limits: _cbor.DecodeLimits) -> BootMeasurement:
+    """Decode the trustedge-boot-measurement parameter (bstr-wrapped map)."""
+    m = _map(_cbor.decode(raw, limits=limits), "trustedge-boot-measurement")
+    unknown = set(m) - _BM_KEYS
+    if unknown or 1 not in m or 2 not in m:
+        raise MalformedInputError("trustedge-boot-measurement needs keys 1, 2 and only 1..7")
+    role = m[1]
+    if not isinstance(role, str):
+        raise MalformedInputError("boot role must be text")
+    sections = []
+    raw_sections = m.get(3, [])
+    if not isinstance(raw_sections, list) or len(raw_sections) > _MAX_SECTIONS:
+        raise MalformedInputError(f"UKI sections: a list of at most {_MAX_SECTIONS}")
+    for item in raw_sections:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
+            raise MalformedInputError("a UKI section is [name, {bank: digest}]")
+        sections.append(UKISectionDigests(item[0], _bank_map(item[1], item[0])))
+    path = m.get(5)
+    if path is not None and not isinstance(path, str):
+        raise MalformedInputError("boot path must be text")
+    authority = m.get(6)
+    if authority is not None:
+        authority = _bytes(authority, "authority")
+    raw_vars = m.get(7, [])
+    if not isinstance(raw_vars, list) or (not raw_vars and 7 in m):
+        raise MalformedInputError("boot-measurement variables: a non-empty list")
+    variables = tuple(_bytes(v, "variable") for v in raw_vars)
+    return BootMeasurement(
+        role,
+        _bank_map(m[2], "authenticode"),
+        tuple(sections),
+        _bank_map(m[4], "file digests") if 4 in m else {},
+        path,
+        authority,
+        variables,
+    )
+
+
+def encode_boot_measurement(bm: BootMeasurement) -> bytes:
+    """The bstr content of the trustedge-boot-measurement parameter."""
+    out: dict[int, Any] = {1: bm.role, 2: dict(bm.authenticode)}
+    if bm.uki_sections:
+        out[3] = [[s.name, dict(s.digests)] for s in bm.uki_sections]
+    if bm.file_digests:
+        out[4] = dict(bm.file_digests)
+    if bm.path is not None:
+        out[5] = bm.path
+    if bm.authority is not None:
+        out[6] = bm.authority
+    if bm.variables:
+        out[7] = list(bm.variables)
+    return _cbor.encode(out)
 
 
 def _sequence(
@@ -386,7 +472,11 @@ def _command_items(seq: Sequence[Command]) -> list[Any]:
         if cmd.id == n.DIR_OVERRIDE_PARAMETERS:
             params = {}
             for k, v in cmd.arg.items():
-                params[k] = _cbor.encode(v.to_item()) if isinstance(v, Digest) else v
+                if isinstance(v, Digest):
+                    v = _cbor.encode(v.to_item())
+                elif isinstance(v, BootMeasurement):
+                    v = encode_boot_measurement(v)
+                params[k] = v
             out.append(params)
         elif cmd.id == n.DIR_TRY_EACH:
             out.append([encode_sequence(b) if b else None for b in cmd.arg])

@@ -11,6 +11,7 @@ from typing import Any
 
 from trustedge import _cbor
 from trustedge.errors import MalformedInputError
+from trustedge.measuredboot.predict import BootMeasurement
 from trustedge.ota.suit import numbers as n
 from trustedge.ota.suit.codec import Command, Digest, Manifest
 
@@ -60,7 +61,9 @@ def _command(cmd: Command) -> Any:
         return {
             cmd.name: {
                 n.PARAMETER_NAMES[k]: (
-                    v.value.hex()
+                    v.to_json()
+                    if isinstance(v, BootMeasurement)
+                    else v.value.hex()
                     if isinstance(v, Digest)
                     else v.hex()
                     if isinstance(v, bytes)

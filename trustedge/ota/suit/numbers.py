@@ -75,6 +75,15 @@ P_COMPONENT_SLOT: Final = 5
 P_IMAGE_SIZE: Final = 14
 P_URI: Final = 21
 P_SOURCE_COMPONENT: Final = 22
+#: trustedge custom parameter (SUIT custom parameters are negative integers):
+#: what a boot-chain component measures when it boots (role, PCR4 Authenticode,
+#: UKI PCR11 sections, GRUB PCR9 file digest, PCR7 authority). ADR 0008.
+P_BOOT_MEASUREMENT: Final = -257
+#: trustedge custom parameter: SHA-256 binding of an encrypted payload's envelope
+#: (header, salt, key commitment; not the slot list), so every chunk that
+#: authenticates is bound to the signed manifest before its plaintext is used.
+#: ADR 0007.
+P_ENVELOPE_BINDING: Final = -258
 
 PARAMETER_NAMES: Final[dict[int, str]] = {
     P_VENDOR_ID: "vendor-id",
@@ -85,6 +94,8 @@ PARAMETER_NAMES: Final[dict[int, str]] = {
     P_IMAGE_SIZE: "image-size",
     P_URI: "uri",
     P_SOURCE_COMPONENT: "source-component",
+    P_BOOT_MEASUREMENT: "trustedge-boot-measurement",
+    P_ENVELOPE_BINDING: "trustedge-envelope-binding",
 }
 
 SEQUENCE_NAMES: Final[dict[int, str]] = {

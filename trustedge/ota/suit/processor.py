@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from trustedge.envelope import Identity
 from trustedge.errors import ExpiredError, MalformedInputError, PolicyError, VerificationError
+from trustedge.measuredboot.predict import MAX_IMAGE
 from trustedge.ota._digest import digest_file, digest_stream, read_chunks
 from trustedge.ota.device import Device
 from trustedge.ota.model import decrypting, envelope_context
@@ -202,6 +203,21 @@ class Processor:
             value, length = digest_file(fh, size)
         if length != size or not digest.matches(value):
             raise VerificationError(f"image of component {idx} does not match its digest/size")
+        self._check_boot_measurement(idx)
+
+    def _check_boot_measurement(self, idx: int, image: bytes | None = None) -> None:
+        """A boot-chain component's stated measurement must be what its image
+        measures: recomputed from the bytes, a mismatch refused."""
+        bm = self.params.get(idx, {}).get(n.P_BOOT_MEASUREMENT)
+        if bm is None:
+            return
+        if image is None:
+            fh = self.device.read(self._component(idx), self._read_slot(idx))
+            if fh is None:
+                raise VerificationError(f"component {idx} has no image to measure")
+            with fh:
+                image = fh.read(MAX_IMAGE + 1)
+        bm.check_image(image)
 
     def _fetch(self, uri: str) -> Iterable[bytes]:
         if uri in self.payloads:
@@ -217,15 +233,34 @@ class Processor:
         slot = self.device.target_slot(comp) if slot is None else int(slot)
         identities = self.decrypt.get(comp)
         if identities is not None:
-            # fetch -> authenticate and decrypt (chunk by chunk) -> digest -> slot writer
-            chunks = decrypting(chunks, identities, context=envelope_context(comp))
+            # fetch -> authenticate (the envelope the manifest names) and decrypt, chunk
+            # by chunk -> digest -> slot writer
+            binding = self.params.get(idx, {}).get(n.P_ENVELOPE_BINDING)
+            if binding is None:
+                raise VerificationError(
+                    f"component {idx} arrives encrypted but the manifest names no envelope "
+                    "(trustedge-envelope-binding)"
+                )
+            chunks = decrypting(chunks, identities, context=envelope_context(comp), binding=binding)
         writer = self.device.open_writer(comp, slot)
+        measured = n.P_BOOT_MEASUREMENT in self.params.get(idx, {})
+        if measured and size > MAX_IMAGE:
+            raise VerificationError(f"boot image of component {idx} larger than {MAX_IMAGE}")
+        kept = bytearray()
+
+        def sink(data: bytes) -> None:
+            if measured:
+                kept.extend(data)
+            writer.write(data)
+
         try:
-            value, length = digest_stream(chunks, size, writer.write)
+            value, length = digest_stream(chunks, size, sink)
             if length > size:
                 raise VerificationError(f"payload for component {idx} exceeds image-size {size}")
             if length != size or not digest.matches(value):
                 raise VerificationError(f"payload for component {idx} does not match its digest")
+            # before the slot commits: what the image measures must be what the manifest says
+            self._check_boot_measurement(idx, bytes(kept))
         except BaseException:
             writer.discard()
             raise
