@@ -242,3 +242,44 @@ def test_broken_pipe(extra: list[str], tmp_path: Path) -> None:
         os.close(write_end)
     assert res.returncode == 4, res.stderr
     assert res.stderr == "trustedge: output closed early (broken pipe)\n"
+
+
+@pytest.mark.parametrize(
+    "flag", [["--pcr10", "00" * 20], ["--policy", "p.json"], ["--keyring", "."],
+             ["--bank", "sha256"], ["--start-pcr", "00" * 20]]
+)  # fmt: skip
+def test_ima_show_rejects_verify_only_flags(flag: list[str], tmp_path: Path) -> None:
+    """``ima show`` checks nothing: a --pcr10 or --policy given to it was silently ignored
+    and the unverified list printed as if checked."""
+    (tmp_path / "ima").write_bytes(b"")
+    res = _run("ima", "show", "ima", *flag, cwd=tmp_path)
+    assert res.returncode == 2 and "unrecognized arguments" in res.stderr, res.stderr
+    assert _run("ima", "show", "ima", cwd=tmp_path).returncode == 0
+
+
+def test_encrypted_pem_passphrase_sources(tmp_path: Path) -> None:
+    """An encrypted PEM signs with the passphrase from --password-file or
+    $TRUSTEDGE_KEY_PASSWORD; without one (no TTY) it is a one-line usage error."""
+    key = _KEYS / "p256-encrypted-hunter2.pem"
+    manifest = _manifest(tmp_path)
+    line = _one_line(_run("release", "sign", manifest, "--key", key, cwd=tmp_path), 2)
+    assert "encrypted" in line and "--password-file" in line
+    (tmp_path / "pw").write_text("wrong\n")
+    res = _run("release", "sign", manifest, "--key", key, "--password-file", "pw", cwd=tmp_path)
+    assert "passphrase" in _one_line(res, 3)
+    (tmp_path / "pw").write_text("hunter2\n")
+    res = _run("release", "sign", manifest, "--key", key, "--password-file", "pw", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    from cryptography.hazmat.primitives import serialization as ser
+
+    private = ser.load_pem_private_key(key.read_bytes(), b"hunter2")
+    pub = tmp_path / "pub.pem"
+    pub.write_bytes(private.public_key().public_bytes(
+        ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    env = dict(os.environ, TRUSTEDGE_KEY_PASSWORD="hunter2")
+    res2 = subprocess.run([_TRUSTEDGE, "root", "init", "--root-key", str(pub), "--root-threshold",
+                           "1", "--firmware-key", str(pub), "--firmware-threshold", "1",
+                           "--expires", "4102444800", "--sign", str(key), "-o", "-"],
+                          capture_output=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert res2.returncode == 0, res2.stderr
+    assert res2.stdout and not (tmp_path / "-").exists()  # root init -o - writes stdout
