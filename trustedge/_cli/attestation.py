@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -105,14 +106,62 @@ def _hex(value: str, what: str) -> bytes:
         raise CommandError(f"{what} must be hex", exit_code=EXIT_USAGE) from None
 
 
-def _load_pcrs(data: bytes) -> PCRValues:
-    """A ``tpm2_quote -o`` file or JSON ``{"sha256": {"0": "hex", ...}}``."""
+_YAML_BANK = re.compile(r"\s*(sha1|sha256|sha384|sha512|sm3_256)\s*:\s*")
+_YAML_PCR = re.compile(r"\s*([0-9]{1,2})\s*:\s*0x([0-9A-Fa-f]{2,128})\s*")
+
+
+def _pcrread_yaml(text: str) -> dict[str, dict[str, str]] | None:
+    """``tpm2_pcrread`` output (``sha256:`` then ``  0 : 0xHEX`` lines), line by line with
+    fixed patterns (no YAML parser on untrusted input); None when it is not that format."""
+    doc: dict[str, dict[str, str]] = {}
+    bank: str | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if (m := _YAML_BANK.fullmatch(line)) is not None:
+            bank = m.group(1)
+            if bank in doc:
+                raise MalformedInputError(f"tpm2_pcrread YAML: bank {bank} listed twice")
+            doc[bank] = {}
+        elif (m := _YAML_PCR.fullmatch(line)) is not None and bank is not None:
+            if m.group(1) in doc[bank]:
+                raise MalformedInputError(f"tpm2_pcrread YAML: {bank} PCR {m.group(1)} twice")
+            doc[bank][m.group(1)] = m.group(2).lower()
+        else:
+            return None
+    return doc or None
+
+
+def _load_pcrs(data: bytes, selection: dict[str, list[int]] | None = None) -> PCRValues:
+    """PCR values as tpm2-tools write them: ``tpm2_quote -o`` (selection + digests),
+    ``tpm2_pcrread`` YAML, ``tpm2_pcrread -o`` (bare digests in selection order: needs the
+    selection), or JSON ``{"sha256": {"0": "hex", ...}}``. The values are claims until the
+    quote's PCR digest is checked against them."""
     if data.lstrip()[:1] == b"{":
         try:
             doc = json.loads(data)
         except ValueError as exc:
             raise MalformedInputError(f"PCR JSON is not {{bank: {{index: hex}}}}: {exc}") from exc
         return pcr_values_from_json(doc)
+    try:
+        text: str | None = data.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and (yaml := _pcrread_yaml(text)) is not None:
+        return pcr_values_from_json(yaml)
+    if selection:
+        from trustedge.measuredboot.events import BANK_SIZES as sizes  # the one hash table
+        order = [(bank, i) for bank in selection for i in sorted(set(selection[bank]))]
+        if all(bank in sizes for bank, _ in order) and len(data) == sum(
+            sizes[bank] for bank, _ in order
+        ):
+            doc2: dict[str, dict[str, str]] = {}
+            offset = 0
+            for bank, index in order:
+                size = sizes[bank]
+                doc2.setdefault(bank, {})[str(index)] = data[offset : offset + size].hex()
+                offset += size
+            return pcr_values_from_json(doc2)
     return read_pcr_file(data)[1]
 
 
@@ -272,8 +321,8 @@ def _quote_verify(args: argparse.Namespace) -> int:
     nonce = _hex(args.nonce, "--nonce")
     if not nonce:
         raise CommandError("--nonce must not be empty")
-    pcrs = _load_pcrs(read_input(args.pcrs, limit=_SMALL))
     selection = parse_pcr_spec(args.selection) if args.selection else None
+    pcrs = _load_pcrs(read_input(args.pcrs, limit=_SMALL), selection)
     banks = frozenset({"sha256", "sha384", "sha512", *(b.lower() for b in args.allow_bank)})
     policy = QuotePolicy(allowed_banks=banks)
     signer = _hex(args.qualified_signer, "--qualified-signer") if args.qualified_signer else None
@@ -353,7 +402,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = tsub.add_parser("quote", help="quote PCRs; writes PREFIX.msg/.sig/.pcrs (tpm2-tools)")
     _add_backend(p)
-    p.add_argument("--pcrs", required=True, help="selection, e.g. sha256:0,1,2,7")
+    p.add_argument("--pcr-selection", "--pcrs", dest="pcrs", required=True,
+                   help="selection, e.g. sha256:0,1,2,7 (--pcrs: deprecated alias)")  # fmt: skip
     p.add_argument("--nonce", required=True, help="the verifier's nonce (hex)")
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
     p.add_argument("-o", "--output", required=True, metavar="PREFIX")
@@ -361,7 +411,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = tsub.add_parser("pcrread", help="read PCR values")
     _add_backend(p)
-    p.add_argument("--pcrs", default="sha256:0-23", help="selection (default sha256:0-23)")
+    p.add_argument("--pcr-selection", "--pcrs", dest="pcrs", default="sha256:0-23",
+                   help="selection (default sha256:0-23; --pcrs: deprecated alias)")  # fmt: skip
     p.set_defaults(handler=_tpm_pcrread)
 
     p = tsub.add_parser("extend", help="extend a PCR")
@@ -384,9 +435,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ak", required=True, help="AK public key: PEM, DER or TPM2B_PUBLIC")
     p.add_argument("--nonce", required=True, help="the nonce the quote must carry (hex)")
     p.add_argument(
-        "--pcrs", required=True, help="PCR values: tpm2_quote -o file or JSON {bank: {index: hex}}"
+        "--pcr-values",
+        "--pcrs",
+        dest="pcrs",
+        required=True,
+        help="PCR values: tpm2_quote -o file, tpm2_pcrread YAML, tpm2_pcrread -o values (with "
+        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)",
     )
-    p.add_argument("--selection", help="the selection asked for (default: every PCR in --pcrs)")
+    p.add_argument("--pcr-selection", "--selection", dest="selection",
+                   help="the selection asked for (default: every PCR in --pcr-values)")  # fmt: skip
     p.add_argument("--qualified-signer", help="expected qualified name of the AK (hex)")
     p.add_argument("--allow-bank", action="append", default=[],
                    help="also accept this PCR bank (e.g. sha1)")  # fmt: skip
