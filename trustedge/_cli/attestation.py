@@ -151,6 +151,7 @@ def _load_pcrs(data: bytes, selection: dict[str, list[int]] | None = None) -> PC
         return pcr_values_from_json(yaml)
     if selection:
         from trustedge.measuredboot.events import BANK_SIZES as sizes  # the one hash table
+
         order = [(bank, i) for bank in selection for i in sorted(set(selection[bank]))]
         if all(bank in sizes for bank, _ in order) and len(data) == sum(
             sizes[bank] for bank, _ in order
