@@ -99,3 +99,25 @@ def test_quote_verify_takes_tpm2_pcrread_output(tpm: Swtpm, tmp_path: Path) -> N
     value16 = match.group(1)
     (tmp_path / "bad.yaml").write_text(text.replace(value16, "00" * 32))
     assert cli(*verify, "--pcr-values", tmp_path / "bad.yaml") == 1
+
+
+def test_credential_make_takes_a_pem_ek_from_tpm2_createek(
+    tpm: Swtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tpm2_createek -f pem`` output as ``credential make --ek``: the credential made for
+    it activates on that TPM (the name is the default template's with this key)."""
+    prefix = tmp_path / "ak"
+    capsys.readouterr()
+    assert cli("tpm", "init", "--tcti", tpm.tcti, "--ek", "rsa2048", "-o", prefix, "--json") == 0
+    ak_name = json.loads(capsys.readouterr().out)["ak_name"]
+    ek_pem = tmp_path / "ek.pem"
+    subprocess.run(["tpm2_createek", "-G", "rsa", "-u", str(ek_pem), "-f", "pem",
+                    "-c", str(tmp_path / "ek.ctx")],
+                   check=True, capture_output=True, env=tpm.env())  # fmt: skip
+    assert ek_pem.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "secret").write_bytes(b"s" * 32)
+    assert cli("credential", "make", "--ek", ek_pem, "--ak-name", ak_name, "--secret",
+               tmp_path / "secret", "-o", tmp_path / "cred") == 0  # fmt: skip
+    assert cli("credential", "activate", "--tcti", tpm.tcti, "--ak-blob", f"{prefix}.blob",
+               "-i", tmp_path / "cred", "-o", tmp_path / "out") == 0  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == b"s" * 32

@@ -354,13 +354,34 @@ def _verified_text(doc: dict[str, Any]) -> str:
 def _credential_make(args: argparse.Namespace) -> int:
     ek = load_public(read_input(args.ek, limit=_SMALL))
     if not isinstance(ek, Public):
-        raise CommandError("--ek must be a TPM2B_PUBLIC (tpm2_createek -u / tpm init)",
-                           exit_code=EXIT_MALFORMED)  # fmt: skip
+        ek = _ek_from_key(ek)
     secret = read_input(args.secret, limit=64)
     cred = make_credential(ek, secret, _hex(args.ak_name, "--ak-name"))
     Path(args.output).write_bytes(cred.to_tpm2_tools())
     emit(args, {"output": args.output}, f"credential written to {args.output}")
     return EXIT_OK
+
+
+def _ek_from_key(key: Any) -> Public:
+    """A PEM/DER EK public key (``tpm2_createek -f pem``) as the TPM object it names: the TCG
+    default EK template (EK Credential Profile L-1 RSA 2048, L-2 P-256, H-3 P-384) with this
+    key. An EK made from another template has another name: give its TPM2B_PUBLIC then."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from trustedge.hazmat.tpm2.public import ek_template, with_key
+
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+        kind = "rsa2048"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        kind = "ecc-p256"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1":
+        kind = "ecc-p384"
+    else:
+        raise CommandError(
+            "--ek: a PEM EK must be RSA 2048, P-256 or P-384 (else give its TPM2B_PUBLIC)",
+            exit_code=EXIT_MALFORMED,
+        )
+    return with_key(ek_template(kind), key)
 
 
 def _credential_activate(args: argparse.Namespace) -> int:
@@ -454,7 +475,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cred = sub.add_parser("credential", help="AK enrollment: MakeCredential / ActivateCredential")
     csub = cred.add_subparsers(dest="credential_command", metavar="COMMAND", required=True)
     p = csub.add_parser("make", help="encrypt a secret to an EK, bound to an AK name")
-    p.add_argument("--ek", required=True, help="EK TPM2B_PUBLIC")
+    p.add_argument("--ek", required=True,
+                   help="EK: TPM2B_PUBLIC, or PEM/DER of a default-template EK "
+                   "(tpm2_createek -f pem)")  # fmt: skip
     p.add_argument("--ak-name", required=True, help="AK name (hex)")
     p.add_argument("--secret", required=True, help="file with the secret (at most 32 bytes)")
     p.add_argument("-o", "--output", required=True, help="blob (tpm2_makecredential format)")
