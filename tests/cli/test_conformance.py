@@ -44,7 +44,8 @@ COMMANDS = dict(_leaves(build_parser()))
 #: Commands that read no input file (nothing to feed bad bytes into) or that serve forever.
 _NO_INPUT: frozenset[tuple[str, ...]] = frozenset(
     {("demo",), ("tpm", "info"), ("tpm", "pcrread"), ("tpm", "init"), ("tpm", "extend"),
-     ("tpm", "nv-counter"), ("release", "keygen"), ("envelope", "keygen")}
+     ("tpm", "nv-counter"), ("release", "keygen"), ("envelope", "keygen"),
+     ("update", "policy-counter")}
 )  # fmt: skip
 
 #: Values of required arguments that are not input files: (command or "*", dest) -> value.
@@ -58,6 +59,11 @@ _VALUES: dict[tuple[str, str], str] = {
     ("*", "server"): "http://127.0.0.1:9",
     ("tpm quote", "pcrs"): "sha256:0",
     ("tpm extend", "pcr"): "16",
+    ("*", "sequence"): "1",
+    ("*", "version"): "1",
+    ("*", "policy_version"): "1",
+    ("*", "index"): "0x01500020",
+    ("*", "nv_index"): "0x01500020",
 }
 
 #: Outputs: a fresh path in an empty directory (never the bad input).
@@ -71,13 +77,26 @@ _OPTIONAL_INPUTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("envelope", "rewrap"): ("-i", "--identity"),
     ("release", "verify"): ("--key",),
     ("update", "apply"): ("--key",),
+    ("model", "verify"): ("--key",),
+    ("policy", "from-update"): ("--key",),
 }
+
+#: Optional non-file values a command needs to get as far as its inputs.
+_OPTIONAL_VALUES: dict[tuple[str, ...], tuple[str, ...]] = {
+    cmd: ("--vendor-id", "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe",
+          "--class-id", "1492af14-2569-5e48-bf42-9b2d51f2ab45")
+    for cmd in (("update", "apply"), ("update", "confirm"), ("update", "load"))
+}  # fmt: skip
+_OPTIONAL_VALUES["update", "load"] += ("--component", "00")
 
 #: Inputs where any bytes are valid (``hash`` hashes anything; an empty IMA list is a list).
 _VALID: dict[tuple[str, ...], frozenset[str]] = {
     ("hash",): frozenset({"garbage", "empty", "directory"}),
     ("ima", "show"): frozenset({"empty"}),
     ("ima", "verify"): frozenset({"empty"}),
+    ("policy", "from-tree"): frozenset({"directory"}),  # a directory tree is its input
+    ("policy", "import-keylime"): frozenset({"empty"}),
+    ("update", "confirm"): frozenset({"directory"}),  # empty state and device: nothing pending
 }
 
 
@@ -116,6 +135,7 @@ def _argv(command: tuple[str, ...], bad: Path, out_dir: Path) -> list[str]:
             argv += [group._group_actions[0].option_strings[0], str(bad)]
     for option in _OPTIONAL_INPUTS.get(command, ()):
         argv += [option, str(bad)]
+    argv += _OPTIONAL_VALUES.get(command, ())
     if command[0] == "envelope" and command[1] in ("seal", "open", "rewrap"):
         argv += ["-o", str(out_dir / "out")]
     return argv

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge import _cbor, envelope
 from trustedge._cli._common import (
+    EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
     EXIT_OK,
     CommandError,
@@ -93,7 +95,14 @@ def _json_failure(
             else:
                 message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
             code = exit_code_for(exc)
-            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
+            doc = {
+                "ok": False,
+                **fields,
+                "error": type(exc).__name__,
+                "message": message,
+                "exit_code": code,
+            }
+            print(f"trustedge: {message}", file=sys.stderr)  # the one stderr line
             emit(args, doc, "")
             return code
 
@@ -371,7 +380,7 @@ def _model_keys(paths: list[str]) -> list[ModelKey]:
 def _release_model(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_dir():
-        raise CommandError(f"{model}: not a directory")
+        raise CommandError(f"{model}: not a directory", exit_code=EXIT_ENVIRONMENT)
     sig_path = Path(args.signature) if args.signature else default_signature_path(model)
     if sig_path.resolve().is_relative_to(model.resolve()):
         raise CommandError("keep the signature beside the model directory, not inside it")
@@ -831,7 +840,9 @@ def _load(args: argparse.Namespace) -> int:
     directory, bundle = device.model(component)
     if bundle is None:
         shown = "/".join(p.decode("utf-8", "replace") for p in component)
-        raise CommandError(f"no signed model installed for component {shown!r}")
+        raise CommandError(
+            f"no signed model installed for component {shown!r}", exit_code=EXIT_ENVIRONMENT
+        )
     backend = open_backend(args)
     try:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
