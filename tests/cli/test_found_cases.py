@@ -283,3 +283,15 @@ def test_encrypted_pem_passphrase_sources(tmp_path: Path) -> None:
                           capture_output=True, cwd=tmp_path, env=env)  # fmt: skip
     assert res2.returncode == 0, res2.stderr
     assert res2.stdout and not (tmp_path / "-").exists()  # root init -o - writes stdout
+
+
+def test_tpm_quote_to_stdout(tmp_path: Path) -> None:
+    """``tpm quote -o -`` prints one JSON document (hex of the three tpm2-tools files)
+    instead of creating files named ``-.msg``."""
+    assert _run("tpm", "init", "--software", "tpm", "-o", "ak", cwd=tmp_path).returncode == 0
+    res = _run("tpm", "quote", "--software", "tpm", "--pcr-selection", "sha256:0", "--nonce",
+               "00" * 16, "-o", "-", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert bytes.fromhex(doc["message"])[:4] == b"\xffTCG"
+    assert not list(tmp_path.glob("-*"))

@@ -245,11 +245,14 @@ def _tpm_quote(args: argparse.Namespace) -> int:
     finally:
         _close(backend)
     prefix = args.output
-    Path(f"{prefix}.msg").write_bytes(q.message)
-    Path(f"{prefix}.sig").write_bytes(q.signature)
-    Path(f"{prefix}.pcrs").write_bytes(
-        write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs)
-    )
+    pcr_file = write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs)
+    if prefix == "-":  # three files do not fit on stdout: one JSON document of their bytes
+        emit(argparse.Namespace(json=True), {"message": q.message, "signature": q.signature,
+             "pcrs": pcr_file, "ak_name": ak.name}, "")  # fmt: skip
+        return EXIT_OK
+    write_output(f"{prefix}.msg", q.message)
+    write_output(f"{prefix}.sig", q.signature)
+    write_output(f"{prefix}.pcrs", pcr_file)
     data = {"message": f"{prefix}.msg", "signature": f"{prefix}.sig", "pcrs": f"{prefix}.pcrs",
             "ak_name": ak.name.hex()}  # fmt: skip
     emit(args, data, f"quote written to {prefix}.msg, {prefix}.sig, {prefix}.pcrs")
@@ -428,7 +431,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="selection, e.g. sha256:0,1,2,7 (--pcrs: deprecated alias)")  # fmt: skip
     p.add_argument("--nonce", required=True, help="the verifier's nonce (hex)")
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
-    p.add_argument("-o", "--output", required=True, metavar="PREFIX")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="PREFIX.msg/.sig/.pcrs; - prints them as one JSON document")  # fmt: skip
     p.set_defaults(handler=_tpm_quote)
 
     p = tsub.add_parser("pcrread", help="read PCR values")
