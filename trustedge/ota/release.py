@@ -172,7 +172,7 @@ def _slot_try(
 _SPEC_KEYS = frozenset({"manifest-version", "manifest-sequence-number", "components"})
 _COMPONENT_KEYS = frozenset(
     {"install-id", "vendor-id", "class-id", "install-digest", "install-size", "file", "uri",
-     "bootable", "slot"}
+     "bootable", "slot", "boot-measurement", "envelope-binding"}
 )  # fmt: skip
 _EXPLAINED = {
     "offset": "'offset' (suit-tool's component-offset condition for A/B images, dropped by "
