@@ -364,10 +364,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         log = parse_event_log(read_input(args.log, limit=64 << 20))
         reference = parse_event_log(read_input(args.reference, limit=64 << 20))
         found = diff_event_logs(log, reference)
-    except ValueError as exc:
-        if isinstance(exc, MalformedInputError):
-            raise  # main: one stderr line, and with --json the failure document
-        raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
+    except (MalformedInputError, ValueError) as exc:
+        if not args.json:
+            if isinstance(exc, MalformedInputError):
+                raise
+            raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
+        print(f"trustedge: malformed input: {' '.join(str(exc).split())}", file=sys.stderr)
+        emit(args, {"ok": False, "same": None, "error": "malformed input", "message": str(exc),
+                    "exit_code": EXIT_MALFORMED}, "")  # fmt: skip
+        return EXIT_MALFORMED
     result = {
         "same": not found,
         "bank": found[0].bank if found else None,
