@@ -262,12 +262,7 @@ def _fail(args: argparse.Namespace, exc: BaseException, **fields: Any) -> int:
         assert isinstance(exc, OSError)
         message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
     code = exit_code_for(exc)
-    print(f"trustedge: {message}", file=sys.stderr)  # the one stderr line
-    emit(
-        args,
-        {"ok": False, **fields, "error": type(exc).__name__, "message": message, "exit_code": code},
-        "",
-    )
+    emit(args, {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}, "")
     return code
 
 

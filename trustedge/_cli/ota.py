@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -95,14 +94,7 @@ def _json_failure(
             else:
                 message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
             code = exit_code_for(exc)
-            doc = {
-                "ok": False,
-                **fields,
-                "error": type(exc).__name__,
-                "message": message,
-                "exit_code": code,
-            }
-            print(f"trustedge: {message}", file=sys.stderr)  # the one stderr line
+            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
             emit(args, doc, "")
             return code
 
