@@ -122,6 +122,42 @@ def test_appraise_refuses_malformed_inputs(setup: Path, capsys: pytest.CaptureFi
     assert cli("attest", "challenge", *verifier, "--device-id", "nobody") == 1
 
 
+def test_evidence_takes_pcrs_and_ima_offset_from_the_challenge_file(
+    setup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented flow: ``attest challenge --json > challenge.json`` on the verifier,
+    ``attest evidence --challenge challenge.json`` on the device, no --pcrs/--nonce/--ima-offset
+    (the old default 0-10 contradicted the policy's PCRs and appraisal failed)."""
+    d = setup
+    verifier = ["--store", d / "v.db", "--policy", d / "policy.json",
+                "--software-roots", d / "ca.der"]  # fmt: skip
+    assert cli("tpm", "init", "--software", d / "tpm", "-o", d / "ak") == 0
+    enroll = ["--ek", d / "ak.ek.tpm2b", "--ak", d / "ak.tpm2b", "--ek-cert", d / "ak.ek.der"]
+    assert cli("attest", "enroll", *verifier, "--device-id", DEVICE, *enroll, "-o", d / "cred") == 0
+    assert cli("credential", "activate", "--software", d / "tpm", "-i", d / "cred",
+               "-o", d / "secret") == 0  # fmt: skip
+    assert cli("attest", "complete", *verifier, "--device-id", DEVICE,
+               "--secret", d / "secret") == 0  # fmt: skip
+    for round_ in range(2):
+        capsys.readouterr()
+        assert cli("attest", "challenge", *verifier, "--device-id", DEVICE, "--json") == 0
+        (d / "challenge.json").write_text(capsys.readouterr().out)
+        code, ev = run_json(capsys, "attest", "evidence", "--software", d / "tpm",
+                            "--challenge", d / "challenge.json", "--eventlog", d / "eventlog",
+                            "--ima", d / "ima", "-o", d / "ev.cbor")  # fmt: skip
+        assert code == 0 and ev["device_id"] == DEVICE, ev
+        code, res = run_json(capsys, "attest", "appraise", d / "ev.cbor", *verifier,
+                             "--key", d / "key.pem")  # fmt: skip
+        assert code == 0 and res["status"] == "affirming", (round_, res)
+    # A challenge for another device is refused, as is a challenge that is not one.
+    assert cli("attest", "evidence", "--software", d / "tpm", "--device-id", "other",
+               "--challenge", d / "challenge.json", "-o", d / "x") == 2  # fmt: skip
+    (d / "bad.json").write_text('{"nonce": "zz"}')
+    assert cli("attest", "evidence", "--software", d / "tpm", "--challenge", d / "bad.json",
+               "-o", d / "x") == 3  # fmt: skip
+    assert not (d / "x").exists()
+
+
 def test_verifier_requires_a_signed_policy(setup: Path) -> None:
     """With --policy-key the verifier takes only a signed appraisal policy that verifies."""
     d = setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -68,3 +69,55 @@ def test_nv_counter_commands(tpm: Swtpm, capsys: pytest.CaptureFixture[str]) -> 
     second = json.loads(capsys.readouterr().out)
     assert cli("tpm", "nv-counter", "read", index, "--tcti", tpm.tcti, "--json") == 0
     assert json.loads(capsys.readouterr().out)["value"] == second["value"] == first["value"] + 1
+
+
+def test_quote_verify_takes_tpm2_pcrread_output(tpm: Swtpm, tmp_path: Path) -> None:
+    """``tpm2_pcrread`` YAML and ``tpm2_pcrread -o`` binary values as ``--pcr-values`` (the
+    values are checked against the quote's PCR digest: a changed value fails)."""
+    prefix = tmp_path / "ak"
+    assert cli("tpm", "init", "--tcti", tpm.tcti, "--ek", "ecc-p256", "-o", prefix) == 0
+    assert cli("tpm", "extend", "--tcti", tpm.tcti, "--pcr", "16", "--digest",
+               "sha256=" + "cd" * 32) == 0  # fmt: skip
+    q = tmp_path / "q"
+    assert cli("tpm", "quote", "--tcti", tpm.tcti, "--ak-blob", f"{prefix}.blob",
+               "--pcr-selection", "sha256:0,16", "--nonce", NONCE, "-o", q) == 0  # fmt: skip
+    yaml = subprocess.run(["tpm2_pcrread", "sha256:0,16"], check=True, capture_output=True,
+                          env=tpm.env()).stdout  # fmt: skip
+    (tmp_path / "pcrs.yaml").write_bytes(yaml)
+    subprocess.run(["tpm2_pcrread", "sha256:0,16", "-o", str(tmp_path / "pcrs.bin")],
+                   check=True, capture_output=True, env=tpm.env())  # fmt: skip
+    assert (tmp_path / "pcrs.bin").stat().st_size == 64
+    verify = ["quote", "verify", "--message", f"{q}.msg", "--signature", f"{q}.sig",
+              "--ak", f"{prefix}.tpm2b", "--nonce", NONCE]  # fmt: skip
+    assert cli(*verify, "--pcr-values", tmp_path / "pcrs.yaml") == 0
+    assert cli(*verify, "--pcr-values", tmp_path / "pcrs.bin",
+               "--pcr-selection", "sha256:0,16") == 0  # fmt: skip
+    assert cli(*verify, "--pcrs", tmp_path / "pcrs.yaml") == 0  # the deprecated alias
+    text = yaml.decode()
+    match = re.search(r"16\s*:\s*0x([0-9A-Fa-f]{64})", text)
+    assert match is not None, text
+    value16 = match.group(1)
+    (tmp_path / "bad.yaml").write_text(text.replace(value16, "00" * 32))
+    assert cli(*verify, "--pcr-values", tmp_path / "bad.yaml") == 1
+
+
+def test_credential_make_takes_a_pem_ek_from_tpm2_createek(
+    tpm: Swtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tpm2_createek -f pem`` output as ``credential make --ek``: the credential made for
+    it activates on that TPM (the name is the default template's with this key)."""
+    prefix = tmp_path / "ak"
+    capsys.readouterr()
+    assert cli("tpm", "init", "--tcti", tpm.tcti, "--ek", "rsa2048", "-o", prefix, "--json") == 0
+    ak_name = json.loads(capsys.readouterr().out)["ak_name"]
+    ek_pem = tmp_path / "ek.pem"
+    subprocess.run(["tpm2_createek", "-G", "rsa", "-u", str(ek_pem), "-f", "pem",
+                    "-c", str(tmp_path / "ek.ctx")],
+                   check=True, capture_output=True, env=tpm.env())  # fmt: skip
+    assert ek_pem.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "secret").write_bytes(b"s" * 32)
+    assert cli("credential", "make", "--ek", ek_pem, "--ak-name", ak_name, "--secret",
+               tmp_path / "secret", "-o", tmp_path / "cred") == 0  # fmt: skip
+    assert cli("credential", "activate", "--tcti", tpm.tcti, "--ak-blob", f"{prefix}.blob",
+               "-i", tmp_path / "cred", "-o", tmp_path / "out") == 0  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == b"s" * 32

@@ -106,7 +106,12 @@ def test_release_and_update_flow(tmp_path: Path, capsys: pytest.CaptureFixture[s
     trust = ["--trust-root", f"{t}/root.cbor", "--now", NOW]
     assert _run("update", "apply", man, *trust, *dev) == 2  # usage: no payload for the URI
     assert _run("update", "apply", man, *trust, *dev, "--payload", f"{t}/fw.bin") == 0
-    assert _run("update", "confirm", *dev) == 0
+    # apply recorded the device identity: confirm needs no ids (docs/ota.md runs it so)
+    assert json.loads(Path(f"{t}/dev/identity.json").read_text()) == {
+        "vendor-id": VENDOR,
+        "class-id": CLASS,
+    }
+    assert _run("update", "confirm", "--state", f"{t}/state", "--device", f"{t}/dev") == 0
     # rollback: an older release, properly signed, is refused with exit 1
     spec5 = _spec(tmp_path, 5, payload)
     old = f"{t}/m5.suit"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,8 @@ from trustedge._cli._common import (
     EXIT_USAGE,
     EXIT_VERIFICATION,
     CommandError,
+    emit_failure,
+    reset_json_state,
 )
 from trustedge._version import __version__
 from trustedge.errors import (
@@ -121,9 +124,24 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_ENVIRONMENT
 
 
+def _one_line(text: str) -> str:
+    """A message as the one stderr line the CLI promises."""
+    return " ".join(text.split()) or "failed"
+
+
+def _wants_json(words: Sequence[str]) -> bool:
+    return "--json" in words[: words.index("--")] if "--" in words else "--json" in words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    Failures print one line on stderr (no traceback without ``--debug``) and, with
+    ``--json``, one failure document on stdout; a closed stdout (``| head -c1``) ends the
+    command with one line and exit 4 (environment), never a "BrokenPipeError" traceback.
+    """
     words = list(sys.argv[1:] if argv is None else argv)
+    reset_json_state()
     command = _command_of(words)
     if command in _COMMANDS:
         groups: Sequence[str] = (_COMMANDS[command],)
@@ -132,29 +150,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         groups = _GROUPS  # --help, a typo: argparse lists every command
     parser = build_parser(groups)
-    args = parser.parse_args(words)
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if code != 0 and _wants_json(words):
+            emit_failure("UsageError", "invalid arguments (see the line above)", code)
+        return code
     handler = getattr(args, "handler", None)
     if handler is None:
         build_parser().print_help(sys.stderr)
+        if getattr(args, "json", False) or _wants_json(words):
+            emit_failure("UsageError", "no command given", EXIT_USAGE)
         return EXIT_USAGE
     try:
-        code: int = handler(args)
+        # A handler that returns a failure code has printed its own document (e.g. a
+        # contraindicated appraisal); only exceptions get main's failure document.
+        code = int(handler(args))
+        _flush_stdout()
         return code
     except KeyboardInterrupt:
         print("trustedge: interrupted", file=sys.stderr)
         return 130
-    except (TrustedgeError, OSError) as exc:
+    except BrokenPipeError:
+        return _broken_pipe()
+    except Exception as exc:
         if args.debug:
             raise
         if isinstance(exc, TrustedgeError):
             text = exc.diagnostics()
-        else:
+            kind = type(exc).__name__
+        elif isinstance(exc, OSError):
             text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-        print(f"trustedge: {text}", file=sys.stderr)
-        return exit_code_for(exc)
-    finally:
-        # Flush so that a closed pipe (| head) is reported here, not at exit.
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass
+            kind = type(exc).__name__
+        else:
+            # A bug, not a user error: still one line (the traceback is behind --debug).
+            text = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
+            kind = "InternalError"
+        code = exit_code_for(exc)
+        print(f"trustedge: {_one_line(text)}", file=sys.stderr)
+        if getattr(args, "json", False):
+            try:
+                emit_failure(kind, _one_line(text), code)
+                _flush_stdout()
+            except BrokenPipeError:
+                return _broken_pipe()
+        return code
+
+
+def _flush_stdout() -> None:
+    """Flush now, so that a closed pipe (``| head``) raises here and not at interpreter exit."""
+    sys.stdout.flush()
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away: drop what is buffered (a second flush at exit would
+    raise again) and say so once."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    print("trustedge: output closed early (broken pipe)", file=sys.stderr)
+    return EXIT_ENVIRONMENT

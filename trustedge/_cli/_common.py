@@ -1,14 +1,19 @@
-"""Shared helpers of the CLI: exit codes, --json output, input files, progress."""
+"""Shared helpers of the CLI: exit codes, --json output (success and failure documents),
+``-`` for stdin/stdout, input and output files, key files, passphrases, progress."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final
 
+from trustedge._fs import atomic_output, create_exclusive
 from trustedge.errors import TrustedgeError
 
 __all__ = [
@@ -21,9 +26,17 @@ __all__ = [
     "Handler",
     "Progress",
     "add_json_flag",
+    "add_password_file",
     "emit",
+    "emit_failure",
+    "json_emitted",
+    "key_password",
     "read_input",
+    "reset_json_state",
     "to_jsonable",
+    "to_stdout",
+    "write_key_file",
+    "write_output",
 ]
 
 EXIT_OK: Final = 0
@@ -70,25 +83,129 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+#: Whether a JSON document went to stdout in this process: ``main`` prints the failure
+#: document only when none did, so ``--json`` always prints exactly one.
+_json_state: dict[str, bool] = {"emitted": False}
+
+
+def json_emitted() -> bool:
+    """True once :func:`emit` printed a JSON document (or :func:`reset` was not called)."""
+    return _json_state["emitted"]
+
+
+def reset_json_state() -> None:
+    """Forget earlier documents (``main`` calls it once per run; tests run many in-process)."""
+    _json_state["emitted"] = False
+
+
 def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
     """Print ``data`` as JSON when ``--json`` was given, else ``text``."""
     if getattr(args, "json", False):
         json.dump(to_jsonable(data), sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
+        _json_state["emitted"] = True
     else:
         sys.stdout.write((text() if callable(text) else text).rstrip("\n") + "\n")
 
 
+def emit_failure(error: str, message: str, exit_code: int) -> None:
+    """The one JSON document of a failed ``--json`` command (unless one was printed):
+    ``{"ok": false, "valid": false, "error": CLASS, "message": TEXT, "exit_code": N}``."""
+    if _json_state["emitted"]:
+        return
+    doc = {"ok": False, "valid": False, "error": error, "message": message,
+           "exit_code": exit_code}  # fmt: skip
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    _json_state["emitted"] = True
+
+
 def read_input(path: str | None, *, limit: int = 1 << 30) -> bytes:
-    """Read a file (or stdin for ``None``/``-``), refusing more than ``limit`` bytes."""
+    """Read a file (or stdin for ``None``/``-``), refusing more than ``limit`` bytes.
+
+    A directory is an environment error (exit 4) with its name, not a bare ``IsADirectoryError``.
+    """
     if path in (None, "-"):
         data = sys.stdin.buffer.read(limit + 1)
     else:
+        assert path is not None
+        if os.path.isdir(path):
+            raise CommandError(f"{path}: is a directory, not a file", exit_code=EXIT_ENVIRONMENT)
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     if len(data) > limit:
         raise CommandError(f"input larger than {limit} bytes", exit_code=EXIT_MALFORMED)
     return data
+
+
+def write_output(path: str | None, data: bytes, *, mode: int = 0o644) -> None:
+    """Write command output: to stdout for ``None``/``-``, else atomically to ``path``
+    (through ``trustedge._fs``; a device or FIFO such as ``/dev/null`` is written in place)."""
+    if path in (None, "-"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    assert path is not None
+    with atomic_output(path, mode=mode) as fh:
+        fh.write(data)
+
+
+def to_stdout(args: argparse.Namespace, path: str | None) -> bool:
+    """Whether ``path`` means stdout (``-``); then the command's binary output owns stdout,
+    so ``--json`` is a usage error and the text summary is not printed."""
+    if path != "-":
+        return False
+    if getattr(args, "json", False):
+        raise CommandError("--json prints a document on stdout: give -o FILE for the output")
+    return True
+
+
+def write_key_file(path: str, data: bytes, *, mode: int = 0o600) -> None:
+    """Create a new key file (``-``: stdout): ``O_EXCL``, ``mode`` from creation, never through
+    a symlink, never over an existing file (exit 4 with the reason)."""
+    if path == "-":
+        write_output(path, data)
+        return
+    try:
+        create_exclusive(path, data, mode=mode)
+    except FileExistsError:
+        what = "a symlink" if os.path.islink(path) else "it exists"
+        raise CommandError(
+            f"{path}: refusing to write a key: {what} (remove it first)",
+            exit_code=EXIT_ENVIRONMENT,
+        ) from None
+
+
+def add_password_file(parser: argparse.ArgumentParser) -> None:
+    """``--password-file``: the passphrase of an encrypted key (first line)."""
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="passphrase of an encrypted private key (first line of FILE; default: "
+        "$TRUSTEDGE_KEY_PASSWORD, else a prompt on a terminal)",
+    )
+
+
+def key_password(args: argparse.Namespace) -> Callable[[], bytes]:
+    """The passphrase source for ``trustedge.keys``: asked only for an encrypted key, from
+    ``--password-file``, ``$TRUSTEDGE_KEY_PASSWORD`` or a terminal prompt, in that order."""
+
+    def ask() -> bytes:
+        path = getattr(args, "password_file", None)
+        if path:
+            data = read_input(path, limit=1 << 16)
+            return data.splitlines()[0] if data.strip() else b""
+        env = os.environ.get("TRUSTEDGE_KEY_PASSWORD")
+        if env is not None:
+            return os.fsencode(env)
+        if sys.stdin.isatty() and stat.S_ISCHR(os.fstat(sys.stdin.fileno()).st_mode):
+            return getpass.getpass("passphrase: ").encode()
+        raise CommandError(
+            "the key is encrypted: give --password-file FILE or set TRUSTEDGE_KEY_PASSWORD",
+            exit_code=EXIT_USAGE,
+        )
+
+    return ask
 
 
 class Progress:

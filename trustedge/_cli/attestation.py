@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from trustedge._cli._common import (
     add_json_flag,
     emit,
     read_input,
+    write_output,
 )
 from trustedge._fs import atomic_write
 from trustedge.attestation import QuotePolicy, verify_quote
@@ -119,14 +121,63 @@ def _hex(value: str, what: str) -> bytes:
         raise CommandError(f"{what} must be hex", exit_code=EXIT_USAGE) from None
 
 
-def _load_pcrs(data: bytes) -> PCRValues:
-    """A ``tpm2_quote -o`` file or JSON ``{"sha256": {"0": "hex", ...}}``."""
+_YAML_BANK = re.compile(r"\s*(sha1|sha256|sha384|sha512|sm3_256)\s*:\s*")
+_YAML_PCR = re.compile(r"\s*([0-9]{1,2})\s*:\s*0x([0-9A-Fa-f]{2,128})\s*")
+
+
+def _pcrread_yaml(text: str) -> dict[str, dict[str, str]] | None:
+    """``tpm2_pcrread`` output (``sha256:`` then ``  0 : 0xHEX`` lines), line by line with
+    fixed patterns (no YAML parser on untrusted input); None when it is not that format."""
+    doc: dict[str, dict[str, str]] = {}
+    bank: str | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if (m := _YAML_BANK.fullmatch(line)) is not None:
+            bank = m.group(1)
+            if bank in doc:
+                raise MalformedInputError(f"tpm2_pcrread YAML: bank {bank} listed twice")
+            doc[bank] = {}
+        elif (m := _YAML_PCR.fullmatch(line)) is not None and bank is not None:
+            if m.group(1) in doc[bank]:
+                raise MalformedInputError(f"tpm2_pcrread YAML: {bank} PCR {m.group(1)} twice")
+            doc[bank][m.group(1)] = m.group(2).lower()
+        else:
+            return None
+    return doc or None
+
+
+def _load_pcrs(data: bytes, selection: dict[str, list[int]] | None = None) -> PCRValues:
+    """PCR values as tpm2-tools write them: ``tpm2_quote -o`` (selection + digests),
+    ``tpm2_pcrread`` YAML, ``tpm2_pcrread -o`` (bare digests in selection order: needs the
+    selection), or JSON ``{"sha256": {"0": "hex", ...}}``. The values are claims until the
+    quote's PCR digest is checked against them."""
     if data.lstrip()[:1] == b"{":
         try:
             doc = json.loads(data)
         except ValueError as exc:
             raise MalformedInputError(f"PCR JSON is not {{bank: {{index: hex}}}}: {exc}") from exc
         return pcr_values_from_json(doc)
+    try:
+        text: str | None = data.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and (yaml := _pcrread_yaml(text)) is not None:
+        return pcr_values_from_json(yaml)
+    if selection:
+        from trustedge.measuredboot.events import BANK_SIZES as sizes  # the one hash table
+
+        order = [(bank, i) for bank in selection for i in sorted(set(selection[bank]))]
+        if all(bank in sizes for bank, _ in order) and len(data) == sum(
+            sizes[bank] for bank, _ in order
+        ):
+            doc2: dict[str, dict[str, str]] = {}
+            offset = 0
+            for bank, index in order:
+                size = sizes[bank]
+                doc2.setdefault(bank, {})[str(index)] = data[offset : offset + size].hex()
+                offset += size
+            return pcr_values_from_json(doc2)
     return read_pcr_file(data)[1]
 
 
@@ -207,13 +258,14 @@ def _tpm_quote(args: argparse.Namespace) -> int:
     finally:
         _close(backend)
     prefix = args.output
-    atomic_write(f"{prefix}.msg", q.message, mode=0o644)
-    atomic_write(f"{prefix}.sig", q.signature, mode=0o644)
-    atomic_write(
-        f"{prefix}.pcrs",
-        write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs),
-        mode=0o644,
-    )
+    pcr_file = write_pcr_file(PCRSelectionList.from_mapping(selection), q.pcrs)
+    if prefix == "-":  # three files do not fit on stdout: one JSON document of their bytes
+        emit(argparse.Namespace(json=True), {"message": q.message, "signature": q.signature,
+             "pcrs": pcr_file, "ak_name": ak.name}, "")  # fmt: skip
+        return EXIT_OK
+    write_output(f"{prefix}.msg", q.message)
+    write_output(f"{prefix}.sig", q.signature)
+    write_output(f"{prefix}.pcrs", pcr_file)
     data = {"message": f"{prefix}.msg", "signature": f"{prefix}.sig", "pcrs": f"{prefix}.pcrs",
             "ak_name": ak.name.hex()}  # fmt: skip
     emit(args, data, f"quote written to {prefix}.msg, {prefix}.sig, {prefix}.pcrs")
@@ -286,8 +338,8 @@ def _quote_verify(args: argparse.Namespace) -> int:
     nonce = _hex(args.nonce, "--nonce")
     if not nonce:
         raise CommandError("--nonce must not be empty")
-    pcrs = _load_pcrs(read_input(args.pcrs, limit=_SMALL))
     selection = parse_pcr_spec(args.selection) if args.selection else None
+    pcrs = _load_pcrs(read_input(args.pcrs, limit=_SMALL), selection)
     banks = frozenset({"sha256", "sha384", "sha512", *(b.lower() for b in args.allow_bank)})
     policy = QuotePolicy(allowed_banks=banks)
     signer = _hex(args.qualified_signer, "--qualified-signer") if args.qualified_signer else None
@@ -318,13 +370,34 @@ def _verified_text(doc: dict[str, Any]) -> str:
 def _credential_make(args: argparse.Namespace) -> int:
     ek = load_public(read_input(args.ek, limit=_SMALL))
     if not isinstance(ek, Public):
-        raise CommandError("--ek must be a TPM2B_PUBLIC (tpm2_createek -u / tpm init)",
-                           exit_code=EXIT_MALFORMED)  # fmt: skip
+        ek = _ek_from_key(ek)
     secret = read_input(args.secret, limit=64)
     cred = make_credential(ek, secret, _hex(args.ak_name, "--ak-name"))
     atomic_write(args.output, cred.to_tpm2_tools(), mode=0o644)
     emit(args, {"output": args.output}, f"credential written to {args.output}")
     return EXIT_OK
+
+
+def _ek_from_key(key: Any) -> Public:
+    """A PEM/DER EK public key (``tpm2_createek -f pem``) as the TPM object it names: the TCG
+    default EK template (EK Credential Profile L-1 RSA 2048, L-2 P-256, H-3 P-384) with this
+    key. An EK made from another template has another name: give its TPM2B_PUBLIC then."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from trustedge.hazmat.tpm2.public import ek_template, with_key
+
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+        kind = "rsa2048"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        kind = "ecc-p256"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1":
+        kind = "ecc-p384"
+    else:
+        raise CommandError(
+            "--ek: a PEM EK must be RSA 2048, P-256 or P-384 (else give its TPM2B_PUBLIC)",
+            exit_code=EXIT_MALFORMED,
+        )
+    return with_key(ek_template(kind), key)
 
 
 def _credential_activate(args: argparse.Namespace) -> int:
@@ -367,15 +440,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = tsub.add_parser("quote", help="quote PCRs; writes PREFIX.msg/.sig/.pcrs (tpm2-tools)")
     _add_backend(p)
-    p.add_argument("--pcrs", required=True, help="selection, e.g. sha256:0,1,2,7")
+    p.add_argument("--pcr-selection", "--pcrs", dest="pcrs", required=True,
+                   help="selection, e.g. sha256:0,1,2,7 (--pcrs: deprecated alias)")  # fmt: skip
     p.add_argument("--nonce", required=True, help="the verifier's nonce (hex)")
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
-    p.add_argument("-o", "--output", required=True, metavar="PREFIX")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="PREFIX.msg/.sig/.pcrs; - prints them as one JSON document")  # fmt: skip
     p.set_defaults(handler=_tpm_quote)
 
     p = tsub.add_parser("pcrread", help="read PCR values")
     _add_backend(p)
-    p.add_argument("--pcrs", default="sha256:0-23", help="selection (default sha256:0-23)")
+    p.add_argument("--pcr-selection", "--pcrs", dest="pcrs", default="sha256:0-23",
+                   help="selection (default sha256:0-23; --pcrs: deprecated alias)")  # fmt: skip
     p.set_defaults(handler=_tpm_pcrread)
 
     p = tsub.add_parser("extend", help="extend a PCR")
@@ -398,9 +474,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ak", required=True, help="AK public key: PEM, DER or TPM2B_PUBLIC")
     p.add_argument("--nonce", required=True, help="the nonce the quote must carry (hex)")
     p.add_argument(
-        "--pcrs", required=True, help="PCR values: tpm2_quote -o file or JSON {bank: {index: hex}}"
+        "--pcr-values",
+        "--pcrs",
+        dest="pcrs",
+        required=True,
+        help="PCR values: tpm2_quote -o file, tpm2_pcrread YAML, tpm2_pcrread -o values (with "
+        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)",
     )
-    p.add_argument("--selection", help="the selection asked for (default: every PCR in --pcrs)")
+    p.add_argument("--pcr-selection", "--selection", dest="selection",
+                   help="the selection asked for (default: every PCR in --pcr-values)")  # fmt: skip
     p.add_argument("--qualified-signer", help="expected qualified name of the AK (hex)")
     p.add_argument("--allow-bank", action="append", default=[],
                    help="also accept this PCR bank (e.g. sha1)")  # fmt: skip
@@ -410,7 +492,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cred = sub.add_parser("credential", help="AK enrollment: MakeCredential / ActivateCredential")
     csub = cred.add_subparsers(dest="credential_command", metavar="COMMAND", required=True)
     p = csub.add_parser("make", help="encrypt a secret to an EK, bound to an AK name")
-    p.add_argument("--ek", required=True, help="EK TPM2B_PUBLIC")
+    p.add_argument("--ek", required=True,
+                   help="EK: TPM2B_PUBLIC, or PEM/DER of a default-template EK "
+                   "(tpm2_createek -f pem)")  # fmt: skip
     p.add_argument("--ak-name", required=True, help="AK name (hex)")
     p.add_argument("--secret", required=True, help="file with the secret (at most 32 bytes)")
     p.add_argument("-o", "--output", required=True, help="blob (tpm2_makecredential format)")
@@ -515,17 +599,71 @@ def _attest_challenge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_challenge(path: str) -> dict[str, Any]:
+    """The fields of ``attest challenge --json`` the device needs, type-checked (the challenge
+    is not signed: a wrong one only makes the verifier reject the evidence)."""
+    try:
+        doc = json.loads(read_input(path, limit=_SMALL))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedInputError(
+            f"challenge: not JSON from attest challenge --json: {exc}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise MalformedInputError("challenge: expected a JSON object (attest challenge --json)")
+    out: dict[str, Any] = {}
+    try:
+        out["nonce"] = bytes.fromhex(doc["nonce"])
+        if not out["nonce"]:
+            raise ValueError("empty nonce")
+        pcrs = doc.get("pcrs", [])
+        if not isinstance(pcrs, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 24 for i in pcrs
+        ):
+            raise ValueError("pcrs must be a list of PCR indexes 0-23")
+        out["pcrs"] = pcrs
+        offset = doc.get("ima_offset", 0)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError("ima_offset must be a non-negative integer")
+        out["ima_offset"] = offset
+        device = doc.get("device_id")
+        if device is not None and not isinstance(device, str):
+            raise ValueError("device_id must be a string")
+        out["device_id"] = device
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedInputError(f"challenge: {exc}") from None
+    return out
+
+
 def _attest_evidence(args: argparse.Namespace) -> int:
     from trustedge.attestation.attester import Attester
 
-    nonce = _hex(args.nonce, "--nonce")
-    pcrs = parse_pcr_spec(f"{args.bank}:{args.pcrs}")[args.bank]
+    challenge = _read_challenge(args.challenge) if args.challenge else {}
+    device_id = args.device_id or challenge.get("device_id")
+    if not device_id:
+        raise CommandError("give --device-id or a --challenge naming the device")
+    if args.device_id and challenge and challenge.get("device_id") != args.device_id:
+        raise CommandError(
+            f"--device-id {args.device_id} but the challenge is for {challenge.get('device_id')}"
+        )
+    if args.nonce:
+        nonce = _hex(args.nonce, "--nonce")
+        if challenge and nonce != challenge["nonce"]:
+            raise CommandError("--nonce differs from the challenge's nonce")
+    elif challenge:
+        nonce = challenge["nonce"]
+    else:
+        raise CommandError("give --nonce HEX or --challenge FILE")
+    if args.pcrs is not None:
+        pcrs = parse_pcr_spec(f"{args.bank}:{args.pcrs}")[args.bank]
+    else:
+        pcrs = challenge.get("pcrs") or parse_pcr_spec(f"{args.bank}:0-10")[args.bank]
+    ima_offset = args.ima_offset if args.ima_offset is not None else challenge.get("ima_offset", 0)
     backend = open_backend(args)
     try:
         ak = backend.load_ak(_ak_blob_path(args).read_bytes())
-        attester = Attester(backend, ak=ak, device_id=args.device_id, bank=args.bank,
+        attester = Attester(backend, ak=ak, device_id=device_id, bank=args.bank,
                             eventlog_path=args.eventlog, ima_path=args.ima)  # fmt: skip
-        evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=args.ima_offset)
+        evidence = attester.evidence(nonce, pcrs=pcrs, ima_offset=ima_offset)
         if args.model_log:  # the model-load log + TPM2_NV_Certify of its index (update load)
             from trustedge.attestation.modellog import ModelAgent
 
@@ -534,7 +672,7 @@ def _attest_evidence(args: argparse.Namespace) -> int:
     finally:
         _close(backend)
     wire = evidence.encode()
-    Path(args.output).write_bytes(wire)
+    write_output(args.output, wire)
     emit(args, evidence.to_json(), lambda: (
         f"evidence for {evidence.device_id}: {len(wire)} bytes -> {args.output} "
         f"(PCRs {','.join(map(str, pcrs))}, IMA entries from {evidence.ima_offset})"
@@ -643,11 +781,28 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = asub.add_parser("evidence", help="device: quote + logs -> evidence bundle (CBOR)")
     _add_backend(p)
     p.add_argument("--ak-blob", help="AK blob from tpm init (default: the software state's AK)")
-    p.add_argument("--device-id", required=True)
-    p.add_argument("--nonce", required=True, help="the verifier's challenge nonce (hex)")
-    p.add_argument("--pcrs", default="0-10", help="PCR indexes to quote (default 0-10)")
+    p.add_argument("--device-id", help="required unless --challenge names it")
+    p.add_argument(
+        "--challenge",
+        metavar="FILE",
+        help="the verifier's challenge (attest challenge --json, - for stdin): nonce, PCRs, "
+        "IMA offset and device id come from it",
+    )
+    p.add_argument("--nonce", help="the verifier's challenge nonce (hex; or --challenge)")
+    p.add_argument(
+        "--pcr-indices",
+        "--pcrs",
+        dest="pcrs",
+        default=None,
+        help="PCR indexes to quote (default: the challenge's, else 0-10; --pcrs is deprecated)",
+    )
     p.add_argument("--bank", default="sha256", choices=("sha256", "sha384", "sha512"))
-    p.add_argument("--ima-offset", type=int, default=0, help="IMA entries the verifier has")
+    p.add_argument(
+        "--ima-offset",
+        type=int,
+        default=None,
+        help="IMA entries the verifier has (default: the challenge's, else 0)",
+    )
     p.add_argument("--eventlog", help="firmware event log (binary_bios_measurements)")
     p.add_argument("--ima", help="IMA list (binary_runtime_measurements)")
     p.add_argument("--model-log", metavar="LOG",

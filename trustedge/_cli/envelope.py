@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from trustedge import envelope
+from trustedge import envelope, keys
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
@@ -27,11 +28,14 @@ from trustedge._cli._common import (
     CommandError,
     Progress,
     add_json_flag,
+    add_password_file,
     emit,
+    key_password,
+    read_input,
+    write_key_file,
 )
 from trustedge.envelope.slots import Identity, Recipient
 from trustedge.envelope.stream import Reader, Writer
-from trustedge.errors import MalformedInputError
 
 __all__ = ["register"]
 
@@ -49,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--type", choices=["x25519", "p256", "box", "kek", "tpm-kek"], default="x25519")
     p.add_argument("-o", "--output", required=True, help="private key / KEK file (KEY.pub too)")
     _tpm_options(p)
+    add_json_flag(p)
     p.set_defaults(handler=_keygen)
 
     p = cmds.add_parser("seal", help="encrypt for one or more recipients")
@@ -98,8 +103,23 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _io_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--input", help="input file (default: stdin)")
-    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.add_argument("-i", "--input", help="input file (default and -: stdin)")
+    p.add_argument("-o", "--output", help="output file (default and -: stdout)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document (what was written; needs -o FILE)",
+    )
+
+
+def _check_json_output(args: argparse.Namespace) -> None:
+    if args.json and args.output in (None, "-"):
+        raise CommandError("--json prints a document on stdout: give -o FILE for the output")
+
+
+def _written(args: argparse.Namespace, **extra: Any) -> None:
+    if args.json:
+        emit(args, {"ok": True, "output": args.output, **extra}, "")
 
 
 def _tpm_options(p: argparse.ArgumentParser) -> None:
@@ -136,25 +156,30 @@ def _key_options(p: argparse.ArgumentParser, *, public: bool) -> None:
             action="append",
             default=[],
             metavar="PUB",
-            help="HPKE recipient public key (PEM, X25519 or P-256)",
+            help="HPKE recipient public key, X25519 or P-256 (PEM, DER, COSE_Key, raw)",
         )
         p.add_argument(
             "--box-recipient",
             action="append",
             default=[],
             metavar="PUB",
-            help="libsodium sealed-box public key (32 raw bytes)",
+            help="libsodium sealed-box public key (32 bytes: raw, hex or base64)",
         )
     else:
         p.add_argument(
-            "--identity", action="append", default=[], metavar="KEY", help="HPKE private key (PEM)"
+            "--identity",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help="HPKE private key, X25519 or P-256 (PEM, DER, OpenSSH, COSE_Key, raw)",
         )
+        add_password_file(p)
         p.add_argument(
             "--box-identity",
             action="append",
             default=[],
             metavar="KEY",
-            help="libsodium sealed-box private key (32 raw bytes)",
+            help="libsodium sealed-box private key (32 bytes: raw, hex or base64)",
         )
     p.add_argument("--kek", action="append", default=[], metavar="KEK", help="software KEK file")
     p.add_argument(
@@ -177,10 +202,7 @@ def _key_options(p: argparse.ArgumentParser, *, public: bool) -> None:
 # -- keys --------------------------------------------------------------------------------
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+_SMALL = 1 << 16
 
 
 def _tpm_backend(args: argparse.Namespace) -> Any:
@@ -206,28 +228,30 @@ def _keygen(args: argparse.Namespace) -> int:
             if args.type == "x25519"
             else ec.generate_private_key(ec.SECP256R1())
         )
-        _write_secret(
-            out,
+        write_key_file(
+            str(out),
             sk.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             ),
         )
-        pub.write_bytes(
+        write_key_file(
+            str(pub),
             sk.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            ),
+            mode=0o644,
         )
         kek_id = envelope.HPKEIdentity(sk).kek_id
     elif args.type == "box":
         ident = envelope.SealedBoxIdentity.generate()
-        _write_secret(out, ident.private_bytes())
-        pub.write_bytes(ident.recipient.public_bytes)
+        write_key_file(str(out), ident.private_bytes())
+        write_key_file(str(pub), ident.recipient.public_bytes, mode=0o644)
         kek_id = ident.kek_id
     elif args.type == "kek":
         kek = envelope.KEK.generate()
-        _write_secret(out, kek.key_bytes())
+        write_key_file(str(out), kek.key_bytes())
         kek_id = kek.kek_id
     else:
         pcrs: dict[str, list[int]] = {}
@@ -245,7 +269,7 @@ def _keygen(args: argparse.Namespace) -> int:
             tpm = envelope.TPMSealedKEK.create(
                 _tpm_backend(args), pcrs=pcrs or None, auth=_tpm_auth(args)
             )
-        out.write_bytes(tpm.sealed)
+        write_key_file(str(out), tpm.sealed)
         kek_id = tpm.kek_id
     emit(args, {"key_id": kek_id, "path": str(out)}, f"{kek_id}  {out}")
     return EXIT_OK
@@ -253,7 +277,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _identities(args: argparse.Namespace) -> list[Identity]:
     ids: list[Identity] = []
-    ids += [envelope.HPKEIdentity.from_pem(Path(p).read_bytes()) for p in args.identity]
+    password = key_password(args)
+    ids += [
+        envelope.HPKEIdentity(
+            keys.load_agreement_private_key(read_input(p, limit=_SMALL), password=password)
+        )
+        for p in args.identity
+    ]
     ids += [envelope.SealedBoxIdentity(_raw32(p)) for p in args.box_identity]
     ids += _symmetric(args)
     if not ids:
@@ -262,20 +292,24 @@ def _identities(args: argparse.Namespace) -> list[Identity]:
 
 
 def _symmetric(args: argparse.Namespace) -> list[Any]:
-    keys: list[Any] = [envelope.KEK.from_file(p) for p in args.kek]
-    keys += [envelope.KMSSlot(envelope.LocalKeyFileProvider.from_file(p)) for p in args.kms_key]
+    found: list[Any] = [envelope.KEK.from_file(p) for p in args.kek]
+    found += [envelope.KMSSlot(envelope.LocalKeyFileProvider.from_file(p)) for p in args.kms_key]
     if args.tpm:
         backend = _tpm_backend(args)
         auth = _tpm_auth(args)
         authority = _tpm_authority(args)
-        policies = [Path(p).read_bytes() for p in args.tpm_policy]
-        keys += [
+        policies = [read_input(p, limit=_SMALL) for p in args.tpm_policy]
+        found += [
             envelope.TPMSealedKEK(
-                backend, Path(p).read_bytes(), auth=auth, authority=authority, policies=policies
+                backend,
+                read_input(p, limit=_SMALL),
+                auth=auth,
+                authority=authority,
+                policies=policies,
             )
             for p in args.tpm
         ]
-    return keys
+    return found
 
 
 def _tpm_authority(args: argparse.Namespace) -> bytes | None:
@@ -294,16 +328,16 @@ def _tpm_authority(args: argparse.Namespace) -> bytes | None:
 
 
 def _raw32(path: str) -> bytes:
-    data = Path(path).read_bytes()
-    if len(data) != 32:
-        raise MalformedInputError(f"{path}: expected a 32-byte key")
-    return data
+    return keys.load_raw_key(read_input(path, limit=_SMALL), 32)
 
 
 def _recipients(
     args: argparse.Namespace, pems: list[str], boxes: list[str], keks: list[Any]
 ) -> list[Recipient]:
-    rs: list[Recipient] = [envelope.HPKERecipient.from_pem(Path(p).read_bytes()) for p in pems]
+    rs: list[Recipient] = [
+        envelope.HPKERecipient(keys.load_agreement_public_key(read_input(p, limit=_SMALL)))
+        for p in pems
+    ]
     rs += [envelope.SealedBoxRecipient(_raw32(p)) for p in boxes]
     rs += keks
     return rs
@@ -343,6 +377,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _seal(args: argparse.Namespace) -> int:
+    _check_json_output(args)
     recipients = _recipients(args, args.recipient, args.box_recipient, _symmetric(args))
     if not recipients:
         raise CommandError("give at least one --recipient, --box-recipient, --kek or --tpm")
@@ -360,10 +395,12 @@ def _seal(args: argparse.Namespace) -> int:
         ) as w:
             w.write_from(fin, progress.update)
         progress.close()
+    _written(args)
     return EXIT_OK
 
 
 def _open(args: argparse.Namespace) -> int:
+    _check_json_output(args)
     identities = _identities(args)
     with _input(args.input) as (fin, size), _output(args.output) as fout:
         reader = Reader(fin, identities, context=_context(args.context) or None)
@@ -371,19 +408,35 @@ def _open(args: argparse.Namespace) -> int:
         progress.enabled = progress.enabled and (size or 0) > _BLOCK
         reader.copy_to(fout, progress.update)
         progress.close()
+    _written(args, verified=True)
     return EXIT_OK
 
 
 def _rewrap(args: argparse.Namespace) -> int:
+    _check_json_output(args)
     identities = _identities(args)
     add_keks = [envelope.KEK.from_file(p) for p in args.add_kek]
     add = _recipients(args, args.add_recipient, args.add_box_recipient, add_keks)
     with _input(args.input) as (fin, _):
         data = fin.read()
+    _check_removals(envelope.inspect(io.BytesIO(data)).slots, args.remove)
     out = envelope.rewrap(data, identities, add=add, remove=args.remove)
     with _output(args.output) as fout:
         fout.write(out)
+    _written(args)
     return EXIT_OK
+
+
+def _check_removals(slots: Any, remove: list[str]) -> None:
+    """``--remove ID`` must name a slot of the envelope (a typo would keep the access it was
+    meant to revoke)."""
+    present = [str(slot["kek_id"]) for slot in slots]
+    for kek_id in remove:
+        if kek_id not in present:
+            raise CommandError(
+                f"--remove {kek_id}: no such slot (slots: {', '.join(present) or 'none'})",
+                exit_code=EXIT_MALFORMED,
+            )
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 ``trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]``
 prints whole-file SHA-256 lines (the ``sha256sum`` format) and, with ``--tree``,
-the tree root too; a directory gives its model manifest. ``trustedge hash
-verify FILE|DIR --digest HEX|@digest.json [--range START:END]`` checks one.
+the tree root too; a directory gives its model manifest. ``-`` is stdin; pipes and devices
+(``/dev/stdin``, ``<(cmd)``, ``/dev/null``) are hashed as streams. ``trustedge hash
+verify FILE|DIR --digest HEX|@digest.json [--range START:END]`` checks one and prints
+``FILE: OK``; ``trustedge hash -c SUMS`` checks a ``sha256sum`` file like ``sha256sum -c``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ import contextlib
 import hmac
 import json
 import os
+import re
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from trustedge import hashing
 from trustedge._cli._common import (
+    EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
     EXIT_OK,
     EXIT_USAGE,
+    EXIT_VERIFICATION,
     CommandError,
     Progress,
     add_json_flag,
     emit,
+    read_input,
 )
 from trustedge.errors import MalformedInputError, VerificationError
 from trustedge.hashing.manifest import ModelManifest, hash_model, verify_model
@@ -39,7 +47,8 @@ DIGEST_FILE_LIMIT = 64 * 1024 * 1024
 
 USAGE = """\
 trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]
-trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]..."""
+trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]...
+trustedge hash -c SUMS... (sha256sum format: HEX  FILE)"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +63,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="FILE|DIR", help="files or directories")
     p.add_argument("--tree", action="store_true", help="also compute the tree digest")
+    p.add_argument(
+        "-c",
+        "--check",
+        action="store_true",
+        help="read SHA-256 sums (sha256sum format) from the FILEs and check them",
+    )
     p.add_argument(
         "--leaf-size",
         type=_size,
@@ -105,6 +120,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     if args.paths[0] == "verify":
         return _verify(args, args.paths[1:])
+    if args.check:
+        if args.tree or args.digest is not None or args.ranges is not None:
+            raise CommandError("-c takes only sum files (and --json)")
+        return _check(args)
     if args.digest is not None or args.ranges is not None:
         raise CommandError("--digest and --range belong to 'trustedge hash verify'")
     return _hash(args)
@@ -132,6 +151,16 @@ def _hash(args: argparse.Namespace) -> int:
     lines: list[str] = []
     for name in args.paths:
         path = Path(name)
+        if _is_stream(name):
+            digest = _hash_stream(name, args.leaf_size)
+            if args.tree:
+                files.append({"path": name, **digest.to_json()})
+                lines.append(_line(digest, name, tree=True))
+            else:
+                assert digest.sha256 is not None
+                files.append({"path": name, "size": digest.size, "sha256": digest.sha256.hex()})
+                lines.append(f"{digest.sha256.hex()}  {name}")
+            continue
         if path.is_dir():
             with _progress(args, _dir_size(path), name) as cb:
                 manifest = hash_model(path, args.leaf_size, threads=args.threads, progress=cb)
@@ -155,6 +184,84 @@ def _hash(args: argparse.Namespace) -> int:
         data["models"] = models
     emit(args, data, "\n".join(lines))
     return EXIT_OK
+
+
+def _is_stream(name: str) -> bool:
+    """``-``, a pipe, a character device or a socket: read sequentially, never by size."""
+    if name == "-":
+        return True
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return False  # reported with its file name where it is opened
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+#: Largest stream hashed (a device such as /dev/zero would otherwise never end).
+STREAM_LIMIT = 1 << 40
+
+
+def _hash_stream(name: str, leaf_size: int) -> hashing.BlobDigest:
+    hasher = hashing.BlobHasher(leaf_size)
+    with contextlib.ExitStack() as stack:
+        fh = sys.stdin.buffer if name == "-" else stack.enter_context(open(name, "rb"))
+        while chunk := fh.read(1 << 20):
+            hasher.update(chunk)
+            if hasher.size > STREAM_LIMIT:
+                raise CommandError(f"{name}: stream longer than {STREAM_LIMIT} bytes",
+                                   exit_code=EXIT_MALFORMED)  # fmt: skip
+    return hasher.digest()
+
+
+def _sha256_of(name: str) -> bytes:
+    if _is_stream(name):
+        sha = _hash_stream(name, hashing.DEFAULT_LEAF_SIZE).sha256
+        assert sha is not None
+        return sha
+    path = Path(name)
+    if path.is_dir():
+        raise CommandError(f"{name}: is a directory", exit_code=EXIT_ENVIRONMENT)
+    return hashing.sha256_file(path)
+
+
+#: One line of sha256sum output: 64 hex digits, space, then space (text) or * (binary).
+_SUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``sha256sum -c``: ``FILE: OK`` or ``FILE: FAILED`` per line, exit 1 if any failed;
+    a line that is not ``HEX  FILE`` is malformed input (exit 3), not skipped."""
+    results: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for sums in args.paths:
+        text = read_input(sums, limit=DIGEST_FILE_LIMIT)
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedInputError(f"{sums}: not a text file of SHA-256 sums") from None
+        entries = [line for line in decoded.splitlines() if line.strip()]
+        if not entries:
+            raise MalformedInputError(f"{sums}: no SHA-256 sums (expected HEX  FILE lines)")
+        for number, line in enumerate(entries, 1):
+            match = _SUM_LINE.fullmatch(line)
+            if match is None:
+                raise MalformedInputError(
+                    f"{sums}:{number}: not a sha256sum line (expected 64 hex digits, two "
+                    "spaces, a file name)"
+                )
+            want, name = bytes.fromhex(match.group(1)), match.group(2)
+            try:
+                ok = hmac.compare_digest(_sha256_of(name), want)
+                status = "OK" if ok else "FAILED"
+            except (OSError, CommandError):
+                ok, status = False, "FAILED open or read"
+            results.append({"path": name, "ok": ok, "status": status})
+            lines.append(f"{name}: {status}")
+    failed = sum(not r["ok"] for r in results)
+    if failed:
+        lines.append(f"WARNING: {failed} of {len(results)} computed checksums did NOT match")
+    emit(args, {"ok": not failed, "files": results}, "\n".join(lines))
+    return EXIT_VERIFICATION if failed else EXIT_OK
 
 
 def _line(digest: hashing.BlobDigest, name: str, *, tree: bool) -> str:
@@ -224,7 +331,7 @@ def _verify(args: argparse.Namespace, targets: list[str]) -> int:
         with _progress(args, _dir_size(path), name) as cb:
             verify_model(path, manifest, threads=args.threads, progress=cb)
         result = {"path": name, "verified": True, "files": len(manifest.files)}
-        emit(args, result, f"OK  {name} ({len(manifest.files)} files)")
+        emit(args, result, f"{name}: OK ({len(manifest.files)} files)")
         return EXIT_OK
     if spec.startswith("@"):
         expected = _pick_file_digest(_load_digest_json(spec), name)
@@ -242,10 +349,13 @@ def _verify(args: argparse.Namespace, targets: list[str]) -> int:
         want = spec.lower()
         if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
             raise CommandError("--digest must be 64 hex digits or @FILE.json")
-        size = path.stat().st_size
-        with _progress(args, size, name) as cb:
-            got = hashing.sha256_file(path, progress=cb)
+        if _is_stream(name):
+            got = _sha256_of(name)
+        else:
+            size = path.stat().st_size
+            with _progress(args, size, name) as cb:
+                got = hashing.sha256_file(path, progress=cb)
         if not hmac.compare_digest(got, bytes.fromhex(want)):
-            raise VerificationError(f"{name}: SHA-256 differs")
-    emit(args, {"path": name, "verified": True}, f"OK  {name}")
+            raise VerificationError(f"{name}: FAILED (SHA-256 differs)")
+    emit(args, {"path": name, "verified": True}, f"{name}: OK")
     return EXIT_OK

@@ -369,7 +369,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if isinstance(exc, MalformedInputError):
                 raise
             raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
-        emit(args, {"same": None, "error": "malformed input", "message": str(exc)}, "")
+        print(f"trustedge: malformed input: {' '.join(str(exc).split())}", file=sys.stderr)
+        emit(args, {"ok": False, "same": None, "error": "malformed input", "message": str(exc),
+                    "exit_code": EXIT_MALFORMED}, "")  # fmt: skip
         return EXIT_MALFORMED
     result = {
         "same": not found,
@@ -406,15 +408,18 @@ def _register_ima(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ):
         cmd = imasub.add_parser(name, help=helptext)
         cmd.add_argument("list", help="IMA list file (- for stdin)")
-        cmd.add_argument("--pcr10", help="quoted PCR10 value (hex) to match a prefix against")
-        cmd.add_argument("--bank", default="sha1", choices=list(BANK_SIZES), help="PCR bank")
-        cmd.add_argument("--policy", help="runtime policy (Keylime JSON layout)")
-        cmd.add_argument("--keyring", help="directory of PEM/DER keys or certificates")
+        if name == "verify":
+            # Only verify checks anything: show refuses these flags (argparse: exit 2) rather
+            # than ignoring them and printing an unverified list as if it had been checked.
+            cmd.add_argument("--pcr10", help="quoted PCR10 value (hex) to match a prefix against")
+            cmd.add_argument("--bank", default="sha1", choices=list(BANK_SIZES), help="PCR bank")
+            cmd.add_argument("--policy", help="runtime policy (Keylime JSON layout)")
+            cmd.add_argument("--keyring", help="directory of PEM/DER keys or certificates")
+            cmd.add_argument(
+                "--start-pcr", help="PCR10 value (hex) reached at --from-offset (default zero)"
+            )
         cmd.add_argument(
             "--from-offset", type=int, default=0, help="resume at this byte offset of the list"
-        )
-        cmd.add_argument(
-            "--start-pcr", help="PCR10 value (hex) reached at --from-offset (default zero)"
         )
         cmd.add_argument(
             "--start-entries", type=int, default=0, help="entries verified before --from-offset"

@@ -25,16 +25,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustedge import _cbor, envelope
 from trustedge._cli._common import (
+    EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
     EXIT_OK,
     CommandError,
     add_json_flag,
+    add_password_file,
     emit,
+    key_password,
     read_input,
+    to_stdout,
+    write_key_file,
+    write_output,
 )
-from trustedge._fs import atomic_output
+from trustedge._fs import atomic_output, atomic_write
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
-from trustedge.cose import PublicKey, decode_key, key_id
+from trustedge.cose import PublicKey, key_id
 from trustedge.errors import MalformedInputError, TrustedgeError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
@@ -102,17 +108,9 @@ def _write(path: str, data: bytes, *, private: bool = False) -> None:
 
 
 def _public_key(path: str) -> PublicKey:
-    data = read_input(path, limit=1 << 16)
-    if data.lstrip().startswith(b"-----") or data[:1] == b"\x30":
-        return load_public_key(data)
-    key = decode_key(data)
-    if isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
-        return key
-    if hasattr(key, "public_key"):
-        pub = key.public_key()
-        assert isinstance(pub, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey))
-        return pub
-    raise CommandError(f"{path}: not a public signature key", exit_code=EXIT_MALFORMED)
+    """A release/root public key in any encoding ``trustedge.keys`` reads (PEM, DER, OpenSSH,
+    COSE_Key, raw Ed25519)."""
+    return load_public_key(read_input(path, limit=1 << 16))
 
 
 def _trust(args: argparse.Namespace) -> TrustRoot | KeySet:
@@ -182,7 +180,8 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = rs.add_parser("sign", help="add signatures (one per --key) to an envelope")
     p.add_argument("manifest", metavar="MANIFEST")
     p.add_argument("--key", action="append", required=True, metavar="KEY")
-    p.add_argument("-o", "--output", metavar="OUT", help="default: rewrite MANIFEST")
+    p.add_argument("-o", "--output", metavar="OUT", help="default: rewrite MANIFEST; - stdout")
+    add_password_file(p)
     add_json_flag(p)
     p.set_defaults(handler=_sign)
 
@@ -243,8 +242,11 @@ def _keygen(args: argparse.Namespace) -> int:
         if args.alg == "es256"
         else ed25519.Ed25519PrivateKey.generate()
     )
-    _write(args.output, private_key_to_pem(key), private=True)
-    _write(args.output + ".pub", public_key_to_pem(key.public_key()))
+    if to_stdout(args, args.output):
+        write_key_file(args.output, private_key_to_pem(key))
+        return EXIT_OK
+    write_key_file(args.output, private_key_to_pem(key))
+    write_key_file(args.output + ".pub", public_key_to_pem(key.public_key()), mode=0o644)
     kid = key_id(key.public_key())
     emit(
         args,
@@ -268,7 +270,10 @@ def _create(args: argparse.Namespace) -> int:
             raise CommandError("--integrate takes NAME=FILE")
         payloads["#" + name.lstrip("#")] = read_input(path, limit=_MAX_MANIFEST)
     env = create_envelope(spec, base=Path(args.spec).resolve().parent, payloads=payloads)
-    _write(args.output, env)
+    if to_stdout(args, args.output):
+        write_output(args.output, env)
+        return EXIT_OK
+    write_output(args.output, env)
     digest = decode_envelope(env, max_size=len(env)).manifest_digest
     emit(
         args,
@@ -280,9 +285,13 @@ def _create(args: argparse.Namespace) -> int:
 
 def _sign(args: argparse.Namespace) -> int:
     env = read_input(args.manifest, limit=_MAX_MANIFEST)
-    keys = [load_private_key(read_input(k, limit=1 << 16)) for k in args.key]
+    password = key_password(args)
+    keys = [load_private_key(read_input(k, limit=1 << 16), password=password) for k in args.key]
     out = sign_envelope(env, keys)
-    _write(args.output or args.manifest, out)
+    if to_stdout(args, args.output or args.manifest):
+        write_output(args.output or args.manifest, out)
+        return EXIT_OK
+    write_output(args.output or args.manifest, out)
     blocks = len(decode_envelope(out, max_size=len(out)).auth_blocks)
     emit(
         args,
@@ -363,7 +372,7 @@ def _model_keys(paths: list[str]) -> list[ModelKey]:
 def _release_model(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_dir():
-        raise CommandError(f"{model}: not a directory")
+        raise CommandError(f"{model}: not a directory", exit_code=EXIT_ENVIRONMENT)
     sig_path = Path(args.signature) if args.signature else default_signature_path(model)
     if sig_path.resolve().is_relative_to(model.resolve()):
         raise CommandError("keep the signature beside the model directory, not inside it")
@@ -389,7 +398,7 @@ def _release_model(args: argparse.Namespace) -> int:
                 sequence_number=args.sequence,
                 vendor_id=vendor,
                 class_id=klass,
-                keys=_signers(args.key),
+                keys=_signers(args.key, args),
                 component=_model_component(args.component),
                 uri=uri,
             )
@@ -439,7 +448,8 @@ def _register_root(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             metavar="KEY",
             help="private key to sign with; repeatable",
         )
-        p.add_argument("-o", "--output", required=True, metavar="ROOT")
+        p.add_argument("-o", "--output", required=True, metavar="ROOT", help="- for stdout")
+        add_password_file(p)
         add_json_flag(p)
 
     p = rs.add_parser("init", help="create the first (self-signed) trust root, version 1")
@@ -464,7 +474,8 @@ def _register_root(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = rs.add_parser("sign", help="add signatures to a trust root (ceremony)")
     p.add_argument("root", metavar="ROOT")
     p.add_argument("--key", action="append", required=True, metavar="KEY")
-    p.add_argument("-o", "--output", metavar="OUT")
+    p.add_argument("-o", "--output", metavar="OUT", help="default: rewrite ROOT; - stdout")
+    add_password_file(p)
     add_json_flag(p)
     p.set_defaults(handler=_root_sign)
 
@@ -475,8 +486,9 @@ def _register_root(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(handler=_root_verify)
 
 
-def _signers(paths: list[str]) -> list[Any]:
-    return [load_private_key(read_input(p, limit=1 << 16)) for p in paths]
+def _signers(paths: list[str], args: argparse.Namespace) -> list[Any]:
+    password = key_password(args)
+    return [load_private_key(read_input(p, limit=1 << 16), password=password) for p in paths]
 
 
 def _root_init(args: argparse.Namespace) -> int:
@@ -487,9 +499,12 @@ def _root_init(args: argparse.Namespace) -> int:
         root_threshold=args.root_threshold,
         firmware_keys=[_public_key(p) for p in args.firmware_key],
         firmware_threshold=args.firmware_threshold,
-        signers=_signers(args.sign),
+        signers=_signers(args.sign, args),
     )
-    _write(args.output, signed)
+    if to_stdout(args, args.output):
+        write_output(args.output, signed)
+        return EXIT_OK
+    write_output(args.output, signed)
     emit(
         args, {"root": args.output, "version": 1}, f"trust root version 1 written to {args.output}"
     )
@@ -528,10 +543,13 @@ def _root_rotate(args: argparse.Namespace) -> int:
         firmware_keys=fw_keys,
         firmware_threshold=args.firmware_threshold
         or min(current.roles["firmware"].threshold, len(fw_keys)),
-        signers=_signers(args.sign),
+        signers=_signers(args.sign, args),
         floor_reset=resets,
     )
-    _write(args.output, signed)
+    if to_stdout(args, args.output):
+        write_output(args.output, signed)
+        return EXIT_OK
+    write_output(args.output, signed)
     emit(
         args,
         {"root": args.output, "version": current.version + 1},
@@ -541,8 +559,11 @@ def _root_rotate(args: argparse.Namespace) -> int:
 
 
 def _root_sign(args: argparse.Namespace) -> int:
-    out = add_signatures(read_input(args.root, limit=1 << 20), _signers(args.key))
-    _write(args.output or args.root, out)
+    out = add_signatures(read_input(args.root, limit=1 << 20), _signers(args.key, args))
+    if to_stdout(args, args.output or args.root):
+        write_output(args.output or args.root, out)
+        return EXIT_OK
+    write_output(args.output or args.root, out)
     emit(args, {"root": args.output or args.root}, "signed")
     return EXIT_OK
 
@@ -664,25 +685,24 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _device(
     args: argparse.Namespace, payload: str | None = None, model_keys: list[ModelKey] | None = None
 ) -> ModelDevice:
-    ident: dict[str, Any] = {}
-    ident_path = Path(args.device) / "identity.json"
-    if ident_path.exists():
-        try:
-            ident = json.loads(ident_path.read_text())
-        except ValueError:
-            raise MalformedInputError(f"{ident_path}: not JSON") from None
+    ident = _recorded_identity(args.device)
     vendor = args.vendor_id or ident.get("vendor-id")
     klass = args.class_id or ident.get("class-id")
     if not vendor or not klass:
-        raise CommandError("device identity unknown: give --vendor-id and --class-id")
+        raise CommandError(
+            "device identity unknown: give --vendor-id and --class-id "
+            f"(update apply records them in {Path(args.device) / _IDENTITY})"
+        )
     try:
         vid, cid = uuid.UUID(str(vendor)).bytes, uuid.UUID(str(klass)).bytes
     except ValueError:
         raise CommandError("vendor/class ids must be UUIDs") from None
 
-    listed = ident.get("model-components", [])
+    listed: Any = ident.get("model-components", [])
     if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
-        raise MalformedInputError(f"{ident_path}: 'model-components' is a list of strings")
+        raise MalformedInputError(
+            f"{Path(args.device) / _IDENTITY}: 'model-components' is a list of strings"
+        )
     models = [_model_component(c) for c in [*args.model_component, *listed]]
 
     def fetch(uri: str) -> Iterator[bytes]:
@@ -701,6 +721,43 @@ def _device(
         fetcher=fetch,
         model_keys=model_keys or (),
     )
+
+
+_IDENTITY = "identity.json"
+
+
+def _recorded_identity(device: str) -> dict[str, Any]:
+    """The vendor and class ids ``update apply`` recorded in the device directory (a
+    convenience for ``update confirm``: the ids select the manifest's conditions, they are not
+    trust anchors; the manifest's signature and the rollback state are checked as always)."""
+    path = Path(device) / _IDENTITY
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(read_input(str(path), limit=1 << 16))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedInputError(f"{path}: not JSON") from None
+    if not isinstance(doc, dict) or not all(
+        isinstance(doc.get(k, ""), str) for k in ("vendor-id", "class-id")
+    ):
+        raise MalformedInputError(f"{path}: expected vendor-id and class-id strings")
+    return doc
+
+
+def _record_identity(args: argparse.Namespace) -> None:
+    vendor, klass = _device_ids(args)
+    recorded = _recorded_identity(args.device)
+    doc = {**recorded, "vendor-id": str(uuid.UUID(bytes=vendor)),
+           "class-id": str(uuid.UUID(bytes=klass))}  # fmt: skip
+    if recorded != doc:
+        atomic_write(Path(args.device) / _IDENTITY, json.dumps(doc).encode() + b"\n", mode=0o644)
+
+
+def _device_ids(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    ident = _recorded_identity(args.device)
+    vendor = args.vendor_id or ident.get("vendor-id")
+    klass = args.class_id or ident.get("class-id")
+    return uuid.UUID(str(vendor)).bytes, uuid.UUID(str(klass)).bytes
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -728,6 +785,7 @@ def _apply(args: argparse.Namespace) -> int:
         chain = [read_input(p, limit=1 << 20) for p in args.rotate]
         updater.adopt_trust_root(updater.trust.rotate_chain(chain, now=_now(args)))
     result = updater.apply(env, now=_now(args))
+    _record_identity(args)
     data = {
         "installed": True,
         "sequence_number": result.sequence_number,
@@ -774,7 +832,9 @@ def _load(args: argparse.Namespace) -> int:
     directory, bundle = device.model(component)
     if bundle is None:
         shown = "/".join(p.decode("utf-8", "replace") for p in component)
-        raise CommandError(f"no signed model installed for component {shown!r}")
+        raise CommandError(
+            f"no signed model installed for component {shown!r}", exit_code=EXIT_ENVIRONMENT
+        )
     backend = open_backend(args)
     try:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)

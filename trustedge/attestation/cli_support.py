@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from trustedge import keys
 from trustedge.attestation import _signing
 from trustedge.attestation.ear import AttestationResult, VerifiedResult, verify_result
 from trustedge.attestation.evidence import UnverifiedEvidence
@@ -44,30 +44,15 @@ def _check(key: object) -> Any:
 
 
 def load_public_key(data: bytes) -> _signing.PublicKey:
-    """A verification key from PEM or DER (public key, or a private key's public half)."""
-    loaders = (
-        serialization.load_pem_public_key,
-        serialization.load_der_public_key,
-    )
-    for load in loaders:
-        try:
-            key: Any = load(data)
-            return _check(key)  # type: ignore[no-any-return]
-        except (ValueError, TypeError):
-            continue
-    private = load_private_key(data)
-    return private.public_key()
+    """A result-verification key (P-256 or Ed25519) in any encoding :mod:`trustedge.keys`
+    reads (the one key loader: PEM, DER, OpenSSH, COSE_Key, raw)."""
+    return _check(keys.load_public_key(data))  # type: ignore[no-any-return]
 
 
-def load_private_key(data: bytes) -> _signing.PrivateKey:
-    """A signing key from unencrypted PEM or DER PKCS#8."""
-    for load in (serialization.load_pem_private_key, serialization.load_der_private_key):
-        try:
-            key: Any = load(data, None)
-            return _check(key)  # type: ignore[no-any-return]
-        except (ValueError, TypeError):
-            continue
-    raise MalformedInputError("not a PEM or DER key (P-256 or Ed25519)")
+def load_private_key(data: bytes, *, password: keys.Password = None) -> _signing.PrivateKey:
+    """A result-signing key (P-256 or Ed25519) through :mod:`trustedge.keys` (also encrypted
+    PEM with ``password``)."""
+    return _check(keys.load_private_key(data, password=password))  # type: ignore[no-any-return]
 
 
 def token_from_bytes(data: bytes) -> str | bytes:

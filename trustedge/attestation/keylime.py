@@ -288,6 +288,8 @@ def runtime_policy_from_allowlist(
                 keyrings.setdefault(path[len("%keyring:") :], []).append(value)
             else:
                 digests.setdefault(path, []).append(value)
+    if not digests and not keyrings:
+        raise MalformedInputError("the allowlist has no digest entry")
     document = _runtime_document(digests, keyrings, _excludes(excludelist))
     return Conversion(document, "runtime", tuple(unconverted))
 

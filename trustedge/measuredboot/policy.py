@@ -504,7 +504,7 @@ def _strings(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 def _bank(doc: Mapping[str, Any]) -> str:
     bank = doc.get("bank", "sha256")
-    if bank not in BANK_SIZES:
+    if not isinstance(bank, str) or bank not in BANK_SIZES:  # a list is unhashable
         raise MalformedInputError(f"unknown bank {bank!r}")
     return str(bank)
 

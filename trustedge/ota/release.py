@@ -13,6 +13,7 @@ manifests (examples 0, 1, 3, 5; see docs/ota.md for what differs).
 
 from __future__ import annotations
 
+import difflib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -168,12 +169,40 @@ def _slot_try(
     return Command(n.DIR_TRY_EACH, tuple(branches))
 
 
+_SPEC_KEYS = frozenset({"manifest-version", "manifest-sequence-number", "components"})
+_COMPONENT_KEYS = frozenset(
+    {"install-id", "vendor-id", "class-id", "install-digest", "install-size", "file", "uri",
+     "bootable", "slot", "boot-measurement", "envelope-binding"}
+)  # fmt: skip
+_EXPLAINED = {
+    "offset": "'offset' (suit-tool's component-offset condition for A/B images, dropped by "
+    "later SUIT drafts) is not supported: give each A/B entry a 'slot' (component slot) "
+    "and the same install-id instead",
+}
+
+
+def _check_keys(obj: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    """Unknown keys are refused, not dropped: a misspelled ``bootable`` would silently give
+    a manifest without ``invoke``."""
+    for key in obj:
+        if key in known:
+            continue
+        if key in _EXPLAINED:
+            raise MalformedInputError(f"{where}: {_EXPLAINED[key]}")
+        close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known))}"
+        raise MalformedInputError(f"{where}: unknown key {key!r} ({hint})")
+
+
 def compile_spec(spec: Mapping[str, Any], *, base: Path = Path(".")) -> Manifest:
     """Compile a suit-tool JSON input into a :class:`Manifest` (unsigned).
 
     ``base`` resolves relative ``file`` paths. Raises MalformedInputError for
     inputs outside the supported subset (e.g. ``load-id``/``download-id``).
     """
+    if not isinstance(spec, Mapping):
+        raise MalformedInputError("the release spec must be a JSON object")
+    _check_keys(spec, _SPEC_KEYS, "release spec")
     if spec.get("manifest-version", 1) != 1:
         raise MalformedInputError("manifest-version must be 1")
     seq_no = spec.get("manifest-sequence-number")
@@ -189,6 +218,7 @@ def compile_spec(spec: Mapping[str, Any], *, base: Path = Path(".")) -> Manifest
         for unsupported in ("load-id", "download-id", "compression-info", "encryption-info"):
             if unsupported in c:
                 raise MalformedInputError(f"{unsupported!r} is not supported by release create")
+        _check_keys(c, _COMPONENT_KEYS, "component")
         groups.setdefault(_component_id(c.get("install-id")), []).append(c)
     ids = list(groups)
     multi = len(ids) > 1
