@@ -95,7 +95,6 @@ _VALID: dict[tuple[str, ...], frozenset[str]] = {
     ("ima", "show"): frozenset({"empty"}),
     ("ima", "verify"): frozenset({"empty"}),
     ("policy", "from-tree"): frozenset({"directory"}),  # a directory tree is its input
-    ("policy", "import-keylime"): frozenset({"empty"}),
     ("update", "confirm"): frozenset({"directory"}),  # empty state and device: nothing pending
 }
 
