@@ -647,6 +647,7 @@ def _attest_evidence(args: argparse.Namespace) -> int:
         )
     if args.nonce:
         nonce = _hex(args.nonce, "--nonce")
+        # not secret: both are the verifier's public challenge nonce, given twice by the user
         if challenge and nonce != challenge["nonce"]:
             raise CommandError("--nonce differs from the challenge's nonce")
     elif challenge:
