@@ -143,12 +143,19 @@ def _agent(args: argparse.Namespace) -> int:
             state = agent.state
     finally:
         _close(backend)
-    if args.json:
+    failed = bool(args.once and state.failures)
+    if args.json:  # one document, on success and on failure
         last = state.results[-1].to_json() if state.results else None
-        print(json.dumps({"device_id": state.device_id, "enrolled": state.enrolled,
-                          "pushes": state.pushes, "failures": state.failures,
-                          "last_error": state.last_error, "last_result": last}))  # fmt: skip
-    if args.once and state.failures:
+        doc = {"device_id": state.device_id, "enrolled": state.enrolled,
+               "pushes": state.pushes, "failures": state.failures,
+               "last_error": state.last_error, "last_result": last}  # fmt: skip
+        if failed:
+            doc["exit_code"] = 4
+        print(json.dumps(doc))
+        if failed:
+            print(f"trustedge: push failed: {state.last_error}", file=sys.stderr)
+            return 4
+    if failed:
         raise CommandError(f"push failed: {state.last_error}", exit_code=4)
     return EXIT_OK
 
