@@ -268,10 +268,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     docs = []
     for path in args.policies:
-        try:
-            doc = json.loads(read_input(path, limit=256 << 20))
-        except (ValueError, RecursionError) as exc:
-            raise MalformedInputError(f"{path}: not JSON ({exc})") from None
+        doc = _json_file(path)
         if not isinstance(doc, dict):
             raise MalformedInputError(f"{path}: a runtime policy is a JSON object")
         docs.append(doc)
@@ -382,15 +379,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.ak:
         return _explain_evidence(args)
     from trustedge._cli.measuredboot import parse_pcr_values
-    from trustedge.errors import MalformedInputError, PolicyError
+    from trustedge.errors import PolicyError
     from trustedge.measuredboot import load_policy, parse_event_log
     from trustedge.measuredboot.policy import boot_facts
 
-    doc = _json_file(args.policy)
-    if isinstance(doc, dict) and isinstance(doc.get("boot"), dict):
-        doc = doc["boot"]
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise MalformedInputError("POLICY must be a boot policy (rules) or an appraisal policy")
+    doc = _boot_rules(args.policy)
     workarounds = _workarounds(args)
     log = parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds)
     if args.pcrs:
@@ -461,14 +454,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _write_bytes(args: argparse.Namespace, data: bytes, report: dict[str, Any]) -> int:
-    from trustedge._fs import atomic_write
+    from trustedge._cli._common import write_output
 
+    if args.output == "-" and args.json:
+        raise CommandError("--json needs -o FILE for binary output")
+    write_output(args.output, data)
     if args.output == "-":
-        if args.json:
-            raise CommandError("--json needs -o FILE for binary output")
-        sys.stdout.buffer.write(data)
         return EXIT_OK
-    atomic_write(args.output, data, mode=0o644)
     if args.json:
         sys.stdout.write(json.dumps({"ok": True, "output": args.output, **report}) + "\n")
     return EXIT_OK
