@@ -102,13 +102,10 @@ class Comparison:
 
     def summary(self) -> str:
         r = self.ratios
-        target = (
-            ""
-            if self.target is None
-            else (
-                f"  target >= {self.target:g}x: {'met' if self.median >= self.target else 'NOT met'}"
-            )
-        )
+        target = ""
+        if self.target is not None:
+            verdict = "met" if self.median >= self.target else "NOT met"
+            target = f"  target >= {self.target:g}x: {verdict}"
         return (
             f"{self.name}: {self.b}/{self.a} time ratio {statistics.median(r):.2f} "
             f"({min(r):.2f}-{max(r):.2f}) over {len(r)} pairs; A median "
