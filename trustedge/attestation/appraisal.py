@@ -35,6 +35,7 @@ offline audits: a pinned AK, a policy and the expected nonce in; the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -214,9 +215,9 @@ class Appraisal:
     ima_state: ImaState | None = None
     reboot: bool = False
 
-    @property
+    @functools.cached_property
     def result(self) -> ear.Appraisal:
-        """The EAR appraisal of the device (status, AR4SI vector, reasons)."""
+        """The EAR appraisal of the device (status, AR4SI vector, reasons; computed once)."""
         return appraisal_from_findings(self.findings, policy_id=self.policy_id)
 
     @property
