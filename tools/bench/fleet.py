@@ -59,27 +59,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from _evidence import (  # noqa: E402  (tools/bench: the evidence both benches send)
+    MemoryTPM,
+    boot_aggregate_entry,
+    firmware_log,
+    ima_entry,
+    quote_message,
+    sign_quote,
+)
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
 
 from tests.fleet_support import PrivatePostgres, tls_files  # noqa: E402
-from trustedge.attestation.backends.software import (  # noqa: E402
-    SOFTWARE_FIRMWARE_VERSION,
-    SoftwareTPM,
-)
 from trustedge.attestation.evidence import Evidence  # noqa: E402
 from trustedge.attestation.simulate import boot_from_event_log  # noqa: E402
 from trustedge.attestation.store import DeviceRecord, open_store  # noqa: E402
 from trustedge.hazmat.tpm2 import (  # noqa: E402
-    TPM_GENERATED_VALUE,
-    TPMST,
-    Attest,
-    ClockInfo,
     PCRSelectionList,
     Public,
-    QuoteInfo,
-    Signature,
     TPMAlg,
     TPMHandle,
     ak_template,
@@ -87,38 +84,13 @@ from trustedge.hazmat.tpm2 import (  # noqa: E402
     qualified_name,
     with_key,
 )
-from trustedge.measuredboot import EventType, parse_ima_log  # noqa: E402
-from trustedge.measuredboot.build import LogEvent, build_event_log, build_ima_entry  # noqa: E402
+from trustedge.measuredboot import parse_ima_log  # noqa: E402
 from trustedge.measuredboot.ima import boot_aggregate_candidates  # noqa: E402
 
 PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 10)
 PROGRAMS = 40  # distinct runtime paths in the policy; the IMA stream cycles through them
 REG_TOKEN = "bench-registration-token-0123456789"
 OP_TOKEN = "bench-operator-token-0123456789"
-
-
-class _MemoryTPM(SoftwareTPM):
-    """SoftwareTPM without persistence: only the boot and the EK are needed from it."""
-
-    def _save(self) -> None:
-        pass
-
-
-def firmware_log() -> bytes:
-    """60 events: CRTM version, Secure Boot enabled, 50 firmware blobs, 8 separators."""
-    secure_boot_on = (
-        bytes.fromhex("61dfe48bca93d211aa0d00e098032b8c")
-        + (10).to_bytes(8, "little") + (1).to_bytes(8, "little")
-        + "SecureBoot".encode("utf-16-le") + b"\x01"
-    )  # fmt: skip
-    events = [LogEvent(0, EventType.EV_S_CRTM_VERSION, "1.0".encode("utf-16-le"))]
-    events.append(LogEvent(7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, secure_boot_on))
-    for i in range(50):
-        events.append(LogEvent(i % 4, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, bytes([i]) * 16))
-    for pcr in range(8):
-        events.append(LogEvent(pcr, EventType.EV_SEPARATOR, bytes(4)))
-    assert len(events) == 60
-    return build_event_log(events, banks=("sha1", "sha256"))
 
 
 def program(i: int) -> tuple[str, bytes]:
@@ -161,7 +133,7 @@ class Fleet:
 
 
 def make_fleet(count: int, workdir: Path) -> Fleet:
-    tpm = _MemoryTPM(workdir / "tpm")
+    tpm = MemoryTPM(workdir / "tpm")
     fw = firmware_log()
     boot_from_event_log(tpm, fw, banks=("sha256",))
     pcrs = tpm.pcr_read({"sha256": list(range(10))})["sha256"]
@@ -228,8 +200,7 @@ class ImaStream:
 
     def __init__(self, boot_aggregate: bytes, per_push: int) -> None:
         self.per_push = per_push
-        self.entries: list[bytes] = [build_ima_entry("boot_aggregate", boot_aggregate,
-                                                     algo="sha256")]  # fmt: skip
+        self.entries: list[bytes] = [boot_aggregate_entry(boot_aggregate)]
         self.pcr10 = [bytes(32)]  # PCR 10 after i entries
         self._extend(self.entries[0])
 
@@ -241,7 +212,7 @@ class ImaStream:
         """(entries offset..offset+per_push, PCR 10 after them)."""
         end = offset + self.per_push
         while len(self.entries) < end:
-            entry = build_ima_entry(*program(len(self.entries)), algo="sha256")
+            entry = ima_entry(*program(len(self.entries)))
             self.entries.append(entry)
             self._extend(entry)
         return b"".join(self.entries[offset:end]), self.pcr10[end]
@@ -267,16 +238,8 @@ class Pusher:
             digest = self._digests[ima_offset] = pcr_composite_digest(TPMAlg.SHA256, ordered)
         clock = max(self.clock.get(d.device_id, 0) + 1, int(time.monotonic() * 1000))
         self.clock[d.device_id] = clock
-        message = Attest(
-            magic=TPM_GENERATED_VALUE, type=int(TPMST.ATTEST_QUOTE),
-            qualified_signer=d.qualified_signer, extra_data=nonce,
-            clock_info=ClockInfo(clock, 1, 0, True), firmware_version=SOFTWARE_FIRMWARE_VERSION,
-            attested=QuoteInfo(self.selection, digest),
-        ).marshal()  # fmt: skip
-        r, s = decode_dss_signature(d.key.sign(message, ec.ECDSA(hashes.SHA256())))
-        signature = Signature(
-            int(TPMAlg.ECDSA), int(TPMAlg.SHA256), r=r.to_bytes(32, "big"), s=s.to_bytes(32, "big")
-        ).marshal()
+        message = quote_message(d.qualified_signer, nonce, clock, self.selection, digest)
+        signature = sign_quote(d.key, message)
         return Evidence(
             device_id=d.device_id, nonce=nonce, quote=message, signature=signature,
             ak_public=d.ak_public, pcrs={0x000B: values}, event_log=self.fleet.firmware,
