@@ -114,8 +114,9 @@ class Verifier:
         )
         self._now = now
         self._nonces = NonceIssuer(store, ttl=policy.nonce_ttl, random=random)
-        #: Firmware-log verdicts by the digests they depend on (an optimisation only).
-        self.boot_cache = BootVerdictCache(policy)
+        #: Firmware-log verdicts by the digests they depend on (an optimisation only;
+        #: ``None`` appraises every log in full).
+        self.boot_cache: BootVerdictCache | None = BootVerdictCache(policy)
 
     def now(self) -> int:
         return int(self._now())
