@@ -11,7 +11,6 @@ in a COSE_Sign1 by the OTA layer) and to JSON (for humans).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import itertools
 import os
@@ -321,6 +320,8 @@ def hash_model(
         for i in order:
             digests[i] = one(i)
     else:
+        import concurrent.futures  # here, not at import: start-up of every command
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
             futures = {i: pool.submit(one, i) for i in order}
             try:
@@ -436,6 +437,8 @@ def verify_model(
             one(i)
         return
     # Largest first; the first failure (in that order) is the one raised.
+    import concurrent.futures  # here, not at import: start-up of every command
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         futures = [pool.submit(one, i) for i in order]
         try:
