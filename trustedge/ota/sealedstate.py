@@ -27,6 +27,7 @@ chain never locks the device out of its own state.
 
 from __future__ import annotations
 
+import hmac
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -117,7 +118,7 @@ class SealedStateKey:
             unsealed = backend.unseal_authorized(blob, policy, authority=authority)
         except VerificationError as exc:
             raise PolicyError(f"the policy does not unseal the new state key now: {exc}") from exc
-        if unsealed != secret:  # a TPM fault, not an attacker's guess: both values are ours
+        if not hmac.compare_digest(unsealed, secret):  # a TPM fault, never an attacker
             raise PolicyError("the TPM returned another secret than it sealed")
         key.directory.mkdir(parents=True, exist_ok=True)
         # the policy first: a kill before the blob exists leaves a re-runnable provisioning
