@@ -41,7 +41,7 @@ from trustedge._cli._common import (
 from trustedge._fs import atomic_output, atomic_write
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, key_id
-from trustedge.errors import MalformedInputError, TrustedgeError
+from trustedge.errors import MalformedInputError, PolicyError, TrustedgeError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
@@ -1050,6 +1050,7 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
         help="PCRs the policy covers (default sha256:4,7)",
     )
     p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
+    _phase_arg(p)
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
     )
@@ -1104,7 +1105,8 @@ def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     device = None
     if args.device:
         device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
-    return predict_update(manifest, verified, device=device), manifest, authenticated
+    prediction = predict_update(manifest, verified, device=device, phases=args.phase)
+    return prediction, manifest, authenticated
 
 
 def add_prediction_args(p: argparse.ArgumentParser) -> None:
@@ -1122,6 +1124,7 @@ def add_prediction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", metavar="DIR", help="device directory: place images by its active slots"
     )
+    _phase_arg(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -1189,6 +1192,17 @@ def _selection(items: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _phase_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        metavar="PHASE",
+        help="systemd-pcrphase string extended into the predicted PCR11 after the UKI "
+        "(e.g. enter-initrd, where the disk key is unsealed); repeatable, in order",
+    )
+
+
 def _release_policy(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -1204,6 +1218,14 @@ def _release_policy(args: argparse.Namespace) -> int:
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
+        if args.phase:
+            from trustedge.measuredboot.uki import extend_phases
+
+            if not any(11 in v for v in values.values()):
+                raise PolicyError("--phase extends PCR11, which this log does not measure")
+            for bank, v in values.items():
+                if 11 in v:
+                    v[11] = extend_phases(bank, v[11], args.phase)
     else:
         env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
         if not (args.trust_root or args.pub):
@@ -1211,7 +1233,7 @@ def _release_policy(args: argparse.Namespace) -> int:
         manifest = verify_envelope(
             env_bytes, _trust(args), now=_now(args), max_envelope=max(len(env_bytes), 1)
         ).manifest
-        prediction = predict_update(manifest, verified)
+        prediction = predict_update(manifest, verified, phases=args.phase)
         values, changes = prediction.next, list(prediction.changes)
     key = load_private_key(read_input(args.sign, limit=1 << 16))
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):

@@ -522,6 +522,10 @@ def _predicted_reference(
     return reference, prediction, manifest.sequence_number
 
 
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
 async def _set_boot_reference(s: _Service, request: Request) -> Response:
     s.operator(request)
     device_id = s.device_id(request)
@@ -555,7 +559,7 @@ async def _set_boot_reference(s: _Service, request: Request) -> Response:
             "confirmed": confirmed,
             "pcrs": {
                 str(pcr): {
-                    "current": prediction.current[reference.bank][pcr].hex(),
+                    "current": _hex(prediction.current.get(reference.bank, {}).get(pcr)),
                     "next": prediction.next[reference.bank][pcr].hex(),
                 }
                 for pcr in sorted(reference.expected)
