@@ -177,3 +177,32 @@ def test_provision_refuses_a_policy_that_does_not_unseal(machine: Machine, tmp_p
         SealedStateKey.provision(tmp_path, machine.tpm, authority=AUTHORITY, policy=b"junk")
     with pytest.raises(PolicyError, match="provision it first"):
         SealedStateKey(tmp_path, machine.tpm, authority=AUTHORITY).open_store(STATE_COUNTER)
+
+
+def test_revert_drops_the_staged_policy(machine: Machine, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    device = _device(tmp_path)
+    machine.boot(SHIM, GRUB1, KERNEL1)
+    v0 = PolicyCounter(machine.tpm, COUNTER).provision()
+    current = machine.verified_log()
+    old_policy = _policy(machine, current.source.replay(), v0)
+    key = SealedStateKey.provision(
+        state, machine.tpm, authority=AUTHORITY, policy=old_policy, policy_ref=REF
+    )
+    store = key.provision_store(STATE_COUNTER)
+    update = _update(tmp_path)
+    trust = KeySet.of([RELEASE_KEY.public_key()])
+    manifest = verify_envelope(update, trust, now=NOW).manifest
+    new_policy = _policy(machine, predict_update(manifest, current).next, v0 + 1)
+    result = key.apply(Updater(trust, store, device), update, new_policy, now=NOW)
+
+    machine.boot(SHIM, GRUB1, KERNEL1)  # the new chain failed: back on the old one
+    key, updater = _open(machine, state)
+    reverted = key.revert(updater, result.components)
+    assert not reverted.has_pending and key.policies() == (old_policy,)
+    assert PolicyCounter(machine.tpm, COUNTER).version == v0
+    machine.boot(SHIM, GRUB2, KERNEL2)  # the reverted chain no longer opens the state
+    with pytest.raises(AccessDeniedError):
+        _open(machine, state)
+    machine.boot(SHIM, GRUB1, KERNEL1)
+    assert _open(machine, state)[1].store.load().component(component_key(LOADER)).floor == 0
