@@ -41,7 +41,7 @@ from trustedge.errors import (
     VerificationError,
 )
 
-__all__ = ["build_parser", "exit_code_for", "main"]
+__all__ = ["build_parser", "describe_failure", "exit_code_for", "main"]
 
 # Command-group modules, in the order they appear in --help.
 _GROUPS: tuple[str, ...] = (
@@ -124,6 +124,22 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_ENVIRONMENT
 
 
+def describe_failure(exc: Exception) -> tuple[str, str, int]:
+    """``(error class, one-line message, exit code)`` of an exception escaping a command:
+    what ``main`` prints (and batch mode reports per input)."""
+    if isinstance(exc, TrustedgeError):
+        text = exc.diagnostics()
+        kind = type(exc).__name__
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        kind = type(exc).__name__
+    else:
+        # A bug, not a user error: still one line (the traceback is behind --debug).
+        text = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
+        kind = "InternalError"
+    return kind, _one_line(text), exit_code_for(exc)
+
+
 def _one_line(text: str) -> str:
     """A message as the one stderr line the CLI promises."""
     return " ".join(text.split()) or "failed"
@@ -177,21 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, TrustedgeError):
-            text = exc.diagnostics()
-            kind = type(exc).__name__
-        elif isinstance(exc, OSError):
-            text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            kind = type(exc).__name__
-        else:
-            # A bug, not a user error: still one line (the traceback is behind --debug).
-            text = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
-            kind = "InternalError"
-        code = exit_code_for(exc)
-        print(f"trustedge: {_one_line(text)}", file=sys.stderr)
+        kind, text, code = describe_failure(exc)
+        print(f"trustedge: {text}", file=sys.stderr)
         if getattr(args, "json", False):
             try:
-                emit_failure(kind, _one_line(text), code)
+                emit_failure(kind, text, code)
                 _flush_stdout()
             except BrokenPipeError:
                 return _broken_pipe()

@@ -4,8 +4,9 @@
 prints whole-file SHA-256 lines (the ``sha256sum`` format) and, with ``--tree``,
 the tree root too; a directory gives its model manifest. ``-`` is stdin; pipes and devices
 (``/dev/stdin``, ``<(cmd)``, ``/dev/null``) are hashed as streams. ``trustedge hash
-verify FILE|DIR --digest HEX|@digest.json [--range START:END]`` checks one and prints
-``FILE: OK``; ``trustedge hash -c SUMS`` checks a ``sha256sum`` file like ``sha256sum -c``.
+verify FILE|DIR... --digest HEX|@digest.json [--range START:END]`` checks one and prints
+``FILE: OK`` (several files: one line each, their entries looked up in one digest file);
+``trustedge hash -c SUMS`` checks a ``sha256sum`` file like ``sha256sum -c``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trustedge import hashing
+from trustedge._cli._batch import run_batch
 from trustedge._cli._common import (
     EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
@@ -36,7 +38,6 @@ from trustedge._cli._common import (
     read_input,
 )
 from trustedge.errors import MalformedInputError, VerificationError
-from trustedge.hashing.manifest import ModelManifest, hash_model, verify_model
 
 __all__ = ["register"]
 
@@ -47,7 +48,7 @@ DIGEST_FILE_LIMIT = 64 * 1024 * 1024
 
 USAGE = """\
 trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]
-trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]...
+trustedge hash verify FILE|DIR... --digest HEX|@FILE.json [--range START:END]...
 trustedge hash -c SUMS... (sha256sum format: HEX  FILE)"""
 
 
@@ -146,6 +147,8 @@ def _progress(
 
 
 def _hash(args: argparse.Namespace) -> int:
+    from trustedge.hashing.manifest import hash_model
+
     files: list[dict[str, Any]] = []
     models: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -298,6 +301,10 @@ def _load_digest_json(spec: str) -> Any:
         raise MalformedInputError(f"{spec[1:]} is not JSON") from None
 
 
+def _ok_line(doc: dict[str, Any]) -> str:
+    return f"OK ({doc['files']} files)" if "files" in doc else "OK"
+
+
 def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest:
     """A BlobDigest JSON, or the entry for ``name`` in ``trustedge hash --json`` output."""
     if isinstance(doc, dict) and isinstance(doc.get("files"), list) and "tree" not in doc:
@@ -316,8 +323,13 @@ def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest:
 
 
 def _verify(args: argparse.Namespace, targets: list[str]) -> int:
+    from trustedge.hashing.manifest import ModelManifest, verify_model
+
+    if len(targets) > 1 and args.digest is not None:
+        # batch mode: each target looked up in the digest file (`hash --json` of them all)
+        return run_batch(args, targets, lambda a, i: _verify(a, [targets[i]]), line=_ok_line)
     if len(targets) != 1 or args.digest is None:
-        raise CommandError("usage: trustedge hash verify FILE|DIR --digest HEX|@FILE.json")
+        raise CommandError("usage: trustedge hash verify FILE|DIR... --digest HEX|@FILE.json")
     name = targets[0]
     path = Path(name)
     spec: str = args.digest
