@@ -16,10 +16,7 @@ expected.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
-import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +80,8 @@ class Step:
 
 
 def _digest(content: bytes) -> bytes:
+    import hashlib
+
     return hashlib.sha256(content).digest()
 
 
@@ -357,6 +356,8 @@ _GOOD = ("ak-enrolled", "software-tpm", "hardware-tpm", "model-log-certified")
 
 def say_step(say: Callable[[str], None], step: Step, seen: set[str] | None = None) -> None:
     """Print one step: title, what happens, the verdict and the reasons that matter."""
+    import textwrap
+
     verdict = "as expected" if step.ok else f"UNEXPECTED (wanted {step.expect})"
     say(f"\n== {step.title}")
     say(textwrap.fill(step.story, width=88, initial_indent="   ", subsequent_indent="   "))
@@ -379,6 +380,8 @@ def say_step(say: Callable[[str], None], step: Step, seen: set[str] | None = Non
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from trustedge._cli.attestation import open_backend
 
     started = time.perf_counter()

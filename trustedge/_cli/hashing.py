@@ -147,8 +147,6 @@ def _progress(
 
 
 def _hash(args: argparse.Namespace) -> int:
-    from trustedge.hashing.manifest import hash_model
-
     files: list[dict[str, Any]] = []
     models: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -165,6 +163,8 @@ def _hash(args: argparse.Namespace) -> int:
                 lines.append(f"{digest.sha256.hex()}  {name}")
             continue
         if path.is_dir():
+            from trustedge.hashing.manifest import hash_model  # (CBOR: for directories only)
+
             with _progress(args, _dir_size(path), name) as cb:
                 manifest = hash_model(path, args.leaf_size, threads=args.threads, progress=cb)
             models.append({"path": name, **manifest.to_json()})

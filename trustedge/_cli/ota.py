@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -387,6 +386,8 @@ def _model_keys(paths: list[str]) -> list[ModelKey]:
 
 
 def _release_model(args: argparse.Namespace) -> int:
+    import uuid
+
     from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
     from trustedge.ota import decode_envelope
     from trustedge.ota.model import build_model_release, verify_model_dir
@@ -718,6 +719,8 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _device(
     args: argparse.Namespace, payload: str | None = None, model_keys: list[ModelKey] | None = None
 ) -> ModelDevice:
+    import uuid
+
     from trustedge.ota.model import ModelDevice
 
     ident = _recorded_identity(args.device)
@@ -780,6 +783,8 @@ def _recorded_identity(device: str) -> dict[str, Any]:
 
 
 def _record_identity(args: argparse.Namespace) -> None:
+    import uuid
+
     vendor, klass = _device_ids(args)
     recorded = _recorded_identity(args.device)
     doc = {**recorded, "vendor-id": str(uuid.UUID(bytes=vendor)),
@@ -789,6 +794,8 @@ def _record_identity(args: argparse.Namespace) -> None:
 
 
 def _device_ids(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    import uuid
+
     ident = _recorded_identity(args.device)
     vendor = args.vendor_id or ident.get("vendor-id")
     klass = args.class_id or ident.get("class-id")
