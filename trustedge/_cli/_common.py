@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -24,13 +25,17 @@ __all__ = [
     "EXIT_VERIFICATION",
     "CommandError",
     "Handler",
+    "LazyChoices",
     "Progress",
     "add_json_flag",
     "add_password_file",
+    "capture_emits",
     "emit",
     "emit_failure",
     "json_emitted",
     "key_password",
+    "lazy_choices",
+    "mark_json_emitted",
     "read_input",
     "reset_json_state",
     "to_jsonable",
@@ -58,6 +63,40 @@ class CommandError(TrustedgeError):
     def __init__(self, message: str, *, exit_code: int = EXIT_USAGE) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class LazyChoices(Sequence[str]):
+    """An option's choices, read from the module that owns them only when argparse looks
+    (parsing that option, or its command's ``--help``): building the parser must not import
+    implementation modules (``--bank`` comes from the one hash-bank table). Set it with
+    :func:`lazy_choices`: ``add_argument(choices=...)`` would format the list at once."""
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._values: tuple[str, ...] | None = None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._load())
+        return self._values
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._get()
+
+
+def lazy_choices(action: argparse.Action, load: Callable[[], Iterable[str]]) -> None:
+    """Give ``action`` (what ``add_argument`` returned) the choices ``load()`` returns, loaded
+    on first use (:class:`LazyChoices`)."""
+    action.choices = LazyChoices(load)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -98,8 +137,34 @@ def reset_json_state() -> None:
     _json_state["emitted"] = False
 
 
+def mark_json_emitted() -> None:
+    """Record that this run printed its JSON output (batch mode writes its own lines)."""
+    _json_state["emitted"] = True
+
+
+#: What :func:`emit` is asked to print while batch mode collects it (innermost last).
+_captures: list[list[tuple[Any, str]]] = []
+
+
+@contextlib.contextmanager
+def capture_emits() -> Iterator[list[tuple[Any, str]]]:
+    """Collect ``(data, text)`` of every :func:`emit` in the block instead of printing it:
+    batch mode (``trustedge._cli._batch``) turns each input's result into one line."""
+    found: list[tuple[Any, str]] = []
+    _captures.append(found)
+    try:
+        yield found
+    finally:
+        _captures.pop()
+
+
 def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
     """Print ``data`` as JSON when ``--json`` was given, else ``text``."""
+    if _captures:
+        if callable(text):
+            text = "" if getattr(args, "json", False) else text()
+        _captures[-1].append((data, text))
+        return
     if getattr(args, "json", False):
         json.dump(to_jsonable(data), sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")

@@ -13,10 +13,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from cryptography.hazmat.primitives import serialization
-
+from trustedge._cli._batch import batched
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
@@ -29,19 +28,11 @@ from trustedge._cli._common import (
     write_output,
 )
 from trustedge._fs import atomic_write
-from trustedge.attestation import QuotePolicy, verify_quote
 from trustedge.errors import BackendUnavailableError, MalformedInputError, VerificationError
-from trustedge.hazmat.tpm2 import (
-    Credential,
-    PCRSelectionList,
-    Public,
-    load_public,
-    make_credential,
-    pcr_values_from_json,
-    read_pcr_file,
-    write_pcr_file,
-)
-from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
+
+if TYPE_CHECKING:
+    from trustedge.hazmat.tpm2 import Public
+    from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
 
 __all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
 
@@ -84,7 +75,7 @@ def open_backend(args: argparse.Namespace) -> TPMBackend:
         raise BackendUnavailableError(
             f"the TPM backend (tpm2-pytss) is not available: {exc}"
         ) from exc
-    return cast(TPMBackend, backend_cls(args.tcti))
+    return cast("TPMBackend", backend_cls(args.tcti))
 
 
 def _close(backend: TPMBackend) -> None:
@@ -152,6 +143,8 @@ def _load_pcrs(data: bytes, selection: dict[str, list[int]] | None = None) -> PC
     ``tpm2_pcrread`` YAML, ``tpm2_pcrread -o`` (bare digests in selection order: needs the
     selection), or JSON ``{"sha256": {"0": "hex", ...}}``. The values are claims until the
     quote's PCR digest is checked against them."""
+    from trustedge.hazmat.tpm2 import pcr_values_from_json, read_pcr_file
+
     if data.lstrip()[:1] == b"{":
         try:
             doc = json.loads(data)
@@ -195,6 +188,8 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
 
 
 def _pem(public: Public) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -219,11 +214,13 @@ def _tpm_info(args: argparse.Namespace) -> int:
 
 
 def _tpm_init(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import Public
+
     backend = open_backend(args)
     try:
-        ek_kind = cast(EKKind, args.ek)
+        ek_kind = cast("EKKind", args.ek)
         ek = backend.ek_public(ek_kind)
-        ak = backend.create_ak(cast(AKAlgorithm, args.ak_alg), ek_kind=ek_kind)
+        ak = backend.create_ak(cast("AKAlgorithm", args.ak_alg), ek_kind=ek_kind)
         cert = backend.ek_certificate(ek_kind)
     finally:
         _close(backend)
@@ -249,6 +246,8 @@ def _tpm_init(args: argparse.Namespace) -> int:
 
 
 def _tpm_quote(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import PCRSelectionList, write_pcr_file
+
     selection = parse_pcr_spec(args.pcrs)
     nonce = _hex(args.nonce, "--nonce")
     backend = open_backend(args)
@@ -332,6 +331,9 @@ def _tpm_nv_counter(args: argparse.Namespace) -> int:
 # quote verify
 # ---------------------------------------------------------------------------
 def _quote_verify(args: argparse.Namespace) -> int:
+    from trustedge.attestation import QuotePolicy, verify_quote
+    from trustedge.hazmat.tpm2 import load_public
+
     message = read_input(args.message, limit=_SMALL)
     signature = read_input(args.signature, limit=_SMALL)
     ak = load_public(read_input(args.ak, limit=_SMALL))
@@ -356,6 +358,13 @@ def _quote_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verified_line(doc: dict[str, Any]) -> str:
+    """One batch-mode line of a verified quote."""
+    name = doc["ak_name"] or "bare public key"
+    warnings = "".join(f"; warning: {w}" for w in doc["warnings"])
+    return f"OK (ak name {name}, clock {doc['clock']['clock']}){warnings}"
+
+
 def _verified_text(doc: dict[str, Any]) -> str:
     name = doc["ak_name"] or "(bare public key: name unknown)"
     lines = ["quote OK", f"ak name: {name}", f"clock: {doc['clock']}",
@@ -368,6 +377,8 @@ def _verified_text(doc: dict[str, Any]) -> str:
 # credential make / activate
 # ---------------------------------------------------------------------------
 def _credential_make(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import Public, load_public, make_credential
+
     ek = load_public(read_input(args.ek, limit=_SMALL))
     if not isinstance(ek, Public):
         ek = _ek_from_key(ek)
@@ -401,6 +412,8 @@ def _ek_from_key(key: Any) -> Public:
 
 
 def _credential_activate(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import Credential
+
     cred = Credential.from_tpm2_tools(read_input(args.input, limit=_SMALL))
     backend = open_backend(args)
     try:
@@ -468,18 +481,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     quote = sub.add_parser("quote", help="verify TPM quotes")
     qsub = quote.add_subparsers(dest="quote_command", metavar="COMMAND", required=True)
-    p = qsub.add_parser("verify", help="verify a quote (exit 0 valid, 1 invalid, 3 malformed)")
-    p.add_argument("--message", required=True, help="TPMS_ATTEST (tpm2_quote -m)")
-    p.add_argument("--signature", required=True, help="TPMT_SIGNATURE (tpm2_quote -s)")
-    p.add_argument("--ak", required=True, help="AK public key: PEM, DER or TPM2B_PUBLIC")
-    p.add_argument("--nonce", required=True, help="the nonce the quote must carry (hex)")
+    p = qsub.add_parser(
+        "verify",
+        help="verify a quote, or many in one process (exit 0 valid, 1 invalid, 3 malformed)",
+        description="Verify a TPM quote. Batch mode: repeat --message, --signature and "
+        "--pcr-values once per quote (--ak and --nonce once for all or once per quote); one "
+        "line (--json: one JSON document per line) per quote, exit status the worst.",
+    )
+    many = "; repeat once per quote for batch mode"
+    p.add_argument("--message", action="append", required=True,
+                   help="TPMS_ATTEST (tpm2_quote -m)" + many)  # fmt: skip
+    p.add_argument("--signature", action="append", required=True,
+                   help="TPMT_SIGNATURE (tpm2_quote -s)" + many)  # fmt: skip
+    p.add_argument(
+        "--ak",
+        action="append",
+        required=True,
+        help="AK public key: PEM, DER or TPM2B_PUBLIC (batch: once, or per quote)",
+    )
+    p.add_argument(
+        "--nonce",
+        action="append",
+        required=True,
+        help="the nonce the quote must carry (hex; batch: once, or per quote)",
+    )
     p.add_argument(
         "--pcr-values",
         "--pcrs",
         dest="pcrs",
+        action="append",
         required=True,
         help="PCR values: tpm2_quote -o file, tpm2_pcrread YAML, tpm2_pcrread -o values (with "
-        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)",
+        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)" + many,
     )
     p.add_argument("--pcr-selection", "--selection", dest="selection",
                    help="the selection asked for (default: every PCR in --pcr-values)")  # fmt: skip
@@ -487,7 +520,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--allow-bank", action="append", default=[],
                    help="also accept this PCR bank (e.g. sha1)")  # fmt: skip
     add_json_flag(p)
-    p.set_defaults(handler=_quote_verify)
+    p.set_defaults(handler=batched(_quote_verify, "message",
+                                   each=("signature", "pcrs", "ak", "nonce"),
+                                   line=_verified_line))  # fmt: skip
 
     cred = sub.add_parser("credential", help="AK enrollment: MakeCredential / ActivateCredential")
     csub = cred.add_subparsers(dest="credential_command", metavar="COMMAND", required=True)

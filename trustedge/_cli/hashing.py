@@ -5,10 +5,11 @@ prints whole-file SHA-256 lines (the ``sha256sum`` format) and, with ``--tree``,
 the tree root too (``--tree-only``: the tree alone); a directory's files hash in parallel,
 and ``--json`` or ``--tree`` gives its model manifest (both digests of every file). ``-`` is
 stdin; pipes and devices (``/dev/stdin``, ``<(cmd)``, ``/dev/null``) are hashed as streams.
-``trustedge hash verify FILE|DIR --digest HEX|@digest.json [--range START:END]
-[--all-digests]`` checks one against the cheapest sufficient digest the sidecar holds (the
-tree when it has one) and prints ``FILE: OK (...)``; ``trustedge hash -c SUMS`` checks a
-``sha256sum`` file like ``sha256sum -c``.
+``trustedge hash verify FILE|DIR... --digest HEX|@digest.json [--range START:END]
+[--all-digests]`` checks each against the cheapest sufficient digest the sidecar holds (the
+tree when it has one) and prints ``FILE: OK (...)`` (several files: one line each, their
+entries looked up in one digest file); ``trustedge hash -c SUMS`` checks a ``sha256sum`` file
+like ``sha256sum -c``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from trustedge import hashing
+from trustedge._cli._batch import run_batch
 from trustedge._cli._common import (
     EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
@@ -40,7 +42,6 @@ from trustedge._cli._common import (
     read_input,
 )
 from trustedge.errors import MalformedInputError, VerificationError
-from trustedge.hashing.manifest import ModelManifest, hash_model, sha256_model, verify_model
 
 __all__ = ["register"]
 
@@ -52,7 +53,7 @@ DIGEST_FILE_LIMIT = 64 * 1024 * 1024
 USAGE = """\
 trustedge hash FILE|DIR... [--tree|--tree-only] [--json] [--leaf-size N] [--threads N]
                            [--progress]
-trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]... [--all-digests]
+trustedge hash verify FILE|DIR... --digest HEX|@FILE.json [--range START:END]... [--all-digests]
 trustedge hash -c SUMS... (sha256sum format: HEX  FILE)"""
 
 
@@ -190,6 +191,8 @@ def _hash(args: argparse.Namespace) -> int:
                 lines.append(f"{digest.sha256.hex()}  {name}")
             continue
         if path.is_dir():
+            from trustedge.hashing.manifest import hash_model, sha256_model  # (directories only)
+
             if args.tree_only:
                 raise CommandError(
                     f"{name}: a directory's manifest carries both digests of every file; "
@@ -351,6 +354,10 @@ def _load_digest_json(spec: str) -> Any:
         raise MalformedInputError(f"{spec[1:]} is not JSON") from None
 
 
+def _ok_line(doc: dict[str, Any]) -> str:
+    return f"OK ({doc['files']} files)" if "files" in doc else "OK"
+
+
 def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest | tuple[int, bytes]:
     """A BlobDigest JSON, or the entry for ``name`` in ``trustedge hash --json`` output.
 
@@ -399,8 +406,13 @@ def _verify(args: argparse.Namespace, targets: list[str]) -> int:
     fails, with no fallback to another. Digests left unchecked are named in the output
     (``not_checked`` in JSON); ``--all-digests`` checks every digest and fails if any
     differs, so a sidecar whose digests disagree with each other never passes it."""
+    from trustedge.hashing.manifest import ModelManifest, verify_model
+
+    if len(targets) > 1 and args.digest is not None:
+        # batch mode: each target looked up in the digest file (`hash --json` of them all)
+        return run_batch(args, targets, lambda a, i: _verify(a, [targets[i]]), line=_ok_line)
     if len(targets) != 1 or args.digest is None:
-        raise CommandError("usage: trustedge hash verify FILE|DIR --digest HEX|@FILE.json")
+        raise CommandError("usage: trustedge hash verify FILE|DIR... --digest HEX|@FILE.json")
     name = targets[0]
     path = Path(name)
     spec: str = args.digest
