@@ -57,7 +57,7 @@ from trustedge.ota.model import ModelDevice, ModelKey, build_model_release, veri
 from trustedge.ota.release import create_envelope, sign_envelope
 from trustedge.ota.suit.inspect import diagnostic, summary
 from trustedge.ota.trustroot import add_signatures
-from trustedge.ota.updater import verify_envelope
+from trustedge.ota.updater import confirm, revert, verify_envelope
 
 __all__ = ["register"]
 
@@ -798,17 +798,14 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    store = FileStateStore(args.state)
-    state = store.load()
-    comps = tuple(
-        tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
-    )
     if args.policy_counter is not None and (
         args.policy_version is None or not (args.software or args.tcti)
     ):
         raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
-    updater = Updater(KeySet({}, 1), store, _device(args))
-    new = updater.revert(comps) if args.revert else updater.confirm(comps)
+    # No keys: confirm and revert act only on the pending state `update apply` recorded
+    # (atomically) after it authenticated the manifest.
+    store, device = FileStateStore(args.state), _device(args)
+    new = revert(store, device) if args.revert else confirm(store, device)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
     data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
     if args.policy_counter is not None and not args.revert:
