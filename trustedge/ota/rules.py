@@ -32,7 +32,8 @@ The rules, in the order :class:`~trustedge.ota.updater.Updater` applies them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from trustedge import _cbor
@@ -86,9 +87,16 @@ class UpdateRules:
     legacy_install: bool = False
     max_seq_jump: int | None = None
 
+    _firmware_keys: Mapping[bytes, PublicKey] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
     def __post_init__(self) -> None:
         if self.max_seq_jump is not None and self.max_seq_jump < 0:
             raise ValueError("max_seq_jump must be at least 0")
+        if isinstance(self.trust, TrustRoot):
+            # the trust root is immutable: its firmware keys are gathered once
+            object.__setattr__(self, "_firmware_keys", firmware_keys(self.trust))
 
     def authenticate(self, envelope: bytes, *, now: int) -> AuthenticatedManifest:
         """Rule 1: size cap, trust-root freshness at ``now``, signatures, thresholds.
@@ -105,7 +113,7 @@ class UpdateRules:
         if isinstance(trust, KeySet):
             return authenticate(env, trust)
         trust.check_fresh(now)
-        verified, digest = verified_signers(env, firmware_keys(trust))
+        verified, digest = verified_signers(env, self._firmware_keys)
         # Which roles apply depends on the components, which are inside the
         # manifest: only a firmware-role key holder's bytes are parsed at all.
         if not verified:
