@@ -90,6 +90,9 @@ class UpdateRules:
     _firmware_keys: Mapping[bytes, PublicKey] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _role_keys: Mapping[str, KeySet] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_jump is not None and self.max_seq_jump < 0:
@@ -97,6 +100,8 @@ class UpdateRules:
         if isinstance(self.trust, TrustRoot):
             # the trust root is immutable: its firmware keys are gathered once
             object.__setattr__(self, "_firmware_keys", firmware_keys(self.trust))
+            roles = {name: self.trust.keyset(name) for name in self.trust.roles}
+            object.__setattr__(self, "_role_keys", roles)
 
     def authenticate(self, envelope: bytes, *, now: int) -> AuthenticatedManifest:
         """Rule 1: size cap, trust-root freshness at ``now``, signatures, thresholds.
@@ -120,8 +125,10 @@ class UpdateRules:
             raise SignatureError("no trusted firmware key signed this manifest")
         manifest = decode_verified(env)
         signers: frozenset[bytes] = frozenset()
-        for keys in trust.keysets_for([component_key(c) for c in manifest.components]):
-            signers |= check_threshold(verified, keys)
+        # each role once, in component order (as TrustRoot.keysets_for)
+        names = dict.fromkeys(trust.role_for(component_key(c)) for c in manifest.components)
+        for name in names:
+            signers |= check_threshold(verified, self._role_keys[name])
         return AuthenticatedManifest(manifest, env, signers, digest)
 
     def admit(self, state: RollbackState, auth: AuthenticatedManifest) -> RollbackState:
