@@ -859,20 +859,17 @@ def _apply(args: argparse.Namespace) -> int:
 def _confirm(args: argparse.Namespace) -> int:
     if args.sealed_key is not None:
         return _confirm_sealed(args)
-    from trustedge import _cbor
-    from trustedge.ota import FileStateStore, KeySet, Updater
+    from trustedge.ota import FileStateStore
+    from trustedge.ota.updater import confirm, revert
 
-    store = FileStateStore(args.state)
-    state = store.load()
-    comps = tuple(
-        tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
-    )
     if args.policy_counter is not None and (
         args.policy_version is None or not (args.software or args.tcti)
     ):
         raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
-    updater = Updater(KeySet({}, 1), store, _device(args))
-    new = updater.revert(comps) if args.revert else updater.confirm(comps)
+    # No keys: confirm and revert act only on the pending state `update apply` recorded
+    # (atomically) after it authenticated the manifest.
+    store, device = FileStateStore(args.state), _device(args)
+    new = revert(store, device) if args.revert else confirm(store, device)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
     data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
     if args.policy_counter is not None and not args.revert:

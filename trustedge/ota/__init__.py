@@ -2,7 +2,8 @@
 
 Safe entry point: :class:`Updater` (authenticate with a :class:`TrustRoot` or
 pinned :class:`KeySet`, check rollback state, install into A/B slots, confirm).
-The rules live in :class:`RollbackState` (no I/O) and :class:`TrustRoot`.
+The rules live in :class:`UpdateRules` and :class:`RollbackState` (no I/O) and
+:class:`TrustRoot`; the updater only stores state and drives the device.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
         RollbackState,
         StateStore,
     )
+    from trustedge.ota.rules import UpdateRules
     from trustedge.ota.suit import AuthenticatedManifest, KeySet, authenticate, decode_envelope
     from trustedge.ota.trustroot import Role, TrustRoot, build_trust_root
     from trustedge.ota.updater import Updater, UpdateResult, component_key
@@ -40,6 +42,7 @@ __all__ = [
     "StateStore",
     "TrustRoot",
     "UpdateResult",
+    "UpdateRules",
     "Updater",
     "authenticate",
     "build_trust_root",
@@ -59,6 +62,7 @@ _LAZY: dict[str, str] = {
     "NVCounterStateStore": "trustedge.ota.rollback",
     "RollbackState": "trustedge.ota.rollback",
     "StateStore": "trustedge.ota.rollback",
+    "UpdateRules": "trustedge.ota.rules",
     "AuthenticatedManifest": "trustedge.ota.suit",
     "KeySet": "trustedge.ota.suit",
     "authenticate": "trustedge.ota.suit",
