@@ -79,6 +79,7 @@ _OPTIONAL_INPUTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("update", "apply"): ("--key",),
     ("model", "verify"): ("--key",),
     ("policy", "from-update"): ("--key",),
+    ("update", "state-key"): ("--tpm-authority",),
 }
 
 #: Optional non-file values a command needs to get as far as its inputs.
@@ -88,6 +89,7 @@ _OPTIONAL_VALUES: dict[tuple[str, ...], tuple[str, ...]] = {
     for cmd in (("update", "apply"), ("update", "confirm"), ("update", "load"))
 }  # fmt: skip
 _OPTIONAL_VALUES["update", "load"] += ("--component", "00")
+_OPTIONAL_VALUES["update", "state-key"] = ("--state-counter", "0x01500021")
 
 #: Inputs where any bytes are valid (``hash`` hashes anything; an empty IMA list is a list).
 _VALID: dict[tuple[str, ...], frozenset[str]] = {
