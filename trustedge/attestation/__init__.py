@@ -48,6 +48,7 @@ from trustedge.attestation.quote import (
     QuoteSignatureError,
     QuoteState,
     VerifiedQuote,
+    signature_from_plain,
     verify_quote,
 )
 from trustedge.attestation.signer import ResultSigner
@@ -96,5 +97,6 @@ __all__ = [
     "QuoteSignatureError",
     "QuoteState",
     "VerifiedQuote",
+    "signature_from_plain",
     "verify_quote",
 ]

@@ -38,8 +38,12 @@ from typing import Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
+from trustedge._binary import Reader
 from trustedge.errors import (
     MalformedInputError,
     NonceError,
@@ -57,6 +61,7 @@ from trustedge.hazmat.tpm2 import (
     Signature,
     TPMAlg,
     TPMAObject,
+    hash_alg_by_name,
     hash_for,
     pcr_composite_digest,
     pcr_indices,
@@ -78,6 +83,7 @@ __all__ = [
     "QuoteSignatureError",
     "QuoteState",
     "VerifiedQuote",
+    "signature_from_plain",
     "verify_quote",
 ]
 
@@ -594,6 +600,48 @@ def verify_quote(
 
 
 _BANKS: Final = {h.alg.value: h for h in HASH_ALGS}
+
+
+def signature_from_plain(
+    plain: bytes, ak: Public | PublicKey | AttestationKey, *, hash_alg: str
+) -> bytes:
+    """The TPMT_SIGNATURE of a ``tpm2_quote -f plain`` signature, for :func:`verify_quote`.
+
+    ``plain`` is what tpm2-tools writes with ``-f plain``: for an ECC AK the DER
+    Ecdsa-Sig-Value (tpm2-tools 5.x) or ``r || s`` (each the curve's size), for an RSA AK
+    the bare signature (the modulus size). The scheme
+    is the AK's (ECDSA; RSASSA unless the AK's TPMT_PUBLIC names RSAPSS) and ``hash_alg``
+    its hash (``tpm2_quote -g``). Nothing is trusted here: the result is verified like
+    any other signature. Raises MalformedInputError when the length does not fit the AK.
+    """
+    key = _prepare(ak)
+    hash_id = hash_alg_by_name(hash_alg).alg
+    k = key.key
+    if isinstance(k, ec.EllipticCurvePublicKey):
+        size = (k.curve.key_size + 7) // 8
+        if len(plain) == 2 * size:
+            r = Reader(plain)
+            return Signature(
+                TPMAlg.ECDSA, hash_id, r=r.read(size, "r"), s=r.read(size, "s")
+            ).marshal()
+        try:  # tpm2-tools 5.x writes ECDSA as DER (Ecdsa-Sig-Value), the OpenSSL form
+            r_int, s_int = decode_dss_signature(bytes(plain))
+            if r_int.bit_length() > 8 * size or s_int.bit_length() > 8 * size:
+                raise ValueError("r or s larger than the curve")
+        except ValueError:
+            raise MalformedInputError(
+                f"plain ECDSA signature of {len(plain)} bytes is neither DER nor r || s "
+                f"({2 * size} bytes for {k.curve.name})"
+            ) from None
+        return Signature(TPMAlg.ECDSA, hash_id, r=r_int.to_bytes(size, "big"),
+                         s=s_int.to_bytes(size, "big")).marshal()  # fmt: skip
+    size = (k.key_size + 7) // 8
+    if len(plain) != size:
+        raise MalformedInputError(
+            f"plain RSA signature of {len(plain)} bytes (the modulus is {size})"
+        )
+    scheme = TPMAlg.RSAPSS if key.scheme and key.scheme[0] == TPMAlg.RSAPSS else TPMAlg.RSASSA
+    return Signature(scheme, hash_id, rsa=bytes(plain)).marshal()
 
 
 def _fmt(sel: Mapping[str, frozenset[int]]) -> str:
