@@ -34,7 +34,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -251,9 +251,13 @@ class AttestationKey:
     scheme: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
     #: The AK's attributes are those of a restricted signing key that never left a TPM.
     attributes_ok: bool = field(default=False, init=False, repr=False, compare=False)
+    #: An ECC key (else RSA): decided once, not by two ABC checks per signature.
+    is_ecc: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        if isinstance(self.key, ec.EllipticCurvePublicKey):
+            object.__setattr__(self, "is_ecc", True)
+        elif not isinstance(self.key, rsa.RSAPublicKey):
             raise TypeError("an AK is an RSA or ECC public key")
         if self.public is not None:
             sch = self.public.scheme()
@@ -422,11 +426,11 @@ def _check_signature(
         )
     key = ak.key
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
+        if ak.is_ecc:
             if sig_alg != TPMAlg.ECDSA:
                 raise QuoteSignatureError("an ECC AK must sign with ECDSA")
             der = encode_dss_signature(int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
-            key.verify(der, message, _ECDSA[hash_alg])
+            cast(ec.EllipticCurvePublicKey, key).verify(der, message, _ECDSA[hash_alg])
         elif isinstance(key, rsa.RSAPublicKey):
             bits = key.key_size
             if bits < policy.min_rsa_bits:
