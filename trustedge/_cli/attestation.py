@@ -330,13 +330,49 @@ def _tpm_nv_counter(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # quote verify
 # ---------------------------------------------------------------------------
+def _tpm_key(path: str, option: str) -> Public | Any:
+    """An AK/EK file in any format tpm2-tools writes (the one key loader); one line, exit 3,
+    when it is none of them."""
+    from trustedge.errors import UnsupportedAlgorithmError
+    from trustedge.keys import load_tpm_public
+
+    try:
+        return load_tpm_public(read_input(path, limit=_SMALL))
+    except (MalformedInputError, UnsupportedAlgorithmError) as exc:
+        raise CommandError(f"{option}: {exc}", exit_code=EXIT_MALFORMED) from None
+
+
+_DIGEST_HASH = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
+
+
+def _quote_signature(args: argparse.Namespace, data: bytes, ak: Any, message: bytes) -> bytes:
+    """The TPMT_SIGNATURE: as given (``tpm2_quote -s``, tss format), or built from a
+    ``tpm2_quote -f plain`` signature (told by ``--signature-format plain``, or seen: DER for
+    an ECC AK, or the AK's plain length, which no TPMT_SIGNATURE for that AK has). The hash is
+    ``--hash-alg``, else the one the quote's pcrDigest length names."""
+    from trustedge.attestation import AttestationKey, signature_from_plain
+    from trustedge.hazmat.tpm2 import read_quote_fields
+
+    key = AttestationKey.from_public(ak).key
+    if hasattr(key, "curve"):  # plain ECDSA: DER (tpm2-tools 5.x) or r || s
+        plain = data[:1] == b"\x30" or len(data) == 2 * ((key.curve.key_size + 7) // 8)
+    else:
+        plain = len(data) == (key.key_size + 7) // 8
+    if args.signature_format == "tss" or (args.signature_format == "auto" and not plain):
+        return data
+    hash_alg = args.hash_alg
+    if hash_alg is None:
+        fields = read_quote_fields(message)
+        hash_alg = _DIGEST_HASH.get(len(fields.pcr_digest), "sha256") if fields else "sha256"
+    return signature_from_plain(data, ak, hash_alg=hash_alg)
+
+
 def _quote_verify(args: argparse.Namespace) -> int:
     from trustedge.attestation import QuotePolicy, verify_quote
-    from trustedge.hazmat.tpm2 import load_public
 
     message = read_input(args.message, limit=_SMALL)
-    signature = read_input(args.signature, limit=_SMALL)
-    ak = load_public(read_input(args.ak, limit=_SMALL))
+    ak = _tpm_key(args.ak, "--ak")
+    signature = _quote_signature(args, read_input(args.signature, limit=_SMALL), ak, message)
     nonce = _hex(args.nonce, "--nonce")
     if not nonce:
         raise CommandError("--nonce must not be empty")
@@ -377,9 +413,9 @@ def _verified_text(doc: dict[str, Any]) -> str:
 # credential make / activate
 # ---------------------------------------------------------------------------
 def _credential_make(args: argparse.Namespace) -> int:
-    from trustedge.hazmat.tpm2 import Public, load_public, make_credential
+    from trustedge.hazmat.tpm2 import Public, make_credential
 
-    ek = load_public(read_input(args.ek, limit=_SMALL))
+    ek = _tpm_key(args.ek, "--ek")
     if not isinstance(ek, Public):
         ek = _ek_from_key(ek)
     secret = read_input(args.secret, limit=64)
@@ -492,12 +528,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--message", action="append", required=True,
                    help="TPMS_ATTEST (tpm2_quote -m)" + many)  # fmt: skip
     p.add_argument("--signature", action="append", required=True,
-                   help="TPMT_SIGNATURE (tpm2_quote -s)" + many)  # fmt: skip
+                   help="tpm2_quote -s: TPMT_SIGNATURE, or -f plain (r||s, raw RSA)"
+                   + many)  # fmt: skip
+    p.add_argument("--signature-format", choices=("auto", "tss", "plain"), default="auto",
+                   help="auto: plain when the length is the AK's plain size")  # fmt: skip
+    p.add_argument("--hash-alg", choices=("sha1", "sha256", "sha384", "sha512"),
+                   help="hash of a plain signature (tpm2_quote -g; default: the quote's)",
+                   )  # fmt: skip
     p.add_argument(
         "--ak",
         action="append",
         required=True,
-        help="AK public key: PEM, DER or TPM2B_PUBLIC (batch: once, or per quote)",
+        help="AK: TPM2B_PUBLIC (tpm2_readpublic -o), TPMT_PUBLIC (-f tpmt), PEM/DER (-f pem/der: "
+        "no TPM name, so scheme and attributes go unchecked); batch: once, or per quote",
     )
     p.add_argument(
         "--nonce",
@@ -586,13 +629,30 @@ def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
     return Verifier(open_store(args.store), policy, anchors, signer=signer)
 
 
+def _enroll_keys(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    """EK and AK as the TPM2B_PUBLIC the verifier stores. A PEM/DER EK stands for the TCG
+    default EK template with that key; a PEM/DER AK is refused: the credential is bound to
+    the AK's TPM name, which a bare key does not give."""
+    ek = _tpm_key(args.ek, "--ek")
+    ak = _tpm_key(args.ak, "--ak")
+    if not isinstance(ak, Public):
+        raise CommandError(
+            "--ak: a PEM/DER key has no TPM name, and enrollment binds the credential to the "
+            "AK's name; give its TPM2B_PUBLIC (tpm2_readpublic -c AK -o ak.tpm2b) or "
+            "TPMT_PUBLIC (-f tpmt)",
+            exit_code=EXIT_MALFORMED,
+        )
+    return (ek if isinstance(ek, Public) else _ek_from_key(ek)).marshal_tpm2b(), ak.marshal_tpm2b()
+
+
 def _attest_enroll(args: argparse.Namespace) -> int:
+    ek_public, ak_public = _enroll_keys(args)
     verifier = _verifier(args)
     try:
         cred = verifier.enroll(
             args.device_id,
-            ek_public=read_input(args.ek, limit=_SMALL),
-            ak_public=read_input(args.ak, limit=_SMALL),
+            ek_public=ek_public,
+            ak_public=ak_public,
             ek_certificate=read_input(args.ek_cert, limit=_SMALL) if args.ek_cert else None,
         )
     finally:
@@ -851,8 +911,12 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = asub.add_parser("enroll", help="verifier: register a device, write its credential")
     _add_verifier(p)
     p.add_argument("--device-id", required=True)
-    p.add_argument("--ek", required=True, help="EK TPM2B_PUBLIC (tpm init: PREFIX.ek.tpm2b)")
-    p.add_argument("--ak", required=True, help="AK TPM2B_PUBLIC (tpm init: PREFIX.tpm2b)")
+    p.add_argument("--ek", required=True,
+                   help="EK: TPM2B_PUBLIC (tpm init: PREFIX.ek.tpm2b), TPMT_PUBLIC, or PEM/DER "
+                   "of a default-template EK (tpm2_createek -f pem)")  # fmt: skip
+    p.add_argument("--ak", required=True,
+                   help="AK: TPM2B_PUBLIC (tpm init: PREFIX.tpm2b) or TPMT_PUBLIC "
+                   "(tpm2_readpublic -f tpmt); not PEM (no TPM name)")  # fmt: skip
     p.add_argument("--ek-cert", help="EK certificate DER (tpm init: PREFIX.ek.der)")
     p.add_argument("--allow-uncertified-ek", action="store_true",
                    help="accept an EK without certificate (no hardware claim)")  # fmt: skip

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         QuoteSignatureError,
         QuoteState,
         VerifiedQuote,
+        signature_from_plain,
         verify_quote,
     )
     from trustedge.attestation.signer import ResultSigner
@@ -106,6 +107,7 @@ __all__ = [
     "QuoteSignatureError",
     "QuoteState",
     "VerifiedQuote",
+    "signature_from_plain",
     "verify_quote",
 ]
 
@@ -140,6 +142,7 @@ _LAZY: dict[str, str] = {
     "QuoteSignatureError": "trustedge.attestation.quote",
     "QuoteState": "trustedge.attestation.quote",
     "VerifiedQuote": "trustedge.attestation.quote",
+    "signature_from_plain": "trustedge.attestation.quote",
     "verify_quote": "trustedge.attestation.quote",
     "ResultSigner": "trustedge.attestation.signer",
     "AppraisalOutcome": "trustedge.attestation.verifier",
