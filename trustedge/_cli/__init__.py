@@ -29,6 +29,7 @@ from trustedge._cli._common import (
     EXIT_VERIFICATION,
     CommandError,
     emit_failure,
+    failure_line,
     reset_json_state,
 )
 from trustedge._version import __version__
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
             kind = "InternalError"
         code = exit_code_for(exc)
-        print(f"trustedge: {_one_line(text)}", file=sys.stderr)
+        failure_line(text)
         if getattr(args, "json", False):
             try:
                 emit_failure(kind, _one_line(text), code)

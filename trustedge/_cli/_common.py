@@ -29,6 +29,8 @@ __all__ = [
     "add_password_file",
     "emit",
     "emit_failure",
+    "failure_fields",
+    "failure_line",
     "json_emitted",
     "key_password",
     "read_input",
@@ -86,6 +88,8 @@ def to_jsonable(obj: Any) -> Any:
 #: Whether a JSON document went to stdout in this process: ``main`` prints the failure
 #: document only when none did, so ``--json`` always prints exactly one.
 _json_state: dict[str, bool] = {"emitted": False}
+#: Fields a command adds to its failure document (e.g. ``{"verified": False}``).
+_failure_fields: dict[str, Any] = {}
 
 
 def json_emitted() -> bool:
@@ -96,6 +100,18 @@ def json_emitted() -> bool:
 def reset_json_state() -> None:
     """Forget earlier documents (``main`` calls it once per run; tests run many in-process)."""
     _json_state["emitted"] = False
+    _failure_fields.clear()
+
+
+def failure_fields(handler: Handler, **fields: Any) -> Handler:
+    """``handler``, whose ``--json`` failure document carries ``fields`` too (e.g.
+    ``verified=False``). The failure itself stays main's: one stderr line, one document."""
+
+    def run(args: argparse.Namespace) -> int:
+        _failure_fields.update(fields)
+        return handler(args)
+
+    return run
 
 
 def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
@@ -108,12 +124,18 @@ def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> 
         sys.stdout.write((text() if callable(text) else text).rstrip("\n") + "\n")
 
 
+def failure_line(text: str) -> None:
+    """The one stderr line of a failed command, ``trustedge: TEXT`` (whitespace folded),
+    also when the command's ``--json`` document on stdout says why."""
+    print(f"trustedge: {' '.join(text.split()) or 'failed'}", file=sys.stderr)
+
+
 def emit_failure(error: str, message: str, exit_code: int) -> None:
     """The one JSON document of a failed ``--json`` command (unless one was printed):
     ``{"ok": false, "valid": false, "error": CLASS, "message": TEXT, "exit_code": N}``."""
     if _json_state["emitted"]:
         return
-    doc = {"ok": False, "valid": False, "error": error, "message": message,
+    doc = {**_failure_fields, "ok": False, "valid": False, "error": error, "message": message,
            "exit_code": exit_code}  # fmt: skip
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -25,6 +25,7 @@ from trustedge._cli._common import (
     CommandError,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
     write_output,
 )
@@ -349,6 +350,7 @@ def _quote_verify(args: argparse.Namespace) -> int:
                                 qualified_signer=signer)  # fmt: skip
     except VerificationError as exc:
         if args.json:
+            failure_line(exc.diagnostics())
             emit(args, {"valid": False, "error": type(exc).__name__, "message": str(exc)}, "")
             return EXIT_VERIFICATION
         raise
@@ -700,7 +702,10 @@ def _attest_appraise(args: argparse.Namespace) -> int:
     }
     emit(args, data, lambda: render_result(outcome.result)
          + (f"\nsigned result -> {args.output}" if args.output else ""))  # fmt: skip
-    return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
+    if outcome.status.value != "affirming":
+        failure_line(f"evidence of {outcome.device_id}: {outcome.status.value}, not affirming")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _attest_verify(args: argparse.Namespace) -> int:
@@ -740,6 +745,8 @@ def _attest_verify(args: argparse.Namespace) -> int:
         + [f"  - {r}" for r in result.reasons]
         + ([f"  model: - {r}" for r in models.reasons] if models is not None else [])
     ))  # fmt: skip
+    if code != EXIT_OK:
+        failure_line(f"evidence of {appraisal.device_id}: {appraisal.status.value}, not affirming")
     return code
 
 

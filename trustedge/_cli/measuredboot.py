@@ -16,6 +16,7 @@ from trustedge._cli._common import (
     CommandError,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
 )
 from trustedge.errors import MalformedInputError, ReplayMismatchError
@@ -333,6 +334,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if args.json:
             doc = {"verified": False, "error": exc.label, "message": str(exc),
                    "divergences": [d.to_json() for d in why]}  # fmt: skip
+            failure_line(exc.diagnostics())
             emit(args, doc, "")
             return EXIT_VERIFICATION
         raise ReplayMismatchError(
@@ -369,7 +371,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if isinstance(exc, MalformedInputError):
                 raise
             raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
-        print(f"trustedge: malformed input: {' '.join(str(exc).split())}", file=sys.stderr)
+        failure_line(f"malformed input: {exc}")
         emit(args, {"ok": False, "same": None, "error": "malformed input", "message": str(exc),
                     "exit_code": EXIT_MALFORMED}, "")  # fmt: skip
         return EXIT_MALFORMED
@@ -383,7 +385,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return "\n".join(str(d) for d in found) or "same: every PCR measures the same events"
 
     emit(args, result, text)
-    return EXIT_VERIFICATION if found else EXIT_OK
+    if found:
+        failure_line(f"the logs differ: {len(found)} divergence(s)")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _cmd_authenticode(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from trustedge._cli._common import (
     Progress,
     add_json_flag,
     emit,
+    failure_fields,
     read_input,
 )
 from trustedge.errors import TrustedgeError
@@ -105,7 +106,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="re-use digests of unchanged files from this cache file (signing only)",
     )
     _add_common(s)
-    s.set_defaults(handler=_sign)
+    s.set_defaults(handler=failure_fields(_sign, signed=False))
 
     v = msub.add_parser(
         "verify",
@@ -132,7 +133,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="accept files the signature does not list",
     )
     _add_common(v)
-    v.set_defaults(handler=_verify)
+    v.set_defaults(handler=failure_fields(_verify, verified=False))
 
 
 def _add_ignore(p: argparse.ArgumentParser) -> None:
@@ -249,31 +250,7 @@ def _progress(args: argparse.Namespace, label: str) -> Iterator[Any]:
         shown.close()
 
 
-def _fail(args: argparse.Namespace, exc: BaseException, **fields: Any) -> int:
-    """With --json, the failure document (one on stdout) and its exit code;
-    without, re-raise for main's one-line message."""
-    from trustedge._cli import exit_code_for
-
-    if not args.json or getattr(args, "debug", False):
-        raise exc
-    if isinstance(exc, TrustedgeError):
-        message = " ".join(str(exc).split()) or type(exc).__name__
-    else:
-        assert isinstance(exc, OSError)
-        message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    code = exit_code_for(exc)
-    emit(args, {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}, "")
-    return code
-
-
 def _sign(args: argparse.Namespace) -> int:
-    try:
-        return _do_sign(args)
-    except (TrustedgeError, OSError) as exc:
-        return _fail(args, exc, signed=False)
-
-
-def _do_sign(args: argparse.Namespace) -> int:
     from trustedge import models
     from trustedge.keys import load_private_key
 
@@ -332,13 +309,6 @@ def _do_sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    try:
-        return _do_verify(args)
-    except (TrustedgeError, OSError) as exc:
-        return _fail(args, exc, verified=False)
-
-
-def _do_verify(args: argparse.Namespace) -> int:
     from trustedge import models
     from trustedge.keys import load_public_key
 

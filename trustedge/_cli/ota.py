@@ -17,7 +17,7 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from trustedge._cli._common import (
     add_json_flag,
     add_password_file,
     emit,
+    failure_fields,
     key_password,
     read_input,
     to_stdout,
@@ -41,7 +42,7 @@ from trustedge._cli._common import (
 from trustedge._fs import atomic_output, atomic_write
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, key_id
-from trustedge.errors import MalformedInputError, TrustedgeError
+from trustedge.errors import MalformedInputError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
@@ -72,33 +73,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def _json_failure(
-    handler: Callable[[argparse.Namespace], int], **fields: Any
-) -> Callable[[argparse.Namespace], int]:
-    """``handler``, and with ``--json`` one failure document on stdout too
-    (``fields``, ``error``, ``message``, ``exit_code``); without ``--json`` (or
-    with ``--debug``) errors go to main's one-line message as before."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (TrustedgeError, OSError) as exc:
-            if not args.json or getattr(args, "debug", False):
-                raise
-            from trustedge._cli import exit_code_for
-
-            if isinstance(exc, TrustedgeError):
-                message = " ".join(str(exc).split()) or type(exc).__name__
-            else:
-                message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            code = exit_code_for(exc)
-            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
-            emit(args, doc, "")
-            return code
-
-    return run
 
 
 def _write(path: str, data: bytes, *, private: bool = False) -> None:
@@ -226,7 +200,7 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--payload", metavar="FILE", help="encrypted payload (default UPDATE.tenv)")
     p.add_argument("--uri", help="payload URI in the manifest (default: its file name)")
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_release_model, built=False))
+    p.set_defaults(handler=failure_fields(_release_model, built=False))
 
     p = rs.add_parser("inspect", help="readable and CBOR-diagnostic dump (verifies nothing)")
     p.add_argument("manifest", metavar="MANIFEST")
@@ -636,7 +610,7 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="install a model only if its OMS signature verifies with this key; repeatable",
     )
     device_args(p)
-    p.set_defaults(handler=_json_failure(_apply, installed=False))
+    p.set_defaults(handler=failure_fields(_apply, installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
@@ -678,7 +652,7 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
     p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_load, loaded=False))
+    p.set_defaults(handler=failure_fields(_load, loaded=False))
     _register_predict(us)
 
 
