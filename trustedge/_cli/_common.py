@@ -11,10 +11,13 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from trustedge._fs import atomic_output, create_exclusive
 from trustedge.errors import TrustedgeError
+
+if TYPE_CHECKING:
+    from trustedge.measuredboot import Workaround
 
 __all__ = [
     "EXIT_ENVIRONMENT",
@@ -27,6 +30,7 @@ __all__ = [
     "Progress",
     "add_json_flag",
     "add_password_file",
+    "add_workaround_flag",
     "emit",
     "emit_failure",
     "failure_fields",
@@ -37,6 +41,7 @@ __all__ = [
     "reset_json_state",
     "to_jsonable",
     "to_stdout",
+    "workarounds_of",
     "write_key_file",
     "write_output",
 ]
@@ -67,6 +72,34 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of text"
     )
+
+
+def add_workaround_flag(parser: argparse.ArgumentParser) -> None:
+    """The one ``--workaround NAME`` option (repeatable) of every command that parses event
+    logs; :func:`workarounds_of` reads it."""
+    from trustedge.measuredboot import WORKAROUNDS
+
+    names = ", ".join(w.value for w in WORKAROUNDS)
+    parser.add_argument(
+        "--workaround",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"enable a named firmware-bug workaround ({names})",
+    )
+
+
+def workarounds_of(args: argparse.Namespace) -> set[Workaround]:
+    """The workarounds named by ``--workaround`` (a usage error for an unknown name)."""
+    from trustedge.measuredboot import Workaround
+
+    out = set()
+    for name in args.workaround:
+        try:
+            out.add(Workaround(name))
+        except ValueError:
+            raise CommandError(f"unknown workaround {name!r}") from None
+    return out
 
 
 def to_jsonable(obj: Any) -> Any:

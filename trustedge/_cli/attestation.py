@@ -8,10 +8,12 @@ through tpm2-pytss; exit 4 when that backend is not installed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,7 +46,7 @@ from trustedge.hazmat.tpm2 import (
 )
 from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
 
-__all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
+__all__ = ["add_backend_options", "open_backend", "opened_backend", "parse_pcr_spec", "register"]
 
 _AK_ALGS = ("ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss")
 _EK_KINDS = ("rsa2048", "ecc-p256", "ecc-p384")
@@ -92,6 +94,16 @@ def _close(backend: TPMBackend) -> None:
     close = getattr(backend, "close", None)
     if callable(close):
         close()
+
+
+@contextlib.contextmanager
+def opened_backend(args: argparse.Namespace) -> Iterator[TPMBackend]:
+    """:func:`open_backend`, closed when the block ends (also on failure)."""
+    backend = open_backend(args)
+    try:
+        yield backend
+    finally:
+        _close(backend)
 
 
 def parse_pcr_spec(spec: str) -> dict[str, list[int]]:
@@ -556,7 +568,7 @@ def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
 def _attest_enroll(args: argparse.Namespace) -> int:
     verifier = _verifier(args)
     try:
-        cred = verifier.enroll(
+        cred = verifier.enrollment.enroll(
             args.device_id,
             ek_public=read_input(args.ek, limit=_SMALL),
             ak_public=read_input(args.ak, limit=_SMALL),
@@ -577,7 +589,7 @@ def _attest_enroll(args: argparse.Namespace) -> int:
 def _attest_complete(args: argparse.Namespace) -> int:
     verifier = _verifier(args)
     try:
-        record = verifier.complete_enrollment(args.device_id, read_input(args.secret, limit=64))
+        record = verifier.enrollment.complete(args.device_id, read_input(args.secret, limit=64))
     finally:
         verifier.store.close()
     data = {"device_id": record.device_id, "state": record.state.value,

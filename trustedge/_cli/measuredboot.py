@@ -15,20 +15,20 @@ from trustedge._cli._common import (
     EXIT_VERIFICATION,
     CommandError,
     add_json_flag,
+    add_workaround_flag,
     emit,
     failure_line,
     read_input,
+    workarounds_of,
 )
 from trustedge.errors import MalformedInputError, ReplayMismatchError
 from trustedge.measuredboot import (
     BANK_SIZES,
-    WORKAROUNDS,
     EventLog,
     ImaKeyring,
     ImaLog,
     ImaState,
     PCRValues,
-    Workaround,
     decode_event,
     diff_event_logs,
     explain_mismatch,
@@ -64,13 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=2,
         help="YAML layout of tpm2_eventlog --eventlog-version (default 2)",
     )
-    _add_workaround_flag(show)
+    add_workaround_flag(show)
     show.set_defaults(handler=_cmd_show)
 
     replay = evsub.add_parser("replay", help="replay the log into PCR values per bank")
     replay.add_argument("log", help="event log file (- for stdin)")
     add_json_flag(replay)
-    _add_workaround_flag(replay)
+    add_workaround_flag(replay)
     replay.set_defaults(handler=_cmd_replay)
 
     verify = evsub.add_parser("verify", help="verify the log against PCR values")
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     verify.add_argument("--policy", help="reference policy document (JSON)")
     add_json_flag(verify)
-    _add_workaround_flag(verify)
+    add_workaround_flag(verify)
     verify.set_defaults(handler=_cmd_verify)
 
     diff = evsub.add_parser(
@@ -106,29 +106,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_ima(sub)
 
 
-def _add_workaround_flag(parser: argparse.ArgumentParser) -> None:
-    names = ", ".join(w.value for w in WORKAROUNDS)
-    parser.add_argument(
-        "--workaround",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help=f"enable a named firmware-bug workaround ({names})",
-    )
-
-
-def _workarounds(args: argparse.Namespace) -> set[Workaround]:
-    out = set()
-    for name in args.workaround:
-        try:
-            out.add(Workaround(name))
-        except ValueError:
-            raise CommandError(f"unknown workaround {name!r}") from None
-    return out
-
-
 def _load(args: argparse.Namespace) -> EventLog:
-    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=_workarounds(args))
+    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds_of(args))
 
 
 def replay_json(log: EventLog) -> dict[str, dict[str, str]]:
@@ -327,7 +306,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     log = _load(args)
     pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
     try:
-        verified = log.verify(pcrs, workarounds=_workarounds(args))
+        verified = log.verify(pcrs, workarounds=workarounds_of(args))
     except ReplayMismatchError as exc:
         # say which PCR and which event first diverges, not only "PCR4"
         why = explain_mismatch(log, pcrs)

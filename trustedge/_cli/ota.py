@@ -792,7 +792,7 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
 
     device = _device(args)
     if args.component is not None:
@@ -809,15 +809,10 @@ def _load(args: argparse.Namespace) -> int:
         raise CommandError(
             f"no signed model installed for component {shown!r}", exit_code=EXIT_ENVIRONMENT
         )
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
         loaded = agent.load(directory, bundle, name=args.name)
         value = backend.nv_extend_read(args.nv_index)
-    finally:
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
     data = {
         "loaded": True,
         "directory": str(directory),
@@ -1080,11 +1075,10 @@ def _release_policy(args: argparse.Namespace) -> int:
 
 
 def _policy_counter(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         counter = PolicyCounter(backend, args.index)
         if args.action == "init":
             counter.provision()
@@ -1093,10 +1087,6 @@ def _policy_counter(args: argparse.Namespace) -> int:
         version = counter.version
         data = {"index": args.index, "version": version, "next_version": version + 1,
                 "nv_name": counter.name}  # fmt: skip
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
     emit(
         args,
         data,
@@ -1107,13 +1097,8 @@ def _policy_counter(args: argparse.Namespace) -> int:
 
 def _advance_policies(args: argparse.Namespace) -> int:
     """Advance the policy counter to the confirmed update's version (idempotent)."""
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
