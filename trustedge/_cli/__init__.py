@@ -30,6 +30,7 @@ from trustedge._cli._common import (
     EXIT_VERIFICATION,
     CommandError,
     emit_failure,
+    failure_line,
     reset_json_state,
 )
 from trustedge._version import __version__
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         kind, text, code = describe_failure(exc)
-        print(f"trustedge: {text}", file=sys.stderr)
+        failure_line(text)
         if getattr(args, "json", False):
             try:
                 emit_failure(kind, text, code)

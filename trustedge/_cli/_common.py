@@ -12,10 +12,13 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from trustedge._fs import atomic_output, create_exclusive
 from trustedge.errors import TrustedgeError
+
+if TYPE_CHECKING:
+    from trustedge.measuredboot import Workaround
 
 __all__ = [
     "EXIT_ENVIRONMENT",
@@ -29,9 +32,12 @@ __all__ = [
     "Progress",
     "add_json_flag",
     "add_password_file",
+    "add_workaround_flag",
     "capture_emits",
     "emit",
     "emit_failure",
+    "failure_fields",
+    "failure_line",
     "json_emitted",
     "key_password",
     "lazy_choices",
@@ -40,6 +46,7 @@ __all__ = [
     "reset_json_state",
     "to_jsonable",
     "to_stdout",
+    "workarounds_of",
     "write_key_file",
     "write_output",
 ]
@@ -106,6 +113,34 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_workaround_flag(parser: argparse.ArgumentParser) -> None:
+    """The one ``--workaround NAME`` option (repeatable) of every command that parses event
+    logs; :func:`workarounds_of` reads it."""
+    from trustedge.measuredboot import WORKAROUNDS
+
+    names = ", ".join(w.value for w in WORKAROUNDS)
+    parser.add_argument(
+        "--workaround",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"enable a named firmware-bug workaround ({names})",
+    )
+
+
+def workarounds_of(args: argparse.Namespace) -> set[Workaround]:
+    """The workarounds named by ``--workaround`` (a usage error for an unknown name)."""
+    from trustedge.measuredboot import Workaround
+
+    out = set()
+    for name in args.workaround:
+        try:
+            out.add(Workaround(name))
+        except ValueError:
+            raise CommandError(f"unknown workaround {name!r}") from None
+    return out
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert bytes to lowercase hex, paths to str, tuples/sets to lists,
     dataclass-like objects with ``to_json()`` to their JSON form."""
@@ -125,6 +160,8 @@ def to_jsonable(obj: Any) -> Any:
 #: Whether a JSON document went to stdout in this process: ``main`` prints the failure
 #: document only when none did, so ``--json`` always prints exactly one.
 _json_state: dict[str, bool] = {"emitted": False}
+#: Fields a command adds to its failure document (e.g. ``{"verified": False}``).
+_failure_fields: dict[str, Any] = {}
 
 
 def json_emitted() -> bool:
@@ -135,6 +172,18 @@ def json_emitted() -> bool:
 def reset_json_state() -> None:
     """Forget earlier documents (``main`` calls it once per run; tests run many in-process)."""
     _json_state["emitted"] = False
+    _failure_fields.clear()
+
+
+def failure_fields(handler: Handler, **fields: Any) -> Handler:
+    """``handler``, whose ``--json`` failure document carries ``fields`` too (e.g.
+    ``verified=False``). The failure itself stays main's: one stderr line, one document."""
+
+    def run(args: argparse.Namespace) -> int:
+        _failure_fields.update(fields)
+        return handler(args)
+
+    return run
 
 
 def mark_json_emitted() -> None:
@@ -173,12 +222,18 @@ def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> 
         sys.stdout.write((text() if callable(text) else text).rstrip("\n") + "\n")
 
 
+def failure_line(text: str) -> None:
+    """The one stderr line of a failed command, ``trustedge: TEXT`` (whitespace folded),
+    also when the command's ``--json`` document on stdout says why."""
+    print(f"trustedge: {' '.join(text.split()) or 'failed'}", file=sys.stderr)
+
+
 def emit_failure(error: str, message: str, exit_code: int) -> None:
     """The one JSON document of a failed ``--json`` command (unless one was printed):
     ``{"ok": false, "valid": false, "error": CLASS, "message": TEXT, "exit_code": N}``."""
     if _json_state["emitted"]:
         return
-    doc = {"ok": False, "valid": False, "error": error, "message": message,
+    doc = {**_failure_fields, "ok": False, "valid": False, "error": error, "message": message,
            "exit_code": exit_code}  # fmt: skip
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")

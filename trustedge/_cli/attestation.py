@@ -8,10 +8,12 @@ through tpm2-pytss; exit 4 when that backend is not installed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,6 +26,7 @@ from trustedge._cli._common import (
     CommandError,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
     write_output,
 )
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from trustedge.hazmat.tpm2 import Public
     from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
 
-__all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
+__all__ = ["add_backend_options", "open_backend", "opened_backend", "parse_pcr_spec", "register"]
 
 _AK_ALGS = ("ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss")
 _EK_KINDS = ("rsa2048", "ecc-p256", "ecc-p384")
@@ -82,6 +85,16 @@ def _close(backend: TPMBackend) -> None:
     close = getattr(backend, "close", None)
     if callable(close):
         close()
+
+
+@contextlib.contextmanager
+def opened_backend(args: argparse.Namespace) -> Iterator[TPMBackend]:
+    """:func:`open_backend`, closed when the block ends (also on failure)."""
+    backend = open_backend(args)
+    try:
+        yield backend
+    finally:
+        _close(backend)
 
 
 def parse_pcr_spec(spec: str) -> dict[str, list[int]]:
@@ -387,6 +400,7 @@ def _quote_verify(args: argparse.Namespace) -> int:
                                 qualified_signer=signer)  # fmt: skip
     except VerificationError as exc:
         if args.json:
+            failure_line(exc.diagnostics())
             emit(args, {"valid": False, "error": type(exc).__name__, "message": str(exc)}, "")
             return EXIT_VERIFICATION
         raise
@@ -649,7 +663,7 @@ def _attest_enroll(args: argparse.Namespace) -> int:
     ek_public, ak_public = _enroll_keys(args)
     verifier = _verifier(args)
     try:
-        cred = verifier.enroll(
+        cred = verifier.enrollment.enroll(
             args.device_id,
             ek_public=ek_public,
             ak_public=ak_public,
@@ -670,7 +684,7 @@ def _attest_enroll(args: argparse.Namespace) -> int:
 def _attest_complete(args: argparse.Namespace) -> int:
     verifier = _verifier(args)
     try:
-        record = verifier.complete_enrollment(args.device_id, read_input(args.secret, limit=64))
+        record = verifier.enrollment.complete(args.device_id, read_input(args.secret, limit=64))
     finally:
         verifier.store.close()
     data = {"device_id": record.device_id, "state": record.state.value,
@@ -795,7 +809,10 @@ def _attest_appraise(args: argparse.Namespace) -> int:
     }
     emit(args, data, lambda: render_result(outcome.result)
          + (f"\nsigned result -> {args.output}" if args.output else ""))  # fmt: skip
-    return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
+    if outcome.status.value != "affirming":
+        failure_line(f"evidence of {outcome.device_id}: {outcome.status.value}, not affirming")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _attest_verify(args: argparse.Namespace) -> int:
@@ -835,6 +852,8 @@ def _attest_verify(args: argparse.Namespace) -> int:
         + [f"  - {r}" for r in result.reasons]
         + ([f"  model: - {r}" for r in models.reasons] if models is not None else [])
     ))  # fmt: skip
+    if code != EXIT_OK:
+        failure_line(f"evidence of {appraisal.device_id}: {appraisal.status.value}, not affirming")
     return code
 
 

@@ -186,13 +186,13 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
     request = attester.enrollment_request()
     if not software:
         request = type(request)(request.device_id, request.ek_public, request.ak_public, None)
-    credential = verifier.enroll(
+    credential = verifier.enrollment.enroll(
         DEVICE,
         ek_public=request.ek_public,
         ak_public=request.ak_public,
         ek_certificate=request.ek_certificate,
     )
-    record = verifier.complete_enrollment(DEVICE, attester.activate(credential))
+    record = verifier.enrollment.complete(DEVICE, attester.activate(credential))
     step = Step(
         "Manufacture and enroll",
         f"The device's TPM ({info.manufacturer or info.kind}) creates an attestation key "

@@ -39,6 +39,7 @@ from trustedge._cli._common import (
     Progress,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
 )
 from trustedge.errors import MalformedInputError, VerificationError
@@ -311,10 +312,11 @@ def _check(args: argparse.Namespace) -> int:
             results.append({"path": name, "ok": ok, "status": status})
             lines.append(f"{name}: {status}")
     failed = sum(not r["ok"] for r in results)
-    if failed:
-        lines.append(f"WARNING: {failed} of {len(results)} computed checksums did NOT match")
     emit(args, {"ok": not failed, "files": results}, "\n".join(lines))
-    return EXIT_VERIFICATION if failed else EXIT_OK
+    if failed:  # like sha256sum: the warning on stderr
+        failure_line(f"WARNING: {failed} of {len(results)} computed checksums did NOT match")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _line(digest: hashing.BlobDigest, name: str, *, tree: bool) -> str:

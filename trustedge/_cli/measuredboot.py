@@ -17,14 +17,17 @@ from trustedge._cli._common import (
     CommandError,
     Handler,
     add_json_flag,
+    add_workaround_flag,
     emit,
+    failure_line,
     lazy_choices,
     read_input,
+    workarounds_of,
 )
 from trustedge.errors import MalformedInputError, ReplayMismatchError
 
 if TYPE_CHECKING:
-    from trustedge.measuredboot import EventLog, ImaKeyring, ImaLog, PCRValues, Workaround
+    from trustedge.measuredboot import EventLog, ImaKeyring, ImaLog, PCRValues
 
 __all__ = ["parse_pcr_values", "register"]
 
@@ -46,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=2,
         help="YAML layout of tpm2_eventlog --eventlog-version (default 2)",
     )
-    _add_workaround_flag(show)
+    add_workaround_flag(show)
     show.set_defaults(handler=_cmd_show)
 
     replay = evsub.add_parser(
@@ -57,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     replay.add_argument("log", nargs="+", help="event log file(s) (- for stdin)")
     add_json_flag(replay)
-    _add_workaround_flag(replay)
+    add_workaround_flag(replay)
     replay.set_defaults(handler=batched(_cmd_replay, "log", line=_replay_line))
 
     verify = evsub.add_parser(
@@ -76,7 +79,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     verify.add_argument("--policy", help="reference policy document (JSON)")
     add_json_flag(verify)
-    _add_workaround_flag(verify)
+    add_workaround_flag(verify)
     verify.set_defaults(handler=batched(_cmd_verify, "log", each=("pcrs",)))
 
     diff = evsub.add_parser(
@@ -111,35 +114,10 @@ def _pcr_banks() -> list[str]:
     return list(BANK_SIZES)
 
 
-def _add_workaround_flag(parser: argparse.ArgumentParser) -> None:
-    from trustedge.measuredboot import WORKAROUNDS
-
-    names = ", ".join(w.value for w in WORKAROUNDS)
-    parser.add_argument(
-        "--workaround",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help=f"enable a named firmware-bug workaround ({names})",
-    )
-
-
-def _workarounds(args: argparse.Namespace) -> set[Workaround]:
-    from trustedge.measuredboot import Workaround
-
-    out = set()
-    for name in args.workaround:
-        try:
-            out.add(Workaround(name))
-        except ValueError:
-            raise CommandError(f"unknown workaround {name!r}") from None
-    return out
-
-
 def _load(args: argparse.Namespace) -> EventLog:
     from trustedge.measuredboot import parse_event_log
 
-    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=_workarounds(args))
+    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds_of(args))
 
 
 def replay_json(log: EventLog) -> dict[str, dict[str, str]]:
@@ -353,13 +331,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     log = _load(args)
     pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
     try:
-        verified = log.verify(pcrs, workarounds=_workarounds(args))
+        verified = log.verify(pcrs, workarounds=workarounds_of(args))
     except ReplayMismatchError as exc:
         # say which PCR and which event first diverges, not only "PCR4"
         why = explain_mismatch(log, pcrs)
         if args.json:
             doc = {"verified": False, "error": exc.label, "message": str(exc),
                    "divergences": [d.to_json() for d in why]}  # fmt: skip
+            failure_line(exc.diagnostics())
             emit(args, doc, "")
             return EXIT_VERIFICATION
         raise ReplayMismatchError(
@@ -398,7 +377,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if isinstance(exc, MalformedInputError):
                 raise
             raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
-        print(f"trustedge: malformed input: {' '.join(str(exc).split())}", file=sys.stderr)
+        failure_line(f"malformed input: {exc}")
         emit(args, {"ok": False, "same": None, "error": "malformed input", "message": str(exc),
                     "exit_code": EXIT_MALFORMED}, "")  # fmt: skip
         return EXIT_MALFORMED
@@ -412,7 +391,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return "\n".join(str(d) for d in found) or "same: every PCR measures the same events"
 
     emit(args, result, text)
-    return EXIT_VERIFICATION if found else EXIT_OK
+    if found:
+        failure_line(f"the logs differ: {len(found)} divergence(s)")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _cmd_authenticode(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from trustedge._cli._common import (
     add_json_flag,
     add_password_file,
     emit,
+    failure_fields,
     key_password,
     read_input,
     to_stdout,
@@ -37,7 +38,7 @@ from trustedge._cli._common import (
     write_output,
 )
 from trustedge._fs import atomic_output, atomic_write
-from trustedge.errors import MalformedInputError, TrustedgeError
+from trustedge.errors import MalformedInputError
 
 if TYPE_CHECKING:
     from trustedge.cose import PublicKey
@@ -62,33 +63,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def _json_failure(
-    handler: Callable[[argparse.Namespace], int], **fields: Any
-) -> Callable[[argparse.Namespace], int]:
-    """``handler``, and with ``--json`` one failure document on stdout too
-    (``fields``, ``error``, ``message``, ``exit_code``); without ``--json`` (or
-    with ``--debug``) errors go to main's one-line message as before."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (TrustedgeError, OSError) as exc:
-            if not args.json or getattr(args, "debug", False):
-                raise
-            from trustedge._cli import exit_code_for
-
-            if isinstance(exc, TrustedgeError):
-                message = " ".join(str(exc).split()) or type(exc).__name__
-            else:
-                message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            code = exit_code_for(exc)
-            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
-            emit(args, doc, "")
-            return code
-
-    return run
 
 
 def _write(path: str, data: bytes, *, private: bool = False) -> None:
@@ -223,7 +197,7 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--payload", metavar="FILE", help="encrypted payload (default UPDATE.tenv)")
     p.add_argument("--uri", help="payload URI in the manifest (default: its file name)")
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_release_model, built=False))
+    p.set_defaults(handler=failure_fields(_release_model, built=False))
 
     p = rs.add_parser("inspect", help="readable and CBOR-diagnostic dump (verifies nothing)")
     p.add_argument("manifest", metavar="MANIFEST")
@@ -680,7 +654,7 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from trustedge._cli.attestation import add_backend_options
 
     add_backend_options(p, required=False)
-    p.set_defaults(handler=_json_failure(_with_sealed_state(_apply), installed=False))
+    p.set_defaults(handler=failure_fields(_with_sealed_state(_apply), installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
@@ -723,7 +697,7 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
     p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_load, loaded=False))
+    p.set_defaults(handler=failure_fields(_load, loaded=False))
     _register_predict(us)
 
 
@@ -900,21 +874,16 @@ def _with_sealed_state(
         args.sealed_key = None
         if getattr(args, "state_counter", None) is None:
             return handler(args)
-        from trustedge._cli.attestation import open_backend
+        from trustedge._cli.attestation import opened_backend
         from trustedge._cli.envelope import _tpm_authority
         from trustedge.ota.sealedstate import SealedStateKey
 
         authority = _tpm_authority(args)
         if authority is None:
             raise CommandError("--state-counter needs --tpm-authority PUB")
-        backend = open_backend(args)
-        try:
+        with opened_backend(args) as backend:
             args.sealed_key = SealedStateKey(args.state, backend, authority=authority)
             return handler(args)
-        finally:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
 
     return run
 
@@ -992,7 +961,7 @@ def _state_key(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.attestation.modellog import ModelAgent
 
     device = _device(args)
@@ -1010,15 +979,10 @@ def _load(args: argparse.Namespace) -> int:
         raise CommandError(
             f"no signed model installed for component {shown!r}", exit_code=EXIT_ENVIRONMENT
         )
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
         loaded = agent.load(directory, bundle, name=args.name)
         value = backend.nv_extend_read(args.nv_index)
-    finally:
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
     data = {
         "loaded": True,
         "directory": str(directory),
@@ -1323,11 +1287,10 @@ def _release_policy(args: argparse.Namespace) -> int:
 
 
 def _policy_counter(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         counter = PolicyCounter(backend, args.index)
         if args.action == "init":
             counter.provision()
@@ -1336,10 +1299,6 @@ def _policy_counter(args: argparse.Namespace) -> int:
         version = counter.version
         data = {"index": args.index, "version": version, "next_version": version + 1,
                 "nv_name": counter.name}  # fmt: skip
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
     emit(
         args,
         data,
@@ -1350,13 +1309,8 @@ def _policy_counter(args: argparse.Namespace) -> int:
 
 def _advance_policies(args: argparse.Namespace) -> int:
     """Advance the policy counter to the confirmed update's version (idempotent)."""
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()

@@ -4,8 +4,8 @@
 which lives on its own:
 
 * **enrollment** -- :class:`~trustedge.attestation.enrollment.Enrollment`
-  (EK certificate check, MakeCredential, activation); :meth:`Verifier.enroll`
-  and :meth:`Verifier.complete_enrollment` delegate to it;
+  (EK certificate check, MakeCredential, activation), the verifier's
+  ``enrollment`` (``verifier.enrollment.enroll(...)``, ``.complete(...)``);
 * **challenges** -- :meth:`Verifier.challenge` issues a single-use nonce
   with an expiry and tells the device where its IMA list should resume;
 * **appraisal** -- :func:`~trustedge.attestation.appraisal.appraise`, a pure
@@ -48,13 +48,11 @@ from trustedge.attestation.findings import Finding
 from trustedge.attestation.nonces import NonceIssuer
 from trustedge.attestation.signer import RESULT_MEDIA_TYPES, AppraisalOutcome, ResultSigner
 from trustedge.attestation.store import (
-    DeviceRecord,
     EnrollmentState,
     StoredResult,
     VerifierStore,
 )
 from trustedge.errors import MalformedInputError, NonceError, RollbackError, VerificationError
-from trustedge.hazmat.tpm2 import Credential
 from trustedge.measuredboot import ImaState
 from trustedge.measuredboot.predict import BootReference
 
@@ -120,24 +118,6 @@ class Verifier:
 
     def now(self) -> int:
         return int(self._now())
-
-    # -- enrollment (delegated) ------------------------------------------------------
-    def enroll(
-        self,
-        device_id: str,
-        *,
-        ek_public: bytes,
-        ak_public: bytes,
-        ek_certificate: bytes | None = None,
-    ) -> Credential:
-        """:meth:`Enrollment.enroll <trustedge.attestation.enrollment.Enrollment.enroll>`."""
-        return self.enrollment.enroll(
-            device_id, ek_public=ek_public, ak_public=ak_public, ek_certificate=ek_certificate
-        )
-
-    def complete_enrollment(self, device_id: str, secret: bytes) -> DeviceRecord:
-        """:meth:`Enrollment.complete <trustedge.attestation.enrollment.Enrollment.complete>`."""
-        return self.enrollment.complete(device_id, secret)
 
     # -- challenges --------------------------------------------------------------
     def challenge(self, device_id: str) -> AttestationChallenge:

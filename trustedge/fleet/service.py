@@ -360,7 +360,7 @@ async def _enroll(s: _Service, request: Request) -> Response:
     ek_certificate = _unb64(doc, "ek_certificate", required=False)
     assert ek_public is not None and ak_public is not None
     credential = await s.run(
-        s.verifier.enroll,
+        s.verifier.enrollment.enroll,
         device_id,
         ek_public=ek_public,
         ak_public=ak_public,
@@ -382,7 +382,7 @@ async def _activate(s: _Service, request: Request) -> Response:
     doc = await s.json(request)
     secret = _unb64(doc, "secret")
     assert secret is not None
-    record = await s.run(s.verifier.complete_enrollment, device_id, secret)
+    record = await s.run(s.verifier.enrollment.complete, device_id, secret)
     return JSONResponse({"device_id": record.device_id, "state": record.state.value})
 
 

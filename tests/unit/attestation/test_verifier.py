@@ -116,9 +116,9 @@ def test_unknown_device_and_uncertified_ek(
         verifier.challenge("nobody")
     ak = tpm.create_ak()
     with pytest.raises(VerificationError):  # no certificate, and not allowed without one
-        verifier.enroll("d", ek_public=tpm.ek_public(), ak_public=ak.public)
+        verifier.enrollment.enroll("d", ek_public=tpm.ek_public(), ak_public=ak.public)
     with pytest.raises(MalformedInputError):
-        verifier.enroll("d", ek_public=b"\x00\x01", ak_public=ak.public)
+        verifier.enrollment.enroll("d", ek_public=b"\x00\x01", ak_public=ak.public)
 
 
 def test_enrolling_a_device_id_with_another_ek_is_refused(
@@ -130,7 +130,9 @@ def test_enrolling_a_device_id_with_another_ek_is_refused(
     lax = TrustAnchors(signing_key=anchors.signing_key, allow_uncertified_ek=True)
     verifier = Verifier(world.verifier.store, golden_policy(), lax)
     with pytest.raises(ValueError):
-        verifier.enroll(DEVICE, ek_public=other.ek_public(), ak_public=other.create_ak().public)
+        verifier.enrollment.enroll(
+            DEVICE, ek_public=other.ek_public(), ak_public=other.create_ak().public
+        )
 
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
