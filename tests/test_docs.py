@@ -72,6 +72,7 @@ def _shell_blocks(page: Path) -> list[tuple[int, str, str | None]]:
 NOT_RUN: dict[str, int] = {
     "README.md": 3,
     "docs/attest-fleet.md": 1,
+    "docs/benchmarks.md": 2,
     "docs/fleet.md": 3,
     "docs/index.md": 1,
     "docs/models.md": 2,
@@ -189,8 +190,19 @@ def _deliver(tmp: Path) -> None:
     write_public(tmp / "vendor.pub", key)
 
 
+def _cli(tmp: Path) -> None:
+    """Two firmware event logs of the corpus and the PCR values each replays to."""
+    corpus = "eventlog/go-attestation"
+    expected = json.loads((ROOT / "tests/data/third_party" / corpus / "expected.json").read_text())
+    (tmp / "logs").mkdir()
+    for name, log in (("a", "crypto_agile_eventlog"), ("b", "sb_cert_eventlog")):
+        _copy(f"{corpus}/{log}", f"logs/{name}.bin")(tmp)
+        (tmp / f"{name}.json").write_text(json.dumps(expected["logs"][log]["pcrs_replayed"]))
+
+
 #: What a page takes as given, made before its first example.
 SETUP: dict[str, Callable[[Path], None]] = {
+    "docs/cli.md": _cli,
     "docs/hashing.md": _hashing,
     "docs/measured-boot.md": _measured_boot,
     "docs/envelope.md": _envelope,

@@ -32,10 +32,8 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
 
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 
-from trustedge.cose import decode_key
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 from trustedge.hazmat.tpm2.public import Public
 
@@ -56,6 +54,21 @@ __all__ = [
     "private_key_to_pem",
     "public_key_to_pem",
 ]
+
+
+def _serialization() -> Any:
+    """``cryptography``'s serialization module, imported on first use: loading it (with its
+    SSH part) costs start-up that a command reading only TPM formats need not pay."""
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization
+
+
+def _decode_key(data: bytes) -> Any:
+    from trustedge.cose import decode_key  # CBOR: only when a COSE_Key is read
+
+    return decode_key(data)
+
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
@@ -179,14 +192,16 @@ def load_tpm_public(data: bytes) -> Public | TPMPublicKey:
 def public_key_to_pem(key: PublicKey) -> bytes:
     """SubjectPublicKeyInfo PEM of ``key``."""
     return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        _serialization().Encoding.PEM, _serialization().PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def private_key_to_pem(key: PrivateKey) -> bytes:
     """Unencrypted PKCS#8 PEM of ``key`` (keep it offline)."""
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        _serialization().Encoding.PEM,
+        _serialization().PrivateFormat.PKCS8,
+        _serialization().NoEncryption(),
     )
 
 
@@ -246,7 +261,7 @@ def _openssh_public(line: bytes) -> Any:
             f"OpenSSH key: {kind} (security-key) keys are not supported"
         )
     try:
-        return serialization.load_ssh_public_key(line.split(b"\n")[0].strip())
+        return _serialization().load_ssh_public_key(line.split(b"\n")[0].strip())
     except _PARSE_ERRORS as exc:
         if isinstance(exc, UnsupportedAlgorithm) or "not supported" in str(exc).lower():
             raise UnsupportedAlgorithmError(f"OpenSSH key: {kind} is not supported") from None
@@ -272,19 +287,19 @@ def _any_public(data: bytes, *, raw: Callable[[bytes], Any]) -> Any:
                 from cryptography import x509
 
                 return x509.load_pem_x509_certificate(data).public_key()
-            return serialization.load_pem_public_key(data)
+            return _serialization().load_pem_public_key(data)
         if stripped.startswith(_OPENSSH_PUBLIC):
             return _openssh_public(stripped)
         if data[:1] == b"\x30":
             try:
-                return serialization.load_der_public_key(data)
+                return _serialization().load_der_public_key(data)
             except _PARSE_ERRORS as first:
                 try:
                     return _any_private(data, None, raw=raw).public_key()
                 except MalformedInputError:
                     raise first from None
         if 0xA0 <= data[0] <= 0xBF:
-            cose_key = decode_key(data)
+            cose_key = _decode_key(data)
             if isinstance(cose_key, bytes):
                 raise MalformedInputError("COSE_Key: a symmetric key is not a public key")
             if isinstance(
@@ -318,18 +333,18 @@ def _any_private(data: bytes, password: Password, *, raw: Callable[[bytes], Any]
             return key
         if label == b"OPENSSH PRIVATE KEY":
             return _with_password(
-                lambda pw: serialization.load_ssh_private_key(data, password=pw), password
+                lambda pw: _serialization().load_ssh_private_key(data, password=pw), password
             )
         if label is not None:
             return _with_password(
-                lambda pw: serialization.load_pem_private_key(data, password=pw), password
+                lambda pw: _serialization().load_pem_private_key(data, password=pw), password
             )
         if data[:1] == b"\x30":
             return _with_password(
-                lambda pw: serialization.load_der_private_key(data, password=pw), password
+                lambda pw: _serialization().load_der_private_key(data, password=pw), password
             )
         if 0xA0 <= data[0] <= 0xBF:
-            key = decode_key(data)
+            key = _decode_key(data)
             if not hasattr(key, "private_bytes"):
                 raise MalformedInputError("COSE_Key: no private part (d)")
             return key
@@ -391,7 +406,7 @@ def _raw_ed25519_private(data: bytes) -> ed25519.Ed25519PrivateKey | None:
     key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
     if len(raw) == 64:
         public = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            _serialization().Encoding.Raw, _serialization().PublicFormat.Raw
         )
         if public != raw[32:]:
             raise MalformedInputError("libsodium secret key: the public half does not match")
