@@ -32,12 +32,9 @@ The rules, in the order :class:`~trustedge.ota.updater.Updater` applies them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
 
 from trustedge import _cbor
-from trustedge.cose import PublicKey
 from trustedge.errors import PolicyError, RollbackError, SignatureError
 from trustedge.ota.rollback import RollbackState
 from trustedge.ota.suit import numbers as n
@@ -52,23 +49,12 @@ from trustedge.ota.suit.auth import (
 from trustedge.ota.suit.codec import DEFAULT_MAX_ENVELOPE, decode_envelope
 from trustedge.ota.trustroot import TrustRoot
 
-__all__ = ["UpdateRules", "component_key", "firmware_keys"]
-
-_FIRMWARE: Final = "firmware"
+__all__ = ["UpdateRules", "component_key"]
 
 
 def component_key(component: tuple[bytes, ...]) -> bytes:
     """The rollback-state key of a SUIT component id: its CBOR encoding."""
     return _cbor.encode(list(component))
-
-
-def firmware_keys(root: TrustRoot) -> dict[bytes, PublicKey]:
-    """Every key of the ``firmware`` role and of the per-component ``firmware/...`` roles."""
-    keys: dict[bytes, PublicKey] = {}
-    for name, role in root.roles.items():
-        if name == _FIRMWARE or name.startswith(_FIRMWARE + "/"):
-            keys.update({kid: root.keys[kid] for kid in role.keys})
-    return keys
 
 
 @dataclass(frozen=True)
@@ -87,21 +73,9 @@ class UpdateRules:
     legacy_install: bool = False
     max_seq_jump: int | None = None
 
-    _firmware_keys: Mapping[bytes, PublicKey] = field(
-        init=False, repr=False, compare=False, default_factory=dict
-    )
-    _role_keys: Mapping[str, KeySet] = field(
-        init=False, repr=False, compare=False, default_factory=dict
-    )
-
     def __post_init__(self) -> None:
         if self.max_seq_jump is not None and self.max_seq_jump < 0:
             raise ValueError("max_seq_jump must be at least 0")
-        if isinstance(self.trust, TrustRoot):
-            # the trust root is immutable: its firmware keys are gathered once
-            object.__setattr__(self, "_firmware_keys", firmware_keys(self.trust))
-            roles = {name: self.trust.keyset(name) for name in self.trust.roles}
-            object.__setattr__(self, "_role_keys", roles)
 
     def authenticate(self, envelope: bytes, *, now: int) -> AuthenticatedManifest:
         """Rule 1: size cap, trust-root freshness at ``now``, signatures, thresholds.
@@ -118,7 +92,7 @@ class UpdateRules:
         if isinstance(trust, KeySet):
             return authenticate(env, trust)
         trust.check_fresh(now)
-        verified, digest = verified_signers(env, self._firmware_keys)
+        verified, digest = verified_signers(env, trust.firmware_keys)
         # Which roles apply depends on the components, which are inside the
         # manifest: only a firmware-role key holder's bytes are parsed at all.
         if not verified:
@@ -128,7 +102,7 @@ class UpdateRules:
         # each role once, in component order (as TrustRoot.keysets_for)
         names = dict.fromkeys(trust.role_for(component_key(c)) for c in manifest.components)
         for name in names:
-            signers |= check_threshold(verified, self._role_keys[name])
+            signers |= check_threshold(verified, trust.keysets[name])
         return AuthenticatedManifest(manifest, env, signers, digest)
 
     def admit(self, state: RollbackState, auth: AuthenticatedManifest) -> RollbackState:

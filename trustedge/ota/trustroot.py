@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
@@ -88,8 +89,24 @@ class TrustRoot:
 
     def keyset(self, role: str) -> KeySet:
         """The keys and threshold of ``role`` (for :func:`trustedge.ota.suit.authenticate`)."""
-        r = self.roles[role]
-        return KeySet({k: self.keys[k] for k in r.keys}, r.threshold)
+        return self.keysets[role]
+
+    @cached_property
+    def keysets(self) -> Mapping[str, KeySet]:
+        """Every role's :class:`KeySet` (built once: a trust root never changes)."""
+        return {
+            name: KeySet({k: self.keys[k] for k in r.keys}, r.threshold)
+            for name, r in self.roles.items()
+        }
+
+    @cached_property
+    def firmware_keys(self) -> Mapping[bytes, PublicKey]:
+        """Every key of the ``firmware`` role and of the per-component ``firmware/...`` roles."""
+        keys: dict[bytes, PublicKey] = {}
+        for name, role in self.roles.items():
+            if name == "firmware" or name.startswith("firmware/"):
+                keys.update({kid: self.keys[kid] for kid in role.keys})
+        return keys
 
     def keysets_for(self, components: Sequence[bytes]) -> list[KeySet]:
         """The distinct key sets a manifest touching ``components`` (CBOR component
