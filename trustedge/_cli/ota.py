@@ -41,7 +41,7 @@ from trustedge._cli._common import (
 from trustedge._fs import atomic_output, atomic_write
 from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
 from trustedge.cose import PublicKey, key_id
-from trustedge.errors import MalformedInputError, TrustedgeError
+from trustedge.errors import MalformedInputError, PolicyError, TrustedgeError
 from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
 from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
 from trustedge.ota import (
@@ -636,7 +636,17 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="install a model only if its OMS signature verifies with this key; repeatable",
     )
     device_args(p)
-    p.set_defaults(handler=_json_failure(_apply, installed=False))
+    _sealed_state_args(p)
+    p.add_argument(
+        "--tpm-policy",
+        metavar="POLICY",
+        help="sealed state: the update's signed PCR policy (release policy), staged before it "
+        "installs so that the new boot chain unseals the state key",
+    )
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
+    p.set_defaults(handler=_json_failure(_with_sealed_state(_apply), installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
@@ -648,10 +658,11 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="also revoke signed PCR policies older than --policy-version (sealed updates)",
     )
     p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    _sealed_state_args(p)
     from trustedge._cli.attestation import add_backend_options
 
     add_backend_options(p, required=False)
-    p.set_defaults(handler=_confirm)
+    p.set_defaults(handler=_with_sealed_state(_confirm))
 
     p = us.add_parser(
         "load",
@@ -772,7 +783,7 @@ def _apply(args: argparse.Namespace) -> int:
         raise CommandError("--identity opens model payloads: name them with --model-component")
     updater = Updater(
         _trust(args),
-        FileStateStore(args.state),
+        _state_store(args),
         device,
         max_envelope=_MAX_MANIFEST,
         legacy_install=args.legacy_install,
@@ -784,6 +795,10 @@ def _apply(args: argparse.Namespace) -> int:
             raise CommandError("--rotate needs --trust-root")
         chain = [read_input(p, limit=1 << 20) for p in args.rotate]
         updater.adopt_trust_root(updater.trust.rotate_chain(chain, now=_now(args)))
+    if args.sealed_key is not None:  # staged first: the new chain must open the state
+        if not args.tpm_policy:
+            raise CommandError("a sealed state needs the update's signed policy: --tpm-policy")
+        args.sealed_key.stage(read_input(args.tpm_policy, limit=1 << 16))
     result = updater.apply(env, now=_now(args))
     _record_identity(args)
     data = {
@@ -798,6 +813,8 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
+    if args.sealed_key is not None:
+        return _confirm_sealed(args)
     store = FileStateStore(args.state)
     state = store.load()
     comps = tuple(
@@ -814,6 +831,115 @@ def _confirm(args: argparse.Namespace) -> int:
     if args.policy_counter is not None and not args.revert:
         data["policy_version"] = _advance_policies(args)
     emit(args, data, f"floors: {floors}")
+    return EXIT_OK
+
+
+def _sealed_state_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sealed state (its MAC key sealed to the release's signed policies)")
+    g.add_argument(
+        "--state-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="the state's generation counter: the state is MAC'd with a key the TPM unseals "
+        "only under a signed PCR policy (update state-key provision)",
+    )
+    g.add_argument("--tpm-authority", metavar="PUB", help="the policy authority (release) key")
+
+
+def _with_sealed_state(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``handler`` with ``args.sealed_key`` (a SealedStateKey on the TPM, opened once and closed
+    afterwards) when ``--state-counter`` is given, else None."""
+
+    def run(args: argparse.Namespace) -> int:
+        args.sealed_key = None
+        if getattr(args, "state_counter", None) is None:
+            return handler(args)
+        from trustedge._cli.attestation import open_backend
+        from trustedge._cli.envelope import _tpm_authority
+        from trustedge.ota.sealedstate import SealedStateKey
+
+        authority = _tpm_authority(args)
+        if authority is None:
+            raise CommandError("--state-counter needs --tpm-authority PUB")
+        backend = open_backend(args)
+        try:
+            args.sealed_key = SealedStateKey(args.state, backend, authority=authority)
+            return handler(args)
+        finally:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+    return run
+
+
+def _state_store(args: argparse.Namespace) -> Any:
+    """The rollback state store: the sealed one (MAC key unsealed by the TPM) or the file one."""
+    key = getattr(args, "sealed_key", None)
+    if key is None:
+        return FileStateStore(args.state)
+    return key.open_store(args.state_counter)
+
+
+def _confirm_sealed(args: argparse.Namespace) -> int:
+    """Confirm (or revert) with a sealed state: the pending policy must unseal in this boot;
+    the policy counter then advances to its version (the old chain's policy is revoked)."""
+    from trustedge.ota.bootchain import PolicyCounter
+
+    key = args.sealed_key
+    store = _state_store(args)
+    state = store.load()
+    comps = tuple(
+        tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
+    )
+    updater = Updater(KeySet({}, 1), store, _device(args))
+    data: dict[str, Any] = {"reverted": args.revert}
+    if args.revert:
+        new = key.revert(updater, comps)
+    else:
+        if args.policy_counter is None:
+            raise CommandError("a sealed state's confirm needs --policy-counter NV")
+        counter = PolicyCounter(key.backend, args.policy_counter)
+        new = key.confirm(updater, counter, comps)
+        data["policy_version"] = counter.version
+    floors = {cid.hex(): c.floor for cid, c in new.components.items()}
+    data["floors"] = floors
+    emit(args, data, f"floors: {floors}")
+    return EXIT_OK
+
+
+def _state_key(args: argparse.Namespace) -> int:
+    """``update state-key provision|show``."""
+    key = args.sealed_key
+    if key is None:
+        raise CommandError("give --state-counter NV and --tpm-authority PUB")
+    if args.action == "provision":
+        from trustedge.ota.sealedstate import SealedStateKey
+
+        if not args.tpm_policy:
+            raise CommandError("provision needs the current chain's signed policy: --tpm-policy")
+        key = SealedStateKey.provision(
+            args.state,
+            key.backend,
+            authority=key.authority,
+            policy=read_input(args.tpm_policy, limit=1 << 16),
+            policy_ref=args.policy_ref.encode(),
+        )
+        state = key.provision_store(args.state_counter).load()
+    else:
+        state = key.open_store(args.state_counter).load()
+    from trustedge.hazmat.tpm2.policy import SignedPolicy
+
+    versions = [SignedPolicy.decode(p).policy.version for p in key.policies()]
+    data = {
+        "state_counter": args.state_counter,
+        "generation": state.generation,
+        "policy_versions": versions,
+        "pending": state.has_pending,
+    }
+    emit(args, data, f"state generation {state.generation}; policy versions {versions}")
     return EXIT_OK
 
 
@@ -877,6 +1003,21 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(handler=_predict)
 
     p = us.add_parser(
+        "state-key",
+        help="the rollback state's MAC key sealed to signed PCR policies (provision, show)",
+    )
+    p.add_argument("action", choices=("provision", "show"))
+    p.add_argument("--state", required=True, metavar="DIR", help="rollback state directory")
+    _sealed_state_args(p)
+    p.add_argument("--tpm-policy", metavar="POLICY", help="the current chain's signed policy")
+    p.add_argument("--policy-ref", default="", help="policyRef (the signed policies')")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_with_sealed_state(_state_key))
+
+    p = us.add_parser(
         "policy-counter",
         help="the TPM counter that versions signed PCR policies (init, show, advance)",
     )
@@ -909,6 +1050,7 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
         help="PCRs the policy covers (default sha256:4,7)",
     )
     p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
+    _phase_arg(p)
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
     )
@@ -963,7 +1105,8 @@ def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     device = None
     if args.device:
         device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
-    return predict_update(manifest, verified, device=device), manifest, authenticated
+    prediction = predict_update(manifest, verified, device=device, phases=args.phase)
+    return prediction, manifest, authenticated
 
 
 def add_prediction_args(p: argparse.ArgumentParser) -> None:
@@ -981,6 +1124,7 @@ def add_prediction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", metavar="DIR", help="device directory: place images by its active slots"
     )
+    _phase_arg(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -1048,6 +1192,17 @@ def _selection(items: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _phase_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        metavar="PHASE",
+        help="systemd-pcrphase string extended into the predicted PCR11 after the UKI "
+        "(e.g. enter-initrd, where the disk key is unsealed); repeatable, in order",
+    )
+
+
 def _release_policy(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -1063,6 +1218,14 @@ def _release_policy(args: argparse.Namespace) -> int:
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
+        if args.phase:
+            from trustedge.measuredboot.uki import extend_phases
+
+            if not any(11 in v for v in values.values()):
+                raise PolicyError("--phase extends PCR11, which this log does not measure")
+            for bank, v in values.items():
+                if 11 in v:
+                    v[11] = extend_phases(bank, v[11], args.phase)
     else:
         env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
         if not (args.trust_root or args.pub):
@@ -1070,7 +1233,7 @@ def _release_policy(args: argparse.Namespace) -> int:
         manifest = verify_envelope(
             env_bytes, _trust(args), now=_now(args), max_envelope=max(len(env_bytes), 1)
         ).manifest
-        prediction = predict_update(manifest, verified)
+        prediction = predict_update(manifest, verified, phases=args.phase)
         values, changes = prediction.next, list(prediction.changes)
     key = load_private_key(read_input(args.sign, limit=1 << 16))
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
