@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,8 @@ def mib(n: int) -> str:
 
 
 def main() -> int:
+    # A TERM (a killed run) unwinds like Ctrl-C, so the temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--section", choices=("all", "dir", "verify", "file"), default="all")
     ap.add_argument("--files", type=int, default=4, help="files of the model directory (4)")
