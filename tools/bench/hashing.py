@@ -2,7 +2,7 @@
 """``trustedge hash`` as users call it, against its per-process peers, warm page cache.
 
     tools/bench/hashing.py [--section all|dir|verify|file] [--files 4] [--size 256M]
-                           [--file-size 1G] [--dir /var/tmp] [--pairs 5] [--report FILE]
+                           [--file-size 2G] [--dir /var/tmp] [--pairs 5] [--report FILE]
 
 Every figure comes from ``tools/bench/_harness.py``: trustedge (A) and the peer (B) run as
 whole processes, alternated A B A B ... after one untimed warm-up each, for ``--pairs`` pairs;
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,11 +77,13 @@ def mib(n: int) -> str:
 
 
 def main() -> int:
+    # A TERM (a killed run) unwinds like Ctrl-C, so the temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--section", choices=("all", "dir", "verify", "file"), default="all")
     ap.add_argument("--files", type=int, default=4, help="files of the model directory (4)")
     ap.add_argument("--size", type=parse_size, default=256 << 20, help="bytes per file (256M)")
-    ap.add_argument("--file-size", type=parse_size, default=1 << 30, help="single file (1G)")
+    ap.add_argument("--file-size", type=parse_size, default=2 << 30, help="single file (2G)")
     ap.add_argument("--dir", default=None, help="where the temporary files go (a disk)")
     ap.add_argument(
         "--peer-python",

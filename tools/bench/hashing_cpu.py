@@ -30,6 +30,7 @@ import hashlib
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,8 @@ def read_only(path: Path) -> None:
 
 
 def main() -> int:
+    # A TERM (a killed run) unwinds like Ctrl-C, so the temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", default="1G")
     ap.add_argument("--threads", type=int, default=1, help="threads for the tree rows (1)")

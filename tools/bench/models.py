@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -123,6 +124,8 @@ def timed_load(mode: str, path: Path, sig: Path, pub: Path) -> float:
 
 
 def main() -> int:
+    # A TERM (a killed run) unwinds like Ctrl-C, so the temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", type=parse_size, default=256 << 20, help="bytes per file (256M)")
     p.add_argument("--files", type=int, default=4)
