@@ -716,8 +716,9 @@ def against(
     pg: PrivatePostgres | None, dsn: str | None,
 ) -> None:  # fmt: skip
     """This tree's server (A) and ``--against REV``'s (B) alternated on one store and client:
-    the pairwise ratios of worker CPU per appraisal (B/A: above 1, A is cheaper) and of
-    appraisals/s (A/B), with the load before and after (tools/bench/_harness.py)."""
+    the pairwise ratios (B/A: above 1, this tree is better) of worker CPU per appraisal and
+    of seconds per appraisal (the inverse of appraisals/s), with the load before and after
+    (tools/bench/_harness.py)."""
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.against],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     old = Path(tempfile.mkdtemp(prefix="fleet-against-"))
@@ -735,8 +736,8 @@ def against(
             load_before=_harness.load(),
         )  # fmt: skip
         rate = _harness.Comparison(
-            f"fleet {kind}: appraisals/s, {commit} vs this tree (inverse time)", commit,
-            "this tree", cpu.work, load_before=_harness.load(),
+            f"fleet {kind}: seconds per appraisal (1 / appraisals/s), this tree vs {commit}",
+            "this tree", commit, cpu.work, load_before=_harness.load(),
         )  # fmt: skip
         for i in range(args.pairs):
             runs = []
@@ -749,8 +750,8 @@ def against(
             a, b = runs
             cpu.seconds_a.append(a["server_cpu_ms_per_appraisal"] / 1000)
             cpu.seconds_b.append(b["server_cpu_ms_per_appraisal"] / 1000)
-            rate.seconds_a.append(1 / b["appraisals_per_s"])
-            rate.seconds_b.append(1 / a["appraisals_per_s"])
+            rate.seconds_a.append(1 / a["appraisals_per_s"])
+            rate.seconds_b.append(1 / b["appraisals_per_s"])
             print(f"  pair {i + 1}: worker CPU/appraisal A {a['server_cpu_ms_per_appraisal']:.2f}"
                   f" B {b['server_cpu_ms_per_appraisal']:.2f} ms; appraisals/s A "
                   f"{a['appraisals_per_s']:.0f} B {b['appraisals_per_s']:.0f}; load "
