@@ -61,6 +61,12 @@ _ISSUE_NONCE: Final = (
 )
 
 
+#: A challenge's read: the device's enrollment state and IMA position.
+_CHALLENGE_STATE: Final = (
+    "SELECT d.state, i.ima_offset FROM devices d"
+    " LEFT JOIN ima_state i ON i.device_id = d.device_id WHERE d.device_id = ?"
+)
+
 _PUT_RESULT: Final = (
     "INSERT INTO results (device_id, media_type, token, status, created_at)"
     " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
@@ -259,6 +265,18 @@ class SQLStore(ABC):
             )
         if inserted != 1:
             raise ValueError("nonce already issued")
+
+    def issue_challenge_nonce(self, record: NonceRecord) -> int | None:
+        with self.transaction(sync=False) as tx:
+            row = tx.one(_CHALLENGE_STATE, (record.device_id,))
+            if row is None or row[0] != EnrollmentState.ENROLLED.value:
+                return None
+            inserted = tx.run(
+                _ISSUE_NONCE, (nonce_key(record.nonce), record.device_id, record.expires_at)
+            )
+        if inserted != 1:
+            raise ValueError("nonce already issued")
+        return 0 if row[1] is None else int(row[1])
 
     _CONSUME: Final = (
         "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND device_id = ?"
