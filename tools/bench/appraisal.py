@@ -14,20 +14,31 @@ on PostgreSQL (1 and 2 worker processes, each owning its devices).
 **Parts**: the store traffic of one appraisal, evidence encode/decode, and
 EAR signing/verification.
 
+**Against Keylime** (issue 19's appraisal row, always first): the same evidence
+(every round, in order) through Keylime's library parts -- ``checkquote`` on
+tpm2-tools quote files, ``parse_binary_bootlog`` (which runs ``tpm2_eventlog``)
+and ``process_measurement_list`` on the ASCII list with the same runtime policy
+-- alternated with trustedge's full appraisals on a fresh durable SQLite store
+(nonce, appraisal, commit, signed EAR), A B A B through ``tools/bench/_harness.py``,
+with the firmware-log verdict cache on (as the verifier runs) and off (every log
+replayed); target 4x. Then the per-step costs of both (µs per appraisal).
+
 Prints absolute rates and the ratio against the issue's target of 500 full
 appraisals per second per core. PostgreSQL needs ``TRUSTEDGE_PG_DSN``
 (``tools/test`` exports one). Usage::
 
-    python tools/bench/appraisal.py [--seconds 2] [--pg-workers 2] [--rounds 40]
+    python tools/bench/appraisal.py [--seconds 2] [--pg-workers 2] [--rounds 20]
+    python tools/bench/appraisal.py --keylime --pairs 5 --report appraisal.jsonl
 
 **Before/after** (``--against REV``): checks ``REV`` out into a temporary git
 worktree and measures the full appraisal (SQLite, ``durable=False``, binary
 IMA) of this tree (A) and of ``REV`` (B) alternately, A B A B, each run in its
 own subprocess with only that tree's ``trustedge`` on the path (this script
-over both trees: it uses only names both have). Prints every pair, the median
-(min-max) of the A/B ratios and the load average before and after::
+over both trees: it uses only names both have), through the harness: every
+pair, the median (min-max) of the pairwise ratios and the load before and
+after::
 
-    python tools/bench/appraisal.py --against main --pairs 5
+    python tools/bench/appraisal.py --against 69fcb5f --pairs 5
 """
 
 from __future__ import annotations

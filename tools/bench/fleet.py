@@ -43,6 +43,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import _harness  # noqa: E402  (tools/bench: the one benchmark harness)
 from _evidence import (  # noqa: E402  (tools/bench: the evidence both benches send)
     MemoryTPM,
     boot_aggregate_entry,
@@ -502,9 +504,9 @@ def _pg_connections(dsn: str) -> int:
 
 
 @contextmanager
-def served(location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace) -> Iterator[
-    tuple[str, subprocess.Popen[str]]
-]:  # fmt: skip
+def served(
+    location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace, tree: Path = ROOT
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     (workdir / "signing.pem").write_bytes(key.private_bytes(
@@ -526,8 +528,10 @@ def served(location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace)
         ca, cert, key = tls_files(workdir)
         args.tls_ca = str(ca)
         cmd += ["--tls-cert", str(cert), "--tls-key", str(key)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    env = dict(
+        os.environ, PYTHONPATH=str(tree)
+    )  # the server's trustedge: this tree's or --against's
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -558,9 +562,9 @@ def served(location: str, fleet: Fleet, workdir: Path, args: argparse.Namespace)
 
 def run_load(
     label: str, location: str, fleet: Fleet, args: argparse.Namespace, workdir: Path,
-    pg: PrivatePostgres | None, dsn: str | None,
+    pg: PrivatePostgres | None, dsn: str | None, tree: Path = ROOT,
 ) -> dict[str, Any]:  # fmt: skip
-    with served(location, fleet, workdir, args) as (url, proc):
+    with served(location, fleet, workdir, args, tree) as (url, proc):
         workers = _children(proc.pid)
         start = time.time() + 1.0 + args.warmup
         end = start + args.seconds
@@ -707,6 +711,60 @@ def run_store_only(
     }
 
 
+def against(
+    args: argparse.Namespace, kind: str, location: str, fleet: Fleet, tmp: Path,
+    pg: PrivatePostgres | None, dsn: str | None,
+) -> None:  # fmt: skip
+    """This tree's server (A) and ``--against REV``'s (B) alternated on one store and client:
+    the pairwise ratios (B/A: above 1, this tree is better) of worker CPU per appraisal and
+    of seconds per appraisal (the inverse of appraisals/s), with the load before and after
+    (tools/bench/_harness.py)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.against],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    old = Path(tempfile.mkdtemp(prefix="fleet-against-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), commit],
+                   capture_output=True, check=True)  # fmt: skip
+    try:
+        so = sorted((ROOT / "trustedge" / "hashing").glob("_speedups*.so"))
+        src = "trustedge/hashing/_speedups.c"
+        if so and (ROOT / src).read_bytes() == (old / src).read_bytes():
+            shutil.copy2(so[0], old / "trustedge" / "hashing" / so[0].name)
+        cpu = _harness.Comparison(
+            f"fleet {kind}: worker CPU per appraisal, this tree vs {commit}", "this tree",
+            commit, f"{args.seconds:g} s of pushes, {args.devices} devices, "
+            f"{args.clients * args.concurrency} in flight",
+            load_before=_harness.load(),
+        )  # fmt: skip
+        rate = _harness.Comparison(
+            f"fleet {kind}: seconds per appraisal (1 / appraisals/s), this tree vs {commit}",
+            "this tree", commit, cpu.work, load_before=_harness.load(),
+        )  # fmt: skip
+        for i in range(args.pairs):
+            runs = []
+            for label, tree in (("A", ROOT), ("B", old)):
+                r = run_load(kind, location, fleet, args, tmp / f"{kind}-{label}{i}", pg, dsn,
+                             tree)  # fmt: skip
+                if r["errors"]:
+                    raise RuntimeError(f"{label} run had errors: {r['first_errors']}")
+                runs.append(r)
+            a, b = runs
+            cpu.seconds_a.append(a["server_cpu_ms_per_appraisal"] / 1000)
+            cpu.seconds_b.append(b["server_cpu_ms_per_appraisal"] / 1000)
+            rate.seconds_a.append(1 / a["appraisals_per_s"])
+            rate.seconds_b.append(1 / b["appraisals_per_s"])
+            print(f"  pair {i + 1}: worker CPU/appraisal A {a['server_cpu_ms_per_appraisal']:.2f}"
+                  f" B {b['server_cpu_ms_per_appraisal']:.2f} ms; appraisals/s A "
+                  f"{a['appraisals_per_s']:.0f} B {b['appraisals_per_s']:.0f}; load "
+                  f"{_harness.load():.2f}", file=sys.stderr)  # fmt: skip
+        cpu.load_after = rate.load_after = _harness.load()
+        reporter = _harness.Reporter("fleet", args.report)
+        reporter(cpu)
+        reporter(rate)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                       capture_output=True, check=False)  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--devices", type=int, default=10_000)
@@ -727,6 +785,10 @@ def main() -> int:
                     help="no HTTP, no appraisal: --clients processes run the store path of a"
                     " push (commits/s one database sustains)")  # fmt: skip
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ap.add_argument("--against", metavar="REV",
+                    help="alternate the server of this tree (A) and of git REV (B), same"
+                    " client and store, A B A B: worker CPU/appraisal, appraisals/s")  # fmt: skip
+    _harness.add_arguments(ap)
     args = ap.parse_args()
     if args.devices < 1 or args.seconds <= 0 or args.clients < 1 or args.concurrency < 1:
         ap.error("--devices, --seconds, --clients, --concurrency must be positive")
@@ -752,6 +814,10 @@ def main() -> int:
                 ap.error(f"unknown store kind {kind!r}")
             try:
                 enroll_s = enroll(fleet, location, 4)
+                if args.against:
+                    against(args, kind, location, fleet, Path(tmp), pg,
+                            dsn if kind == "postgres" else None)  # fmt: skip
+                    continue
                 if args.store_only:
                     run = run_store_only(kind, location, fleet, args, pg)
                 else:
@@ -764,7 +830,7 @@ def main() -> int:
                     pg.stop()
                 elif kind == "postgres" and dsn is not None:
                     _drop_database(dsn)
-            if not args.json:
+            if not args.json and not args.against:
                 print(json.dumps(run, indent=1), file=sys.stderr)
     report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=None if args.json else 1))

@@ -58,12 +58,26 @@ class NonceIssuer:
 
     def challenge(self, device_id: str, now: int) -> Challenge:
         """Issue a fresh nonce for ``device_id``, valid for ``ttl`` seconds from ``now``."""
+        record = self._record(device_id, now)
+        self._store.issue_nonce(record)
+        return Challenge(device_id=device_id, nonce=record.nonce, expires_at=record.expires_at)
+
+    def challenge_enrolled(self, device_id: str, now: int) -> tuple[Challenge, int] | None:
+        """:meth:`challenge` for an enrolled device only, checked in the same store
+        transaction (:meth:`VerifierStore.issue_challenge_nonce`): the challenge and the
+        device's IMA position, or ``None`` (no nonce issued) when it is not enrolled."""
+        record = self._record(device_id, now)
+        position = self._store.issue_challenge_nonce(record)
+        if position is None:
+            return None
+        challenge = Challenge(device_id=device_id, nonce=record.nonce, expires_at=record.expires_at)
+        return challenge, position
+
+    def _record(self, device_id: str, now: int) -> NonceRecord:
         nonce = self._random(self._size)
         if len(nonce) != self._size:
             raise ValueError("randomness source returned the wrong number of bytes")
-        record = NonceRecord(nonce=nonce, device_id=device_id, expires_at=now + self._ttl)
-        self._store.issue_nonce(record)
-        return Challenge(device_id=device_id, nonce=nonce, expires_at=record.expires_at)
+        return NonceRecord(nonce=nonce, device_id=device_id, expires_at=now + self._ttl)
 
     def consume(self, nonce: bytes, device_id: str, now: int) -> Challenge:
         """Use up ``nonce`` for ``device_id`` at time ``now``, exactly once.

@@ -48,7 +48,6 @@ from trustedge.attestation.findings import Finding
 from trustedge.attestation.nonces import NonceIssuer
 from trustedge.attestation.signer import RESULT_MEDIA_TYPES, AppraisalOutcome, ResultSigner
 from trustedge.attestation.store import (
-    EnrollmentState,
     StoredResult,
     VerifierStore,
 )
@@ -125,15 +124,17 @@ class Verifier:
 
         Raises ``VerificationError`` when the device is not enrolled.
         """
-        state = self.store.device_state(device_id)
-        if state.device is None or state.device.state is not EnrollmentState.ENROLLED:
+        # One store transaction (on PostgreSQL one round trip): the enrollment check,
+        # the nonce and the IMA position.
+        issued = self._nonces.challenge_enrolled(device_id, self.now())
+        if issued is None:
             raise VerificationError(f"device {device_id!r} is not enrolled")
-        issued = self._nonces.challenge(device_id, self.now())
+        nonce, ima_offset = issued
         return AttestationChallenge(
             device_id=device_id,
-            nonce=issued.nonce,
-            expires_at=issued.expires_at,
-            ima_offset=state.ima.entries if state.ima is not None else 0,
+            nonce=nonce.nonce,
+            expires_at=nonce.expires_at,
+            ima_offset=ima_offset,
             pcrs=self.policy.pcrs,
         )
 

@@ -546,3 +546,28 @@ def test_device_state_reads_the_boot_reference(store: SQLStore) -> None:
     assert store.device_state("dev-1").boot_reference is None
     store.put_boot_reference("dev-1", b"\xa0ref", NOW)
     assert store.device_state("dev-1").boot_reference == b"\xa0ref"
+
+
+def test_issue_challenge_nonce_only_for_an_enrolled_device(store: SQLStore) -> None:
+    record = NonceRecord(NONCE, "dev-1", NOW + 30)
+    assert store.issue_challenge_nonce(record) is None  # unknown device: nothing stored
+    _device(store)
+    assert store.issue_challenge_nonce(record) is None  # registered, not enrolled
+    with pytest.raises(NonceError, match="unknown"):
+        store.consume_nonce(NONCE, "dev-1", NOW)
+    store.bind_ak("dev-1", AK, AK_NAME, NOW)
+    assert store.issue_challenge_nonce(record) == 0  # enrolled, no IMA position yet
+    with pytest.raises(ValueError, match="already issued"):
+        store.issue_challenge_nonce(record)
+    store.record_appraisal(
+        "dev-1",
+        quote=(None, QuoteClockState(1, 0, 1)),
+        ima=(None, ImaState(7, 0, PCR, "sha256")),
+        nonce=NONCE,
+        now=NOW,
+    )
+    other = NonceRecord(b"\x02" * 32, "dev-1", NOW + 30)
+    assert store.issue_challenge_nonce(other) == 7  # where the next IMA list starts
+    store.consume_nonce(other.nonce, "dev-1", NOW)  # it was stored
+    store.revoke_device("dev-1", NOW)
+    assert store.issue_challenge_nonce(NonceRecord(b"\x03" * 32, "dev-1", NOW + 30)) is None

@@ -267,6 +267,13 @@ class VerifierStore(Protocol):
         """Remember a freshly issued nonce; ``ValueError`` on a duplicate."""
         ...
 
+    def issue_challenge_nonce(self, record: NonceRecord) -> int | None:
+        """:meth:`issue_nonce` for a device that is enrolled, in one transaction with
+        the check: ``None`` (nothing stored) when the device is unknown or not enrolled,
+        else the number of IMA entries already verified (where its next list starts).
+        ``ValueError`` on a duplicate."""
+        ...
+
     def consume_nonce(self, nonce: bytes, device_id: str, now: int) -> NonceRecord:
         """Use up a nonce exactly once, atomically across threads and processes.
 

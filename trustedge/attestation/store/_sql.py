@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hmac
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn, Protocol
 
 from trustedge.attestation.store._model import (
     DeviceRecord,
@@ -58,6 +59,31 @@ _ISSUE_NONCE: Final = (
     "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
     " VALUES (?, ?, ?, NULL) ON CONFLICT (nonce_key) DO NOTHING"
 )
+
+
+#: A challenge's read: the device's enrollment state and IMA position.
+_CHALLENGE_STATE: Final = (
+    "SELECT d.state, i.ima_offset FROM devices d"
+    " LEFT JOIN ima_state i ON i.device_id = d.device_id WHERE d.device_id = ?"
+)
+
+_PUT_RESULT: Final = (
+    "INSERT INTO results (device_id, media_type, token, status, created_at)"
+    " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
+    " ON CONFLICT (device_id) DO UPDATE SET media_type = excluded.media_type,"
+    " token = excluded.token, status = excluded.status, created_at = excluded.created_at"
+)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One statement of a multi-statement write and the check of its outcome:
+    ``check(tx, rowcount, first row)`` raises when the write must not commit."""
+
+    sql: str
+    params: tuple[Any, ...]
+    check: Callable[[Tx, int, tuple[Any, ...] | None], None]
+    returns: bool = False
 
 
 def _clock_bytes(clock: int) -> bytes:
@@ -240,17 +266,35 @@ class SQLStore(ABC):
         if inserted != 1:
             raise ValueError("nonce already issued")
 
+    def issue_challenge_nonce(self, record: NonceRecord) -> int | None:
+        with self.transaction(sync=False) as tx:
+            row = tx.one(_CHALLENGE_STATE, (record.device_id,))
+            if row is None or row[0] != EnrollmentState.ENROLLED.value:
+                return None
+            inserted = tx.run(
+                _ISSUE_NONCE, (nonce_key(record.nonce), record.device_id, record.expires_at)
+            )
+        if inserted != 1:
+            raise ValueError("nonce already issued")
+        return 0 if row[1] is None else int(row[1])
+
+    _CONSUME: Final = (
+        "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND device_id = ?"
+        " AND consumed_at IS NULL RETURNING expires_at"
+    )
+
     def _consume(self, tx: Tx, key: bytes, device_id: str, now: int) -> int:
         """Mark the nonce used inside ``tx``; return its expiry (checked by the caller)."""
         # One round trip on the common path: the UPDATE takes the row lock, and a
         # concurrent consumer waits for it, then finds consumed_at set (0 rows).
-        row = tx.one(
-            "UPDATE nonces SET consumed_at = ? WHERE nonce_key = ? AND device_id = ?"
-            " AND consumed_at IS NULL RETURNING expires_at",
-            (now, key, device_id),
-        )
+        row = tx.one(self._CONSUME, (now, key, device_id))
         if row is not None:
             return int(row[0])
+        self._nonce_refused(tx, key, device_id)
+
+    @staticmethod
+    def _nonce_refused(tx: Tx, key: bytes, device_id: str) -> NoReturn:
+        """Why the consuming UPDATE matched no row (raises ``NonceError``)."""
         row = tx.one("SELECT device_id FROM nonces WHERE nonce_key = ?", (key,))
         if row is None:
             raise NonceError("unknown nonce")
@@ -303,33 +347,43 @@ class SQLStore(ABC):
     def _cas_quote(
         self, tx: Tx, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
     ) -> None:
+        sql, params = self._cas_quote_sql(device_id, expected, new)
+        self._check_cas(tx.run(sql, params), "quote", device_id)
+
+    @staticmethod
+    def _check_cas(changed: int, what: str, device_id: str) -> None:
+        if changed != 1:
+            raise RollbackError(
+                f"{what} state of device {device_id!r} changed concurrently; appraisal not recorded"
+            )
+
+    @staticmethod
+    def _cas_quote_sql(
+        device_id: str, expected: QuoteClockState | None, new: QuoteClockState
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set statement of the quote state (after checking it advances)."""
         if not new.advances(expected):
             raise RollbackError(
                 f"quote state {new} does not advance over {expected} for device {device_id!r}"
             )
         values = (new.reset_count, new.restart_count, _clock_bytes(new.clock))
         if expected is None:
-            changed = tx.run(
+            return (
                 "INSERT INTO quote_state (device_id, reset_count, restart_count, clock)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING",
                 (device_id, *values),
             )
-        else:
-            changed = tx.run(
-                "UPDATE quote_state SET reset_count = ?, restart_count = ?, clock = ?"
-                " WHERE device_id = ? AND reset_count = ? AND restart_count = ? AND clock = ?",
-                (
-                    *values,
-                    device_id,
-                    expected.reset_count,
-                    expected.restart_count,
-                    _clock_bytes(expected.clock),
-                ),
-            )
-        if changed != 1:
-            raise RollbackError(
-                f"quote state of device {device_id!r} changed concurrently; appraisal not recorded"
-            )
+        return (
+            "UPDATE quote_state SET reset_count = ?, restart_count = ?, clock = ?"
+            " WHERE device_id = ? AND reset_count = ? AND restart_count = ? AND clock = ?",
+            (
+                *values,
+                device_id,
+                expected.reset_count,
+                expected.restart_count,
+                _clock_bytes(expected.clock),
+            ),
+        )
 
     def _cas_ima(
         self,
@@ -339,35 +393,38 @@ class SQLStore(ABC):
         new: ImaState,
         restart: bool = False,
     ) -> None:
+        sql, params = self._cas_ima_sql(device_id, expected, new, restart)
+        self._check_cas(tx.run(sql, params), "IMA", device_id)
+
+    @staticmethod
+    def _cas_ima_sql(
+        device_id: str, expected: ImaState | None, new: ImaState, restart: bool
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set statement of the IMA state (after checking the new one)."""
         check_ima_state(new)
         # After a TPM reset the IMA list starts again: the offset may drop then.
         backwards = new.entries < expected.entries if expected is not None else False
         if expected is not None and ((backwards and not restart) or new.bank != expected.bank):
             raise RollbackError(f"IMA state of device {device_id!r} would go backwards")
         if expected is None:
-            changed = tx.run(
+            return (
                 "INSERT INTO ima_state (device_id, ima_offset, pcr10, bank) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (device_id) DO NOTHING",
                 (device_id, new.entries, new.pcr_value, new.bank),
             )
-        else:
-            changed = tx.run(
-                "UPDATE ima_state SET ima_offset = ?, pcr10 = ?, bank = ?"
-                " WHERE device_id = ? AND ima_offset = ? AND pcr10 = ? AND bank = ?",
-                (
-                    new.entries,
-                    new.pcr_value,
-                    new.bank,
-                    device_id,
-                    expected.entries,
-                    expected.pcr_value,
-                    expected.bank,
-                ),
-            )
-        if changed != 1:
-            raise RollbackError(
-                f"IMA state of device {device_id!r} changed concurrently; appraisal not recorded"
-            )
+        return (
+            "UPDATE ima_state SET ima_offset = ?, pcr10 = ?, bank = ?"
+            " WHERE device_id = ? AND ima_offset = ? AND pcr10 = ? AND bank = ?",
+            (
+                new.entries,
+                new.pcr_value,
+                new.bank,
+                device_id,
+                expected.entries,
+                expected.pcr_value,
+                expected.bank,
+            ),
+        )
 
     def advance_quote_state(
         self, device_id: str, expected: QuoteClockState | None, new: QuoteClockState
@@ -392,20 +449,71 @@ class SQLStore(ABC):
         ima_restart: bool = False,
         result: StoredResult | None = None,
     ) -> None:
+        steps = self._appraisal_steps(device_id, quote, ima, nonce, now, ima_restart, result)
+        with self.transaction() as tx:
+            for step in steps:
+                if step.returns:
+                    step.check(tx, 1, tx.one(step.sql, step.params))
+                else:
+                    step.check(tx, tx.run(step.sql, step.params), None)
+
+    def _appraisal_steps(
+        self,
+        device_id: str,
+        quote: tuple[QuoteClockState | None, QuoteClockState],
+        ima: tuple[ImaState | None, ImaState] | None,
+        nonce: bytes | None,
+        now: int | None,
+        ima_restart: bool,
+        result: StoredResult | None,
+    ) -> list[_Step]:
+        """The statements of :meth:`record_appraisal`, in order, each with the check of its
+        outcome; the values are checked here, before anything is sent. Every statement
+        is independent of the others' results, so a store may send them all at once
+        (PostgreSQL pipelines them) and check afterwards: the checks raise, and the
+        transaction rolls back, exactly as when they run one by one."""
         if result is not None and result.device_id != device_id:
             raise ValueError("the result is for another device")
-        with self.transaction() as tx:
-            if nonce is not None:
-                if now is None:
-                    raise ValueError("consuming a nonce needs now")
-                if now >= self._consume(tx, nonce_key(bytes(nonce)), device_id, now):
+        steps: list[_Step] = []
+        if nonce is not None:
+            if now is None:
+                raise ValueError("consuming a nonce needs now")
+            key = nonce_key(bytes(nonce))
+            at = now
+
+            def consumed(tx: Tx, _: int, row: tuple[Any, ...] | None) -> None:
+                if row is None:
+                    self._nonce_refused(tx, key, device_id)
+                if at >= int(row[0]):
                     raise NonceError("nonce expired")  # rolls the whole appraisal back
-            self._require_device(tx, device_id)
-            self._cas_quote(tx, device_id, *quote)
-            if ima is not None:
-                self._cas_ima(tx, device_id, *ima, restart=ima_restart)
-            if result is not None:
-                self._put_result(tx, result)
+
+            steps.append(_Step(self._CONSUME, (now, key, device_id), consumed, returns=True))
+
+        def device(tx: Tx, _: int, row: tuple[Any, ...] | None) -> None:
+            if row is None:
+                raise KeyError(device_id)
+
+        steps.append(
+            _Step(
+                f"SELECT device_id FROM devices WHERE device_id = ?{self.for_update}",  # noqa: S608 - constant fragments only
+                (device_id,),
+                device,
+                returns=True,
+            )
+        )
+        sql, params = self._cas_quote_sql(device_id, *quote)
+        steps.append(_Step(sql, params, lambda tx, n, _: self._check_cas(n, "quote", device_id)))
+        if ima is not None:
+            sql, params = self._cas_ima_sql(device_id, *ima, restart=ima_restart)
+            steps.append(_Step(sql, params, lambda tx, n, _: self._check_cas(n, "IMA", device_id)))
+        if result is not None:
+
+            def stored(tx: Tx, changed: int, _: object) -> None:
+                if changed != 1:
+                    raise KeyError(device_id)
+
+            steps.append(_Step(_PUT_RESULT, self._result_params(result), stored))
+        return steps
 
     def device_state(self, device_id: str) -> DeviceState:
         # One statement (one round trip, one snapshot) instead of one per table: this
@@ -439,18 +547,14 @@ class SQLStore(ABC):
             self._put_result(tx, result)
 
     @staticmethod
-    def _put_result(tx: Tx, result: StoredResult) -> None:
+    def _result_params(result: StoredResult) -> tuple[Any, ...]:
+        return (result.media_type, result.token, result.status, result.created_at, result.device_id)
+
+    @classmethod
+    def _put_result(cls, tx: Tx, result: StoredResult) -> None:
         # The SELECT from devices makes an unknown device insert nothing, which is
         # reported as KeyError.
-        changed = tx.run(
-            "INSERT INTO results (device_id, media_type, token, status, created_at)"
-            " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
-            " ON CONFLICT (device_id) DO UPDATE SET media_type = excluded.media_type,"
-            " token = excluded.token, status = excluded.status,"
-            " created_at = excluded.created_at",
-            (result.media_type, result.token, result.status, result.created_at, result.device_id),
-        )
-        if changed != 1:
+        if tx.run(_PUT_RESULT, cls._result_params(result)) != 1:
             raise KeyError(result.device_id)
 
     def get_result(self, device_id: str) -> StoredResult | None:

@@ -15,8 +15,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from trustedge.attestation.store._model import NonceRecord, nonce_key
-from trustedge.attestation.store._sql import _ISSUE_NONCE, SQLStore, Tx
+from trustedge.attestation.store._model import (
+    EnrollmentState,
+    ImaState,
+    NonceRecord,
+    QuoteClockState,
+    StoredResult,
+    nonce_key,
+)
+from trustedge.attestation.store._sql import _CHALLENGE_STATE, _ISSUE_NONCE, SQLStore, Tx
 from trustedge.errors import BackendError, BackendUnavailableError
 
 __all__ = ["PostgresStore"]
@@ -169,6 +176,78 @@ class PostgresStore(SQLStore):
             or state in _SHUTDOWN_STATES
         ):
             self._pool.check()
+
+    def record_appraisal(
+        self,
+        device_id: str,
+        *,
+        quote: tuple[QuoteClockState | None, QuoteClockState],
+        ima: tuple[ImaState | None, ImaState] | None = None,
+        nonce: bytes | None = None,
+        now: int | None = None,
+        ima_restart: bool = False,
+        result: StoredResult | None = None,
+    ) -> None:
+        # Pipelined: BEGIN and every statement go out in one round trip and their
+        # outcomes are checked when they are back; then COMMIT, or ROLLBACK when a check
+        # raised -- two round trips instead of seven, the same transaction and the same
+        # checks as the base class's one-by-one execution (each statement's SQL is
+        # independent of the others' results; the row locks are taken in the same order).
+        steps = self._appraisal_steps(device_id, quote, ima, nonce, now, ima_restart, result)
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline() as pipeline, conn.transaction():
+                    cursors = [
+                        conn.execute(step.sql.replace("?", "%s"), step.params) for step in steps
+                    ]
+                    pipeline.sync()
+                    with conn.cursor() as cur:
+                        tx = _PgTx(cur)  # for a check that must ask why (a refused nonce)
+                        for step, done in zip(steps, cursors, strict=True):
+                            row = done.fetchone() if step.returns else None
+                            step.check(tx, int(done.rowcount), row)
+        except psycopg.Error as exc:
+            self._lost(exc)
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
+
+    def issue_challenge_nonce(self, record: NonceRecord) -> int | None:
+        # Pipelined, one round trip: BEGIN, SET LOCAL, the insert (only for an enrolled
+        # device: INSERT ... SELECT from devices), the read of the state and the IMA
+        # position, COMMIT. The read sees the device row as the insert did (same
+        # transaction); a device not enrolled gets no nonce.
+        psycopg = self._psycopg
+        key = nonce_key(record.nonce)
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    ins = conn.execute(
+                        "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
+                        " SELECT %s, device_id, %s, NULL FROM devices"
+                        " WHERE device_id = %s AND state = %s"
+                        " ON CONFLICT (nonce_key) DO NOTHING",
+                        (key, record.expires_at, record.device_id, EnrollmentState.ENROLLED.value),
+                    )
+                    cur = conn.execute(_CHALLENGE_STATE.replace("?", "%s"), (record.device_id,))
+                inserted = int(ins.rowcount)
+                row = cur.fetchone()
+        except psycopg.Error as exc:
+            self._lost(exc)
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
+        if inserted == 1:  # the insert found the device enrolled
+            return 0 if row is None or row[1] is None else int(row[1])
+        if row is None or row[0] != EnrollmentState.ENROLLED.value:
+            return None  # nothing was inserted: the device is unknown or not enrolled
+        raise ValueError("nonce already issued")
 
     def issue_nonce(self, record: NonceRecord) -> None:
         # Pipelined: BEGIN, SET LOCAL, INSERT and COMMIT go out in one round trip (the
