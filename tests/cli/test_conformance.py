@@ -64,7 +64,6 @@ _VALUES: dict[tuple[str, str], str] = {
     ("*", "policy_version"): "1",
     ("*", "index"): "0x01500020",
     ("*", "nv_index"): "0x01500020",
-    ("*", "state_counter"): "0x01500021",
 }
 
 #: Outputs: a fresh path in an empty directory (never the bad input).

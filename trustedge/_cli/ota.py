@@ -834,22 +834,16 @@ def _confirm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sealed_state_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+def _sealed_state_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sealed state (its MAC key sealed to the release's signed policies)")
     g.add_argument(
         "--state-counter",
         type=lambda t: int(t, 0),
-        required=required,
         metavar="NV",
         help="the state's generation counter: the state is MAC'd with a key the TPM unseals "
         "only under a signed PCR policy (update state-key provision)",
     )
-    g.add_argument(
-        "--tpm-authority",
-        required=required,
-        metavar="PUB",
-        help="the policy authority (release) key",
-    )
+    g.add_argument("--tpm-authority", metavar="PUB", help="the policy authority (release) key")
 
 
 def _with_sealed_state(
@@ -1014,7 +1008,7 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("action", choices=("provision", "show"))
     p.add_argument("--state", required=True, metavar="DIR", help="rollback state directory")
-    _sealed_state_args(p, required=True)
+    _sealed_state_args(p)
     p.add_argument("--tpm-policy", metavar="POLICY", help="the current chain's signed policy")
     p.add_argument("--policy-ref", default="", help="policyRef (the signed policies')")
     from trustedge._cli.attestation import add_backend_options
