@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -121,6 +118,10 @@ def _verifier_serve(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
     from trustedge._cli.attestation import _ak_blob_path, _close, open_backend
     from trustedge.attestation import Attester
     from trustedge.fleet import Agent, AgentConfig, FleetClient

@@ -38,10 +38,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trustedge.attestation import AppraisalPolicy, Evidence, TrustAnchors, Verifier
+from trustedge.attestation.signer import RESULT_MEDIA_TYPES
 from trustedge.attestation.store import (
     PostgresStore,
     SQLiteStore,
-    StoredResult,
     open_store,
 )
 from trustedge.errors import (
@@ -72,8 +72,8 @@ __all__ = [
 T = TypeVar("T")
 
 CBOR: Final = "application/cbor"
-JWT: Final = "application/eat+jwt"
-CWT: Final = "application/eat+cwt"
+JWT: Final = RESULT_MEDIA_TYPES["jwt"]
+CWT: Final = RESULT_MEDIA_TYPES["cwt"]
 _PROBLEM: Final = "application/problem+json"
 _MAX_JSON: Final = 64 * 1024
 
@@ -360,7 +360,7 @@ async def _enroll(s: _Service, request: Request) -> Response:
     ek_certificate = _unb64(doc, "ek_certificate", required=False)
     assert ek_public is not None and ak_public is not None
     credential = await s.run(
-        s.verifier.enroll,
+        s.verifier.enrollment.enroll,
         device_id,
         ek_public=ek_public,
         ak_public=ak_public,
@@ -382,7 +382,7 @@ async def _activate(s: _Service, request: Request) -> Response:
     doc = await s.json(request)
     secret = _unb64(doc, "secret")
     assert secret is not None
-    record = await s.run(s.verifier.complete_enrollment, device_id, secret)
+    record = await s.run(s.verifier.enrollment.complete, device_id, secret)
     return JSONResponse({"device_id": record.device_id, "state": record.state.value})
 
 
@@ -428,25 +428,23 @@ async def _evidence(s: _Service, request: Request) -> Response:
     started = time.perf_counter()
     cwt = _wants_cwt(request.headers.get("accept", ""))
     verifier = s.cwt if cwt else s.jwt
-    store = s.store
-    assert verifier is not None and store is not None
+    assert verifier is not None
     media = CWT if cwt else JWT
 
     def appraise() -> tuple[bytes, str]:
         # Decode, appraise and store the result in one hop to a worker thread: the event
-        # loop only moves bytes, and each push costs one thread hand-off, not three.
+        # loop only moves bytes, and each push costs one thread hand-off.
         try:
             evidence = Evidence.decode(raw)  # unverified until appraised
         except MalformedInputError as exc:
             raise _Problem(400, "Malformed evidence", str(exc)) from None
         if evidence.device_id != device_id:
             raise _Problem(400, "Bad request", "evidence names another device than the URL")
-        outcome = verifier.appraise(evidence)
+        # keep_result: the EAR is stored as the device's latest result in the commit of
+        # the appraisal itself (one transaction: nonce, state, result).
+        outcome = verifier.appraise(evidence, keep_result=True)
         token = outcome.token.encode("ascii") if isinstance(outcome.token, str) else outcome.token
-        status = outcome.status.value
-        with contextlib.suppress(KeyError):  # an unknown device has no result row
-            store.put_result(StoredResult(device_id, media, token, status, int(s.now())))
-        return token, status
+        return token, outcome.status.value
 
     try:
         token, status = await s.run(appraise)
