@@ -17,7 +17,6 @@ import struct
 from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trustedge._binary import Reader, Writer
@@ -191,12 +190,16 @@ def load_public(data: bytes) -> Public | PublicKey:
     TPM scheme or attributes)."""
     stripped = data.lstrip()
     try:
+        if not stripped.startswith(b"-----BEGIN") and data[:1] != b"\x30":
+            return Public.unmarshal_tpm2b(data)
+        # Imported here: ``serialization`` (with its SSH key support) costs more start-up
+        # than the rest of a quote verification, and a TPM2B_PUBLIC AK does not need it.
+        from cryptography.hazmat.primitives import serialization
+
         if stripped.startswith(b"-----BEGIN"):
             loaded = serialization.load_pem_public_key(stripped)
-        elif data[:1] == b"\x30":
-            loaded = serialization.load_der_public_key(data)
         else:
-            return Public.unmarshal_tpm2b(data)
+            loaded = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise MalformedInputError(f"not a PEM/DER public key: {exc}") from exc
     if not isinstance(loaded, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
