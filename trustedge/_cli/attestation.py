@@ -647,6 +647,8 @@ def _enroll_keys(args: argparse.Namespace) -> tuple[bytes, bytes]:
     """EK and AK as the TPM2B_PUBLIC the verifier stores. A PEM/DER EK stands for the TCG
     default EK template with that key; a PEM/DER AK is refused: the credential is bound to
     the AK's TPM name, which a bare key does not give."""
+    from trustedge.hazmat.tpm2 import Public
+
     ek = _tpm_key(args.ek, "--ek")
     ak = _tpm_key(args.ak, "--ak")
     if not isinstance(ak, Public):
