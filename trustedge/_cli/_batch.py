@@ -8,8 +8,8 @@ one input nothing changes (same output, same exit code, same tests). With severa
   (verification failed, exit 1) or ``INPUT: ERROR: WHY`` (malformed input, unreadable file,
   ...), and at the end one stderr line ``trustedge: N of M inputs failed`` when any did;
 * ``--json``: JSON lines, one compact document per input in input order, each with
-  ``"input"`` and ``"exit_code"``; a failure has ``"ok": false``, ``"error"`` and
-  ``"message"`` as main's failure document does;
+  ``"input"``, ``"ok"`` and ``"exit_code"`` beside the command's own fields; a failure the
+  command raised has ``"error"`` and ``"message"`` as main's failure document does;
 * the exit status is the worst (highest) of the inputs' exit codes.
 
 An input's options that vary per input (``quote verify --nonce``, ``eventlog verify
@@ -39,7 +39,7 @@ __all__ = ["batched", "run_batch"]
 LineFormat = Callable[[Any], str]
 
 
-def _default_line(doc: Any, text: str) -> str:
+def _one_line(text: str) -> str:
     return " ".join(text.split()) or "OK"
 
 
@@ -73,9 +73,9 @@ def run_batch(
         failed += code != 0
         data, text = emitted[-1] if emitted else (None, "")
         if use_json:
-            doc: dict[str, Any] = {"input": name, "exit_code": code}
+            doc: dict[str, Any] = {"input": name, "ok": code == 0, "exit_code": code}
             if error is not None:
-                doc.update(ok=False, valid=False, error=error[0], message=error[1])
+                doc.update(valid=False, error=error[0], message=error[1])
             elif isinstance(jsonable := to_jsonable(data), dict):
                 doc.update(jsonable)
             elif data is not None:
@@ -87,11 +87,11 @@ def run_batch(
                 result = f"{label}: {error[1]}"
             elif code != 0:
                 label = "FAILED" if code == EXIT_VERIFICATION else "ERROR"
-                result = f"{label}: {_default_line(data, text)}"
+                result = f"{label}: {_one_line(text)}"
             elif line is not None:
                 result = line(to_jsonable(data))
             else:
-                result = _default_line(data, text)
+                result = _one_line(text)
             sys.stdout.write(f"{name}: {result}\n")
     if use_json:
         mark_json_emitted()
