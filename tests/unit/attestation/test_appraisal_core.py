@@ -374,7 +374,14 @@ def _measured(evidence: UnverifiedEvidence) -> tuple[object, ...]:
     events = parse_event_log(evidence.event_log or b"").unverified_events
     ima = parse_ima_log(evidence.ima_log or b"").unverified_entries
     return (
-        [(e.pcr, (e.digests or {}).get("sha256")) for e in events if e.pcr in quoted],
+        # EV_NO_ACTION (3) is never extended: its PCR field is bound by nothing (the Spec ID
+        # header relabelled from PCR 0 to 1 changes no replay); StartupLocality's effect on
+        # PCR 0 shows in the replayed value, which the quote binds.
+        [
+            (e.pcr, (e.digests or {}).get("sha256"))
+            for e in events
+            if e.pcr in quoted and e.event_type != 3
+        ],
         [e.template_data for e in ima],
     )
 
