@@ -40,6 +40,7 @@ from trustedge.measuredboot.events import (
 from trustedge.measuredboot.ima import (
     BootAggregateOutcome,
     BootAggregateResult,
+    ImaEntries,
     ImaEntry,
     ImaFields,
     ImaLimits,
@@ -121,6 +122,7 @@ __all__ = [
     "BootAggregateResult",
     "DataCheck",
     "DataCheckResult",
+    "ImaEntries",
     "ImaEntry",
     "ImaFields",
     "ImaKeyring",
