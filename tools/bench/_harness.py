@@ -19,13 +19,16 @@ peers per process (``timed_process``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,3 +249,86 @@ class Reporter:
             with self.report.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(doc, sort_keys=True) + "\n")
         return result
+
+
+# --- before/after: the same benchmark over an older tree, alternated in one run -------------
+
+ROOT = Path(__file__).resolve().parents[2]
+TREE_VARIABLE = "TRUSTEDGE_BENCH_TREE"
+"""Set for a benchmark's child process: the tree whose ``trustedge`` it must import."""
+
+
+def tree_root() -> Path:
+    """The tree a benchmark process measures: ``$TRUSTEDGE_BENCH_TREE`` or this checkout.
+
+    Call ``sys.path.insert(0, str(tree_root()))`` before importing trustedge.
+    """
+    return Path(os.environ.get(TREE_VARIABLE) or ROOT)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def describe_tree() -> str:
+    """``HEAD``'s short commit, marked when the work tree has uncommitted changes."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return _git("rev-parse", "--short", "HEAD") + (" (+ uncommitted changes)" if dirty else "")
+
+
+@contextlib.contextmanager
+def old_tree(rev: str) -> Iterator[Path]:
+    """``rev`` checked out in a temporary git worktree (removed on exit), extension built.
+
+    The C hashing extension is built in place: this tree's build is reused when the source
+    is unchanged, so both sides measure the same hashing code; otherwise it is compiled.
+    """
+    path = Path(tempfile.mkdtemp(prefix="trustedge-bench-against-"))
+    _git("worktree", "add", "--detach", str(path), rev)
+    try:
+        src = Path("trustedge/hashing/_speedups.c")
+        built = sorted((ROOT / "trustedge" / "hashing").glob("_speedups*.so"))
+        if (
+            built
+            and (path / src).is_file()
+            and (ROOT / src).read_bytes() == (path / src).read_bytes()
+        ):
+            shutil.copy2(built[0], path / "trustedge" / "hashing" / built[0].name)
+        elif (path / "setup.py").is_file():
+            subprocess.run(
+                [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                cwd=path, capture_output=True, check=True,
+            )  # fmt: skip
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def tree_run(tree: Path, script: Path, args: Sequence[str]) -> Run:
+    """A run that executes ``script args`` as a child importing ``tree``'s trustedge.
+
+    The child prints one JSON object as its last line, ``{"seconds": s, "trustedge": path}``:
+    the seconds of its fixed workload, timed inside the child (start-up excluded), and the
+    ``trustedge.__file__`` it imported, checked to lie in ``tree``.
+    """
+
+    def run() -> float:
+        env = {**os.environ, TREE_VARIABLE: str(tree)}
+        proc = subprocess.run(
+            [sys.executable, str(script), *args],
+            env=env, cwd=tree, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark child on {tree} failed:\n{proc.stderr[-2000:]}")
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not str(doc["trustedge"]).startswith(str(tree)):
+            raise RuntimeError(f"child for {tree} imported trustedge from {doc['trustedge']}")
+        return float(doc["seconds"])
+
+    return run

@@ -1,11 +1,14 @@
-"""Tpm2Backend latencies on a fresh swtpm, with tpm2-tools as the peer for quotes.
+#!/usr/bin/env python3
+"""TPM paths on a fresh swtpm: trustedge vs tpm2-tools per process, Tpm2Backend latencies.
 
-    python tools/bench/tpm2.py [--quotes N]
+    tools/bench/tpm2.py [--pairs P] [--quotes N] [--report FILE]
 
-Prints per-operation wall-clock figures (ms) and the ratio of a full Tpm2Backend quote
-cycle (EK from saved context, EK policy session, AK load, quote, PCR read, flush all)
-to one `tpm2_quote` + `tpm2_flushcontext` run of tpm2-tools on the same swtpm.
-The machine is shared: report `uptime` with the figures.
+Per process, alternated (A B A B ...): ``trustedge tpm quote`` (open the TPM, EK from its
+template, EK policy session, load the AK blob under the EK, quote, flush everything, write the
+three tpm2-tools files) against ``tpm2_quote`` + ``tpm2_flushcontext -t`` on an AK context
+file that tpm2-tools saved (it loads no key under the EK and opens no policy session: trustedge
+does more TPM work per quote). In-process, per operation: Tpm2Backend's quote cycle, AK
+creation, seal/unseal and NV counter increments, as median (min-max) over runs of ``--quotes``.
 """
 
 from __future__ import annotations
@@ -15,81 +18,110 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness
+
+sys.path.insert(0, str(_harness.ROOT))
 
 from tests.swtpm import Swtpm
 from trustedge.attestation.backends.tpm2 import Tpm2Backend
 
 SELECTION = {"sha256": [0, 7, 16]}
+NV_INDEX = 0x01500030
 
 
-def timed(label: str, n: int, fn: Callable[[int], object]) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        fn(i)
-    per = (time.perf_counter() - start) / n * 1000
-    print(f"{label:<44} {per:8.2f} ms  (n={n})")
-    return per
+def per_op_ms(fn: object, n: int) -> _harness.Run:
+    assert callable(fn)
+    return _harness.timed_calls(fn, n)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quotes", type=int, default=200)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quotes", type=int, default=20, help="operations per timed run")
+    _harness.add_arguments(parser)
     args = parser.parse_args()
+    report = _harness.Reporter("tpm2", args.report)
     os.environ["TSS2_LOG"] = "all+none"
     tpm = Swtpm().start()
     try:
-        with Tpm2Backend(tpm.tcti) as backend:
-            timed("create_ak ecc-p256-ecdsa (ECC EK)", 10,
-                  lambda _: backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256"))  # fmt: skip
-            timed("create_ak rsa2048-rsassa (RSA EK)", 3,
-                  lambda _: backend.create_ak("rsa2048-rsassa", ek_kind="rsa2048"))  # fmt: skip
-            ecc = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
-            rsa = backend.create_ak("rsa2048-rsassa", ek_kind="rsa2048")
-            ours = timed("quote cycle, ECC AK", args.quotes,
-                         lambda i: backend.quote(ecc, i.to_bytes(8, "big"), SELECTION))  # fmt: skip
-            timed("quote cycle, RSA AK under RSA EK", args.quotes // 4,
-                  lambda i: backend.quote(rsa, i.to_bytes(8, "big"), SELECTION))  # fmt: skip
-            blob = backend.seal(b"k" * 32, pcrs={"sha256": [16]})
-            timed("seal to PCR 16", 50, lambda _: backend.seal(b"k" * 32, pcrs={"sha256": [16]}))
-            timed("unseal (PCR policy, salted session)", 50, lambda _: backend.unseal(blob))
-            backend.nv_counter_define(0x01500030)
-            timed("nv_counter_increment", 100, lambda _: backend.nv_counter_increment(0x01500030))
-            backend.nv_counter_undefine(0x01500030)
-            assert backend.loaded_handles() == []
-
-        env = tpm.env()
+        env = {**tpm.env(), "TSS2_LOG": "all+none"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # a CLI user's interpreter caches byte code
         with tempfile.TemporaryDirectory() as tmp:
 
             def tool(*cmd: str) -> None:
                 subprocess.run(cmd, env=env, cwd=tmp, check=True, capture_output=True)
 
-            def flush() -> None:
-                tool("tpm2_flushcontext", "-t")
-                tool("tpm2_flushcontext", "-s")
-
             tool("tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub")
-            flush()
+            tool("tpm2_flushcontext", "-t")
+            tool("tpm2_flushcontext", "-s")
             tool("tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256",
                  "-s", "ecdsa", "-u", "ak.pub")  # fmt: skip
-            flush()
-
-            def tools_quote(i: int) -> None:
-                tool("tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0,7,16", "-q", f"{i:016x}",
-                     "-m", "q.msg", "-s", "q.sig", "-o", "q.pcrs", "-g", "sha256")  # fmt: skip
-                tool("tpm2_flushcontext", "-t")
-
-            peer = timed(
-                "tpm2-tools: tpm2_quote + flushcontext", max(10, args.quotes // 10), tools_quote
+            tool("tpm2_flushcontext", "-t")
+            tool("tpm2_flushcontext", "-s")
+            cli = [sys.executable, "-m", "trustedge"]
+            tool(*cli, "tpm", "init", "--tcti", tpm.tcti, "-o", "te", "--ak-alg",
+                 "ecc-p256-ecdsa", "--ek", "ecc-p256")  # fmt: skip
+            nonce = "00112233445566778899aabbccddeeff"
+            ours = _harness.timed_process(
+                [*cli, "tpm", "quote", "--tcti", tpm.tcti, "--pcr-selection", "sha256:0,7,16",
+                 "--nonce", nonce, "--ak-blob", "te.blob", "-o", "q"],
+                cwd=tmp, env=env,
+            )  # fmt: skip
+            quote = _harness.timed_process(
+                ["tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0,7,16", "-q", nonce, "-m",
+                 "p.msg", "-s", "p.sig", "-o", "p.pcrs", "-g", "sha256"],
+                cwd=tmp, env=env,
+            )  # fmt: skip
+            flush = _harness.timed_process(["tpm2_flushcontext", "-t"], cwd=tmp, env=env)
+            report(
+                _harness.alternate(
+                    "one quote per process",
+                    ("trustedge tpm quote", ours),
+                    ("tpm2_quote + tpm2_flushcontext", lambda: quote() + flush()),
+                    work="ECDSA P-256 AK, sha256:0,7,16, quote files written",
+                    pairs=args.pairs,
+                )
             )
-        print(f"ratio Tpm2Backend quote cycle / tpm2-tools quote: {ours / peer:.2f}")
+        with Tpm2Backend(tpm.tcti) as backend:
+            ecc = backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256")
+            rsa = backend.create_ak("rsa2048-rsassa", ek_kind="rsa2048")
+            blob = backend.seal(b"k" * 32, pcrs={"sha256": [16]})
+            backend.nv_counter_define(NV_INDEX)
+            n = args.quotes
+            ops = {
+                "create_ak ecc-p256-ecdsa (ECC EK)": (
+                    lambda: backend.create_ak("ecc-p256-ecdsa", ek_kind="ecc-p256"),
+                    max(2, n // 4),
+                ),
+                "quote cycle, ECC AK": (lambda: backend.quote(ecc, b"n" * 16, SELECTION), n),
+                "quote cycle, RSA AK under RSA EK": (
+                    lambda: backend.quote(rsa, b"n" * 16, SELECTION),
+                    max(2, n // 4),
+                ),
+                "seal to PCR 16": (lambda: backend.seal(b"k" * 32, pcrs={"sha256": [16]}), n),
+                "unseal (PCR policy, salted session)": (lambda: backend.unseal(blob), n),
+                "nv_counter_increment": (lambda: backend.nv_counter_increment(NV_INDEX), n),
+            }
+            for name, (fn, calls) in ops.items():
+                run = _harness.timed_calls(fn, calls)
+                report(
+                    _harness.repeat(
+                        f"Tpm2Backend {name}",
+                        lambda run=run, calls=calls: run() / calls * 1e3,  # type: ignore[misc]
+                        unit="ms per operation",
+                        runs=args.pairs,
+                        higher_is_better=False,
+                    )
+                )
+            backend.nv_counter_undefine(NV_INDEX)
+            if backend.loaded_handles():
+                raise SystemExit(f"handles left loaded: {backend.loaded_handles()}")
     finally:
         tpm.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
