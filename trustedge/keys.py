@@ -35,7 +35,6 @@ from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, x25519
 
-from trustedge.cose import decode_key
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
 
 __all__ = [
@@ -254,6 +253,8 @@ def _any_public(data: bytes, *, raw: Callable[[bytes], Any]) -> Any:
                 except MalformedInputError:
                     raise first from None
         if 0xA0 <= data[0] <= 0xBF:
+            from trustedge.cose import decode_key  # COSE only when the key is one: 25 ms
+
             cose_key = decode_key(data)
             if isinstance(cose_key, bytes):
                 raise MalformedInputError("COSE_Key: a symmetric key is not a public key")
@@ -299,6 +300,8 @@ def _any_private(data: bytes, password: Password, *, raw: Callable[[bytes], Any]
                 lambda pw: serialization.load_der_private_key(data, password=pw), password
             )
         if 0xA0 <= data[0] <= 0xBF:
+            from trustedge.cose import decode_key
+
             key = decode_key(data)
             if not hasattr(key, "private_bytes"):
                 raise MalformedInputError("COSE_Key: no private part (d)")

@@ -8,15 +8,14 @@ through tpm2-pytss; exit 4 when that backend is not installed).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
 
+from trustedge._cli._backend import add_backend_options, open_backend
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
@@ -30,7 +29,7 @@ from trustedge._cli._common import (
 )
 from trustedge._fs import atomic_write
 from trustedge.attestation import QuotePolicy, verify_quote
-from trustedge.errors import BackendUnavailableError, MalformedInputError, VerificationError
+from trustedge.errors import MalformedInputError, VerificationError
 from trustedge.hazmat.tpm2 import (
     Credential,
     PCRSelectionList,
@@ -54,39 +53,6 @@ _SMALL = 1 << 20
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def add_backend_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """The one TPM option set of every command: ``--software DIR`` (``--software-tpm DIR`` is
-    the same option) or ``--tcti TCTI``; :func:`open_backend` opens what was chosen."""
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument(
-        "--software", "--software-tpm", dest="software", metavar="DIR",
-        help="software TPM state directory",
-    )  # fmt: skip
-    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
-
-
-def open_backend(args: argparse.Namespace) -> TPMBackend:
-    """The backend named by ``--software DIR`` or ``--tcti TCTI`` (:func:`add_backend_options`);
-    a usage error when neither was given."""
-    if not getattr(args, "software", None) and not getattr(args, "tcti", None):
-        raise CommandError("this needs a TPM: --tcti TCTI or --software DIR")
-    if getattr(args, "software", None):
-        from trustedge.attestation.backends.software import SoftwareTPM
-
-        return SoftwareTPM(Path(args.software))
-    # libtss2 prints WARNING/ERROR lines on stderr even for handled failures;
-    # the CLI reports errors itself (a caller's own TSS2_LOG setting wins).
-    os.environ.setdefault("TSS2_LOG", "all+none")
-    try:
-        module = importlib.import_module("trustedge.attestation.backends.tpm2")
-        backend_cls = module.Tpm2Backend
-    except (ImportError, AttributeError) as exc:
-        raise BackendUnavailableError(
-            f"the TPM backend (tpm2-pytss) is not available: {exc}"
-        ) from exc
-    return cast(TPMBackend, backend_cls(args.tcti))
-
-
 def _close(backend: TPMBackend) -> None:
     close = getattr(backend, "close", None)
     if callable(close):

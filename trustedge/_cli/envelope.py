@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,7 @@ def _written(args: argparse.Namespace, **extra: Any) -> None:
 
 
 def _tpm_options(p: argparse.ArgumentParser) -> None:
-    from trustedge._cli.attestation import add_backend_options
+    from trustedge._cli._backend import add_backend_options
 
     add_backend_options(p, required=False)
     p.add_argument("--tpm-auth-file", help="file holding the sealed KEK's auth value")
@@ -206,7 +207,7 @@ _SMALL = 1 << 16
 
 
 def _tpm_backend(args: argparse.Namespace) -> Any:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli._backend import open_backend
 
     if not args.software and not args.tcti:
         raise CommandError("TPM-sealed keys need --tcti TCTI or --software DIR")
@@ -362,8 +363,12 @@ def _input(path: str | None) -> Iterator[tuple[IO[bytes], int | None]]:
         yield sys.stdin.buffer, None
         return
     with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        yield fh, size if Path(path).is_file() else None
+        st = os.fstat(fh.fileno())
+        regular = stat.S_ISREG(st.st_mode)
+        if regular and hasattr(os, "posix_fadvise"):
+            # Read once, front to back: the kernel may read ahead further.
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        yield fh, st.st_size if regular else None
 
 
 @contextlib.contextmanager
