@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,6 +247,8 @@ def replace_directory(new: str | Path, target: str | Path) -> None:
     exchange is not available, ``target`` is first renamed aside: a crash between the two
     renames leaves ``target`` absent and the old directory under a ``.old-*`` name.
     """
+    import shutil  # only here: it imports bz2 and lzma, start-up every command would pay
+
     src, dst = Path(new), Path(target)
     if dst.exists():
         if _exchange(src, dst):

@@ -15,6 +15,7 @@ so any prefix may be the quoted one) and can start from a saved
 from __future__ import annotations
 
 import hmac
+import io
 import struct
 from array import array
 from binascii import unhexlify
@@ -489,7 +490,9 @@ def _parse_ascii(
 ) -> ImaLog:
     cols = _Columns(first)
     # Template hashes and the binary template data rebuilt from each line, back to back.
-    buf = bytearray()
+    # (BytesIO: getvalue() hands over its buffer, where bytes(bytearray) would copy it.)
+    out = io.BytesIO()
+    write = out.write
     size = 0
     number = first
     if data.count(b"\n") > lim.max_entries:
@@ -549,15 +552,15 @@ def _parse_ascii(
         ds_add(size)
         size += len(template_data)
         de_add(size)
-        buf += template_hash
-        buf += template_data
+        write(template_hash)
+        write(template_data)
         pcr_add(pcr)
         off_add(base + pos)
         name_add(ng if name == "ima-ng" else name_id(name))
         number += 1
         pos = stop + 1
-    cols.buf = bytes(buf)
-    del buf
+    cols.buf = out.getvalue()
+    del out, write
     tail = len(data) - pos  # after the last newline: empty, or an incomplete line
     if tail:
         if partial:
@@ -668,29 +671,19 @@ def _running(
 
     ``digests`` are the entries' ``_data_digests`` when the caller has them.
     """
-    ff = b"\xff" * BANK_SIZES[bank]
-    sha1 = bank == "sha1"
-    if digests is None and not sha1:
+    if bank != "sha256":
+        return list(_running_iter(entries, bank, pcr, value, digests))
+    if digests is None:
         digests = _data_digests(entries, bank)
-    h = bank_hasher(bank)
-    c = entries._c
+    c, sel = entries._c, entries._sel
     buf, hs, he, pcrs = c.buf, c.hash_start, c.hash_end, c.pcr
-    sel = entries._sel
-    steps: list[bytes] = []
-    append = steps.append
-    for i, j in enumerate(sel):
-        if pcrs[j] != pcr:
-            continue
-        th = buf[hs[j] : he[j]]
-        if not th.strip(b"\x00"):  # a violation (all-zero hash) extends all-ones
-            append(ff)
-        elif sha1 and len(th) == 20:
-            append(th)
-        elif digests is not None:
-            append(digests[i])
-        else:
-            append(h(buf[c.data_start[j] : c.data_end[j]]).digest())
-    values = _extend_all(bank, value, steps)
+    ff = b"\xff" * BANK_SIZES[bank]
+    steps = [
+        ff if buf.count(0, hs[j], he[j]) == he[j] - hs[j] else digests[i]
+        for i, j in enumerate(sel)
+        if pcrs[j] == pcr
+    ]
+    values = sha256_chain(value, steps)  # in C
     if len(values) == len(sel):
         return values
     out: list[bytes] = []  # some entries are for other PCRs: they repeat the value
@@ -702,15 +695,32 @@ def _running(
     return out
 
 
-def _extend_all(bank: str, value: bytes, steps: Sequence[bytes]) -> list[bytes]:
-    if bank == "sha256":
-        return sha256_chain(value, steps)
+def _running_iter(
+    entries: ImaEntries,
+    bank: str,
+    pcr: int,
+    value: bytes,
+    digests: Sequence[bytes] | None = None,
+) -> Iterator[bytes]:
+    """The PCR value after each entry, one at a time (a verifier stops at the match)."""
+    ff = b"\xff" * BANK_SIZES[bank]
+    sha1 = bank == "sha1"
     h = bank_hasher(bank)
-    out: list[bytes] = []
-    for step in steps:
-        value = h(value + step).digest()
-        out.append(value)
-    return out
+    c, sel = entries._c, entries._sel
+    buf, hs, he, ds, de, pcrs = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end, c.pcr
+    for i, j in enumerate(sel):
+        if pcrs[j] == pcr:
+            a, b = hs[j], he[j]
+            if buf.count(0, a, b) == b - a:  # a violation (all-zero hash) extends all-ones
+                step = ff
+            elif sha1 and b - a == 20:
+                step = buf[a:b]
+            elif digests is not None:
+                step = digests[i]
+            else:
+                step = h(buf[ds[j] : de[j]]).digest()
+            value = h(value + step).digest()
+        yield value
 
 
 @dataclass(frozen=True)
@@ -765,7 +775,11 @@ def verify_ima_log(
         return VerifiedImaLog(
             entries[0:0], ImaState(base_entries, log.base_offset, start, bank), pcr
         )
-    running = _running(entries, bank, pcr, start, digests)
+    running: Iterable[bytes] = (
+        _running(entries, bank, pcr, start, digests)
+        if bank == "sha256"
+        else _running_iter(entries, bank, pcr, start, digests)
+    )
     cmp = hmac.compare_digest
     c, sel = entries._c, entries._sel
     pcrs = c.pcr

@@ -1,0 +1,107 @@
+"""IMA entries stored by column (``ImaEntries``): the sequence behaves like the tuple of
+``ImaEntry`` it replaced, views select the right entries, and memory stays small."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import tracemalloc
+
+from trustedge.measuredboot import (
+    ImaEntries,
+    ImaEntry,
+    ImaLog,
+    parse_ima_log,
+    verify_ima_log,
+)
+from trustedge.measuredboot.build import build_ima_entry
+
+
+def _ascii_line(pcr: int, path: str, digest: bytes) -> bytes:
+    d_ng = b"sha256:\x00" + digest
+    n_ng = path.encode() + b"\x00"
+    template = b"".join(
+        (len(d_ng).to_bytes(4, "little"), d_ng, len(n_ng).to_bytes(4, "little"), n_ng)
+    )
+    th = hashlib.sha1(template).hexdigest()
+    return f"{pcr} {th} ima-ng sha256:{digest.hex()} {path}\n".encode()
+
+
+def _mixed() -> list[tuple[int, str, bytes]]:
+    return [
+        (10 if i % 3 else 11, "boot_aggregate" if i == 0 else f"/bin/f{i}", bytes([i]) * 32)
+        for i in range(12)
+    ]
+
+
+def test_sequence_behaves_like_the_tuple() -> None:
+    rows = _mixed()
+    log = parse_ima_log(b"".join(_ascii_line(*r) for r in rows))
+    entries = log.unverified_entries
+    assert isinstance(entries, ImaEntries)
+    as_tuple = tuple(entries)
+    assert len(entries) == len(rows) == len(as_tuple)
+    assert entries == as_tuple and entries == list(as_tuple)
+    assert entries[-1] == as_tuple[-1] and entries[3] == as_tuple[3]
+    view = entries[2:9:3]
+    assert isinstance(view, ImaEntries) and list(view) == list(as_tuple[2:9:3])
+    assert [e.number for e in entries] == list(range(len(rows)))
+    for e, (pcr, path, digest) in zip(entries, rows, strict=True):
+        assert isinstance(e, ImaEntry)
+        assert (e.pcr, e.decoded_path, e.decoded_digest) == (pcr, path, digest)
+        assert e.fields().path == path and e.fields().digest_algorithm == "sha256"
+    assert entries != as_tuple[:-1]
+
+
+def test_binary_and_ascii_give_equal_entries() -> None:
+    rows = _mixed()
+    ascii_log = parse_ima_log(b"".join(_ascii_line(*r) for r in rows))
+    binary_log = parse_ima_log(b"".join(build_ima_entry(p, d, pcr=c) for c, p, d in rows))
+    for a, b in zip(ascii_log.unverified_entries, binary_log.unverified_entries, strict=True):
+        assert a[2:] == b[2:]  # all but the offsets (line vs record positions)
+        assert a.fields() == b.fields()
+
+
+def test_verified_entries_are_only_the_pcr() -> None:
+    rows = _mixed()
+    log = parse_ima_log(b"".join(_ascii_line(*r) for r in rows))
+    pcr10 = log.replay("sha1")
+    verified = verify_ima_log(log, pcr10)
+    want = [e for e in log.unverified_entries if e.pcr == 10]
+    assert list(verified.entries) == want and len(verified.entries) == 8
+    assert all(e.pcr == 10 for e in verified.entries)
+    # A prefix: the quoted value after the 5th entry (number 4, PCR 10).
+    prefix = parse_ima_log(b"".join(_ascii_line(*r) for r in rows[:5])).replay("sha1")
+    verified = verify_ima_log(log, prefix)
+    assert [e.number for e in verified.entries] == [1, 2, 4]
+    assert verified.state.entries == 5
+    assert verified.state.byte_offset == log.unverified_entries[5].offset
+
+
+def test_log_from_entries_keeps_numbers_and_replays_the_same() -> None:
+    rows = _mixed()
+    log = parse_ima_log(b"".join(_ascii_line(*r) for r in rows))
+    picked = [e for e in log.unverified_entries if e.number % 2 == 0]
+    rebuilt = ImaLog(picked, fmt="ascii", consumed=0, trailing=0)
+    assert [e.number for e in rebuilt.unverified_entries] == [e.number for e in picked]
+    assert list(rebuilt.unverified_entries) == picked
+    again = ImaLog(log.unverified_entries, fmt="ascii", consumed=0, trailing=0)
+    assert again.replay("sha256", pcr=11) == log.replay("sha256", pcr=11)
+
+
+def test_memory_per_entry_is_small() -> None:
+    n = 20_000
+    data = b"".join(_ascii_line(10, f"/usr/lib/x/file{i:07d}.so", bytes(32)) for i in range(n))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        log = parse_ima_log(data)
+        verified = verify_ima_log(log, log.replay("sha1"))
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(verified.entries) == n
+    # Template hash and data (about 100 bytes here) plus 48 bytes of columns per entry; the
+    # tuples of bytes and strings this replaced held about 500.
+    assert held / n < 200, held / n
+    assert peak / n < 260, peak / n
