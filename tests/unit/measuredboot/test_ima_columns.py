@@ -7,6 +7,10 @@ import gc
 import hashlib
 import tracemalloc
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trustedge.errors import MalformedInputError
 from trustedge.measuredboot import (
     ImaEntries,
     ImaEntry,
@@ -105,3 +109,43 @@ def test_memory_per_entry_is_small() -> None:
     # tuples of bytes and strings this replaced held about 500.
     assert held / n < 200, held / n
     assert peak / n < 260, peak / n
+
+
+def _fields_of(name: str, data: bytes) -> object:
+    """What ``fields()`` of an entry with this template name and data gives (or raises)."""
+    entry = ImaEntry(0, 0, 10, bytes(20), name, data)  # decoded_path None: decoded on demand
+    try:
+        return tuple(entry.fields())
+    except MalformedInputError:
+        return None
+
+
+_FIELD = st.one_of(
+    st.just(b"sha256:\x00" + bytes(32)),
+    st.binary(min_size=20, max_size=20),
+    st.binary(max_size=12),
+    st.just(b"/bin/sh\x00"),
+    st.just(b"/with\x00nul\x00\x00"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["ima-ng", "ima-sig", "ima-buf", "ima-modsig", "ima", "other"]),
+    st.lists(_FIELD, max_size=6),
+    st.binary(max_size=3),
+)
+def test_fields_decoded_on_read_match_fields(name: str, parts: list[bytes], junk: bytes) -> None:
+    """The fields an entry carries when read from the columns are exactly what ``fields()``
+    decodes from its template data, and an entry whose data does not decode has none."""
+    data = b"".join(len(p).to_bytes(4, "little") + p for p in parts) + junk
+    if name == "ima":
+        data = parts[0] + junk if parts else junk
+    log = ImaLog([ImaEntry(0, 0, 10, bytes(20), name, data)], fmt="binary", consumed=0, trailing=0)
+    entry = log.unverified_entries[0]
+    want = _fields_of(name, data)
+    if want is None:
+        assert entry.decoded_path is None
+    else:
+        assert tuple(entry.fields()) == want
+        assert (entry.decoded_algorithm, entry.decoded_digest, entry.decoded_path) == want[:3]
