@@ -223,6 +223,34 @@ class ImaEntries(Sequence[ImaEntry]):
     def __repr__(self) -> str:
         return f"<ImaEntries: {len(self)} entries>"
 
+    def allow_list_rows(self) -> Iterator[tuple[int, str | None, bytes]]:
+        """``(i, path, digest)`` for each entry ``i`` of this sequence, read straight from the
+        columns without building the :class:`ImaEntry` (a policy's common case: a measured
+        ``ima-ng`` file whose digest is on the allow-list).
+
+        ``path`` and ``digest`` are what :meth:`ImaEntry.fields` gives; ``path`` is None for
+        any other entry (another template, a violation, template data that does not split
+        into exactly two fields): read ``self[i]`` for those.
+        """
+        c = self._c
+        buf, hs, he, ds, de = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end
+        ng = c.name_ids.get("ima-ng")
+        names = c.name
+        unpack = _U32.unpack_from
+        for i, j in enumerate(self._sel):
+            a, b = ds[j], de[j]
+            if names[j] != ng or b - a < 8 or buf.count(0, hs[j], he[j]) == he[j] - hs[j]:
+                yield i, None, b""
+                continue
+            mid = a + 4 + unpack(buf, a)[0]
+            if mid + 4 > b or mid + 4 + unpack(buf, mid)[0] != b:
+                yield i, None, b""
+                continue
+            algo, sep, digest = buf[a + 4 : mid].partition(b":\x00")
+            if not sep:
+                digest = algo  # a SHA-1/MD5 digest without "algo:" (as _ng_fields)
+            yield i, buf[mid + 4 : b].rstrip(b"\x00").decode("utf-8", "surrogateescape"), digest
+
 
 class _Columns:
     """The columns an :class:`ImaEntries` is built from (filled by the parsers)."""
@@ -818,10 +846,11 @@ def _check_template_hashes(entries: ImaEntries, bank: str, digests: Sequence[byt
     c, sel = entries._c, entries._sel
     buf, hs, he, ds, de = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end
     for i, j in enumerate(sel):
-        th = buf[hs[j] : he[j]]
-        if not th.strip(b"\x00"):
+        a, b = hs[j], he[j]
+        if buf.count(0, a, b) == b - a:  # a violation: nothing to check
             continue
-        if len(th) == 20:
+        th = buf[a:b]
+        if b - a == 20:
             ok = cmp(sha1(buf[ds[j] : de[j]]).digest(), th)
         elif len(th) == other_size and digests is not None:
             ok = cmp(digests[i], th)
