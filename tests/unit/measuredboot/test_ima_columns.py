@@ -15,6 +15,7 @@ from trustedge.measuredboot import (
     ImaEntries,
     ImaEntry,
     ImaLog,
+    ImaState,
     parse_ima_log,
     verify_ima_log,
 )
@@ -149,3 +150,31 @@ def test_fields_decoded_on_read_match_fields(name: str, parts: list[bytes], junk
     else:
         assert tuple(entry.fields()) == want
         assert (entry.decoded_algorithm, entry.decoded_digest, entry.decoded_path) == want[:3]
+
+
+def test_policy_from_the_columns_equals_policy_over_entries() -> None:
+    """The allow-list fast path (``allow_list_rows``) finds exactly what the rules over
+    built entries find, for allowed, unknown, wrong-digest, misplaced and violation entries."""
+    from trustedge.measuredboot.ima import VerifiedImaLog
+    from trustedge.measuredboot.policy import ImaRuntimePolicy
+
+    rows = _mixed()
+    lines = [_ascii_line(*r) for r in rows]
+    lines.append(b"10 " + b"0" * 40 + b" ima-ng sha256:" + b"00" * 32 + b" /tmp/v\n")
+    lines.append(_ascii_line(10, "boot_aggregate", bytes(32)))  # only valid as entry 0
+    lines.append(f"10 {'11' * 20} ima-sig sha256:{'22' * 32} /usr/bin/x 0302\n".encode())
+    log = parse_ima_log(b"".join(lines))
+    digests = {p: frozenset({d}) for _, p, d in rows[:8]}
+    digests["/bin/f9"] = frozenset({bytes(32)})  # wrong digest for /bin/f9
+    policy = ImaRuntimePolicy(digests=digests)
+    entries = log.unverified_entries
+    state = ImaState(len(entries), 0, bytes(20))  # the policy reads only the entries
+    columns = policy.violations(VerifiedImaLog(entries, state))
+    built = policy.violations(VerifiedImaLog(tuple(entries), state))  # type: ignore[arg-type]
+    assert columns == built
+    assert {v.kind.name for v in columns} >= {
+        "NOT_IN_POLICY", "DIGEST_NOT_ALLOWED", "MEASUREMENT_VIOLATION", "MISPLACED_BOOT_AGGREGATE"
+    }  # fmt: skip
+    for i, path, digest in entries.allow_list_rows():
+        if path is not None:
+            assert (path, digest) == (entries[i].fields().path, entries[i].fields().digest)
