@@ -191,8 +191,24 @@ class Reader:
         return self._bounded(n, max_len, what)
 
     def bytes_u16be(self, what: str = "u16-prefixed bytes", *, max_len: int | None = None) -> bytes:
-        n = self.u16be(what + " length")
-        return self._bounded(n, max_len, what)
+        # Inlined (TPM2B fields are the hot path of the TPM parsers): the same checks, in
+        # the same order, as ``self._bounded(self.u16be(...), max_len, what)``.
+        data = self._data
+        start = self._pos
+        if start + 2 > len(data):
+            raise self._short(2, what + " length")
+        n = (data[start] << 8) | data[start + 1]
+        if max_len is not None and n > max_len:
+            self._pos = start + 2
+            raise LimitExceededError(
+                f"length {n} exceeds the limit of {max_len}", offset=self.offset, expected=what
+            )
+        end = start + 2 + n
+        if end > len(data):
+            self._pos = start + 2
+            raise self._short(n, what)
+        self._pos = end
+        return data[start + 2 : end]
 
     def bytes_u16le(self, what: str = "u16-prefixed bytes", *, max_len: int | None = None) -> bytes:
         n = self.u16le(what + " length")

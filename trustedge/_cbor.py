@@ -152,15 +152,21 @@ def encode(obj: object) -> bytes:
 
 
 class _Decoder:
-    __slots__ = ("canonical", "data", "indefinite", "items", "limits", "pos")
+    __slots__ = (
+        "canonical", "data", "end", "indefinite", "items", "limits", "max_depth", "max_items",
+        "pos",
+    )  # fmt: skip
 
     def __init__(
         self, data: bytes, limits: DecodeLimits, canonical: bool, allow_indefinite: bool
     ) -> None:
         self.data = data
+        self.end = len(data)
         self.pos = 0
         self.items = 0
         self.limits = limits
+        self.max_depth = limits.max_depth
+        self.max_items = limits.max_items
         self.canonical = canonical
         self.indefinite = allow_indefinite
 
@@ -200,21 +206,64 @@ class _Decoder:
             )
 
     def item(self, depth: int) -> Any:
-        if depth > self.limits.max_depth:
-            raise LimitExceededError(
-                f"nesting deeper than {self.limits.max_depth}", offset=self.pos
-            )
-        self.count_item()
-        start = self.pos
-        major, ai, arg = self.head()
+        # The hot path of every parser: the head is read inline (no helper calls, no
+        # tuples), with the same checks, messages and offsets as head() and take().
+        if depth > self.max_depth:
+            raise LimitExceededError(f"nesting deeper than {self.max_depth}", offset=self.pos)
+        items = self.items = self.items + 1
+        if items > self.max_items:
+            raise LimitExceededError(f"more than {self.max_items} data items", offset=self.pos)
+        data, end = self.data, self.end
+        start = pos = self.pos
+        if pos >= end:
+            raise self.fail("unexpected end of input", "data item")
+        ib = data[pos]
+        pos += 1
+        if ib < 0x18:  # the commonest items: small unsigned integers ...
+            self.pos = pos
+            return ib
+        if 0x40 <= ib < 0x58:  # ... and short byte strings
+            n = ib - 0x40
+            if n > end - pos:
+                self.pos = pos
+                raise self.fail(f"need {n} bytes, {end - pos} left", "string content")
+            self.pos = pos + n
+            return data[pos : pos + n]
+        if 0x80 <= ib < 0x98:  # ... and short arrays and maps
+            self.pos = pos
+            return self.array(ib - 0x80, depth)
+        if 0xA0 <= ib < 0xB8:
+            self.pos = pos
+            return self.map(ib - 0xA0, depth)
+        major, ai = ib >> 5, ib & 0x1F
+        arg: int | None
+        if ai < 24:
+            arg = ai
+        elif ai <= 27:
+            size = 1 << (ai - 24)
+            if size > end - pos:
+                self.pos = pos
+                raise self.fail(f"need {size} bytes, {end - pos} left", "argument")
+            arg = int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        elif ai == 31 and major in (2, 3, 4, 5, 7):
+            arg = None
+        else:
+            raise self.fail(f"reserved additional information {ai}")
+        self.pos = pos
         if major == 0:
-            assert arg is not None
             return arg
         if major == 1:
             assert arg is not None
             return -1 - arg
         if major in (2, 3):
-            raw = self.string(major, arg, start)
+            if arg is not None:
+                if arg > end - pos:
+                    raise self.fail(f"need {arg} bytes, {end - pos} left", "string content")
+                self.pos = pos + arg
+                raw = data[pos : pos + arg]
+            else:
+                raw = self.string(major, arg, start)
             if major == 3:
                 try:
                     return raw.decode("utf-8")
@@ -269,8 +318,21 @@ class _Decoder:
                     self.pos += 1
                     return out
                 out.append(self.item(depth + 1))
-        n = self._length(arg, start, "array")
-        return [self.item(depth + 1) for _ in range(n)]
+        if arg > self.end - self.pos:
+            self._length(arg, start, "array")
+        item, deeper = self.item, depth + 1
+        if arg < 4:  # short arrays (most of them): no comprehension frame
+            if arg == 0:
+                return []
+            if arg == 1:
+                return [item(deeper)]
+            if arg == 2:
+                first = item(deeper)
+                return [first, item(deeper)]
+            first = item(deeper)
+            second = item(deeper)
+            return [first, second, item(deeper)]
+        return [item(deeper) for _ in range(arg)]
 
     def map(self, arg: int | None, depth: int) -> dict[Any, Any]:
         start = self.pos
@@ -285,17 +347,30 @@ class _Decoder:
                     self.pos += 1
                     return out
                 self.pair(out, depth)
-        n = self._length(arg, start, "map")
-        for _ in range(n):
-            self.pair(out, depth)
+        if arg > self.end - self.pos:
+            self._length(arg, start, "map")
+        item = self.item
+        for _ in range(arg):
+            kstart = self.pos
+            key = item(depth + 1)
+            kind = type(key)
+            if kind is not int and kind is not str and kind is not bytes:
+                self._check_key(key, kstart)
+            if key in out:
+                self.pos = kstart
+                raise self.fail(f"duplicate map key {key!r}")
+            out[key] = item(depth + 1)
         return out
+
+    def _check_key(self, key: object, kstart: int) -> None:
+        if isinstance(key, bool) or not isinstance(key, (int, str, bytes)):
+            self.pos = kstart
+            raise self.fail("map key must be an integer, text or byte string")
 
     def pair(self, out: dict[Any, Any], depth: int) -> None:
         kstart = self.pos
         key = self.item(depth + 1)
-        if isinstance(key, bool) or not isinstance(key, (int, str, bytes)):
-            self.pos = kstart
-            raise self.fail("map key must be an integer, text or byte string")
+        self._check_key(key, kstart)
         if key in out:
             self.pos = kstart
             raise self.fail(f"duplicate map key {key!r}")
@@ -362,9 +437,19 @@ def decode(
     :class:`~trustedge.errors.MalformedInputError` (or
     :class:`~trustedge.errors.LimitExceededError`) on bad input.
     """
-    obj, used = decode_prefix(
-        data, limits=limits, canonical=canonical, allow_indefinite=allow_indefinite
-    )
+    buf = bytes(data)
+    if len(buf) > limits.max_size:
+        raise LimitExceededError(
+            f"input of {len(buf)} bytes exceeds the limit of {limits.max_size}"
+        )
+    dec = _Decoder(buf, limits, canonical, allow_indefinite)
+    try:
+        obj = dec.item(0)
+    except RecursionError:  # pragma: no cover - max_depth is far below the recursion limit
+        raise LimitExceededError("nesting too deep", offset=dec.pos) from None
+    used = dec.pos
+    if canonical and encode(obj) != buf[:used]:
+        raise MalformedInputError("input is not deterministically encoded CBOR", offset=0)
     if used != len(data):
         raise MalformedInputError(f"{len(data) - used} trailing bytes", offset=used)
     return obj

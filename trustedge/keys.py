@@ -33,9 +33,10 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 
 from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
+from trustedge.hazmat.tpm2.public import Public
 
 __all__ = [
     "AgreementPrivateKey",
@@ -50,6 +51,7 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "load_raw_key",
+    "load_tpm_public",
     "private_key_to_pem",
     "public_key_to_pem",
 ]
@@ -143,6 +145,34 @@ def load_raw_key(data: bytes, size: int = 32) -> bytes:
     if raw is None:
         raise MalformedInputError(f"expected a {size}-byte key (raw, hex or base64)")
     return raw
+
+
+#: A TPM key as ``cryptography`` holds it (the RSA and ECC keys a TPM makes).
+TPMPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+_TPM_FORMATS: Final = (
+    "TPM2B_PUBLIC (tpm2_readpublic -o), TPMT_PUBLIC (-f tpmt), or PEM/DER "
+    "SubjectPublicKeyInfo (-f pem, -f der)"
+)
+
+
+def load_tpm_public(data: bytes) -> Public | TPMPublicKey:
+    """A TPM key (AK, EK) as tpm2-tools write it: a ``TPM2B_PUBLIC`` or ``TPMT_PUBLIC`` gives
+    the :class:`~trustedge.hazmat.tpm2.Public` (scheme, attributes and TPM name known); PEM
+    or DER SubjectPublicKeyInfo (also an X.509 certificate's key) gives the bare RSA/ECC key,
+    which has no TPM name. Raises MalformedInputError (none of these formats) or
+    UnsupportedAlgorithmError (a key type a TPM does not make)."""
+    data = _check_size(data)
+    if _pem_label(data) is not None or data[:1] == b"\x30":
+        key = _any_public(data, raw=lambda _: None)
+        if isinstance(key, rsa.RSAPublicKey):
+            return key
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _SIGNATURE_CURVES:
+            return key
+        raise UnsupportedAlgorithmError(f"{_kind(key)} is not a TPM key (RSA or ECC P-256/384/521)")
+    try:
+        return Public.unmarshal_any(data)
+    except MalformedInputError as exc:
+        raise MalformedInputError(f"not a TPM public key ({_TPM_FORMATS}): {exc}") from None
 
 
 def public_key_to_pem(key: PublicKey) -> bytes:

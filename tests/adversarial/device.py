@@ -266,10 +266,10 @@ def _enroll(
         backend, ak=ak, device_id=DEVICE, eventlog_path=tmp / "eventlog.bin", ima_path=tmp / "ima"
     )
     req = attester.enrollment_request()
-    cred = verifier.enroll(
+    cred = verifier.enrollment.enroll(
         DEVICE, ek_public=req.ek_public, ak_public=req.ak_public, ek_certificate=req.ek_certificate
     )
-    verifier.complete_enrollment(DEVICE, attester.activate(cred))
+    verifier.enrollment.complete(DEVICE, attester.activate(cred))
     key = anchors.signing_key
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return Device(backend, attester, verifier, key, clock, tmp)

@@ -102,7 +102,7 @@ def test_command_table_matches_the_groups() -> None:
     for group in _cli._GROUPS:
         parser = _cli.build_parser((group,))
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        assert {c for c, g in _cli._COMMANDS.items() if g == group} == set(sub.choices), group
+        assert {c for c, (g, _) in _cli._COMMANDS.items() if g == group} == set(sub.choices), group
 
 
 def test_version_imports_no_command_group() -> None:

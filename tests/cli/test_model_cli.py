@@ -81,7 +81,7 @@ def test_json_success_and_failure(
     code, out, err = run(
         capsys, "verify", str(model), "--signature", str(sig), "--key", str(pub), "--json"
     )
-    assert code == 1 and err == ""
+    assert code == 1 and len(err.splitlines()) == 1 and err.startswith("trustedge: ")
     failed = json.loads(out)  # exactly one document
     assert failed["verified"] is False and failed["error"] == "VerificationError"
     assert "config.json" in failed["message"] and failed["exit_code"] == 1

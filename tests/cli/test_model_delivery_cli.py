@@ -222,11 +222,14 @@ def test_json_failure_documents(d: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert release(d, sequence=1) == 0
     capsys.readouterr()
     assert apply(d, "--identity", d / "device.key", "--json") == 1
-    doc = json.loads(capsys.readouterr().out)
-    assert doc == {
+    out, err = capsys.readouterr()
+    assert err == "trustedge: rollback: sequence 1 is below the floor 2\n"  # one line, with --json
+    assert json.loads(out) == {
         "installed": False,
+        "ok": False,
+        "valid": False,
         "error": "RollbackError",
-        "message": "sequence 1 is below the floor 2",
+        "message": "rollback: sequence 1 is below the floor 2",
         "exit_code": 1,
     }
     load = ["update", "load", "--device", d / "device", "--log", d / "m.log"]

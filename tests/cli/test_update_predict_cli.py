@@ -82,3 +82,41 @@ def test_predict_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     pcrs = tmp_path / "pcrs.json"
     pcrs.write_text(json.dumps({"sha256": {"4": "00" * 32}}))
     assert main([*base, "--pcrs", str(pcrs)]) == 1  # the log does not match these PCRs
+
+
+def test_predict_a_uki_at_a_boot_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A UKI replacing RHEL's kernel: PCR11 predicted after the stub and at --phase."""
+    from trustedge.measuredboot.uki import uki_pcr11
+
+    uki = build_pe(((".linux", b"\x4d\x5a kernel 6.12"), (".cmdline", b"ro quiet")))
+    (tmp_path / "uki.efi").write_bytes(uki)
+    comp = {"install-id": ["01"], "vendor-id": VENDOR, "class-id": CLASS, "file": "uki.efi",
+            "uri": "#uki", "boot-measurement": {"role": "uki", "banks": ["sha256"]}}  # fmt: skip
+    spec = {"manifest-version": 1, "manifest-sequence-number": 4, "components": [comp]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    key, manifest = tmp_path / "release.pem", tmp_path / "uki.suit"
+    assert main(["release", "keygen", "-o", str(key)]) == 0
+    assert main(["release", "create", str(tmp_path / "spec.json"), "-o", str(manifest)]) == 0
+    assert main(["release", "sign", str(manifest), "--key", str(key)]) == 0
+    argv = ["update", "predict", str(manifest), "--eventlog", str(LOG), "--key", f"{key}.pub"]
+    capsys.readouterr()
+    for phases in ([], ["enter-initrd"], ["enter-initrd", "leave-initrd", "sysinit", "ready"]):
+        flags = [f"--phase={p}" for p in phases]
+        assert main([*argv, *flags, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["phases"] == phases
+        assert out["pcrs"]["sha256"]["11"]["next"] == uki_pcr11(uki, phases=phases).hex()
+    assert main([*argv, "--phase", "a:b"]) == 3  # not a phase string
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    loader, loader_key = _release(plain)
+    no_uki = [
+        "update",
+        "predict",
+        str(loader),
+        "--eventlog",
+        str(LOG),
+        "--key",
+        f"{loader_key}.pub",
+    ]
+    assert main([*no_uki, "--phase", "enter-initrd"]) == 1  # PCR11 is not predicted

@@ -314,6 +314,115 @@ def _agent_check(state_dir: Path) -> int:
     return state.pushes
 
 
+# -- the OTA state's sealed MAC key: confirm on the new chain (floors, revocation, policies) -
+
+_POLICY_NV = 0x01500021
+_SEALED_TPM = "tpm"
+
+
+def _sealed_world(state_dir: Path) -> SimpleNamespace:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge.attestation.backends.software import SoftwareTPM
+    from trustedge.hazmat.tpm2.policy import authority_public
+    from trustedge.ota.bootchain import PolicyCounter, sign_pcr_policy
+    from trustedge.ota.sealedstate import SealedStateKey
+
+    key = ec.derive_private_key(0x5EA1ED, ec.SECP256R1())
+    tpm = SoftwareTPM(state_dir / _SEALED_TPM, seed=_SEED)
+    authority = authority_public(key.public_key()).marshal_tpm2b()
+    counter = PolicyCounter(tpm, _POLICY_NV)
+
+    def boot(chain: bytes) -> None:
+        tpm.reboot()
+        tpm.pcr_extend(4, {"sha256": hashlib.sha256(chain).digest()})
+
+    def policy(version: int) -> bytes:
+        values = tpm.pcr_read({"sha256": [4, 7]})
+        return sign_pcr_policy(
+            values, key, nv_index=_POLICY_NV, nv_name=counter.name, version=version
+        ).encode()
+
+    def sealed() -> SealedStateKey:
+        return SealedStateKey(state_dir, tpm, authority=authority)
+
+    return SimpleNamespace(tpm=tpm, counter=counter, boot=boot, policy=policy, sealed=sealed)
+
+
+def _updater(store: object) -> object:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from trustedge.ota import FileSystemDevice, KeySet, Updater
+
+    trust = KeySet.of([ed25519.Ed25519PrivateKey.from_private_bytes(_ROOT_KEY).public_key()])
+    device = FileSystemDevice("/nonexistent", vendor_id=bytes(16), class_id=bytes(16))
+    return Updater(trust, store, device)  # type: ignore[arg-type]
+
+
+def _sealed_prepare(state_dir: Path, version: int) -> Callable[[], None]:
+    """Version 1: provisioned on chain A (the write: seal the key, write the first state).
+    Version 2: an update to chain B staged and begun, booted into B (the write: confirm)."""
+    from trustedge.ota.sealedstate import SealedStateKey
+
+    w = _sealed_world(state_dir)
+    if version == 1:
+        w.boot(b"chain A")
+        first = w.counter.provision()
+        (state_dir / "chain-a.version").write_text(str(first))  # for the check only
+        policy = w.policy(first)
+
+        def provision() -> None:
+            key = SealedStateKey.provision(
+                state_dir, w.tpm, authority=w.sealed().authority, policy=policy
+            )
+            key.provision_store(_NV_INDEX)
+
+        return provision
+    w.boot(b"chain A")
+    key = w.sealed()
+    store = key.open_store(_NV_INDEX)
+    w.boot(b"chain B")
+    key.stage(w.policy(w.counter.next_version()))
+    store.save(store.load().begin([_COMPONENT], version, _floor_digest(version)))
+    key = w.sealed()
+    updater = _updater(key.open_store(_NV_INDEX))
+
+    def confirm() -> None:
+        key.confirm(updater, w.counter)  # type: ignore[arg-type]
+
+    return confirm
+
+
+def _sealed_check(state_dir: Path) -> int:
+    """Boot B, then A: the state must open under one of them; once the counter advanced, only
+    under B, with the floor raised. Version 2 = the old chain is revoked."""
+    from trustedge.errors import AccessDeniedError
+
+    if not (state_dir / "state-key.sealed").exists():
+        if (state_dir / "state.0").exists() or (state_dir / "state.1").exists():
+            raise ValueError("a state without its sealed key")
+        return 0
+    w = _sealed_world(state_dir)
+    opened = {}
+    for chain in (b"chain B", b"chain A"):
+        w.boot(chain)
+        try:
+            opened[chain] = w.sealed().open_store(_NV_INDEX).load()
+        except AccessDeniedError:
+            continue
+    if not opened:
+        raise ValueError("the state opens under no boot chain")
+    advanced = w.counter.version > int((state_dir / "chain-a.version").read_text())
+    if not advanced:
+        return 1
+    if b"chain A" in opened:
+        raise ValueError("the counter advanced but the old chain still opens the state")
+    state = opened.get(b"chain B")
+    if state is None or state.component(_COMPONENT).floor != 2:  # the new version's
+        raise ValueError("the old chain is revoked but the floor did not rise")
+    return 2
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -331,6 +440,12 @@ SCENARIOS: dict[str, Scenario] = {
             "key-files", _keys_prepare, _keys_check, (_KEY_FILE, _KEY_FILE + ".pub"), fresh=True
         ),
         Scenario("fleet-agent-state", _agent_prepare, _agent_check, (_AGENT_FILE,)),
+        Scenario(
+            "ota-sealed-state-key",
+            _sealed_prepare,
+            _sealed_check,
+            ("state.0", "state.1", "state-key.sealed", "state-key.policy", "state-key.pending"),
+        ),
     )
 }
 

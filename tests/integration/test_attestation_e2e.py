@@ -132,13 +132,13 @@ def make_world(
     world = World(backend, attester, verifier, anchors.signing_key, clock, tmp)  # type: ignore[arg-type]
     if enroll:
         req = attester.enrollment_request()
-        cred = verifier.enroll(
+        cred = verifier.enrollment.enroll(
             DEVICE,
             ek_public=req.ek_public,
             ak_public=req.ak_public,
             ek_certificate=req.ek_certificate,
         )
-        verifier.complete_enrollment(DEVICE, attester.activate(cred))
+        verifier.enrollment.complete(DEVICE, attester.activate(cred))
         world.boot()
     return world
 
@@ -379,11 +379,11 @@ def test_wrong_activation_secret_does_not_bind(tmp_path: Path) -> None:
     )
     world = make_world(tpm, tmp_path, anchors, enroll=False)
     req = world.attester.enrollment_request()
-    world.verifier.enroll(
+    world.verifier.enrollment.enroll(
         DEVICE, ek_public=req.ek_public, ak_public=req.ak_public, ek_certificate=req.ek_certificate
     )
     with pytest.raises(VerificationError):
-        world.verifier.complete_enrollment(DEVICE, bytes(32))
+        world.verifier.enrollment.complete(DEVICE, bytes(32))
     record = world.verifier.store.get_device(DEVICE)
     assert record is not None and record.state is EnrollmentState.REGISTERED
     with pytest.raises(VerificationError):
@@ -400,7 +400,7 @@ def test_ek_certificate_from_an_untrusted_ca_is_refused(tmp_path: Path) -> None:
     world = make_world(tpm, tmp_path, anchors, enroll=False)
     req = world.attester.enrollment_request()
     with pytest.raises(VerificationError):
-        world.verifier.enroll(
+        world.verifier.enrollment.enroll(
             DEVICE,
             ek_public=req.ek_public,
             ak_public=req.ak_public,

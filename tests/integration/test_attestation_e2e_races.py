@@ -42,10 +42,10 @@ def test_parallel_appraisals_of_one_evidence_accept_exactly_one(
     verifier = Verifier(main, golden_policy(), anchors, now=lambda: now)
     world.verifier = verifier
     req = world.attester.enrollment_request()
-    cred = verifier.enroll(
+    cred = verifier.enrollment.enroll(
         DEVICE, ek_public=req.ek_public, ak_public=req.ak_public, ek_certificate=req.ek_certificate
     )
-    verifier.complete_enrollment(DEVICE, world.attester.activate(cred))
+    verifier.enrollment.complete(DEVICE, world.attester.activate(cred))
     world.boot()
     wire = world.evidence().encode()
 

@@ -35,6 +35,7 @@ EXPECTED_CALLS = {
     "envelope-output": {"openat", "write", "fsync", "linkat", "rename"},
     "key-files": {"openat", "write", "fsync", "linkat"},
     "fleet-agent-state": {"openat", "write", "fsync", "linkat", "rename"},
+    "ota-sealed-state-key": {"openat", "write", "fsync", "linkat", "rename", "unlink"},
 }
 
 

@@ -484,7 +484,12 @@ def test_openapi_security_names_both_operator_schemes() -> None:
     assert schemes["operatorCertificate"]["type"] == "mutualTLS"
     for method, path, fn in ROUTES:
         security = doc["paths"][path][method.lower()].get("security")
-        operator = fn.__name__ in ("_result", "_revoke")
+        operator = fn.__name__ in (
+            "_result",
+            "_revoke",
+            "_set_boot_reference",
+            "_drop_boot_reference",
+        )
         assert (security == [{"operatorToken": []}, {"operatorCertificate": []}]) == operator, path
 
 

@@ -215,10 +215,10 @@ def site(
         attester = Attester(backend, ak=s.ak, device_id=DEVICE)
         req = attester.enrollment_request()
         cert = req.ek_certificate if request.param == "software" else None
-        cred = s.verifier.enroll(
+        cred = s.verifier.enrollment.enroll(
             DEVICE, ek_public=req.ek_public, ak_public=req.ak_public, ek_certificate=cert
         )
-        s.verifier.complete_enrollment(DEVICE, attester.activate(cred))
+        s.verifier.enrollment.complete(DEVICE, attester.activate(cred))
         boot_from_event_log(backend, EVENT_LOG)
     finally:
         close(backend)

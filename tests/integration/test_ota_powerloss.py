@@ -66,6 +66,10 @@ def _drain(fd: int) -> list[str]:
 
 
 def test_sigkill_during_apply_and_confirm(tmp_path: Path) -> None:
+    # trustedge.cose loads its Ed25519 verifier (libsodium) on first use: load it here, so that
+    # every forked child starts with its modules imported, as the docstring says
+    import nacl.bindings  # noqa: F401
+
     rng = random.Random(8)
     store = FileStateStore(tmp_path / "state")
     last_confirmed = 0

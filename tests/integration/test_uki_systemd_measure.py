@@ -95,6 +95,42 @@ def test_pcr11_equals_systemd_measure(kernel: Path, tmp_path: Path, bank: str) -
     assert authenticode_digest(data) == bytes.fromhex(pesign)
 
 
+def test_predicted_pcr11_at_a_phase_equals_systemd_measure(kernel: Path, tmp_path: Path) -> None:
+    """An update that replaces the kernel of a shim -> UKI chain by a UKI built here: the
+    predicted PCR11 at each boot phase is what ``systemd-measure calculate --phase`` says."""
+    from trustedge.measuredboot import EventType, parse_event_log
+    from trustedge.measuredboot.build import LogEvent, build_event_log
+    from trustedge.measuredboot.predict import BootMeasurement, predict_next_boot
+
+    stub = SYSTEMD_EFI_DIR / "linuxx64.efi.stub"
+    files = _components(tmp_path, kernel, cmdline="console=ttyS0 root=/dev/vda2 ro")
+    uki = tmp_path / "uki.efi"
+    _build_uki(stub, files, uki)
+    app = EventType.EV_EFI_BOOT_SERVICES_APPLICATION
+    log = parse_event_log(
+        build_event_log(
+            [
+                LogEvent(4, EventType.EV_SEPARATOR, bytes(4)),
+                LogEvent(4, app, b"", {"sha256": bytes([1]) * 32}),  # shim
+                LogEvent(4, app, b"", {"sha256": bytes([2]) * 32}),  # the old UKI
+                LogEvent(11, EventType.EV_IPL, b".linux\0", {"sha256": bytes([3]) * 32}),
+            ],
+            banks=("sha256",),
+        )
+    )
+    current = log.verify(log.replay())
+    measurement = BootMeasurement.of_image(uki.read_bytes(), "uki")
+    for phase in (
+        "",
+        "enter-initrd",
+        "enter-initrd:leave-initrd",
+        "enter-initrd:leave-initrd:sysinit:ready",
+    ):
+        phases = [p for p in phase.split(":") if p]
+        prediction = predict_next_boot(current, [measurement], phases=phases)
+        assert prediction.next["sha256"][11] == _systemd_measure(files, "sha256", phase), phase
+
+
 def test_changing_the_cmdline_changes_pcr11(kernel: Path, tmp_path: Path) -> None:
     stub = SYSTEMD_EFI_DIR / "linuxx64.efi.stub"
     values = []

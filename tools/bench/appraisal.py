@@ -37,7 +37,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,6 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from trustedge.attestation.backends.software import SoftwareTPM
 from trustedge.attestation.ear import (
     AttestationResult,
     VerifierId,
@@ -79,14 +77,19 @@ from trustedge.attestation.store import (
 )
 from trustedge.attestation.store._sql import SQLStore
 from trustedge.attestation.verifier import AppraisalPolicy, TrustAnchors, Verifier
-from trustedge.measuredboot import (
-    EventLogPolicy,
-    EventType,
-    ImaRuntimePolicy,
-    RequireSecureBoot,
-    parse_ima_log,
+from trustedge.measuredboot import EventLogPolicy, ImaRuntimePolicy, RequireSecureBoot
+
+sys.path.insert(1, str(Path(__file__).resolve().parent))  # tools/bench: the shared modules
+import _harness
+from _evidence import (
+    FIRMWARE_EVENTS,
+    MemoryTPM,
+    boot_aggregate_entry,
+    firmware_log,
+    ima_ascii,
+    ima_entry,
+    template_digests,
 )
-from trustedge.measuredboot.build import LogEvent, build_event_log, build_ima_entry
 
 TARGET_PER_CORE = 500.0
 NOW = 1_700_000_000
@@ -241,30 +244,6 @@ IMA_PER_APPRAISAL = 1000
 FULL_DEVICES = 4
 
 
-class _BenchTPM(SoftwareTPM):
-    """SoftwareTPM that keeps its state in memory only: generating evidence
-    fast (100k PCR extends) matters here, persistence does not."""
-
-    def _save(self) -> None:
-        pass
-
-
-def _firmware_log() -> bytes:
-    secure_boot_on = (
-        bytes.fromhex("61dfe48bca93d211aa0d00e098032b8c")
-        + (10).to_bytes(8, "little") + (1).to_bytes(8, "little")
-        + "SecureBoot".encode("utf-16-le") + b"\x01"
-    )  # fmt: skip
-    events = [LogEvent(0, EventType.EV_S_CRTM_VERSION, "1.0".encode("utf-16-le"))]
-    events.append(LogEvent(7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, secure_boot_on))
-    for i in range(50):
-        events.append(LogEvent(i % 4, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, bytes([i]) * 16))
-    for pcr in range(8):
-        events.append(LogEvent(pcr, EventType.EV_SEPARATOR, bytes(4)))
-    assert len(events) == 60
-    return build_event_log(events, banks=("sha1", "sha256"))
-
-
 @dataclass(frozen=True)
 class FullSetup:
     policy: AppraisalPolicy
@@ -273,30 +252,16 @@ class FullSetup:
     rounds: list[list[tuple[str, bytes, bytes]]]  # per round: (device, nonce, evidence)
 
 
-def _ascii(chunk: bytes) -> bytes:
-    """The same entries as the kernel's ascii_runtime_measurements would show them."""
-    lines = []
-    for e in parse_ima_log(chunk).unverified_entries:
-        f = e.fields()
-        fields = (e.template_hash.hex(), e.template_name, f.digest.hex(), f.path)
-        lines.append(b"%d %s %s sha256:%s %s\n" % (e.pcr, *(x.encode() for x in fields)))
-    return b"".join(lines)
-
-
 def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> FullSetup:
-    fw = _firmware_log()
+    fw = firmware_log()
     chunk_entries = [
-        build_ima_entry(f"/usr/lib/app/file{i:04d}.so", hashlib.sha256(b"%d" % i).digest(),
-                        algo="sha256")
+        ima_entry(f"/usr/lib/app/file{i:04d}.so", hashlib.sha256(b"%d" % i).digest())
         for i in range(IMA_PER_APPRAISAL)
-    ]  # fmt: skip
+    ]
 
     def wire_and_digests(entries: list[bytes]) -> tuple[bytes, list[bytes]]:
         chunk = b"".join(entries)
-        parsed = parse_ima_log(chunk).unverified_entries
-        return (chunk if ima_format == "binary" else _ascii(chunk)), [
-            hashlib.sha256(e.template_data).digest() for e in parsed
-        ]
+        return (chunk if ima_format == "binary" else ima_ascii(chunk)), template_digests(chunk)
 
     runtime = ImaRuntimePolicy(
         digests={
@@ -308,7 +273,7 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
         boot=EventLogPolicy((RequireSecureBoot(),)), runtime=runtime, pcrs=FULL_PCRS,
         policy_id="bench",
     )  # fmt: skip
-    tpm = _BenchTPM(tmp / "tpm")
+    tpm = MemoryTPM(tmp / "tpm")
     roots = tuple(load_certificates(tpm.ek_ca_certificate()))
     from trustedge.attestation.simulate import boot_from_event_log
 
@@ -325,7 +290,7 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
     # and 999 files, later rounds 1,000 files each.
     boot = tpm.pcr_read({"sha256": tuple(range(8))})["sha256"]
     aggregate = hashlib.sha256(b"".join(boot[i] for i in range(8))).digest()
-    first = [build_ima_entry("boot_aggregate", aggregate, algo="sha256"), *chunk_entries[:-1]]
+    first = [boot_aggregate_entry(aggregate), *chunk_entries[:-1]]
     chunks = [wire_and_digests(first), wire_and_digests(chunk_entries)]
     per_round: list[list[tuple[str, bytes, bytes]]] = []
     for k in range(rounds):
@@ -348,8 +313,11 @@ def build_full_setup(rounds: int, tmp: Path, ima_format: str = "binary") -> Full
     return FullSetup(policy, roots, devices, per_round)
 
 
-def _run_full(store: SQLStore, setup: FullSetup, mine: set[str]) -> tuple[int, float]:
-    """Enroll (untimed), then time issue-nonce + appraise for every evidence of ``mine``."""
+def _run_full(
+    store: SQLStore, setup: FullSetup, mine: set[str], *, boot_cache: bool = True
+) -> tuple[int, float]:
+    """Enroll (untimed), then time issue-nonce + appraise for every evidence of ``mine``.
+    ``boot_cache=False`` appraises every firmware log in full (no verdict cache)."""
     now = int(time.time())
     for name in sorted(mine):
         ek, ak_public, ak_name, cert = setup.devices[name]
@@ -359,6 +327,8 @@ def _run_full(store: SQLStore, setup: FullSetup, mine: set[str]) -> tuple[int, f
     anchors = TrustAnchors(signing_key=ec.generate_private_key(ec.SECP256R1()),
                            software_roots=setup.roots)  # fmt: skip
     verifier = Verifier(store, setup.policy, anchors, now=lambda: now)
+    if not boot_cache:
+        verifier.boot_cache = None
     done, start = 0, time.perf_counter()
     for batch in setup.rounds:
         for name, nonce, wire in batch:
@@ -431,6 +401,226 @@ def bench_full(rounds: int, pg_workers: int) -> dict[str, float]:
     return results
 
 
+# ---------------------------------------------------------------------------
+# against Keylime's library parts (issue 19's appraisal row)
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeylimeInput:
+    """One evidence as Keylime's verifier gets it: tpm2-tools quote files, the binary
+    firmware log, the ASCII IMA lines and their PCR 10 (Keylime, given no agent state,
+    replays a list from zero)."""
+
+    aik_pem: bytes
+    nonce: bytes
+    signature: bytes
+    quote: bytes
+    pcr_file: bytes
+    bootlog: bytes
+    ima_lines: list[str]
+    pcr10: str
+    sha1_template: bool
+
+
+def _keylime() -> tuple[Any, Any, Any, Any]:
+    import types
+
+    sys.modules.setdefault("gpg", types.ModuleType("gpg"))  # GPGME binding: unused here
+    from keylime.common import algorithms
+    from keylime.ima import ima
+    from keylime.mba.elparsing import tpm2_tools_elparser
+    from keylime.tpm import tpm_util
+
+    return tpm_util, tpm2_tools_elparser, ima, algorithms
+
+
+def keylime_inputs(setup: FullSetup) -> tuple[list[KeylimeInput], dict[str, Any]]:
+    """The same evidence (every round, in order) and runtime policy, in Keylime's shapes."""
+    from cryptography.hazmat.primitives import serialization
+
+    from trustedge.hazmat.tpm2 import PCRSelectionList, Public
+    from trustedge.hazmat.tpm2.files import write_pcr_file
+    from trustedge.measuredboot import parse_ima_log
+
+    selection = PCRSelectionList.from_mapping({"sha256": list(FULL_PCRS)})
+    runtime = setup.policy.runtime
+    assert runtime is not None
+    digests = {path: sorted(d.hex() for d in ds) for path, ds in runtime.digests.items()}
+    out = []
+    for batch in setup.rounds:
+        for _, _, wire in batch:
+            ev = Evidence.decode(wire)
+            key = Public.unmarshal_tpm2b(ev.ak_public).public_key()
+            pem = key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            entries = parse_ima_log(ev.ima_log or b"").unverified_entries
+            sha1 = len(entries[0].template_hash) == 20
+            running = bytes(20 if sha1 else 32)
+            for e in entries:
+                h = hashlib.sha1 if sha1 else hashlib.sha256
+                running = h(running + e.template_hash).digest()
+                if e.template_name == "ima-ng" and e.fields().path == "boot_aggregate":
+                    digests["boot_aggregate"] = [e.fields().digest.hex()]
+            out.append(
+                KeylimeInput(
+                    pem, ev.nonce, ev.signature, ev.quote,
+                    write_pcr_file(selection, {"sha256": dict(ev.bank("sha256"))}),
+                    ev.event_log or b"", ima_ascii(ev.ima_log or b"").decode().splitlines(),
+                    running.hex(), sha1,
+                )
+            )  # fmt: skip
+    policy = {
+        "meta": {"version": 1, "generator": 0},
+        "release": 0,
+        "digests": digests,
+        "excludes": [],
+        "keyrings": {},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
+        "ima-buf": {},
+        "verification-keys": "",
+    }
+    return out, policy
+
+
+def keylime_steps(inputs: list[KeylimeInput], policy: dict[str, Any]) -> dict[str, Any]:
+    """Keylime's three library parts, each a function over the whole input list."""
+    tpm_util, elparser, ima, algorithms = _keylime()
+
+    def quote() -> None:
+        for k in inputs:
+            tpm_util.checkquote(k.aik_pem, k.nonce, k.signature, k.quote, k.pcr_file, "sha256")
+
+    def bootlog() -> None:
+        for k in inputs:
+            failure, log = elparser.parse_binary_bootlog(k.bootlog)
+            if failure or not log:
+                raise RuntimeError(f"Keylime could not parse the firmware log: {failure}")
+
+    def imalist() -> None:
+        for k in inputs:
+            alg = algorithms.Hash.SHA1 if k.sha1_template else algorithms.Hash.SHA256
+            _, failure = ima.process_measurement_list(
+                None, k.ima_lines, policy, pcrval=k.pcr10, hash_alg=alg
+            )
+            if failure:
+                raise RuntimeError(f"Keylime refused the IMA list: {failure.get_event_ids()}")
+
+    return {"checkquote": quote, "parse_binary_bootlog": bootlog,
+            "process_measurement_list": imalist}  # fmt: skip
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _trustedge_run(setup: FullSetup, tmp: Path, *, boot_cache: bool) -> _harness.Run:
+    """One run: every evidence of ``setup`` appraised on a fresh durable SQLite store."""
+
+    def run() -> float:
+        where = Path(tempfile.mkdtemp(dir=tmp))
+        try:
+            store = SQLiteStore(where / "verifier.db", durable=True)
+            _, elapsed = _run_full(store, setup, set(setup.devices), boot_cache=boot_cache)
+            store.close()
+        finally:
+            shutil.rmtree(where)
+        return elapsed
+
+    return run
+
+
+def trustedge_steps(setup: FullSetup) -> dict[str, Callable[[], None]]:
+    """trustedge's parts of one appraisal, each over the evidence of the second round on
+    (1,000 new IMA entries each, replayed from the previous round's position)."""
+    from trustedge.attestation.quote import AttestationKey, verify_quote
+    from trustedge.hazmat.tpm2 import Public
+    from trustedge.measuredboot import boot_facts, parse_event_log, parse_ima_log, verify_ima_log
+
+    runtime = setup.policy.runtime
+    assert runtime is not None
+    items = []
+    pcr10_before: dict[str, bytes] = {}
+    for k, batch in enumerate(setup.rounds):
+        for name, _, wire in batch:
+            ev = Evidence.decode(wire)
+            bank = dict(ev.bank("sha256"))
+            if k >= 1:
+                ak = AttestationKey.from_public(Public.unmarshal_tpm2b(ev.ak_public))
+                items.append((ev, ak, bank, pcr10_before[name], IMA_PER_APPRAISAL * k))
+            pcr10_before[name] = bank[10]
+
+    def quote() -> None:
+        for ev, ak, bank, _, _ in items:
+            verify_quote(ev.quote, ev.signature, ak, nonce=ev.nonce, pcrs={"sha256": bank},
+                         selection={"sha256": FULL_PCRS})  # fmt: skip
+
+    def firmware() -> None:
+        for ev, _, bank, _, _ in items:
+            firmware_pcrs = {"sha256": {i: v for i, v in bank.items() if i != 10}}
+            verified = parse_event_log(ev.event_log or b"").verify(firmware_pcrs)
+            setup.policy.boot.check(verified, facts=boot_facts(verified))
+
+    def imalist() -> None:
+        from trustedge.measuredboot import ImaState
+
+        for ev, _, bank, before, offset in items:
+            state = ImaState(offset, 0, before, "sha256")
+            log = parse_ima_log(ev.ima_log or b"", first_number=offset)
+            verified = verify_ima_log(log, bank[10], bank="sha256", state=state)
+            if runtime.violations(verified):
+                raise RuntimeError("runtime policy violated")
+
+    return {"quote verify": quote, "firmware log (parse, replay, Secure Boot policy)": firmware,
+            "IMA (parse, replay, 1,000-path policy)": imalist}  # fmt: skip
+
+
+def bench_keylime(rounds: int, pairs: int, reporter: _harness.Reporter) -> None:
+    """Full appraisals against Keylime's library parts on the same evidence, alternated;
+    then the per-step costs of both."""
+    with tempfile.TemporaryDirectory(prefix="appraisal-bench.") as tmp:
+        setup = build_full_setup(rounds, Path(tmp))
+        inputs, policy = keylime_inputs(setup)
+        steps = keylime_steps(inputs, policy)
+        n = len(inputs)
+
+        def keylime() -> float:
+            return sum(_timed(fn) for fn in steps.values())
+
+        work = (
+            f"{n} appraisals (quote + {FIRMWARE_EVENTS}-event log + {IMA_PER_APPRAISAL:,} IMA"
+            " entries; trustedge: nonce, appraisal, SQLite durable commit, signed EAR)"
+        )
+        for cache in (True, False):
+            reporter(
+                _harness.alternate(
+                    "full appraisal vs Keylime (checkquote + parse_binary_bootlog +"
+                    f" process_measurement_list), firmware-log cache {'on' if cache else 'off'}",
+                    ("trustedge", _trustedge_run(setup, Path(tmp), boot_cache=cache)),
+                    ("keylime", keylime),
+                    work=work,
+                    pairs=pairs,
+                    target=4.0,
+                )
+            )
+        # per-step costs, microseconds per appraisal
+        ours = trustedge_steps(setup)
+        per = len(setup.rounds[1:]) * FULL_DEVICES
+        for label, fn, count in [
+            *((f"trustedge {k}", f, per) for k, f in ours.items()),
+            *((f"keylime {k}", f, n) for k, f in steps.items()),
+        ]:
+            reporter(
+                _harness.repeat(
+                    f"step: {label}",
+                    lambda fn=fn, count=count: _timed(fn) / count * 1e6,  # type: ignore[misc]
+                    unit="µs per appraisal",
+                    higher_is_better=False,
+                )
+            )
+
+
 def fsync_latency(samples: int = 20) -> float:
     """Median seconds of one small write + fsync in a temp dir: what bounds a durable commit."""
     times = []
@@ -471,7 +661,7 @@ def _run_tree(tree: Path, rounds: int) -> float:
     return float(report["rate"])
 
 
-def against(rev: str, pairs: int, rounds: int) -> int:
+def against(rev: str, pairs: int, rounds: int, reporter: _harness.Reporter) -> int:
     """Alternate this tree (A) and ``rev`` (B); print pairs, ratio median (min-max), load."""
     here = Path(__file__).resolve().parents[2]
     commit = subprocess.run(
@@ -500,18 +690,15 @@ def against(rev: str, pairs: int, rounds: int) -> int:
             shutil.copy2(so[0], old / "trustedge" / "hashing" / so[0].name)
         print(f"A = {head}{' (+ uncommitted changes)' if dirty else ''} ({here})")
         print(f"B = {rev} = {commit} (temporary worktree {old})")
-        print(f"load average before: {os.getloadavg()}")
-        ratios = []
-        for i in range(pairs):
-            a = _run_tree(here, rounds)
-            b = _run_tree(old, rounds)
-            ratios.append(a / b)
-            print(f"pair {i + 1}: A {a:7.1f}/s  B {b:7.1f}/s  A/B {a / b:5.3f}", flush=True)
-        print(f"load average after: {os.getloadavg()}")
-        print(
-            f"full appraisal A/B ratio over {pairs} pairs: median {statistics.median(ratios):.3f}"
-            f" (min {min(ratios):.3f} - max {max(ratios):.3f})"
+        work = rounds * FULL_DEVICES  # appraisals per run, the same on both trees
+        comparison = _harness.alternate(
+            f"full appraisal, this tree against {rev}",
+            (head, lambda: work / _run_tree(here, rounds)),
+            (commit, lambda: work / _run_tree(old, rounds)),
+            work=f"{work} full appraisals (SQLite durable=False, binary IMA), a process each",
+            pairs=pairs,
         )
+        reporter(comparison)
     finally:
         subprocess.run(
             ["git", "-C", str(here), "worktree", "remove", "--force", str(old)],
@@ -524,25 +711,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--pg-workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=40, help="full appraisals per device")
+    parser.add_argument("--rounds", type=int, default=20, help="full appraisals per device")
     parser.add_argument("--full-only", action="store_true", help="skip the part benchmarks")
     parser.add_argument("--against", metavar="REV", help="alternate this tree with git REV")
-    parser.add_argument("--pairs", type=int, default=5, help="A B pairs for --against")
+    parser.add_argument(
+        "--keylime",
+        action="store_true",
+        help="only the comparison with Keylime's library parts (and the steps)",
+    )
     parser.add_argument("--one-full", action="store_true", help=argparse.SUPPRESS)
+    _harness.add_arguments(parser)
     args = parser.parse_args()
+    reporter = _harness.Reporter("appraisal", args.report)
     if args.one_full:  # a subprocess of --against: one figure, as JSON
         import trustedge
 
         print(json.dumps({"rate": one_full(args.rounds), "trustedge": trustedge.__file__}))
         return 0
     if args.against:
-        if args.pairs < 5:
-            parser.error("--pairs must be at least 5")
-        return against(args.against, args.pairs, args.rounds)
+        return against(args.against, args.pairs, args.rounds, reporter)
     print(f"load average: {os.getloadavg()} (CPU shared with other work)")
     print(
         f"fsync latency (median): {fsync_latency() * 1e3:.2f} ms -- bounds durable SQLite commits"
     )
+    bench_keylime(args.rounds, args.pairs, reporter)
+    if args.keylime:
+        return 0
     figures = bench_full(args.rounds, args.pg_workers)
     if not args.full_only:
         figures.update(bench_stores(args.seconds, args.pg_workers))

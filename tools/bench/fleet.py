@@ -17,7 +17,7 @@ processes on one socket) on PostgreSQL and on SQLite. The generator is cheap so 
   against PCR 10 from the stored position; all devices share one IMA stream, so each
   round's PCR 10 is computed once). A result counts only when it is ``affirming``.
 
-The client is asyncio + aiohttp in ``--clients`` processes with ``--concurrency``
+The client is asyncio (uvloop) + httptools in ``--clients`` processes with ``--concurrency``
 connections each (a device is never pushed twice at once); it stops by itself after
 ``--warmup`` + ``--seconds``. Figures are taken over the ``--seconds`` window: sustained
 appraisals/s, p50/p99 latency of the evidence call and of the whole push, errors, store
@@ -59,27 +59,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from _evidence import (  # noqa: E402  (tools/bench: the evidence both benches send)
+    MemoryTPM,
+    boot_aggregate_entry,
+    firmware_log,
+    ima_entry,
+    quote_message,
+    sign_quote,
+)
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
 
 from tests.fleet_support import PrivatePostgres, tls_files  # noqa: E402
-from trustedge.attestation.backends.software import (  # noqa: E402
-    SOFTWARE_FIRMWARE_VERSION,
-    SoftwareTPM,
-)
 from trustedge.attestation.evidence import Evidence  # noqa: E402
 from trustedge.attestation.simulate import boot_from_event_log  # noqa: E402
 from trustedge.attestation.store import DeviceRecord, open_store  # noqa: E402
 from trustedge.hazmat.tpm2 import (  # noqa: E402
-    TPM_GENERATED_VALUE,
-    TPMST,
-    Attest,
-    ClockInfo,
     PCRSelectionList,
     Public,
-    QuoteInfo,
-    Signature,
     TPMAlg,
     TPMHandle,
     ak_template,
@@ -87,38 +84,13 @@ from trustedge.hazmat.tpm2 import (  # noqa: E402
     qualified_name,
     with_key,
 )
-from trustedge.measuredboot import EventType, parse_ima_log  # noqa: E402
-from trustedge.measuredboot.build import LogEvent, build_event_log, build_ima_entry  # noqa: E402
+from trustedge.measuredboot import parse_ima_log  # noqa: E402
 from trustedge.measuredboot.ima import boot_aggregate_candidates  # noqa: E402
 
 PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 10)
 PROGRAMS = 40  # distinct runtime paths in the policy; the IMA stream cycles through them
 REG_TOKEN = "bench-registration-token-0123456789"
 OP_TOKEN = "bench-operator-token-0123456789"
-
-
-class _MemoryTPM(SoftwareTPM):
-    """SoftwareTPM without persistence: only the boot and the EK are needed from it."""
-
-    def _save(self) -> None:
-        pass
-
-
-def firmware_log() -> bytes:
-    """60 events: CRTM version, Secure Boot enabled, 50 firmware blobs, 8 separators."""
-    secure_boot_on = (
-        bytes.fromhex("61dfe48bca93d211aa0d00e098032b8c")
-        + (10).to_bytes(8, "little") + (1).to_bytes(8, "little")
-        + "SecureBoot".encode("utf-16-le") + b"\x01"
-    )  # fmt: skip
-    events = [LogEvent(0, EventType.EV_S_CRTM_VERSION, "1.0".encode("utf-16-le"))]
-    events.append(LogEvent(7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, secure_boot_on))
-    for i in range(50):
-        events.append(LogEvent(i % 4, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, bytes([i]) * 16))
-    for pcr in range(8):
-        events.append(LogEvent(pcr, EventType.EV_SEPARATOR, bytes(4)))
-    assert len(events) == 60
-    return build_event_log(events, banks=("sha1", "sha256"))
 
 
 def program(i: int) -> tuple[str, bytes]:
@@ -161,7 +133,7 @@ class Fleet:
 
 
 def make_fleet(count: int, workdir: Path) -> Fleet:
-    tpm = _MemoryTPM(workdir / "tpm")
+    tpm = MemoryTPM(workdir / "tpm")
     fw = firmware_log()
     boot_from_event_log(tpm, fw, banks=("sha256",))
     pcrs = tpm.pcr_read({"sha256": list(range(10))})["sha256"]
@@ -228,8 +200,7 @@ class ImaStream:
 
     def __init__(self, boot_aggregate: bytes, per_push: int) -> None:
         self.per_push = per_push
-        self.entries: list[bytes] = [build_ima_entry("boot_aggregate", boot_aggregate,
-                                                     algo="sha256")]  # fmt: skip
+        self.entries: list[bytes] = [boot_aggregate_entry(boot_aggregate)]
         self.pcr10 = [bytes(32)]  # PCR 10 after i entries
         self._extend(self.entries[0])
 
@@ -241,7 +212,7 @@ class ImaStream:
         """(entries offset..offset+per_push, PCR 10 after them)."""
         end = offset + self.per_push
         while len(self.entries) < end:
-            entry = build_ima_entry(*program(len(self.entries)), algo="sha256")
+            entry = ima_entry(*program(len(self.entries)))
             self.entries.append(entry)
             self._extend(entry)
         return b"".join(self.entries[offset:end]), self.pcr10[end]
@@ -267,16 +238,8 @@ class Pusher:
             digest = self._digests[ima_offset] = pcr_composite_digest(TPMAlg.SHA256, ordered)
         clock = max(self.clock.get(d.device_id, 0) + 1, int(time.monotonic() * 1000))
         self.clock[d.device_id] = clock
-        message = Attest(
-            magic=TPM_GENERATED_VALUE, type=int(TPMST.ATTEST_QUOTE),
-            qualified_signer=d.qualified_signer, extra_data=nonce,
-            clock_info=ClockInfo(clock, 1, 0, True), firmware_version=SOFTWARE_FIRMWARE_VERSION,
-            attested=QuoteInfo(self.selection, digest),
-        ).marshal()  # fmt: skip
-        r, s = decode_dss_signature(d.key.sign(message, ec.ECDSA(hashes.SHA256())))
-        signature = Signature(
-            int(TPMAlg.ECDSA), int(TPMAlg.SHA256), r=r.to_bytes(32, "big"), s=s.to_bytes(32, "big")
-        ).marshal()
+        message = quote_message(d.qualified_signer, nonce, clock, self.selection, digest)
+        signature = sign_quote(d.key, message)
         return Evidence(
             device_id=d.device_id, nonce=nonce, quote=message, signature=signature,
             ak_public=d.ak_public, pcrs={0x000B: values}, event_log=self.fleet.firmware,
@@ -299,24 +262,113 @@ def _client(
     window: tuple[float, float], out: Any,
 ) -> None:  # fmt: skip
     try:
-        out.put(asyncio.run(_client_main(url, fleet, share, args, window)))
+        try:  # the cheaper event loop, when installed (it is with uvicorn[standard])
+            import uvloop
+
+            run: Any = uvloop.run
+        except ImportError:
+            run = asyncio.run
+        out.put(run(_client_main(url, fleet, share, args, window)))
     except BaseException as exc:
         out.put(f"client failed: {exc!r}")
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the load generator, parsed with httptools.
+
+    The generator must be cheap (it shares the 2 cores with the server): a request is one
+    pre-built byte string and one transport write, a response one pass of httptools'
+    parser (the same C parser uvicorn serves with) -- about a tenth of aiohttp's CPU per
+    request. Only what the bench reads is kept: the status, ``Trustedge-Status`` and the
+    body.
+    """
+
+    def __init__(self) -> None:
+        import httptools
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: Any = None  # asyncio's or uvloop's transport
+        self.waiter: asyncio.Future[tuple[int, bytes, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.trustedge_status = b""
+        self.lost = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except Exception as exc:  # a malformed response: fail the request, drop the line
+            self._fail(ConnectionError(f"bad response: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(ConnectionError(f"connection lost: {exc}"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"trustedge-status":
+            self.trustedge_status = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            result = (self.parser.get_status_code(), self.trustedge_status, b"".join(self.body))
+            self.waiter.set_result(result)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    async def request(self, raw: bytes, timeout: float) -> tuple[int, bytes, bytes]:
+        """Send one request (complete bytes); (status, Trustedge-Status, body)."""
+        if self.lost or self.transport is None:
+            raise ConnectionError("connection closed")
+        self.body = []
+        self.trustedge_status = b""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        async with asyncio.timeout(timeout):
+            return await self.waiter
+
+
+def _post(path: str, body: bytes = b"", extra: bytes = b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        path.encode(),
+        len(body),
+        extra,
+        body,
+    )
+
+
+_EVIDENCE_HEADERS: bytes = b"Content-Type: application/cbor\r\nAccept: application/eat+jwt\r\n"
 
 
 async def _client_main(
     url: str, fleet: Fleet, share: list[int], args: argparse.Namespace, window: tuple[float, float]
 ) -> ClientStats:
-    import aiohttp
+    from urllib.parse import urlsplit
 
     start, end = window
     pusher = Pusher(fleet, args.ima_per_push)
     idle: deque[BenchDevice] = deque(fleet.devices[i] for i in share)
     stats = ClientStats(push_latency=[], evidence_latency=[], first_errors=[])
-    timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(
-        limit=args.concurrency, force_close=False, ssl=_ssl(args) or True
-    )
+    where = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    context = _ssl(args)
+
+    async def connect() -> _Connection:
+        _, conn = await loop.create_connection(
+            _Connection, where.hostname, where.port, ssl=context,
+            server_hostname=where.hostname if context else None,
+        )  # fmt: skip
+        return conn
 
     def error(text: str, now: float) -> None:
         if start <= now < end:
@@ -325,49 +377,53 @@ async def _client_main(
             if len(stats.first_errors) < 5:
                 stats.first_errors.append(text)
 
-    async def one(session: aiohttp.ClientSession) -> None:
+    async def one() -> None:
+        conn: _Connection | None = None
         while True:
             began = time.time()
             if began >= end or not idle:
-                return
+                break
             d = idle.popleft()
             try:
-                async with session.post(f"{url}/v1/devices/{d.device_id}/challenges") as resp:
-                    body = await resp.read()
-                    if resp.status != 201:
-                        error(f"challenge {resp.status}: {body[:200]!r}", time.time())
-                        continue
+                if conn is None or conn.lost:
+                    conn = await connect()
+                code, _, body = await conn.request(
+                    _post(f"/v1/devices/{d.device_id}/challenges"), args.timeout
+                )
+                if code != 201:
+                    error(f"challenge {code}: {body[:200]!r}", time.time())
+                    continue
                 ch = json.loads(body)
                 wire = pusher.evidence(d, base64.b64decode(ch["nonce"]), int(ch["ima_offset"]))
                 sent = time.time()
-                async with session.post(
-                    f"{url}/v1/devices/{d.device_id}/evidence", data=wire,
-                    headers={"Content-Type": "application/cbor",
-                             "Accept": "application/eat+jwt"},
-                ) as resp:  # fmt: skip
-                    await resp.read()
-                    status = resp.headers.get("Trustedge-Status", "")
-                    code = resp.status
+                code, status, _ = await conn.request(
+                    _post(f"/v1/devices/{d.device_id}/evidence", wire, _EVIDENCE_HEADERS),
+                    args.timeout,
+                )
                 done = time.time()
                 if not start <= began < end:
                     continue
                 if code != 200:
                     error(f"evidence {code}", began)
-                elif status != "affirming":
+                elif status != b"affirming":
                     stats.not_affirming += 1
-                    error(f"evidence {status}", began)
+                    error(f"evidence {status.decode(errors='replace')}", began)
                 else:
                     stats.ok += 1
                     assert stats.push_latency is not None and stats.evidence_latency is not None
                     stats.push_latency.append(done - began)
                     stats.evidence_latency.append(done - sent)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except (ConnectionError, TimeoutError, OSError) as exc:
                 error(f"{type(exc).__name__}: {exc}", time.time())
+                if conn is not None and conn.transport is not None:
+                    conn.transport.close()
+                conn = None
             finally:
                 idle.append(d)
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(one(session) for _ in range(args.concurrency)))
+    await asyncio.gather(*(one() for _ in range(args.concurrency)))
     return stats
 
 

@@ -1,16 +1,29 @@
 #!/usr/bin/env python3
-"""Benchmark trustedge.hashing against its peers on one large file, warm cache.
+"""``trustedge hash`` as users call it, against its per-process peers, warm page cache.
 
-    tools/bench/hashing.py --size 4G [--dir /var/tmp] [--runs 3]
-        [--peer-python /tmp/ms-venv/bin/python]   # a venv with model_signing / blake3
+    tools/bench/hashing.py [--section all|dir|verify|file] [--files 4] [--size 256M]
+                           [--file-size 1G] [--dir /var/tmp] [--pairs 5] [--report FILE]
 
-Every method runs as its own process (whole-process wall time, CPU time and
-peak RSS from wait4), ``--runs`` times after a warm-up read of the file; the
-median wall time is reported. Peers: ``openssl dgst -sha256``, coreutils
-``sha256sum``, Python ``hashlib.file_digest``, ``b3sum`` (all threads) or
-blake3-py, and ``model_signing`` hashing when ``--peer-python`` has it.
-Ratios and the issue's targets are printed at the end, with the load average
-(the machine is shared: rerun on a quiet box for publishable numbers).
+Every figure comes from ``tools/bench/_harness.py``: trustedge (A) and the peer (B) run as
+whole processes, alternated A B A B ... after one untimed warm-up each, for ``--pairs`` pairs;
+the median (min-max) of the pairwise ratio B/A (above 1: trustedge is faster) and the load
+average before and after are printed, and appended as JSON to ``--report``.
+
+* ``dir``: a model directory of ``--files`` random files of ``--size`` bytes.
+  ``trustedge hash DIR`` (each file's SHA-256, all files at once on the C workers) against
+  ``model_signing.hashing.hash(DIR)`` (the same SHA-256 per file), target 2; then
+  ``trustedge hash --json DIR`` (the manifest: SHA-256 and tree of every file) against the
+  same peer, no target (what the manifest costs).
+* ``verify``: one file of ``--file-size`` bytes and the sidecar ``trustedge hash --tree --json``
+  writes. ``trustedge hash verify FILE --digest @sidecar`` (the tree, the cheapest sufficient
+  digest) against ``openssl dgst -sha256 FILE``, target 3; ``--all-digests`` too, no target.
+* ``file``: the same file: ``trustedge hash FILE`` against ``openssl dgst -sha256`` and
+  coreutils ``sha256sum``; ``trustedge hash --tree-only FILE`` against ``b3sum`` when it is
+  installed (both all cores) and against ``openssl dgst -sha256``.
+
+Temporary files live in a directory made under ``--dir`` (use a disk, e.g. /var/tmp, not a
+tmpfs) and are removed at the end, also on failure or Ctrl-C. The machine may be shared:
+absolute times are noisy, the alternated ratios are what to quote, with the load printed.
 """
 
 from __future__ import annotations
@@ -18,218 +31,175 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _harness import Reporter, add_arguments, alternate, timed_process
 
-@dataclass
-class Result:
-    name: str
-    wall: float
-    cpu: float
-    rss_mib: float
+BIN = Path(sys.executable).parent
+TRUSTEDGE = BIN / "trustedge"
+# Installed packages run with byte-code caches; keep this process's setting out of the runs.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def parse_size(text: str) -> int:
+    t = text.upper().removesuffix("IB").removesuffix("B")
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    if text[-1:].upper() in units:
-        return int(float(text[:-1]) * units[text[-1].upper()])
-    return int(text)
+    if t[-1:] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
 
 
-def make_file(path: Path, size: int) -> None:
-    """Random bytes from a child process, so this process stays small (a child
-    forked from a big parent would report the parent's peak RSS)."""
-    if path.exists() and path.stat().st_size == size:
-        return
+def random_file(path: Path, size: int) -> None:
     with open(path, "wb") as fh:
         subprocess.run(["head", "-c", str(size), "/dev/urandom"], stdout=fh, check=True)
 
 
-def run_once(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Whole-process wall, CPU seconds and peak RSS (MiB) of one run of argv."""
-    timed = ["/usr/bin/time", "-f", "%e %U %S %M"] if os.path.exists("/usr/bin/time") else []
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [*timed, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed with {proc.returncode}: {proc.stderr[-500:]}")
-    if not timed:
-        return wall, float("nan"), float("nan")
-    _, user, system, rss_kib = proc.stderr.split()[-4:]
-    return wall, float(user) + float(system), int(rss_kib) / 1024
-
-
-def measure(name: str, argv: list[str], runs: int, env: dict[str, str] | None = None) -> Result:
-    samples = [run_once(argv, env) for _ in range(runs)]
-    wall = statistics.median(s[0] for s in samples)
-    cpu = statistics.median(s[1] for s in samples)
-    rss = max(s[2] for s in samples)
-    print(f"  {name:<44} {wall:7.2f} s", file=sys.stderr, flush=True)
-    return Result(name, wall, cpu, rss)
-
-
-def py(code: str, python: str = sys.executable) -> list[str]:
-    return [python, "-c", code]
+def warm(*paths: Path) -> None:
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
 
 
 def has_module(python: str, module: str) -> bool:
-    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, env=ENV)
     return probe.returncode == 0
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--size", default="4G", help="file size (default 4G)")
-    ap.add_argument("--dir", default=None, help="where to put the file (default: a temp dir)")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--keep", action="store_true", help="keep the test file")
+    ap.add_argument("--section", choices=("all", "dir", "verify", "file"), default="all")
+    ap.add_argument("--files", type=int, default=4, help="files of the model directory (4)")
+    ap.add_argument("--size", type=parse_size, default=256 << 20, help="bytes per file (256M)")
+    ap.add_argument("--file-size", type=parse_size, default=1 << 30, help="single file (1G)")
+    ap.add_argument("--dir", default=None, help="where the temporary files go (a disk)")
     ap.add_argument(
-        "--peer-python", default=None, help="python of a venv with model_signing and/or blake3"
+        "--peer-python",
+        default=sys.executable,
+        help="python with model_signing (default: this one)",
     )
-    ap.add_argument("--quick", action="store_true", help="only trustedge and openssl")
+    add_arguments(ap)
     args = ap.parse_args()
-
-    size = parse_size(args.size)
-    workdir = Path(args.dir or tempfile.mkdtemp(prefix="trustedge-bench-"))
-    blob = workdir / f"bench-{size}.bin"
-    print(f"load before: {os.getloadavg()}", file=sys.stderr)
-    make_file(blob, size)
-    subprocess.run(["cat", str(blob)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
-
-    sys.path.insert(0, str(ROOT))
-    import trustedge.hashing as th
-
-    f = repr(str(blob))
-    results: list[Result] = []
-    te = "from trustedge import hashing as h; "
-    results.append(
-        measure("trustedge tree_digest (C, default)", py(te + f"h.tree_digest({f})"), args.runs)
-    )
-    results.append(measure("trustedge sha256_file (C)", py(te + f"h.sha256_file({f})"), args.runs))
-    results.append(
-        measure("trustedge hash_file: both digests (C)", py(te + f"h.hash_file({f})"), args.runs)
-    )
-    results.append(
-        measure(
-            "trustedge hash_file, threads=1 (one core)",
-            py(te + f"h.hash_file({f}, threads=1)"),
-            args.runs,
-        )
-    )
-    for simd in th.available_simd_paths()[1:]:
-        if simd == "portable" and size > (1 << 30):
-            continue  # minutes at 4 GiB; the portable path exists for other CPUs
-        results.append(
-            measure(
-                f"trustedge tree_digest simd={simd}",
-                py(te + f"h.tree_digest({f}, simd={simd!r})"),
-                args.runs,
+    report = Reporter("hashing", args.report)
+    pairs = args.pairs
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hashing-", dir=args.dir))
+    try:
+        print(f"temporary files in {tmp}; load {os.getloadavg()}", file=sys.stderr)
+        if args.section in ("all", "dir"):
+            if not has_module(args.peer_python, "model_signing"):
+                raise SystemExit(f"{args.peer_python} has no model_signing (--peer-python)")
+            model = tmp / "model"
+            model.mkdir()
+            for i in range(args.files):
+                random_file(model / f"model-{i + 1:05d}-of-{args.files:05d}.safetensors", args.size)
+            (model / "config.json").write_text('{"architectures": ["Bench"]}\n')
+            warm(model)
+            work = f"a model of {args.files} x {mib(args.size)}"
+            code = f"import model_signing.hashing as m; m.hash({str(model)!r})"
+            ms = timed_process([args.peer_python, "-c", code], env=ENV)
+            report(
+                alternate(
+                    "hash DIR vs model_signing.hashing.hash",
+                    ("trustedge hash DIR", timed_process([TRUSTEDGE, "hash", model], env=ENV)),
+                    ("model_signing", ms),
+                    work=work,
+                    pairs=pairs,
+                    target=2.0,
+                )
             )
-        )
-    native = dict(os.environ, TRUSTEDGE_HASHING="native")
-    results.append(
-        measure(
-            "trustedge tree_digest (hashlib twin)",
-            py(te + f"h.tree_digest({f})"),
-            args.runs,
-            native,
-        )
-    )
-    results.append(
-        measure("openssl dgst -sha256", ["openssl", "dgst", "-sha256", str(blob)], args.runs)
-    )
-    if not args.quick:
-        results.append(measure("sha256sum", ["sha256sum", str(blob)], args.runs))
-        results.append(
-            measure(
-                "python hashlib.file_digest",
-                py(f"import hashlib; hashlib.file_digest(open({f}, 'rb'), 'sha256')"),
-                args.runs,
+            report(
+                alternate(
+                    "hash --json DIR (manifest: sha256 + tree) vs model_signing.hashing.hash",
+                    (
+                        "trustedge hash --json DIR",
+                        timed_process([TRUSTEDGE, "hash", "--json", model], env=ENV),
+                    ),
+                    ("model_signing", ms),
+                    work=work,
+                    pairs=pairs,
+                )
             )
-        )
-        if shutil.which("b3sum"):
-            results.append(measure("b3sum (mmap, all threads)", ["b3sum", str(blob)], args.runs))
-        peer = args.peer_python
-        if peer and has_module(peer, "blake3"):
-            code = f"import blake3; blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap({f})"
-            results.append(measure("blake3-py update_mmap AUTO threads", py(code, peer), args.runs))
-        if peer and has_module(peer, "model_signing"):
-            code = f"import model_signing.hashing as m; m.hash({f})"
-            results.append(
-                measure("model_signing hashing.hash (files, sha256)", py(code, peer), args.runs)
-            )
-
-    print(f"load after: {os.getloadavg()}", file=sys.stderr)
-    by = {r.name: r for r in results}
-    print(
-        f"\n{size / 2**30:.1f} GiB file, warm page cache, {os.cpu_count()} CPUs, "
-        f"median of {args.runs} runs, load average {os.getloadavg()[0]:.2f}"
-    )
-    print(f"implementation {th.IMPLEMENTATION}, SIMD path {th.SIMD_PATH}\n")
-    print(f"| {'method':<44} | wall s | GB/s  | CPU s | peak RSS MiB |")
-    print(f"|{'-' * 46}|-------:|------:|------:|-------------:|")
-    for r in results:
-        print(
-            f"| {r.name:<44} | {r.wall:6.2f} | {size / r.wall / 1e9:5.2f} "
-            f"| {r.cpu:5.2f} | {r.rss_mib:12.1f} |"
-        )
-
-    tree = by["trustedge tree_digest (C, default)"]
-    sha = by["trustedge sha256_file (C)"]
-    both = by["trustedge hash_file: both digests (C)"]
-    ossl = by["openssl dgst -sha256"]
-    print("\nratios (speed, higher is better) and the issue's targets (on wall time):")
-    print(f"  {'':<52} {'wall':>5}  {'CPU-s':>6}   (CPU-s ratios: less disturbed by other load)")
-
-    def ratio(a: Result, b: Result, label: str, target: float | None) -> None:
-        value = b.wall / a.wall
-        verdict = (
-            "" if target is None else ("  ok" if value >= target else f"  BELOW target {target}")
-        )
-        print(f"  {label:<52} {value:5.2f}x {b.cpu / a.cpu:6.2f}x{verdict}")
-
-    ratio(tree, ossl, "tree_digest vs openssl dgst -sha256", 4.5)
-    ratio(sha, ossl, "sha256_file vs openssl dgst -sha256", 0.95)
-    ratio(both, sha, "hash_file (both) vs sha256_file", 0.95)
-    for peer_name in ("b3sum (mmap, all threads)", "blake3-py update_mmap AUTO threads"):
-        if peer_name in by:
-            ratio(tree, by[peer_name], f"tree_digest vs {peer_name}", 0.7)
-    for peer_name in (
-        "sha256sum",
-        "python hashlib.file_digest",
-        "model_signing hashing.hash (files, sha256)",
-    ):
-        if peer_name in by:
-            ratio(tree, by[peer_name], f"tree_digest vs {peer_name}", None)
-    gbps = size / tree.wall / 1e9
-    print(
-        f"  {'tree_digest throughput':<52} {gbps:5.2f} GB/s"
-        + ("  ok" if gbps >= 8 else "  BELOW target 8 GB/s")
-    )
-    one_core = by["trustedge hash_file, threads=1 (one core)"]
-    ratio(one_core, sha, "hash_file threads=1 (one core) vs sha256_file", None)
-    for r in (tree, sha, both, one_core, ossl):
-        print(f"  {r.name + ' per CPU-second':<52} {size / r.cpu / 1e9:5.2f} GB/s")
-    worst = max(r.rss_mib for r in (tree, sha, both))
-    print(
-        f"  {'trustedge peak RSS':<52} {worst:5.1f} MiB"
-        + ("  ok" if worst < 128 else "  ABOVE 128 MiB")
-    )
-
-    if not args.keep and args.dir is None:
-        shutil.rmtree(workdir)
-    elif not args.keep:
-        blob.unlink()
+            shutil.rmtree(model)
+        if args.section in ("all", "verify", "file"):
+            blob = tmp / "blob.bin"
+            random_file(blob, args.file_size)
+            warm(blob)
+            work = f"one {mib(args.file_size)} file"
+            openssl = ("openssl dgst -sha256", timed_process(["openssl", "dgst", "-sha256", blob]))
+            if args.section in ("all", "verify"):
+                sidecar = tmp / "blob.json"
+                out = subprocess.run(
+                    [TRUSTEDGE, "hash", "--tree", "--json", blob],
+                    check=True,
+                    capture_output=True,
+                    env=ENV,
+                ).stdout
+                sidecar.write_bytes(out)
+                verify = [TRUSTEDGE, "hash", "verify", blob, "--digest", f"@{sidecar}"]
+                report(
+                    alternate(
+                        "hash verify (sidecar of hash --tree --json) vs openssl dgst -sha256",
+                        ("trustedge hash verify", timed_process(verify, env=ENV)),
+                        openssl,
+                        work=work,
+                        pairs=pairs,
+                        target=3.0,
+                    )
+                )
+                report(
+                    alternate(
+                        "hash verify --all-digests vs openssl dgst -sha256",
+                        (
+                            "trustedge hash verify --all-digests",
+                            timed_process([*verify, "--all-digests"], env=ENV),
+                        ),
+                        openssl,
+                        work=work,
+                        pairs=pairs,
+                    )
+                )
+            if args.section in ("all", "file"):
+                te_sha = ("trustedge hash FILE", timed_process([TRUSTEDGE, "hash", blob], env=ENV))
+                report(alternate("hash FILE vs openssl dgst -sha256", te_sha, openssl,
+                                 work=work, pairs=pairs))  # fmt: skip
+                report(
+                    alternate(
+                        "hash FILE vs sha256sum",
+                        te_sha,
+                        ("sha256sum", timed_process(["sha256sum", blob])),
+                        work=work,
+                        pairs=pairs,
+                    )
+                )
+                te_tree = (
+                    "trustedge hash --tree-only FILE",
+                    timed_process([TRUSTEDGE, "hash", "--tree-only", blob], env=ENV),
+                )
+                report(alternate("hash --tree-only FILE vs openssl dgst -sha256", te_tree,
+                                 openssl, work=work, pairs=pairs))  # fmt: skip
+                if shutil.which("b3sum"):
+                    report(
+                        alternate(
+                            "hash --tree-only FILE vs b3sum",
+                            te_tree,
+                            ("b3sum", timed_process(["b3sum", blob])),
+                            work=work,
+                            pairs=pairs,
+                        )
+                    )
+                else:
+                    print("b3sum is not installed: its row is skipped", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

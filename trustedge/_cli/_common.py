@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from trustedge._fs import atomic_output, create_exclusive
 from trustedge.errors import TrustedgeError
+
+if TYPE_CHECKING:
+    from trustedge.measuredboot import Workaround
 
 __all__ = [
     "EXIT_ENVIRONMENT",
@@ -24,17 +28,25 @@ __all__ = [
     "EXIT_VERIFICATION",
     "CommandError",
     "Handler",
+    "LazyChoices",
     "Progress",
     "add_json_flag",
     "add_password_file",
+    "add_workaround_flag",
+    "capture_emits",
     "emit",
     "emit_failure",
+    "failure_fields",
+    "failure_line",
     "json_emitted",
     "key_password",
+    "lazy_choices",
+    "mark_json_emitted",
     "read_input",
     "reset_json_state",
     "to_jsonable",
     "to_stdout",
+    "workarounds_of",
     "write_key_file",
     "write_output",
 ]
@@ -60,11 +72,73 @@ class CommandError(TrustedgeError):
         super().__init__(message)
 
 
+class LazyChoices(Sequence[str]):
+    """An option's choices, read from the module that owns them only when argparse looks
+    (parsing that option, or its command's ``--help``): building the parser must not import
+    implementation modules (``--bank`` comes from the one hash-bank table). Set it with
+    :func:`lazy_choices`: ``add_argument(choices=...)`` would format the list at once."""
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._values: tuple[str, ...] | None = None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._load())
+        return self._values
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._get()
+
+
+def lazy_choices(action: argparse.Action, load: Callable[[], Iterable[str]]) -> None:
+    """Give ``action`` (what ``add_argument`` returned) the choices ``load()`` returns, loaded
+    on first use (:class:`LazyChoices`)."""
+    action.choices = LazyChoices(load)
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """The one ``--json`` convention: machine-readable output on stdout."""
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of text"
     )
+
+
+def add_workaround_flag(parser: argparse.ArgumentParser) -> None:
+    """The one ``--workaround NAME`` option (repeatable) of every command that parses event
+    logs; :func:`workarounds_of` reads it."""
+    from trustedge.measuredboot import WORKAROUNDS
+
+    names = ", ".join(w.value for w in WORKAROUNDS)
+    parser.add_argument(
+        "--workaround",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"enable a named firmware-bug workaround ({names})",
+    )
+
+
+def workarounds_of(args: argparse.Namespace) -> set[Workaround]:
+    """The workarounds named by ``--workaround`` (a usage error for an unknown name)."""
+    from trustedge.measuredboot import Workaround
+
+    out = set()
+    for name in args.workaround:
+        try:
+            out.add(Workaround(name))
+        except ValueError:
+            raise CommandError(f"unknown workaround {name!r}") from None
+    return out
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -86,6 +160,8 @@ def to_jsonable(obj: Any) -> Any:
 #: Whether a JSON document went to stdout in this process: ``main`` prints the failure
 #: document only when none did, so ``--json`` always prints exactly one.
 _json_state: dict[str, bool] = {"emitted": False}
+#: Fields a command adds to its failure document (e.g. ``{"verified": False}``).
+_failure_fields: dict[str, Any] = {}
 
 
 def json_emitted() -> bool:
@@ -96,10 +172,48 @@ def json_emitted() -> bool:
 def reset_json_state() -> None:
     """Forget earlier documents (``main`` calls it once per run; tests run many in-process)."""
     _json_state["emitted"] = False
+    _failure_fields.clear()
+
+
+def failure_fields(handler: Handler, **fields: Any) -> Handler:
+    """``handler``, whose ``--json`` failure document carries ``fields`` too (e.g.
+    ``verified=False``). The failure itself stays main's: one stderr line, one document."""
+
+    def run(args: argparse.Namespace) -> int:
+        _failure_fields.update(fields)
+        return handler(args)
+
+    return run
+
+
+def mark_json_emitted() -> None:
+    """Record that this run printed its JSON output (batch mode writes its own lines)."""
+    _json_state["emitted"] = True
+
+
+#: What :func:`emit` is asked to print while batch mode collects it (innermost last).
+_captures: list[list[tuple[Any, str]]] = []
+
+
+@contextlib.contextmanager
+def capture_emits() -> Iterator[list[tuple[Any, str]]]:
+    """Collect ``(data, text)`` of every :func:`emit` in the block instead of printing it:
+    batch mode (``trustedge._cli._batch``) turns each input's result into one line."""
+    found: list[tuple[Any, str]] = []
+    _captures.append(found)
+    try:
+        yield found
+    finally:
+        _captures.pop()
 
 
 def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
     """Print ``data`` as JSON when ``--json`` was given, else ``text``."""
+    if _captures:
+        if callable(text):
+            text = "" if getattr(args, "json", False) else text()
+        _captures[-1].append((data, text))
+        return
     if getattr(args, "json", False):
         json.dump(to_jsonable(data), sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
@@ -108,12 +222,18 @@ def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> 
         sys.stdout.write((text() if callable(text) else text).rstrip("\n") + "\n")
 
 
+def failure_line(text: str) -> None:
+    """The one stderr line of a failed command, ``trustedge: TEXT`` (whitespace folded),
+    also when the command's ``--json`` document on stdout says why."""
+    print(f"trustedge: {' '.join(text.split()) or 'failed'}", file=sys.stderr)
+
+
 def emit_failure(error: str, message: str, exit_code: int) -> None:
     """The one JSON document of a failed ``--json`` command (unless one was printed):
     ``{"ok": false, "valid": false, "error": CLASS, "message": TEXT, "exit_code": N}``."""
     if _json_state["emitted"]:
         return
-    doc = {"ok": False, "valid": False, "error": error, "message": message,
+    doc = {**_failure_fields, "ok": False, "valid": False, "error": error, "message": message,
            "exit_code": exit_code}  # fmt: skip
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -8,14 +8,16 @@ through tpm2-pytss; exit 4 when that backend is not installed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from cryptography.hazmat.primitives import serialization
-
-from trustedge._cli._backend import add_backend_options, open_backend
+from trustedge._cli._batch import batched
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
@@ -24,25 +26,18 @@ from trustedge._cli._common import (
     CommandError,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
     write_output,
 )
 from trustedge._fs import atomic_write
-from trustedge.attestation import QuotePolicy, verify_quote
-from trustedge.errors import MalformedInputError, VerificationError
-from trustedge.hazmat.tpm2 import (
-    Credential,
-    PCRSelectionList,
-    Public,
-    load_public,
-    make_credential,
-    pcr_values_from_json,
-    read_pcr_file,
-    write_pcr_file,
-)
-from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
+from trustedge.errors import BackendUnavailableError, MalformedInputError, VerificationError
 
-__all__ = ["add_backend_options", "open_backend", "parse_pcr_spec", "register"]
+if TYPE_CHECKING:
+    from trustedge.hazmat.tpm2 import Public
+    from trustedge.hazmat.tpmbackend import AKAlgorithm, EKKind, PCRValues, TPMBackend
+
+__all__ = ["add_backend_options", "open_backend", "opened_backend", "parse_pcr_spec", "register"]
 
 _AK_ALGS = ("ecc-p256-ecdsa", "rsa2048-rsassa", "rsa2048-rsapss")
 _EK_KINDS = ("rsa2048", "ecc-p256", "ecc-p384")
@@ -53,10 +48,53 @@ _SMALL = 1 << 20
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+def add_backend_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The one TPM option set of every command: ``--software DIR`` (``--software-tpm DIR`` is
+    the same option) or ``--tcti TCTI``; :func:`open_backend` opens what was chosen."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--software", "--software-tpm", dest="software", metavar="DIR",
+        help="software TPM state directory",
+    )  # fmt: skip
+    group.add_argument("--tcti", metavar="TCTI", help="TCTI of a real TPM or swtpm")
+
+
+def open_backend(args: argparse.Namespace) -> TPMBackend:
+    """The backend named by ``--software DIR`` or ``--tcti TCTI`` (:func:`add_backend_options`);
+    a usage error when neither was given."""
+    if not getattr(args, "software", None) and not getattr(args, "tcti", None):
+        raise CommandError("this needs a TPM: --tcti TCTI or --software DIR")
+    if getattr(args, "software", None):
+        from trustedge.attestation.backends.software import SoftwareTPM
+
+        return SoftwareTPM(Path(args.software))
+    # libtss2 prints WARNING/ERROR lines on stderr even for handled failures;
+    # the CLI reports errors itself (a caller's own TSS2_LOG setting wins).
+    os.environ.setdefault("TSS2_LOG", "all+none")
+    try:
+        module = importlib.import_module("trustedge.attestation.backends.tpm2")
+        backend_cls = module.Tpm2Backend
+    except (ImportError, AttributeError) as exc:
+        raise BackendUnavailableError(
+            f"the TPM backend (tpm2-pytss) is not available: {exc}"
+        ) from exc
+    return cast("TPMBackend", backend_cls(args.tcti))
+
+
 def _close(backend: TPMBackend) -> None:
     close = getattr(backend, "close", None)
     if callable(close):
         close()
+
+
+@contextlib.contextmanager
+def opened_backend(args: argparse.Namespace) -> Iterator[TPMBackend]:
+    """:func:`open_backend`, closed when the block ends (also on failure)."""
+    backend = open_backend(args)
+    try:
+        yield backend
+    finally:
+        _close(backend)
 
 
 def parse_pcr_spec(spec: str) -> dict[str, list[int]]:
@@ -118,6 +156,8 @@ def _load_pcrs(data: bytes, selection: dict[str, list[int]] | None = None) -> PC
     ``tpm2_pcrread`` YAML, ``tpm2_pcrread -o`` (bare digests in selection order: needs the
     selection), or JSON ``{"sha256": {"0": "hex", ...}}``. The values are claims until the
     quote's PCR digest is checked against them."""
+    from trustedge.hazmat.tpm2 import pcr_values_from_json, read_pcr_file
+
     if data.lstrip()[:1] == b"{":
         try:
             doc = json.loads(data)
@@ -161,6 +201,8 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
 
 
 def _pem(public: Public) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -185,11 +227,13 @@ def _tpm_info(args: argparse.Namespace) -> int:
 
 
 def _tpm_init(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import Public
+
     backend = open_backend(args)
     try:
-        ek_kind = cast(EKKind, args.ek)
+        ek_kind = cast("EKKind", args.ek)
         ek = backend.ek_public(ek_kind)
-        ak = backend.create_ak(cast(AKAlgorithm, args.ak_alg), ek_kind=ek_kind)
+        ak = backend.create_ak(cast("AKAlgorithm", args.ak_alg), ek_kind=ek_kind)
         cert = backend.ek_certificate(ek_kind)
     finally:
         _close(backend)
@@ -215,6 +259,8 @@ def _tpm_init(args: argparse.Namespace) -> int:
 
 
 def _tpm_quote(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import PCRSelectionList, write_pcr_file
+
     selection = parse_pcr_spec(args.pcrs)
     nonce = _hex(args.nonce, "--nonce")
     backend = open_backend(args)
@@ -297,10 +343,49 @@ def _tpm_nv_counter(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # quote verify
 # ---------------------------------------------------------------------------
+def _tpm_key(path: str, option: str) -> Public | Any:
+    """An AK/EK file in any format tpm2-tools writes (the one key loader); one line, exit 3,
+    when it is none of them."""
+    from trustedge.errors import UnsupportedAlgorithmError
+    from trustedge.keys import load_tpm_public
+
+    try:
+        return load_tpm_public(read_input(path, limit=_SMALL))
+    except (MalformedInputError, UnsupportedAlgorithmError) as exc:
+        raise CommandError(f"{option}: {exc}", exit_code=EXIT_MALFORMED) from None
+
+
+_DIGEST_HASH = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
+
+
+def _quote_signature(args: argparse.Namespace, data: bytes, ak: Any, message: bytes) -> bytes:
+    """The TPMT_SIGNATURE: as given (``tpm2_quote -s``, tss format), or built from a
+    ``tpm2_quote -f plain`` signature (told by ``--signature-format plain``, or seen: DER for
+    an ECC AK, or the AK's plain length, which no TPMT_SIGNATURE for that AK has). The hash is
+    ``--hash-alg``, else the one the quote's pcrDigest length names."""
+    from trustedge.attestation import AttestationKey, signature_from_plain
+    from trustedge.hazmat.tpm2 import read_quote_fields
+
+    key = AttestationKey.from_public(ak).key
+    if hasattr(key, "curve"):  # plain ECDSA: DER (tpm2-tools 5.x) or r || s
+        plain = data[:1] == b"\x30" or len(data) == 2 * ((key.curve.key_size + 7) // 8)
+    else:
+        plain = len(data) == (key.key_size + 7) // 8
+    if args.signature_format == "tss" or (args.signature_format == "auto" and not plain):
+        return data
+    hash_alg = args.hash_alg
+    if hash_alg is None:
+        fields = read_quote_fields(message)
+        hash_alg = _DIGEST_HASH.get(len(fields.pcr_digest), "sha256") if fields else "sha256"
+    return signature_from_plain(data, ak, hash_alg=hash_alg)
+
+
 def _quote_verify(args: argparse.Namespace) -> int:
+    from trustedge.attestation import QuotePolicy, verify_quote
+
     message = read_input(args.message, limit=_SMALL)
-    signature = read_input(args.signature, limit=_SMALL)
-    ak = load_public(read_input(args.ak, limit=_SMALL))
+    ak = _tpm_key(args.ak, "--ak")
+    signature = _quote_signature(args, read_input(args.signature, limit=_SMALL), ak, message)
     nonce = _hex(args.nonce, "--nonce")
     if not nonce:
         raise CommandError("--nonce must not be empty")
@@ -315,11 +400,19 @@ def _quote_verify(args: argparse.Namespace) -> int:
                                 qualified_signer=signer)  # fmt: skip
     except VerificationError as exc:
         if args.json:
+            failure_line(exc.diagnostics())
             emit(args, {"valid": False, "error": type(exc).__name__, "message": str(exc)}, "")
             return EXIT_VERIFICATION
         raise
     emit(args, verified, lambda: _verified_text(verified.to_json()))
     return EXIT_OK
+
+
+def _verified_line(doc: dict[str, Any]) -> str:
+    """One batch-mode line of a verified quote."""
+    name = doc["ak_name"] or "bare public key"
+    warnings = "".join(f"; warning: {w}" for w in doc["warnings"])
+    return f"OK (ak name {name}, clock {doc['clock']['clock']}){warnings}"
 
 
 def _verified_text(doc: dict[str, Any]) -> str:
@@ -334,7 +427,9 @@ def _verified_text(doc: dict[str, Any]) -> str:
 # credential make / activate
 # ---------------------------------------------------------------------------
 def _credential_make(args: argparse.Namespace) -> int:
-    ek = load_public(read_input(args.ek, limit=_SMALL))
+    from trustedge.hazmat.tpm2 import Public, make_credential
+
+    ek = _tpm_key(args.ek, "--ek")
     if not isinstance(ek, Public):
         ek = _ek_from_key(ek)
     secret = read_input(args.secret, limit=64)
@@ -367,6 +462,8 @@ def _ek_from_key(key: Any) -> Public:
 
 
 def _credential_activate(args: argparse.Namespace) -> int:
+    from trustedge.hazmat.tpm2 import Credential
+
     cred = Credential.from_tpm2_tools(read_input(args.input, limit=_SMALL))
     backend = open_backend(args)
     try:
@@ -434,18 +531,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     quote = sub.add_parser("quote", help="verify TPM quotes")
     qsub = quote.add_subparsers(dest="quote_command", metavar="COMMAND", required=True)
-    p = qsub.add_parser("verify", help="verify a quote (exit 0 valid, 1 invalid, 3 malformed)")
-    p.add_argument("--message", required=True, help="TPMS_ATTEST (tpm2_quote -m)")
-    p.add_argument("--signature", required=True, help="TPMT_SIGNATURE (tpm2_quote -s)")
-    p.add_argument("--ak", required=True, help="AK public key: PEM, DER or TPM2B_PUBLIC")
-    p.add_argument("--nonce", required=True, help="the nonce the quote must carry (hex)")
+    p = qsub.add_parser(
+        "verify",
+        help="verify a quote, or many in one process (exit 0 valid, 1 invalid, 3 malformed)",
+        description="Verify a TPM quote. Batch mode: repeat --message, --signature and "
+        "--pcr-values once per quote (--ak and --nonce once for all or once per quote); one "
+        "line (--json: one JSON document per line) per quote, exit status the worst.",
+    )
+    many = "; repeat once per quote for batch mode"
+    p.add_argument("--message", action="append", required=True,
+                   help="TPMS_ATTEST (tpm2_quote -m)" + many)  # fmt: skip
+    p.add_argument("--signature", action="append", required=True,
+                   help="tpm2_quote -s: TPMT_SIGNATURE, or -f plain (r||s, raw RSA)"
+                   + many)  # fmt: skip
+    p.add_argument("--signature-format", choices=("auto", "tss", "plain"), default="auto",
+                   help="auto: plain when the length is the AK's plain size")  # fmt: skip
+    p.add_argument("--hash-alg", choices=("sha1", "sha256", "sha384", "sha512"),
+                   help="hash of a plain signature (tpm2_quote -g; default: the quote's)",
+                   )  # fmt: skip
+    p.add_argument(
+        "--ak",
+        action="append",
+        required=True,
+        help="AK: TPM2B_PUBLIC (tpm2_readpublic -o), TPMT_PUBLIC (-f tpmt), PEM/DER (-f pem/der: "
+        "no TPM name, so scheme and attributes go unchecked); batch: once, or per quote",
+    )
+    p.add_argument(
+        "--nonce",
+        action="append",
+        required=True,
+        help="the nonce the quote must carry (hex; batch: once, or per quote)",
+    )
     p.add_argument(
         "--pcr-values",
         "--pcrs",
         dest="pcrs",
+        action="append",
         required=True,
         help="PCR values: tpm2_quote -o file, tpm2_pcrread YAML, tpm2_pcrread -o values (with "
-        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)",
+        "--pcr-selection) or JSON {bank: {index: hex}} (--pcrs: deprecated alias)" + many,
     )
     p.add_argument("--pcr-selection", "--selection", dest="selection",
                    help="the selection asked for (default: every PCR in --pcr-values)")  # fmt: skip
@@ -453,7 +577,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--allow-bank", action="append", default=[],
                    help="also accept this PCR bank (e.g. sha1)")  # fmt: skip
     add_json_flag(p)
-    p.set_defaults(handler=_quote_verify)
+    p.set_defaults(handler=batched(_quote_verify, "message",
+                                   each=("signature", "pcrs", "ak", "nonce"),
+                                   line=_verified_line))  # fmt: skip
 
     cred = sub.add_parser("credential", help="AK enrollment: MakeCredential / ActivateCredential")
     csub = cred.add_subparsers(dest="credential_command", metavar="COMMAND", required=True)
@@ -517,13 +643,30 @@ def _verifier(args: argparse.Namespace, *, key: bool = False) -> Any:
     return Verifier(open_store(args.store), policy, anchors, signer=signer)
 
 
+def _enroll_keys(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    """EK and AK as the TPM2B_PUBLIC the verifier stores. A PEM/DER EK stands for the TCG
+    default EK template with that key; a PEM/DER AK is refused: the credential is bound to
+    the AK's TPM name, which a bare key does not give."""
+    ek = _tpm_key(args.ek, "--ek")
+    ak = _tpm_key(args.ak, "--ak")
+    if not isinstance(ak, Public):
+        raise CommandError(
+            "--ak: a PEM/DER key has no TPM name, and enrollment binds the credential to the "
+            "AK's name; give its TPM2B_PUBLIC (tpm2_readpublic -c AK -o ak.tpm2b) or "
+            "TPMT_PUBLIC (-f tpmt)",
+            exit_code=EXIT_MALFORMED,
+        )
+    return (ek if isinstance(ek, Public) else _ek_from_key(ek)).marshal_tpm2b(), ak.marshal_tpm2b()
+
+
 def _attest_enroll(args: argparse.Namespace) -> int:
+    ek_public, ak_public = _enroll_keys(args)
     verifier = _verifier(args)
     try:
-        cred = verifier.enroll(
+        cred = verifier.enrollment.enroll(
             args.device_id,
-            ek_public=read_input(args.ek, limit=_SMALL),
-            ak_public=read_input(args.ak, limit=_SMALL),
+            ek_public=ek_public,
+            ak_public=ak_public,
             ek_certificate=read_input(args.ek_cert, limit=_SMALL) if args.ek_cert else None,
         )
     finally:
@@ -541,7 +684,7 @@ def _attest_enroll(args: argparse.Namespace) -> int:
 def _attest_complete(args: argparse.Namespace) -> int:
     verifier = _verifier(args)
     try:
-        record = verifier.complete_enrollment(args.device_id, read_input(args.secret, limit=64))
+        record = verifier.enrollment.complete(args.device_id, read_input(args.secret, limit=64))
     finally:
         verifier.store.close()
     data = {"device_id": record.device_id, "state": record.state.value,
@@ -666,7 +809,10 @@ def _attest_appraise(args: argparse.Namespace) -> int:
     }
     emit(args, data, lambda: render_result(outcome.result)
          + (f"\nsigned result -> {args.output}" if args.output else ""))  # fmt: skip
-    return EXIT_OK if outcome.status.value == "affirming" else EXIT_VERIFICATION
+    if outcome.status.value != "affirming":
+        failure_line(f"evidence of {outcome.device_id}: {outcome.status.value}, not affirming")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _attest_verify(args: argparse.Namespace) -> int:
@@ -706,6 +852,8 @@ def _attest_verify(args: argparse.Namespace) -> int:
         + [f"  - {r}" for r in result.reasons]
         + ([f"  model: - {r}" for r in models.reasons] if models is not None else [])
     ))  # fmt: skip
+    if code != EXIT_OK:
+        failure_line(f"evidence of {appraisal.device_id}: {appraisal.status.value}, not affirming")
     return code
 
 
@@ -782,8 +930,12 @@ def _register_attest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = asub.add_parser("enroll", help="verifier: register a device, write its credential")
     _add_verifier(p)
     p.add_argument("--device-id", required=True)
-    p.add_argument("--ek", required=True, help="EK TPM2B_PUBLIC (tpm init: PREFIX.ek.tpm2b)")
-    p.add_argument("--ak", required=True, help="AK TPM2B_PUBLIC (tpm init: PREFIX.tpm2b)")
+    p.add_argument("--ek", required=True,
+                   help="EK: TPM2B_PUBLIC (tpm init: PREFIX.ek.tpm2b), TPMT_PUBLIC, or PEM/DER "
+                   "of a default-template EK (tpm2_createek -f pem)")  # fmt: skip
+    p.add_argument("--ak", required=True,
+                   help="AK: TPM2B_PUBLIC (tpm init: PREFIX.tpm2b) or TPMT_PUBLIC "
+                   "(tpm2_readpublic -f tpmt); not PEM (no TPM name)")  # fmt: skip
     p.add_argument("--ek-cert", help="EK certificate DER (tpm init: PREFIX.ek.der)")
     p.add_argument("--allow-uncertified-ek", action="store_true",
                    help="accept an EK without certificate (no hardware claim)")  # fmt: skip

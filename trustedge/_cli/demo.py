@@ -16,17 +16,12 @@ expected.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
-import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any, Final
 
 from trustedge._cli._common import (
     EXIT_ENVIRONMENT,
@@ -37,35 +32,11 @@ from trustedge._cli._common import (
     emit,
 )
 from trustedge._cli._demo_data import EVENT_LOG, VECTOR_FILE, VECTOR_TC_ID
-from trustedge._cli._demo_model import run_model_chapter
-from trustedge._cli.attestation import open_backend
-from trustedge.attestation.attester import Attester
-from trustedge.attestation.ear import verify_result
-from trustedge.attestation.ekcert import load_certificates
-from trustedge.attestation.evidence import Evidence
-from trustedge.attestation.simulate import (
-    append_boot_application,
-    boot_from_event_log,
-    measure_boot_aggregate,
-    measure_file,
-)
-from trustedge.attestation.store import SQLiteStore
-from trustedge.attestation.verifier import (
-    AppraisalOutcome,
-    AppraisalPolicy,
-    TrustAnchors,
-    Verifier,
-)
-from trustedge.hazmat.tpm2.pcr import pcr_reset_value
-from trustedge.hazmat.tpmbackend import TPMBackend
-from trustedge.measuredboot import (
-    BootApplications,
-    EventLogPolicy,
-    ImaRuntimePolicy,
-    RequireSecureBoot,
-    parse_event_log,
-    secure_boot_state,
-)
+
+if TYPE_CHECKING:
+    from trustedge.attestation.evidence import Evidence
+    from trustedge.attestation.verifier import AppraisalOutcome, AppraisalPolicy
+    from trustedge.hazmat.tpmbackend import TPMBackend
 
 __all__ = ["register", "run_story"]
 
@@ -109,11 +80,23 @@ class Step:
 
 
 def _digest(content: bytes) -> bytes:
+    import hashlib
+
     return hashlib.sha256(content).digest()
 
 
 def _policy(log: bytes, pcrs: tuple[int, ...] = PCRS) -> AppraisalPolicy:
     """The fleet's golden values, learned from a known-good boot of this image."""
+    from trustedge.attestation.verifier import AppraisalPolicy
+    from trustedge.measuredboot import (
+        BootApplications,
+        EventLogPolicy,
+        ImaRuntimePolicy,
+        RequireSecureBoot,
+        parse_event_log,
+        secure_boot_state,
+    )
+
     parsed = parse_event_log(log)
     good = parsed.verify(parsed.replay())
     apps = secure_boot_state(good).boot_applications
@@ -139,6 +122,8 @@ def require_unused_simulator(backend: TPMBackend, where: str) -> None:
     reset values: the story replays a *published* firmware log into them, which on a real
     TPM would leave fake measurements in the machine's boot PCRs until it reboots, and on a
     simulator that has measured something already could not match the log."""
+    from trustedge.hazmat.tpm2.pcr import pcr_reset_value
+
     info = backend.info()
     if info.manufacturer.strip() not in _SIMULATOR_MANUFACTURERS:
         raise CommandError(
@@ -164,6 +149,21 @@ def require_unused_simulator(backend: TPMBackend, where: str) -> None:
 
 def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) -> list[Step]:
     """Play the whole story on ``backend`` with files under ``workdir``; return its steps."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustedge._cli._demo_model import run_model_chapter
+    from trustedge.attestation.attester import Attester
+    from trustedge.attestation.ear import verify_result
+    from trustedge.attestation.ekcert import load_certificates
+    from trustedge.attestation.simulate import (
+        append_boot_application,
+        boot_from_event_log,
+        measure_boot_aggregate,
+        measure_file,
+    )
+    from trustedge.attestation.store import SQLiteStore
+    from trustedge.attestation.verifier import TrustAnchors, Verifier
+
     steps: list[Step] = []
     seen: set[str] = set()
     key = ec.generate_private_key(ec.SECP256R1())
@@ -186,13 +186,13 @@ def run_story(backend: TPMBackend, workdir: Path, say: Callable[[str], None]) ->
     request = attester.enrollment_request()
     if not software:
         request = type(request)(request.device_id, request.ek_public, request.ak_public, None)
-    credential = verifier.enroll(
+    credential = verifier.enrollment.enroll(
         DEVICE,
         ek_public=request.ek_public,
         ak_public=request.ak_public,
         ek_certificate=request.ek_certificate,
     )
-    record = verifier.complete_enrollment(DEVICE, attester.activate(credential))
+    record = verifier.enrollment.complete(DEVICE, attester.activate(credential))
     step = Step(
         "Manufacture and enroll",
         f"The device's TPM ({info.manufacturer or info.kind}) creates an attestation key "
@@ -356,6 +356,8 @@ _GOOD = ("ak-enrolled", "software-tpm", "hardware-tpm", "model-log-certified")
 
 def say_step(say: Callable[[str], None], step: Step, seen: set[str] | None = None) -> None:
     """Print one step: title, what happens, the verdict and the reasons that matter."""
+    import textwrap
+
     verdict = "as expected" if step.ok else f"UNEXPECTED (wanted {step.expect})"
     say(f"\n== {step.title}")
     say(textwrap.fill(step.story, width=88, initial_indent="   ", subsequent_indent="   "))
@@ -378,6 +380,10 @@ def say_step(say: Callable[[str], None], step: Step, seen: set[str] | None = Non
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from trustedge._cli.attestation import open_backend
+
     started = time.perf_counter()
     lines: list[str] = []
 

@@ -17,11 +17,9 @@ import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
-
-from trustedge import envelope, keys
+from trustedge import envelope
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
@@ -35,13 +33,18 @@ from trustedge._cli._common import (
     read_input,
     write_key_file,
 )
-from trustedge.envelope.slots import Identity, Recipient
-from trustedge.envelope.stream import Reader, Writer
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    from trustedge.envelope.slots import Identity, Recipient
 
 __all__ = ["register"]
 
 _BLOCK = 1024 * 1024  # no progress bar for inputs of one block or less
-_SUITES = {"aes": envelope.SUITE_COBBLESTONE_256, "chacha": envelope.SUITE_CHACHA20_POLY1305}
+#: ``--suite`` names (aes: Cobblestone-256, chacha: ChaCha20-Poly1305; resolved when sealing,
+#: so that building the parser does not load the envelope implementation).
+_SUITES = ("aes", "chacha")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,7 +127,7 @@ def _written(args: argparse.Namespace, **extra: Any) -> None:
 
 
 def _tpm_options(p: argparse.ArgumentParser) -> None:
-    from trustedge._cli._backend import add_backend_options
+    from trustedge._cli.attestation import add_backend_options
 
     add_backend_options(p, required=False)
     p.add_argument("--tpm-auth-file", help="file holding the sealed KEK's auth value")
@@ -207,7 +210,7 @@ _SMALL = 1 << 16
 
 
 def _tpm_backend(args: argparse.Namespace) -> Any:
-    from trustedge._cli._backend import open_backend
+    from trustedge._cli.attestation import open_backend
 
     if not args.software and not args.tcti:
         raise CommandError("TPM-sealed keys need --tcti TCTI or --software DIR")
@@ -219,6 +222,8 @@ def _tpm_auth(args: argparse.Namespace) -> bytes | None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
     out = Path(args.output)
     pub = out.with_name(out.name + ".pub")
     if args.type in ("x25519", "p256"):
@@ -277,6 +282,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _identities(args: argparse.Namespace) -> list[Identity]:
+    from trustedge import keys
+
     ids: list[Identity] = []
     password = key_password(args)
     ids += [
@@ -315,6 +322,8 @@ def _symmetric(args: argparse.Namespace) -> list[Any]:
 
 def _tpm_authority(args: argparse.Namespace) -> bytes | None:
     """The TPM2B_PUBLIC of ``--tpm-authority`` (a PEM EC or RSA public key)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if not args.tpm_authority:
         return None
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -329,12 +338,16 @@ def _tpm_authority(args: argparse.Namespace) -> bytes | None:
 
 
 def _raw32(path: str) -> bytes:
+    from trustedge import keys
+
     return keys.load_raw_key(read_input(path, limit=_SMALL), 32)
 
 
 def _recipients(
     args: argparse.Namespace, pems: list[str], boxes: list[str], keks: list[Any]
 ) -> list[Recipient]:
+    from trustedge import keys
+
     rs: list[Recipient] = [
         envelope.HPKERecipient(keys.load_agreement_public_key(read_input(p, limit=_SMALL)))
         for p in pems
@@ -381,7 +394,13 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         yield fh
 
 
+def _suite(name: str) -> int:
+    return envelope.SUITE_COBBLESTONE_256 if name == "aes" else envelope.SUITE_CHACHA20_POLY1305
+
+
 def _seal(args: argparse.Namespace) -> int:
+    from trustedge.envelope.stream import Writer
+
     _check_json_output(args)
     recipients = _recipients(args, args.recipient, args.box_recipient, _symmetric(args))
     if not recipients:
@@ -396,7 +415,7 @@ def _seal(args: argparse.Namespace) -> int:
             context=ctx,
             content_type=args.content_type,
             size=size,
-            suite=_SUITES[args.suite],
+            suite=_suite(args.suite),
         ) as w:
             w.write_from(fin, progress.update)
         progress.close()
@@ -405,6 +424,8 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> int:
+    from trustedge.envelope.stream import Reader
+
     _check_json_output(args)
     identities = _identities(args)
     with _input(args.input) as (fin, size), _output(args.output) as fout:

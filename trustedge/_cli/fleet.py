@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from trustedge._cli._common import (
     EXIT_OK,
@@ -17,6 +14,10 @@ from trustedge._cli._common import (
     add_json_flag,
     read_input,
 )
+
+if TYPE_CHECKING:
+    from trustedge.ota import KeySet
+    from trustedge.ota.trustroot import TrustRoot
 
 __all__ = ["register"]
 
@@ -39,6 +40,19 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise CommandError(f"--listen must be HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _release_trust(args: argparse.Namespace) -> KeySet | TrustRoot | None:
+    """What authenticates the updates of ``POST /v1/devices/{id}/boot-reference``."""
+    from trustedge.keys import load_public_key
+    from trustedge.ota import KeySet
+    from trustedge.ota.trustroot import TrustRoot
+
+    if args.release_trust_root:
+        return TrustRoot.load(read_input(args.release_trust_root, limit=_SMALL))
+    if args.release_key:
+        return KeySet.of([load_public_key(read_input(k, limit=1 << 16)) for k in args.release_key])
+    return None
 
 
 def _verifier_serve(args: argparse.Namespace) -> int:
@@ -73,6 +87,7 @@ def _verifier_serve(args: argparse.Namespace) -> int:
         device_burst=args.burst,
         threads=args.threads,
         sqlite_durable=not args.no_sync,
+        release_trust=_release_trust(args),
     )
     host, port = _listen(args.listen)
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -103,6 +118,10 @@ def _verifier_serve(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
     from trustedge._cli.attestation import _ak_blob_path, _close, open_backend
     from trustedge.attestation import Attester
     from trustedge.fleet import Agent, AgentConfig, FleetClient
@@ -197,6 +216,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="seconds in-flight requests get at shutdown")  # fmt: skip
     p.add_argument("--no-sync", action="store_true",
                    help="SQLite: no fsync at commit (last commits lost on power cut)")  # fmt: skip
+    release = p.add_mutually_exclusive_group()
+    release.add_argument("--release-key", action="append", default=[], metavar="PUB",
+                         help="release key whose signed updates set boot references")  # fmt: skip
+    release.add_argument("--release-trust-root", metavar="ROOT",
+                         help="trust root whose firmware role signs updates")  # fmt: skip
     add_json_flag(p)
 
     p = sub.add_parser("agent", help="device agent: enroll once, push evidence on a schedule")

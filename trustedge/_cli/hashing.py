@@ -1,17 +1,22 @@
 """``trustedge hash``: digests of large files and model directories.
 
-``trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]``
+``trustedge hash FILE|DIR... [--tree|--tree-only] [--json] [--leaf-size N] [--threads N]``
 prints whole-file SHA-256 lines (the ``sha256sum`` format) and, with ``--tree``,
-the tree root too; a directory gives its model manifest. ``-`` is stdin; pipes and devices
-(``/dev/stdin``, ``<(cmd)``, ``/dev/null``) are hashed as streams. ``trustedge hash
-verify FILE|DIR --digest HEX|@digest.json [--range START:END]`` checks one and prints
-``FILE: OK``; ``trustedge hash -c SUMS`` checks a ``sha256sum`` file like ``sha256sum -c``.
+the tree root too (``--tree-only``: the tree alone); a directory's files hash in parallel,
+and ``--json`` or ``--tree`` gives its model manifest (both digests of every file). ``-`` is
+stdin; pipes and devices (``/dev/stdin``, ``<(cmd)``, ``/dev/null``) are hashed as streams.
+``trustedge hash verify FILE|DIR... --digest HEX|@digest.json [--range START:END]
+[--all-digests]`` checks each against the cheapest sufficient digest the sidecar holds (the
+tree when it has one) and prints ``FILE: OK (...)`` (several files: one line each, their
+entries looked up in one digest file); ``trustedge hash -c SUMS`` checks a ``sha256sum`` file
+like ``sha256sum -c``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hmac
 import json
 import os
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from trustedge import hashing
+from trustedge._cli._batch import run_batch
 from trustedge._cli._common import (
     EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
@@ -33,10 +39,10 @@ from trustedge._cli._common import (
     Progress,
     add_json_flag,
     emit,
+    failure_line,
     read_input,
 )
 from trustedge.errors import MalformedInputError, VerificationError
-from trustedge.hashing.manifest import ModelManifest, hash_model, verify_model
 
 __all__ = ["register"]
 
@@ -46,8 +52,9 @@ PROGRESS_THRESHOLD = 256 * 1024 * 1024
 DIGEST_FILE_LIMIT = 64 * 1024 * 1024
 
 USAGE = """\
-trustedge hash FILE|DIR... [--tree] [--json] [--leaf-size N] [--threads N] [--progress]
-trustedge hash verify FILE|DIR --digest HEX|@FILE.json [--range START:END]...
+trustedge hash FILE|DIR... [--tree|--tree-only] [--json] [--leaf-size N] [--threads N]
+                           [--progress]
+trustedge hash verify FILE|DIR... --digest HEX|@FILE.json [--range START:END]... [--all-digests]
 trustedge hash -c SUMS... (sha256sum format: HEX  FILE)"""
 
 
@@ -62,7 +69,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "directory against a digest. Exit 1 when verification fails.",
     )
     p.add_argument("paths", nargs="+", metavar="FILE|DIR", help="files or directories")
-    p.add_argument("--tree", action="store_true", help="also compute the tree digest")
+    p.add_argument(
+        "--tree",
+        action="store_true",
+        help="also compute the tree digest (one more SHA-256 pass: about twice the CPU)",
+    )
+    p.add_argument(
+        "--tree-only",
+        action="store_true",
+        help="only the tree digest of each file (parallel leaves: the fastest full digest)",
+    )
     p.add_argument(
         "-c",
         "--check",
@@ -86,6 +102,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         metavar="START:END",
         help="verify: only the leaves under this byte range (repeatable)",
+    )
+    p.add_argument(
+        "--all-digests",
+        action="store_true",
+        help="verify: check every digest the sidecar holds (tree and whole-file SHA-256), "
+        "not only the cheapest sufficient one (the tree)",
     )
     add_json_flag(p)
     p.set_defaults(handler=_run)
@@ -119,9 +141,15 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if args.paths[0] == "verify":
+        if args.tree or args.tree_only:
+            raise CommandError("--tree and --tree-only belong to hashing, not 'hash verify'")
         return _verify(args, args.paths[1:])
+    if args.all_digests:
+        raise CommandError("--all-digests belongs to 'trustedge hash verify'")
+    if args.tree and args.tree_only:
+        raise CommandError("--tree (both digests) and --tree-only (the tree) exclude each other")
     if args.check:
-        if args.tree or args.digest is not None or args.ranges is not None:
+        if args.tree or args.tree_only or args.digest is not None or args.ranges is not None:
             raise CommandError("-c takes only sum files (and --json)")
         return _check(args)
     if args.digest is not None or args.ranges is not None:
@@ -153,7 +181,9 @@ def _hash(args: argparse.Namespace) -> int:
         path = Path(name)
         if _is_stream(name):
             digest = _hash_stream(name, args.leaf_size)
-            if args.tree:
+            if args.tree_only:
+                digest = dataclasses.replace(digest, sha256=None)
+            if args.tree or args.tree_only:
                 files.append({"path": name, **digest.to_json()})
                 lines.append(_line(digest, name, tree=True))
             else:
@@ -162,6 +192,23 @@ def _hash(args: argparse.Namespace) -> int:
                 lines.append(f"{digest.sha256.hex()}  {name}")
             continue
         if path.is_dir():
+            from trustedge.hashing.manifest import hash_model, sha256_model  # (directories only)
+
+            if args.tree_only:
+                raise CommandError(
+                    f"{name}: a directory's manifest carries both digests of every file; "
+                    "use --tree (or no option for SHA-256 lines)"
+                )
+            if not (args.tree or args.json):
+                # Only what is printed: the SHA-256 of every file, all files at once on
+                # the C workers (two SHA-NI streams per worker), like sha256sum/model_signing.
+                with _progress(args, _dir_size(path), name) as cb:
+                    sums = sha256_model(path, threads=args.threads, progress=cb)
+                for rel, size, sha in sums:
+                    shown = os.path.join(name, rel)
+                    files.append({"path": shown, "size": size, "sha256": sha.hex()})
+                    lines.append(f"{sha.hex()}  {shown}")
+                continue
             with _progress(args, _dir_size(path), name) as cb:
                 manifest = hash_model(path, args.leaf_size, threads=args.threads, progress=cb)
             models.append({"path": name, **manifest.to_json()})
@@ -169,7 +216,14 @@ def _hash(args: argparse.Namespace) -> int:
                 lines.append(_line(f.digest, os.path.join(name, f.path), tree=args.tree))
             continue
         size = path.stat().st_size
-        if args.tree:
+        if args.tree_only:
+            with _progress(args, size, name) as cb:
+                digest = hashing.tree_digest(
+                    path, args.leaf_size, threads=args.threads, progress=cb
+                )
+            files.append({"path": name, **digest.to_json()})
+            lines.append(_line(digest, name, tree=True))
+        elif args.tree:
             with _progress(args, size, name) as cb:
                 digest = hashing.hash_file(path, args.leaf_size, threads=args.threads, progress=cb)
             files.append({"path": name, **digest.to_json()})
@@ -258,17 +312,21 @@ def _check(args: argparse.Namespace) -> int:
             results.append({"path": name, "ok": ok, "status": status})
             lines.append(f"{name}: {status}")
     failed = sum(not r["ok"] for r in results)
-    if failed:
-        lines.append(f"WARNING: {failed} of {len(results)} computed checksums did NOT match")
     emit(args, {"ok": not failed, "files": results}, "\n".join(lines))
-    return EXIT_VERIFICATION if failed else EXIT_OK
+    if failed:  # like sha256sum: the warning on stderr
+        failure_line(f"WARNING: {failed} of {len(results)} computed checksums did NOT match")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _line(digest: hashing.BlobDigest, name: str, *, tree: bool) -> str:
-    sha = digest.sha256.hex() if digest.sha256 is not None else "-"
+    root = f"tree-v1:{digest.leaf_size}:{digest.root.hex()}"
+    if digest.sha256 is None:
+        return f"{root}  {name}"
+    sha = digest.sha256.hex()
     if not tree:
         return f"{sha}  {name}"
-    return f"{sha}  tree-v1:{digest.leaf_size}:{digest.root.hex()}  {name}"
+    return f"{sha}  {root}  {name}"
 
 
 def _dir_size(path: Path) -> int:
@@ -298,8 +356,15 @@ def _load_digest_json(spec: str) -> Any:
         raise MalformedInputError(f"{spec[1:]} is not JSON") from None
 
 
-def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest:
-    """A BlobDigest JSON, or the entry for ``name`` in ``trustedge hash --json`` output."""
+def _ok_line(doc: dict[str, Any]) -> str:
+    return f"OK ({doc['files']} files)" if "files" in doc else "OK"
+
+
+def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest | tuple[int, bytes]:
+    """A BlobDigest JSON, or the entry for ``name`` in ``trustedge hash --json`` output.
+
+    An entry without a tree but with ``size`` and ``sha256`` (``hash --json FILE`` without
+    ``--tree``) gives ``(size, sha256)``: the only digest it holds."""
     if isinstance(doc, dict) and isinstance(doc.get("files"), list) and "tree" not in doc:
         entries = [e for e in doc["files"] if isinstance(e, dict)]
         match = [e for e in entries if e.get("path") == name]
@@ -309,18 +374,51 @@ def _pick_file_digest(doc: Any, name: str) -> hashing.BlobDigest:
             raise MalformedInputError(f"digest file has no single entry for {name!r}")
         doc = {k: v for k, v in match[0].items() if k != "path"}
     if isinstance(doc, dict) and "tree" not in doc:
+        if set(doc) == {"size", "sha256"}:
+            size = doc["size"]
+            if type(size) is not int or not 0 <= size < 1 << 63:
+                raise MalformedInputError("size must be a non-negative 63-bit integer")
+            return size, _hex_digest(doc["sha256"])
         raise MalformedInputError(
-            "digest has no tree: hash it with --tree, or pass the hex SHA-256"
+            "digest has neither a tree nor size and sha256: hash it with --tree or --json"
         )
     return hashing.BlobDigest.from_json(doc)
 
 
+def _hex_digest(value: Any) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise MalformedInputError("sha256 must be 64 lowercase hex digits")
+    return bytes.fromhex(value)
+
+
+def _checked_note(checked: list[str], not_checked: list[str]) -> str:
+    note = " and ".join(checked) + " verified"
+    if not_checked:
+        note += "; not checked: " + ", ".join(not_checked)
+    return note
+
+
 def _verify(args: argparse.Namespace, targets: list[str]) -> int:
+    """Check one file or directory against the cheapest sufficient digest it has.
+
+    The rule (docs/hashing.md, "Which digest hash verify checks"): exactly one digest is
+    chosen from what the sidecar holds, before any byte of the file is read, never from
+    what the file matches: the tree when there is one (it binds the same bytes and its
+    leaves hash in parallel), else the whole-file SHA-256. A mismatch of the chosen digest
+    fails, with no fallback to another. Digests left unchecked are named in the output
+    (``not_checked`` in JSON); ``--all-digests`` checks every digest and fails if any
+    differs, so a sidecar whose digests disagree with each other never passes it."""
+    from trustedge.hashing.manifest import ModelManifest, verify_model
+
+    if len(targets) > 1 and args.digest is not None:
+        # batch mode: each target looked up in the digest file (`hash --json` of them all)
+        return run_batch(args, targets, lambda a, i: _verify(a, [targets[i]]), line=_ok_line)
     if len(targets) != 1 or args.digest is None:
-        raise CommandError("usage: trustedge hash verify FILE|DIR --digest HEX|@FILE.json")
+        raise CommandError("usage: trustedge hash verify FILE|DIR... --digest HEX|@FILE.json")
     name = targets[0]
     path = Path(name)
     spec: str = args.digest
+    every: bool = args.all_digests
     if path.is_dir():
         if not spec.startswith("@") or args.ranges:
             raise CommandError("a directory verifies against @manifest.json, without --range")
@@ -329,33 +427,67 @@ def _verify(args: argparse.Namespace, targets: list[str]) -> int:
             doc = {k: v for k, v in doc["models"][0].items() if k != "path"}
         manifest = ModelManifest.from_json(doc)
         with _progress(args, _dir_size(path), name) as cb:
-            verify_model(path, manifest, threads=args.threads, progress=cb)
-        result = {"path": name, "verified": True, "files": len(manifest.files)}
-        emit(args, result, f"{name}: OK ({len(manifest.files)} files)")
+            verify_model(path, manifest, check_sha256=every, threads=args.threads, progress=cb)
+        checked, unchecked = (["tree", "sha256"], []) if every else (["tree"], ["sha256"])
+        result = {
+            "path": name,
+            "verified": True,
+            "files": len(manifest.files),
+            "checked": checked,
+            "not_checked": unchecked,
+        }
+        note = _checked_note(checked, unchecked)
+        emit(args, result, f"{name}: OK ({len(manifest.files)} files; {note})")
         return EXIT_OK
+    checked, unchecked = ["sha256"], []
     if spec.startswith("@"):
-        expected = _pick_file_digest(_load_digest_json(spec), name)
-        ranges = args.ranges
-        try:
-            with _progress(args, expected.size, name) as cb:
-                hashing.verify_file(
-                    path, expected, ranges=ranges, threads=args.threads, progress=cb
-                )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        picked = _pick_file_digest(_load_digest_json(spec), name)
+        if isinstance(picked, tuple):
+            if args.ranges:
+                raise CommandError("--range needs a tree digest (hash it with --tree)")
+            size, want = picked
+            _verify_sha256(args, name, path, want, size)
+        else:
+            expected = picked
+            if args.ranges:
+                checked = ["tree leaves under the ranges"]
+                unchecked = ["the other leaves"] + (["sha256"] if expected.sha256 else [])
+            elif every or expected.sha256 is None:
+                checked = ["tree"] + (["sha256"] if expected.sha256 else [])
+            else:
+                checked, unchecked = ["tree"], ["sha256"]
+                expected = dataclasses.replace(expected, sha256=None)
+            try:
+                with _progress(args, expected.size, name) as cb:
+                    hashing.verify_file(
+                        path, expected, ranges=args.ranges, threads=args.threads, progress=cb
+                    )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
     else:
         if args.ranges:
             raise CommandError("--range needs a tree digest (@FILE.json)")
-        want = spec.lower()
-        if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        want_hex = spec.lower()
+        if len(want_hex) != 64 or any(c not in "0123456789abcdef" for c in want_hex):
             raise CommandError("--digest must be 64 hex digits or @FILE.json")
-        if _is_stream(name):
-            got = _sha256_of(name)
-        else:
-            size = path.stat().st_size
-            with _progress(args, size, name) as cb:
-                got = hashing.sha256_file(path, progress=cb)
-        if not hmac.compare_digest(got, bytes.fromhex(want)):
-            raise VerificationError(f"{name}: FAILED (SHA-256 differs)")
-    emit(args, {"path": name, "verified": True}, f"{name}: OK")
+        _verify_sha256(args, name, path, bytes.fromhex(want_hex), None)
+        emit(args, {"path": name, "verified": True, "checked": checked}, f"{name}: OK")
+        return EXIT_OK
+    result = {"path": name, "verified": True, "checked": checked, "not_checked": unchecked}
+    emit(args, result, f"{name}: OK ({_checked_note(checked, unchecked)})")
     return EXIT_OK
+
+
+def _verify_sha256(
+    args: argparse.Namespace, name: str, path: Path, want: bytes, size: int | None
+) -> None:
+    if _is_stream(name):
+        got = _sha256_of(name)
+    else:
+        actual = path.stat().st_size
+        if size is not None and actual != size:
+            raise VerificationError(f"{name}: FAILED (file has {actual} bytes, expected {size})")
+        with _progress(args, actual, name) as cb:
+            got = hashing.sha256_file(path, progress=cb)
+    if not hmac.compare_digest(got, want):
+        raise VerificationError(f"{name}: FAILED (SHA-256 differs)")

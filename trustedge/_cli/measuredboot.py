@@ -7,41 +7,27 @@ import argparse
 import json
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from trustedge._cli._batch import batched
 from trustedge._cli._common import (
     EXIT_MALFORMED,
     EXIT_OK,
     EXIT_VERIFICATION,
     CommandError,
+    Handler,
     add_json_flag,
+    add_workaround_flag,
     emit,
+    failure_line,
+    lazy_choices,
     read_input,
+    workarounds_of,
 )
 from trustedge.errors import MalformedInputError, ReplayMismatchError
-from trustedge.measuredboot import (
-    BANK_SIZES,
-    WORKAROUNDS,
-    EventLog,
-    ImaKeyring,
-    ImaLog,
-    ImaState,
-    PCRValues,
-    Workaround,
-    decode_event,
-    diff_event_logs,
-    explain_mismatch,
-    parse_event_log,
-    parse_ima_log,
-    verify_ima_log,
-)
-from trustedge.measuredboot.authenticode import (
-    AUTHENTICODE_BANKS,
-    MAX_IMAGE_SIZE,
-    authenticode_digest,
-)
-from trustedge.measuredboot.policy import load_ima_policy, load_policy
-from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
+
+if TYPE_CHECKING:
+    from trustedge.measuredboot import EventLog, ImaKeyring, ImaLog, PCRValues
 
 __all__ = ["parse_pcr_values", "register"]
 
@@ -63,26 +49,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=2,
         help="YAML layout of tpm2_eventlog --eventlog-version (default 2)",
     )
-    _add_workaround_flag(show)
+    add_workaround_flag(show)
     show.set_defaults(handler=_cmd_show)
 
-    replay = evsub.add_parser("replay", help="replay the log into PCR values per bank")
-    replay.add_argument("log", help="event log file (- for stdin)")
+    replay = evsub.add_parser(
+        "replay",
+        help="replay the log into PCR values per bank",
+        description="Replay event logs into PCR values per bank. Several logs: one line (--json: "
+        "one JSON document per line) per log.",
+    )
+    replay.add_argument("log", nargs="+", help="event log file(s) (- for stdin)")
     add_json_flag(replay)
-    _add_workaround_flag(replay)
-    replay.set_defaults(handler=_cmd_replay)
+    add_workaround_flag(replay)
+    replay.set_defaults(handler=batched(_cmd_replay, "log", line=_replay_line))
 
-    verify = evsub.add_parser("verify", help="verify the log against PCR values")
-    verify.add_argument("log", help="event log file (- for stdin)")
+    verify = evsub.add_parser(
+        "verify",
+        help="verify the log against PCR values",
+        description="Verify event logs against PCR values. Several logs: --pcrs once for all or "
+        "once per log; one line (--json: one JSON document per line) per log, exit status the "
+        "worst.",
+    )
+    verify.add_argument("log", nargs="+", help="event log file(s) (- for stdin)")
     verify.add_argument(
         "--pcrs",
+        action="append",
         required=True,
         help="PCR values: JSON {bank: {index: hex}} or tpm2_pcrread YAML output",
     )
     verify.add_argument("--policy", help="reference policy document (JSON)")
     add_json_flag(verify)
-    _add_workaround_flag(verify)
-    verify.set_defaults(handler=_cmd_verify)
+    add_workaround_flag(verify)
+    verify.set_defaults(handler=batched(_cmd_verify, "log", each=("pcrs",)))
 
     diff = evsub.add_parser(
         "diff", help="say which PCR and which event first differ between two logs (unverified)"
@@ -96,38 +94,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "authenticode", help="Authenticode digest of PE/COFF images (what firmware puts in PCR4)"
     )
     authenticode.add_argument("files", nargs="+", metavar="FILE", help="EFI/PE image (- for stdin)")
-    authenticode.add_argument(
-        "--bank", choices=AUTHENTICODE_BANKS, default="sha256", help="hash (default sha256)"
-    )
+    bank = authenticode.add_argument("--bank", default="sha256", help="hash (default sha256)")
+    lazy_choices(bank, _authenticode_banks)
     add_json_flag(authenticode)
     authenticode.set_defaults(handler=_cmd_authenticode)
 
     _register_ima(sub)
 
 
-def _add_workaround_flag(parser: argparse.ArgumentParser) -> None:
-    names = ", ".join(w.value for w in WORKAROUNDS)
-    parser.add_argument(
-        "--workaround",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help=f"enable a named firmware-bug workaround ({names})",
-    )
+def _authenticode_banks() -> tuple[str, ...]:
+    from trustedge.measuredboot.authenticode import AUTHENTICODE_BANKS
+
+    return AUTHENTICODE_BANKS
 
 
-def _workarounds(args: argparse.Namespace) -> set[Workaround]:
-    out = set()
-    for name in args.workaround:
-        try:
-            out.add(Workaround(name))
-        except ValueError:
-            raise CommandError(f"unknown workaround {name!r}") from None
-    return out
+def _pcr_banks() -> list[str]:
+    from trustedge.measuredboot import BANK_SIZES
+
+    return list(BANK_SIZES)
 
 
 def _load(args: argparse.Namespace) -> EventLog:
-    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=_workarounds(args))
+    from trustedge.measuredboot import parse_event_log
+
+    return parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds_of(args))
 
 
 def replay_json(log: EventLog) -> dict[str, dict[str, str]]:
@@ -137,6 +127,12 @@ def replay_json(log: EventLog) -> dict[str, dict[str, str]]:
         for bank, values in log.replay().items()
         if values
     }
+
+
+def _replay_line(data: dict[str, dict[str, str]]) -> str:
+    """One batch-mode line: ``bank:PCR=hex ...``."""
+    values = [f"{bank}:{pcr}={value}" for bank, pcrs in data.items() for pcr, value in pcrs.items()]
+    return " ".join(values) or "(no measured events)"
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -156,6 +152,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def event_json(log: EventLog) -> list[dict[str, Any]]:
     """Every event as a JSON-ready dict (decoded data under ``decoded``)."""
+    from trustedge.measuredboot import decode_event
+
     uintn = log.spec_id.uintn_size if log.spec_id is not None else 2
     ccel = log.ccel
     out = []
@@ -179,6 +177,8 @@ def event_json(log: EventLog) -> list[dict[str, Any]]:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from trustedge.measuredboot.tpm2yaml import to_tpm2_eventlog_yaml
+
     log = _load(args)
     if args.yaml:
         sys.stdout.write(to_tpm2_eventlog_yaml(log, version=args.eventlog_version))
@@ -309,6 +309,8 @@ def parse_pcr_values(text: str) -> PCRValues:
 
 def _sized(values: PCRValues) -> PCRValues:
     """Every PCR value must have its bank's digest size (a value is never re-split)."""
+    from trustedge.measuredboot import BANK_SIZES
+
     for bank_name, bank_values in values.items():
         size = BANK_SIZES.get(bank_name)
         if size is None:
@@ -323,16 +325,20 @@ def _sized(values: PCRValues) -> PCRValues:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from trustedge.measuredboot import explain_mismatch
+    from trustedge.measuredboot.policy import load_policy
+
     log = _load(args)
     pcrs = parse_pcr_values(read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace"))
     try:
-        verified = log.verify(pcrs, workarounds=_workarounds(args))
+        verified = log.verify(pcrs, workarounds=workarounds_of(args))
     except ReplayMismatchError as exc:
         # say which PCR and which event first diverges, not only "PCR4"
         why = explain_mismatch(log, pcrs)
         if args.json:
             doc = {"verified": False, "error": exc.label, "message": str(exc),
                    "divergences": [d.to_json() for d in why]}  # fmt: skip
+            failure_line(exc.diagnostics())
             emit(args, doc, "")
             return EXIT_VERIFICATION
         raise ReplayMismatchError(
@@ -360,6 +366,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     """Exit 0 when both logs measure the same, 1 when they differ, 3 when one is malformed."""
+    from trustedge.measuredboot import diff_event_logs, parse_event_log
+
     try:
         log = parse_event_log(read_input(args.log, limit=64 << 20))
         reference = parse_event_log(read_input(args.reference, limit=64 << 20))
@@ -369,7 +377,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if isinstance(exc, MalformedInputError):
                 raise
             raise CommandError(str(exc), exit_code=EXIT_MALFORMED) from None
-        print(f"trustedge: malformed input: {' '.join(str(exc).split())}", file=sys.stderr)
+        failure_line(f"malformed input: {exc}")
         emit(args, {"ok": False, "same": None, "error": "malformed input", "message": str(exc),
                     "exit_code": EXIT_MALFORMED}, "")  # fmt: skip
         return EXIT_MALFORMED
@@ -383,10 +391,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return "\n".join(str(d) for d in found) or "same: every PCR measures the same events"
 
     emit(args, result, text)
-    return EXIT_VERIFICATION if found else EXIT_OK
+    if found:
+        failure_line(f"the logs differ: {len(found)} divergence(s)")
+        return EXIT_VERIFICATION
+    return EXIT_OK
 
 
 def _cmd_authenticode(args: argparse.Namespace) -> int:
+    from trustedge.measuredboot.authenticode import MAX_IMAGE_SIZE, authenticode_digest
+
     results = []
     for name in args.files:
         digest = authenticode_digest(read_input(name, limit=MAX_IMAGE_SIZE), args.bank)
@@ -402,21 +415,35 @@ def _cmd_authenticode(args: argparse.Namespace) -> int:
 def _register_ima(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ima = sub.add_parser("ima", help="Linux IMA measurement lists (ASCII or binary)")
     imasub = ima.add_subparsers(dest="ima_command", metavar="ACTION", required=True)
+    handler: Handler
     for name, helptext, handler in (
         ("show", "print the entries (unverified)", _cmd_ima_show),
         ("verify", "replay into PCR10, match the quoted value, apply a policy", _cmd_ima_verify),
     ):
-        cmd = imasub.add_parser(name, help=helptext)
-        cmd.add_argument("list", help="IMA list file (- for stdin)")
+        if name == "show":
+            cmd = imasub.add_parser(name, help=helptext)
+            cmd.add_argument("list", help="IMA list file (- for stdin)")
+        else:
+            cmd = imasub.add_parser(
+                name,
+                help=helptext,
+                description="Verify IMA lists. Several lists: --pcr10 and --start-pcr once for "
+                "all or once per list; one line (--json: one JSON document per line) per list, "
+                "exit status the worst.",
+            )
+            cmd.add_argument("list", nargs="+", help="IMA list file(s) (- for stdin)")
         if name == "verify":
             # Only verify checks anything: show refuses these flags (argparse: exit 2) rather
             # than ignoring them and printing an unverified list as if it had been checked.
-            cmd.add_argument("--pcr10", help="quoted PCR10 value (hex) to match a prefix against")
-            cmd.add_argument("--bank", default="sha1", choices=list(BANK_SIZES), help="PCR bank")
+            cmd.add_argument("--pcr10", action="append",
+                             help="quoted PCR10 value (hex) to match a prefix against")  # fmt: skip
+            lazy_choices(cmd.add_argument("--bank", default="sha1", help="PCR bank"), _pcr_banks)
             cmd.add_argument("--policy", help="runtime policy (Keylime JSON layout)")
             cmd.add_argument("--keyring", help="directory of PEM/DER keys or certificates")
             cmd.add_argument(
-                "--start-pcr", help="PCR10 value (hex) reached at --from-offset (default zero)"
+                "--start-pcr",
+                action="append",
+                help="PCR10 value (hex) reached at --from-offset (default zero)",
             )
         cmd.add_argument(
             "--from-offset", type=int, default=0, help="resume at this byte offset of the list"
@@ -428,10 +455,14 @@ def _register_ima(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "--partial-tail", action="store_true", help="ignore an incomplete final record"
         )
         add_json_flag(cmd)
+        if name == "verify":
+            handler = batched(handler, "list", each=("pcr10", "start_pcr"))
         cmd.set_defaults(handler=handler)
 
 
 def _load_ima(args: argparse.Namespace) -> ImaLog:
+    from trustedge.measuredboot import parse_ima_log
+
     data = read_input(args.list, limit=1 << 30)
     offset = args.from_offset
     if offset < 0 or offset > len(data):
@@ -498,6 +529,8 @@ def _cmd_ima_show(args: argparse.Namespace) -> int:
 
 
 def _keyring(path: str | None) -> ImaKeyring | None:
+    from trustedge.measuredboot import ImaKeyring
+
     if path is None:
         return None
     from pathlib import Path
@@ -508,6 +541,9 @@ def _keyring(path: str | None) -> ImaKeyring | None:
 
 
 def _cmd_ima_verify(args: argparse.Namespace) -> int:
+    from trustedge.measuredboot import BANK_SIZES, ImaState, verify_ima_log
+    from trustedge.measuredboot.policy import load_ima_policy
+
     log = _load_ima(args)
     size = BANK_SIZES[args.bank]
     start = _hex_arg(args.start_pcr, "--start-pcr") if args.start_pcr else bytes(size)

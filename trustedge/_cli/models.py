@@ -25,7 +25,10 @@ from trustedge._cli._common import (
     CommandError,
     Progress,
     add_json_flag,
+    add_password_file,
     emit,
+    failure_fields,
+    key_password,
     read_input,
 )
 from trustedge.errors import TrustedgeError
@@ -65,27 +68,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(P-256/384/521) or Ed25519 key. With --certificate-chain the bundle carries the "
         "signing certificate (the first one, for --key) and its intermediates.",
     )
-    s.add_argument("model", metavar="DIR", help="model directory or single file")
+    _add_model(s, chain="signing certificate then intermediates")
     s.add_argument("--key", required=True, help="private key (PEM, DER, OpenSSH, COSE_Key)")
-    s.add_argument(
-        "--password-file",
-        metavar="FILE",
-        help="passphrase of an encrypted key (first line of FILE); without it an encrypted "
-        "key is asked for on the terminal",
-    )
+    add_password_file(s)
     s.add_argument(
         "-o",
         "--output",
         "--signature",
         dest="output",
         help="where to write the bundle; '-' for stdout (default: DIR.sig beside DIR)",
-    )
-    s.add_argument(
-        "--certificate-chain",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="signing certificate then intermediates (PEM; repeatable): certificate method",
     )
     _add_ignore(s)
     s.add_argument(
@@ -105,7 +96,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="re-use digests of unchanged files from this cache file (signing only)",
     )
     _add_common(s)
-    s.set_defaults(handler=_sign)
+    s.set_defaults(handler=failure_fields(_sign, signed=False))
 
     v = msub.add_parser(
         "verify",
@@ -115,16 +106,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "trusted root certificates (--certificate-chain), then hash every file of DIR "
         "against it. Exit 1 when verification fails, 3 for a malformed bundle.",
     )
-    v.add_argument("model", metavar="DIR", help="model directory or single file")
+    _add_model(v, chain="trusted root certificate(s)")
     v.add_argument("--signature", required=True, help="the bundle (e.g. DIR.sig); '-' for stdin")
     v.add_argument("--key", help="the signer's public key (key method)")
-    v.add_argument(
-        "--certificate-chain",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="trusted root certificate(s) (PEM; repeatable): certificate method",
-    )
     _add_ignore(v)
     v.add_argument(
         "--ignore-unsigned-files",
@@ -132,7 +116,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="accept files the signature does not list",
     )
     _add_common(v)
-    v.set_defaults(handler=_verify)
+    v.set_defaults(handler=failure_fields(_verify, verified=False))
+
+
+def _add_model(p: argparse.ArgumentParser, *, chain: str) -> None:
+    """DIR and ``--certificate-chain`` (what the chain is differs: sign vs verify)."""
+    p.add_argument("model", metavar="DIR", help="model directory or single file")
+    p.add_argument(
+        "--certificate-chain",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help=f"{chain} (PEM; repeatable): certificate method",
+    )
 
 
 def _add_ignore(p: argparse.ArgumentParser) -> None:
@@ -188,23 +184,6 @@ def _ignore_paths(model: str, paths: list[str]) -> list[str]:
     return out
 
 
-def _password(args: argparse.Namespace) -> Any:
-    """The passphrase source for an encrypted key, asked only if it is one."""
-
-    def ask() -> bytes | None:
-        if args.password_file is not None:
-            with open(args.password_file, "rb") as fh:
-                lines = fh.read(_SMALL).splitlines()
-            return lines[0] if lines else b""
-        if sys.stdin.isatty() and sys.stderr.isatty():
-            import getpass
-
-            return getpass.getpass(f"passphrase for {args.key}: ").encode()
-        return None
-
-    return ask
-
-
 def _check_threads(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1")
@@ -249,38 +228,14 @@ def _progress(args: argparse.Namespace, label: str) -> Iterator[Any]:
         shown.close()
 
 
-def _fail(args: argparse.Namespace, exc: BaseException, **fields: Any) -> int:
-    """With --json, the failure document (one on stdout) and its exit code;
-    without, re-raise for main's one-line message."""
-    from trustedge._cli import exit_code_for
-
-    if not args.json or getattr(args, "debug", False):
-        raise exc
-    if isinstance(exc, TrustedgeError):
-        message = " ".join(str(exc).split()) or type(exc).__name__
-    else:
-        assert isinstance(exc, OSError)
-        message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    code = exit_code_for(exc)
-    emit(args, {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}, "")
-    return code
-
-
 def _sign(args: argparse.Namespace) -> int:
-    try:
-        return _do_sign(args)
-    except (TrustedgeError, OSError) as exc:
-        return _fail(args, exc, signed=False)
-
-
-def _do_sign(args: argparse.Namespace) -> int:
     from trustedge import models
     from trustedge.keys import load_private_key
 
     _check_threads(args)
     if args.output == "-" and args.json:
         raise CommandError("--json and -o - both write to stdout: choose one")
-    key = load_private_key(read_input(args.key, limit=_SMALL), password=_password(args))
+    key = load_private_key(read_input(args.key, limit=_SMALL), password=key_password(args))
     chain = _certificates(args.certificate_chain)
     target = None
     if args.output != "-":
@@ -332,13 +287,6 @@ def _do_sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    try:
-        return _do_verify(args)
-    except (TrustedgeError, OSError) as exc:
-        return _fail(args, exc, verified=False)
-
-
-def _do_verify(args: argparse.Namespace) -> int:
     from trustedge import models
     from trustedge.keys import load_public_key
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-from trustedge import _cbor, envelope
+from trustedge import envelope
+from trustedge._cli._batch import batched
 from trustedge._cli._common import (
     EXIT_ENVIRONMENT,
     EXIT_MALFORMED,
@@ -32,6 +30,7 @@ from trustedge._cli._common import (
     add_json_flag,
     add_password_file,
     emit,
+    failure_fields,
     key_password,
     read_input,
     to_stdout,
@@ -39,29 +38,21 @@ from trustedge._cli._common import (
     write_output,
 )
 from trustedge._fs import atomic_output, atomic_write
-from trustedge.attestation.modellog import DEFAULT_NV_INDEX, ModelAgent
-from trustedge.cose import PublicKey, key_id
-from trustedge.errors import MalformedInputError, TrustedgeError
-from trustedge.keys import load_private_key, load_public_key, private_key_to_pem, public_key_to_pem
-from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
-from trustedge.ota import (
-    FileStateStore,
-    FileSystemDevice,
-    KeySet,
-    TrustRoot,
-    Updater,
-    build_trust_root,
-    decode_envelope,
-)
-from trustedge.ota.model import ModelDevice, ModelKey, build_model_release, verify_model_dir
-from trustedge.ota.release import create_envelope, sign_envelope
-from trustedge.ota.suit.inspect import diagnostic, summary
-from trustedge.ota.trustroot import add_signatures
-from trustedge.ota.updater import verify_envelope
+from trustedge.errors import MalformedInputError
+
+if TYPE_CHECKING:
+    from trustedge.cose import PublicKey
+    from trustedge.ota import KeySet, TrustRoot
+    from trustedge.ota.model import ModelDevice, ModelKey
 
 __all__ = ["register"]
 
 _MAX_MANIFEST = 64 << 20
+
+
+#: ``trustedge.attestation.modellog.DEFAULT_NV_INDEX``, spelled here so that building the
+#: parser does not import the attestation layer (tests/test_startup.py checks they agree).
+MODEL_NV_INDEX: Final = 0x013E0D01
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,33 +65,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- helpers -------------------------------------------------------------------------
 
 
-def _json_failure(
-    handler: Callable[[argparse.Namespace], int], **fields: Any
-) -> Callable[[argparse.Namespace], int]:
-    """``handler``, and with ``--json`` one failure document on stdout too
-    (``fields``, ``error``, ``message``, ``exit_code``); without ``--json`` (or
-    with ``--debug``) errors go to main's one-line message as before."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (TrustedgeError, OSError) as exc:
-            if not args.json or getattr(args, "debug", False):
-                raise
-            from trustedge._cli import exit_code_for
-
-            if isinstance(exc, TrustedgeError):
-                message = " ".join(str(exc).split()) or type(exc).__name__
-            else:
-                message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            code = exit_code_for(exc)
-            doc = {**fields, "error": type(exc).__name__, "message": message, "exit_code": code}
-            emit(args, doc, "")
-            return code
-
-    return run
-
-
 def _write(path: str, data: bytes, *, private: bool = False) -> None:
     # Keys, roots and manifests are replaced whole or not at all (tools/crashsafety.py).
     with atomic_output(path, mode=0o600 if private else 0o644) as fh:
@@ -110,10 +74,14 @@ def _write(path: str, data: bytes, *, private: bool = False) -> None:
 def _public_key(path: str) -> PublicKey:
     """A release/root public key in any encoding ``trustedge.keys`` reads (PEM, DER, OpenSSH,
     COSE_Key, raw Ed25519)."""
+    from trustedge.keys import load_public_key
+
     return load_public_key(read_input(path, limit=1 << 16))
 
 
 def _trust(args: argparse.Namespace) -> TrustRoot | KeySet:
+    from trustedge.ota import KeySet, TrustRoot
+
     if args.trust_root:
         return TrustRoot.load(read_input(args.trust_root, limit=1 << 20))
     if not args.pub:
@@ -186,13 +154,16 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(handler=_sign)
 
     p = rs.add_parser(
-        "verify", help="check an envelope's signatures (exit 0 authentic, 1 not, 3 malformed)"
+        "verify",
+        help="check an envelope's signatures (exit 0 authentic, 1 not, 3 malformed)",
+        description="Check envelopes' signatures. Several manifests: one line (--json: one JSON "
+        "document per line) per manifest, exit status the worst.",
     )
-    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("manifest", metavar="MANIFEST", nargs="+")
     _add_trust_args(p)
     p.add_argument("--now", type=int, help="unix time for the trust root's expiry (default: now)")
     add_json_flag(p)
-    p.set_defaults(handler=_verify)
+    p.set_defaults(handler=batched(_verify, "manifest"))
 
     p = rs.add_parser(
         "model", help="build an encrypted model update (SUIT + envelope) from a signed model"
@@ -226,7 +197,7 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--payload", metavar="FILE", help="encrypted payload (default UPDATE.tenv)")
     p.add_argument("--uri", help="payload URI in the manifest (default: its file name)")
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_release_model, built=False))
+    p.set_defaults(handler=failure_fields(_release_model, built=False))
 
     p = rs.add_parser("inspect", help="readable and CBOR-diagnostic dump (verifies nothing)")
     p.add_argument("manifest", metavar="MANIFEST")
@@ -237,6 +208,11 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from trustedge.cose import key_id
+    from trustedge.keys import private_key_to_pem, public_key_to_pem
+
     key = (
         ec.generate_private_key(ec.SECP256R1())
         if args.alg == "es256"
@@ -257,6 +233,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from trustedge.ota import decode_envelope
+    from trustedge.ota.release import create_envelope
+
     try:
         spec = json.loads(read_input(args.spec, limit=1 << 20))
     except ValueError as exc:
@@ -284,6 +263,10 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from trustedge.keys import load_private_key
+    from trustedge.ota import decode_envelope
+    from trustedge.ota.release import sign_envelope
+
     env = read_input(args.manifest, limit=_MAX_MANIFEST)
     password = key_password(args)
     keys = [load_private_key(read_input(k, limit=1 << 16), password=password) for k in args.key]
@@ -302,6 +285,8 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from trustedge.ota.updater import verify_envelope
+
     env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
     auth = verify_envelope(
         env_bytes,
@@ -326,7 +311,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from trustedge import _cbor
+    from trustedge.ota import decode_envelope
     from trustedge.ota.suit.codec import decode_manifest
+    from trustedge.ota.suit.inspect import diagnostic, summary
 
     data = read_input(args.manifest, limit=_MAX_MANIFEST)
     env = decode_envelope(data, max_size=len(data), legacy_install=args.legacy_install)
@@ -360,6 +348,8 @@ def _model_component(text: str) -> tuple[bytes, ...]:
 
 
 def _model_keys(paths: list[str]) -> list[ModelKey]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     keys = []
     for path in paths:
         key = _public_key(path)
@@ -370,6 +360,12 @@ def _model_keys(paths: list[str]) -> list[ModelKey]:
 
 
 def _release_model(args: argparse.Namespace) -> int:
+    import uuid
+
+    from trustedge.models import MAX_BUNDLE_BYTES, default_signature_path
+    from trustedge.ota import decode_envelope
+    from trustedge.ota.model import build_model_release, verify_model_dir
+
     model = Path(args.model)
     if not model.is_dir():
         raise CommandError(f"{model}: not a directory", exit_code=EXIT_ENVIRONMENT)
@@ -487,11 +483,15 @@ def _register_root(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _signers(paths: list[str], args: argparse.Namespace) -> list[Any]:
+    from trustedge.keys import load_private_key
+
     password = key_password(args)
     return [load_private_key(read_input(p, limit=1 << 16), password=password) for p in paths]
 
 
 def _root_init(args: argparse.Namespace) -> int:
+    from trustedge.ota import build_trust_root
+
     signed = build_trust_root(
         version=1,
         expires=args.expires,
@@ -512,6 +512,8 @@ def _root_init(args: argparse.Namespace) -> int:
 
 
 def _component_id(text: str) -> bytes:
+    from trustedge import _cbor
+
     try:
         return _cbor.encode([bytes.fromhex(p) for p in text.split("/")])
     except ValueError:
@@ -519,6 +521,8 @@ def _component_id(text: str) -> bytes:
 
 
 def _root_rotate(args: argparse.Namespace) -> int:
+    from trustedge.ota import TrustRoot, build_trust_root
+
     current = TrustRoot.load(read_input(args.current, limit=1 << 20))
     revoked = {bytes.fromhex(k) for k in args.revoke}
 
@@ -559,6 +563,8 @@ def _root_rotate(args: argparse.Namespace) -> int:
 
 
 def _root_sign(args: argparse.Namespace) -> int:
+    from trustedge.ota.trustroot import add_signatures
+
     out = add_signatures(read_input(args.root, limit=1 << 20), _signers(args.key, args))
     if to_stdout(args, args.output or args.root):
         write_output(args.output or args.root, out)
@@ -569,6 +575,8 @@ def _root_sign(args: argparse.Namespace) -> int:
 
 
 def _root_verify(args: argparse.Namespace) -> int:
+    from trustedge.ota import TrustRoot
+
     now = _now(args)
     root = TrustRoot.load(read_input(args.roots[0], limit=1 << 20))
     root = root.rotate_chain([read_input(p, limit=1 << 20) for p in args.roots[1:]], now=now)
@@ -636,7 +644,17 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="install a model only if its OMS signature verifies with this key; repeatable",
     )
     device_args(p)
-    p.set_defaults(handler=_json_failure(_apply, installed=False))
+    _sealed_state_args(p)
+    p.add_argument(
+        "--tpm-policy",
+        metavar="POLICY",
+        help="sealed state: the update's signed PCR policy (release policy), staged before it "
+        "installs so that the new boot chain unseals the state key",
+    )
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p, required=False)
+    p.set_defaults(handler=failure_fields(_with_sealed_state(_apply), installed=False))
 
     p = us.add_parser("confirm", help="the new image booted: raise the rollback floor")
     device_args(p)
@@ -648,10 +666,11 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="also revoke signed PCR policies older than --policy-version (sealed updates)",
     )
     p.add_argument("--policy-version", type=int, help="the confirmed update's policy version")
+    _sealed_state_args(p)
     from trustedge._cli.attestation import add_backend_options
 
     add_backend_options(p, required=False)
-    p.set_defaults(handler=_confirm)
+    p.set_defaults(handler=_with_sealed_state(_confirm))
 
     p = us.add_parser(
         "load",
@@ -666,8 +685,8 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument(
         "--nv-index",
         type=lambda text: int(text, 0),
-        default=DEFAULT_NV_INDEX,
-        help=f"NV extend index (default 0x{DEFAULT_NV_INDEX:08x})",
+        default=MODEL_NV_INDEX,
+        help=f"NV extend index (default 0x{MODEL_NV_INDEX:08x})",
     )
     p.add_argument("--name", help="name recorded in the log (default: the signed model name)")
     from trustedge._cli.attestation import add_backend_options
@@ -678,13 +697,17 @@ def _register_update(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--class-id", help="device class UUID (default: DIR/identity.json)")
     p.add_argument("--model-component", action="append", default=[], help=argparse.SUPPRESS)
     add_json_flag(p)
-    p.set_defaults(handler=_json_failure(_load, loaded=False))
+    p.set_defaults(handler=failure_fields(_load, loaded=False))
     _register_predict(us)
 
 
 def _device(
     args: argparse.Namespace, payload: str | None = None, model_keys: list[ModelKey] | None = None
 ) -> ModelDevice:
+    import uuid
+
+    from trustedge.ota.model import ModelDevice
+
     ident = _recorded_identity(args.device)
     vendor = args.vendor_id or ident.get("vendor-id")
     klass = args.class_id or ident.get("class-id")
@@ -745,6 +768,8 @@ def _recorded_identity(device: str) -> dict[str, Any]:
 
 
 def _record_identity(args: argparse.Namespace) -> None:
+    import uuid
+
     vendor, klass = _device_ids(args)
     recorded = _recorded_identity(args.device)
     doc = {**recorded, "vendor-id": str(uuid.UUID(bytes=vendor)),
@@ -754,6 +779,8 @@ def _record_identity(args: argparse.Namespace) -> None:
 
 
 def _device_ids(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    import uuid
+
     ident = _recorded_identity(args.device)
     vendor = args.vendor_id or ident.get("vendor-id")
     klass = args.class_id or ident.get("class-id")
@@ -761,6 +788,8 @@ def _device_ids(args: argparse.Namespace) -> tuple[bytes, bytes]:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from trustedge.ota import TrustRoot, Updater
+
     env = read_input(args.manifest, limit=_MAX_MANIFEST)
     device = _device(args, args.payload, _model_keys(args.model_key))
     identities: list[envelope.Identity] = [
@@ -772,7 +801,7 @@ def _apply(args: argparse.Namespace) -> int:
         raise CommandError("--identity opens model payloads: name them with --model-component")
     updater = Updater(
         _trust(args),
-        FileStateStore(args.state),
+        _state_store(args),
         device,
         max_envelope=_MAX_MANIFEST,
         legacy_install=args.legacy_install,
@@ -784,6 +813,10 @@ def _apply(args: argparse.Namespace) -> int:
             raise CommandError("--rotate needs --trust-root")
         chain = [read_input(p, limit=1 << 20) for p in args.rotate]
         updater.adopt_trust_root(updater.trust.rotate_chain(chain, now=_now(args)))
+    if args.sealed_key is not None:  # staged first: the new chain must open the state
+        if not args.tpm_policy:
+            raise CommandError("a sealed state needs the update's signed policy: --tpm-policy")
+        args.sealed_key.stage(read_input(args.tpm_policy, limit=1 << 16))
     result = updater.apply(env, now=_now(args))
     _record_identity(args)
     data = {
@@ -798,17 +831,19 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    store = FileStateStore(args.state)
-    state = store.load()
-    comps = tuple(
-        tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
-    )
+    if args.sealed_key is not None:
+        return _confirm_sealed(args)
+    from trustedge.ota import FileStateStore
+    from trustedge.ota.updater import confirm, revert
+
     if args.policy_counter is not None and (
         args.policy_version is None or not (args.software or args.tcti)
     ):
         raise CommandError("--policy-counter needs --policy-version and --software or --tcti")
-    updater = Updater(KeySet({}, 1), store, _device(args))
-    new = updater.revert(comps) if args.revert else updater.confirm(comps)
+    # No keys: confirm and revert act only on the pending state `update apply` recorded
+    # (atomically) after it authenticated the manifest.
+    store, device = FileStateStore(args.state), _device(args)
+    new = revert(store, device) if args.revert else confirm(store, device)
     floors = {cid.hex(): c.floor for cid, c in new.components.items()}
     data: dict[str, Any] = {"floors": floors, "reverted": args.revert}
     if args.policy_counter is not None and not args.revert:
@@ -817,8 +852,117 @@ def _confirm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sealed_state_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sealed state (its MAC key sealed to the release's signed policies)")
+    g.add_argument(
+        "--state-counter",
+        type=lambda t: int(t, 0),
+        metavar="NV",
+        help="the state's generation counter: the state is MAC'd with a key the TPM unseals "
+        "only under a signed PCR policy (update state-key provision)",
+    )
+    g.add_argument("--tpm-authority", metavar="PUB", help="the policy authority (release) key")
+
+
+def _with_sealed_state(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``handler`` with ``args.sealed_key`` (a SealedStateKey on the TPM, opened once and closed
+    afterwards) when ``--state-counter`` is given, else None."""
+
+    def run(args: argparse.Namespace) -> int:
+        args.sealed_key = None
+        if getattr(args, "state_counter", None) is None:
+            return handler(args)
+        from trustedge._cli.attestation import opened_backend
+        from trustedge._cli.envelope import _tpm_authority
+        from trustedge.ota.sealedstate import SealedStateKey
+
+        authority = _tpm_authority(args)
+        if authority is None:
+            raise CommandError("--state-counter needs --tpm-authority PUB")
+        with opened_backend(args) as backend:
+            args.sealed_key = SealedStateKey(args.state, backend, authority=authority)
+            return handler(args)
+
+    return run
+
+
+def _state_store(args: argparse.Namespace) -> Any:
+    """The rollback state store: the sealed one (MAC key unsealed by the TPM) or the file one."""
+    from trustedge.ota import FileStateStore
+
+    key = getattr(args, "sealed_key", None)
+    if key is None:
+        return FileStateStore(args.state)
+    return key.open_store(args.state_counter)
+
+
+def _confirm_sealed(args: argparse.Namespace) -> int:
+    """Confirm (or revert) with a sealed state: the pending policy must unseal in this boot;
+    the policy counter then advances to its version (the old chain's policy is revoked)."""
+    from trustedge import _cbor
+    from trustedge.ota import KeySet, Updater
+    from trustedge.ota.bootchain import PolicyCounter
+
+    key = args.sealed_key
+    store = _state_store(args)
+    state = store.load()
+    comps = tuple(
+        tuple(_cbor.decode(cid)) for cid, c in state.components.items() if c.pending is not None
+    )
+    updater = Updater(KeySet({}, 1), store, _device(args))
+    data: dict[str, Any] = {"reverted": args.revert}
+    if args.revert:
+        new = key.revert(updater, comps)
+    else:
+        if args.policy_counter is None:
+            raise CommandError("a sealed state's confirm needs --policy-counter NV")
+        counter = PolicyCounter(key.backend, args.policy_counter)
+        new = key.confirm(updater, counter, comps)
+        data["policy_version"] = counter.version
+    floors = {cid.hex(): c.floor for cid, c in new.components.items()}
+    data["floors"] = floors
+    emit(args, data, f"floors: {floors}")
+    return EXIT_OK
+
+
+def _state_key(args: argparse.Namespace) -> int:
+    """``update state-key provision|show``."""
+    key = args.sealed_key
+    if key is None:
+        raise CommandError("give --state-counter NV and --tpm-authority PUB")
+    if args.action == "provision":
+        from trustedge.ota.sealedstate import SealedStateKey
+
+        if not args.tpm_policy:
+            raise CommandError("provision needs the current chain's signed policy: --tpm-policy")
+        key = SealedStateKey.provision(
+            args.state,
+            key.backend,
+            authority=key.authority,
+            policy=read_input(args.tpm_policy, limit=1 << 16),
+            policy_ref=args.policy_ref.encode(),
+        )
+        state = key.provision_store(args.state_counter).load()
+    else:
+        state = key.open_store(args.state_counter).load()
+    from trustedge.hazmat.tpm2.policy import SignedPolicy
+
+    versions = [SignedPolicy.decode(p).policy.version for p in key.policies()]
+    data = {
+        "state_counter": args.state_counter,
+        "generation": state.generation,
+        "policy_versions": versions,
+        "pending": state.has_pending,
+    }
+    emit(args, data, f"state generation {state.generation}; policy versions {versions}")
+    return EXIT_OK
+
+
 def _load(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
+    from trustedge.attestation.modellog import ModelAgent
 
     device = _device(args)
     if args.component is not None:
@@ -835,15 +979,10 @@ def _load(args: argparse.Namespace) -> int:
         raise CommandError(
             f"no signed model installed for component {shown!r}", exit_code=EXIT_ENVIRONMENT
         )
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         agent = ModelAgent(backend, args.log, _model_keys(args.model_key), nv_index=args.nv_index)
         loaded = agent.load(directory, bundle, name=args.name)
         value = backend.nv_extend_read(args.nv_index)
-    finally:
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
     data = {
         "loaded": True,
         "directory": str(directory),
@@ -875,6 +1014,21 @@ def _register_predict(us: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_prediction_args(p)
     add_json_flag(p)
     p.set_defaults(handler=_predict)
+
+    p = us.add_parser(
+        "state-key",
+        help="the rollback state's MAC key sealed to signed PCR policies (provision, show)",
+    )
+    p.add_argument("action", choices=("provision", "show"))
+    p.add_argument("--state", required=True, metavar="DIR", help="rollback state directory")
+    _sealed_state_args(p)
+    p.add_argument("--tpm-policy", metavar="POLICY", help="the current chain's signed policy")
+    p.add_argument("--policy-ref", default="", help="policyRef (the signed policies')")
+    from trustedge._cli.attestation import add_backend_options
+
+    add_backend_options(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_with_sealed_state(_state_key))
 
     p = us.add_parser(
         "policy-counter",
@@ -909,6 +1063,7 @@ def _register_release_policy(rs: argparse._SubParsersAction[argparse.ArgumentPar
         help="PCRs the policy covers (default sha256:4,7)",
     )
     p.add_argument("--policy-ref", default="", help="policyRef (the sealed key's)")
+    _phase_arg(p)
     p.add_argument(
         "--current", action="store_true", help="sign the current boot's values (provisioning)"
     )
@@ -936,8 +1091,10 @@ def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     against --pcrs (or its own replay) and the device's active slots (--device)."""
     from trustedge._cli.measuredboot import parse_pcr_values
     from trustedge.measuredboot import parse_event_log
+    from trustedge.ota import FileSystemDevice, decode_envelope
     from trustedge.ota.bootchain import boot_measurements, predict_update
     from trustedge.ota.suit.codec import decode_manifest
+    from trustedge.ota.updater import verify_envelope
 
     env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
     authenticated = bool(args.trust_root or args.pub)
@@ -963,7 +1120,8 @@ def prediction_from_args(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     device = None
     if args.device:
         device = FileSystemDevice(args.device, vendor_id=bytes(16), class_id=bytes(16))
-    return predict_update(manifest, verified, device=device), manifest, authenticated
+    prediction = predict_update(manifest, verified, device=device, phases=args.phase)
+    return prediction, manifest, authenticated
 
 
 def add_prediction_args(p: argparse.ArgumentParser) -> None:
@@ -981,6 +1139,7 @@ def add_prediction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", metavar="DIR", help="device directory: place images by its active slots"
     )
+    _phase_arg(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -1048,10 +1207,23 @@ def _selection(items: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _release_policy(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives.asymmetric import rsa
+def _phase_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        metavar="PHASE",
+        help="systemd-pcrphase string extended into the predicted PCR11 after the UKI "
+        "(e.g. enter-initrd, where the disk key is unsealed); repeatable, in order",
+    )
 
+
+def _release_policy(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from trustedge.keys import load_private_key
     from trustedge.ota.bootchain import DEFAULT_POLICY_PCRS, predict_update, sign_pcr_policy
+    from trustedge.ota.updater import verify_envelope
 
     verified = _verified_log(args)
     if args.boot_policy:
@@ -1063,6 +1235,15 @@ def _release_policy(args: argparse.Namespace) -> int:
     if args.current:
         values = verified.source.replay()
         changes: list[Any] = []
+        if args.phase:
+            from trustedge.errors import PolicyError
+            from trustedge.measuredboot.uki import extend_phases
+
+            if not any(11 in v for v in values.values()):
+                raise PolicyError("--phase extends PCR11, which this log does not measure")
+            for bank, v in values.items():
+                if 11 in v:
+                    v[11] = extend_phases(bank, v[11], args.phase)
     else:
         env_bytes = read_input(args.manifest, limit=_MAX_MANIFEST)
         if not (args.trust_root or args.pub):
@@ -1070,7 +1251,7 @@ def _release_policy(args: argparse.Namespace) -> int:
         manifest = verify_envelope(
             env_bytes, _trust(args), now=_now(args), max_envelope=max(len(env_bytes), 1)
         ).manifest
-        prediction = predict_update(manifest, verified)
+        prediction = predict_update(manifest, verified, phases=args.phase)
         values, changes = prediction.next, list(prediction.changes)
     key = load_private_key(read_input(args.sign, limit=1 << 16))
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
@@ -1106,11 +1287,10 @@ def _release_policy(args: argparse.Namespace) -> int:
 
 
 def _policy_counter(args: argparse.Namespace) -> int:
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         counter = PolicyCounter(backend, args.index)
         if args.action == "init":
             counter.provision()
@@ -1119,10 +1299,6 @@ def _policy_counter(args: argparse.Namespace) -> int:
         version = counter.version
         data = {"index": args.index, "version": version, "next_version": version + 1,
                 "nv_name": counter.name}  # fmt: skip
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
     emit(
         args,
         data,
@@ -1133,13 +1309,8 @@ def _policy_counter(args: argparse.Namespace) -> int:
 
 def _advance_policies(args: argparse.Namespace) -> int:
     """Advance the policy counter to the confirmed update's version (idempotent)."""
-    from trustedge._cli.attestation import open_backend
+    from trustedge._cli.attestation import opened_backend
     from trustedge.ota.bootchain import PolicyCounter
 
-    backend = open_backend(args)
-    try:
+    with opened_backend(args) as backend:
         return PolicyCounter(backend, args.policy_counter).advance_to(args.policy_version)
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()

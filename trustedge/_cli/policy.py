@@ -12,8 +12,14 @@ import json
 import sys
 from typing import Any
 
-from trustedge._cli._common import EXIT_OK, CommandError, add_json_flag, read_input
-from trustedge._cli.measuredboot import _add_workaround_flag, _workarounds
+from trustedge._cli._common import (
+    EXIT_OK,
+    CommandError,
+    add_json_flag,
+    add_workaround_flag,
+    read_input,
+    workarounds_of,
+)
 
 __all__ = ["register"]
 
@@ -36,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--pcr-indices", default="0-9", metavar="LIST",
         help="PCRs to cover, e.g. 0-7,9 (default 0-9)",
     )  # fmt: skip
-    _add_workaround_flag(ev)
+    add_workaround_flag(ev)
     _add_output(ev)
     ev.set_defaults(handler=_cmd_from_eventlog)
 
@@ -92,7 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--pcrs", metavar="PCRS",
         help="quoted PCR values (JSON or tpm2_pcrread YAML); default: the log's own replay",
     )  # fmt: skip
-    _add_workaround_flag(explain)
+    add_workaround_flag(explain)
     add_policy_key_args(explain)
     add_json_flag(explain)
     explain.set_defaults(handler=_cmd_explain)
@@ -229,7 +235,7 @@ def _cmd_from_eventlog(args: argparse.Namespace) -> int:
 
     if sum(1 for p in args.logs if p == "-") > 1:
         raise CommandError("only one LOG can be - (standard input)")
-    workarounds = _workarounds(args)
+    workarounds = workarounds_of(args)
     logs = []
     for path in args.logs:
         log = parse_event_log(read_input(path, limit=64 << 20), workarounds=workarounds)
@@ -384,7 +390,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from trustedge.measuredboot.policy import boot_facts
 
     doc = _boot_rules(args.policy)
-    workarounds = _workarounds(args)
+    workarounds = workarounds_of(args)
     log = parse_event_log(read_input(args.log, limit=64 << 20), workarounds=workarounds)
     if args.pcrs:
         text = read_input(args.pcrs, limit=1 << 20).decode("utf-8", "replace")

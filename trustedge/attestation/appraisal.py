@@ -35,8 +35,12 @@ offline audits: a pinned AK, a policy and the expected nonce in; the
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -86,6 +90,7 @@ __all__ = [
     "Appraisal",
     "AppraisalPolicy",
     "AppraisalState",
+    "BootVerdictCache",
     "EnrolledDevice",
     "EvidenceRejectedError",
     "FindingItem",
@@ -210,9 +215,9 @@ class Appraisal:
     ima_state: ImaState | None = None
     reboot: bool = False
 
-    @property
+    @functools.cached_property
     def result(self) -> ear.Appraisal:
-        """The EAR appraisal of the device (status, AR4SI vector, reasons)."""
+        """The EAR appraisal of the device (status, AR4SI vector, reasons; computed once)."""
         return appraisal_from_findings(self.findings, policy_id=self.policy_id)
 
     @property
@@ -245,6 +250,67 @@ class Appraisal:
         )  # fmt: skip
 
 
+class BootVerdictCache:
+    """Remembers the firmware-log verdict (step 4 of :func:`appraise`) of evidence seen before.
+
+    The devices of a fleet send the same firmware event log at every push, and replaying,
+    classifying and checking it again gives the same findings: that verdict is a function
+    of the log's bytes, the quoted firmware PCR values (bound by the quote's signature and
+    pcrDigest, which are checked before the cache is consulted, at every appraisal), the
+    policy and the device's stored boot reference, and of nothing else. The cache is keyed
+    on exactly those -- SHA-256 of the log, SHA-256 of the bank's firmware PCR values with
+    their indexes, the bank, the policy's id and SHA-256 of the boot reference -- and is
+    bound to one policy object (:func:`appraise` ignores a cache made for another). So it is
+    an optimisation only: a changed log, PCR value, policy or reference is a miss and is
+    appraised in full. Bounded to ``max_entries`` (the least recently used go first); safe
+    to share between threads.
+    """
+
+    def __init__(self, policy: AppraisalPolicy, *, max_entries: int = 1024) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.policy = policy
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[bytes, tuple[FindingItem, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, event_log: bytes, pcrs: dict[int, bytes], boot_reference: bytes | None) -> bytes:
+        """The cache key of one firmware-log verdict (the digests named above)."""
+        policy = self.policy
+        h = hashlib.sha256()
+        for part in (
+            hashlib.sha256(event_log).digest(),
+            hashlib.sha256(b"".join(i.to_bytes(1, "big") + pcrs[i] for i in sorted(pcrs))).digest(),
+            policy.bank.encode(),
+            policy.policy_id.encode("utf-8"),
+            b"" if boot_reference is None else hashlib.sha256(boot_reference).digest(),
+        ):
+            h.update(len(part).to_bytes(4, "big") + part)
+        return h.digest()
+
+    def get(self, key: bytes) -> tuple[FindingItem, ...] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: bytes, findings: tuple[FindingItem, ...]) -> None:
+        with self._lock:
+            self._entries[key] = findings
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class EvidenceRejectedError(VerificationError):
     """:func:`verify_evidence` did not affirm the evidence; ``appraisal`` says why."""
 
@@ -261,6 +327,7 @@ def appraise(
     last_state: AppraisalState | None = None,
     now: int,
     boot_reference: bytes | None = None,
+    boot_cache: BootVerdictCache | None = None,
 ) -> Appraisal:
     """Appraise ``evidence`` (an :class:`UnverifiedEvidence` or its CBOR bytes).
 
@@ -271,8 +338,11 @@ def appraise(
     :class:`~trustedge.measuredboot.predict.BootReference`, the predicted boot of
     the device's pending update) is checked on top of the boot policy: a boot that
     is neither the predicted chain nor (before confirm) the current one is a
-    violation naming the first diverging event. A pure function: no store, no key, no clock, no I/O.
-    Never raises for bad evidence (see the module docstring for the checks).
+    violation naming the first diverging event. ``boot_cache`` (a
+    :class:`BootVerdictCache` of this ``policy``) remembers firmware-log verdicts by the
+    digests they depend on; it never changes a decision. A pure function: no store, no
+    key, no clock, no I/O. Never raises for bad evidence (see the module docstring for the
+    checks).
     """
     if isinstance(now, bool) or not isinstance(now, int):
         raise TypeError("now must be an int (POSIX seconds)")
@@ -302,7 +372,18 @@ def appraise(
         )  # fmt: skip
         if not models:
             models = [(Finding.MODEL_LOG_MISSING, "the quote did not verify")]
-    _check_boot(ev, quote, policy, findings, boot_reference)
+    if boot_cache is not None and boot_cache.policy is policy and ev.event_log is not None:
+        firmware = {i: v for i, v in quote.pcrs[policy.bank].items() if i != 10}
+        key = boot_cache.key(ev.event_log, firmware, boot_reference)
+        verdict = boot_cache.get(key)
+        if verdict is None:
+            boot: Finds = []
+            _check_boot(ev, quote, policy, boot, boot_reference)
+            verdict = tuple(boot)
+            boot_cache.put(key, verdict)
+        findings.extend(verdict)
+    else:
+        _check_boot(ev, quote, policy, findings, boot_reference)
     reboot = quote.reboot == "reset"
     ima_state = None
     if policy.runtime is not None:

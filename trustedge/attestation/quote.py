@@ -33,38 +33,41 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from functools import lru_cache
+from typing import Final, Literal, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
+from trustedge._binary import Reader
 from trustedge.errors import (
     MalformedInputError,
     NonceError,
     PolicyError,
     RollbackError,
     SignatureError,
-    UnsupportedAlgorithmError,
     VerificationError,
 )
 from trustedge.hazmat.tpm2 import (
     TPM_GENERATED_VALUE,
-    TPMST,
     Attest,
     ClockInfo,
-    PCRSelectionList,
     Public,
     PublicKey,
-    QuoteInfo,
     Signature,
     TPMAlg,
     TPMAObject,
-    hash_alg_by_id,
     hash_alg_by_name,
     hash_for,
     pcr_composite_digest,
+    pcr_indices,
+    read_quote_fields,
 )
+from trustedge.hazmat.tpm2.constants import HASH_ALGS, HashAlg
 
 __all__ = [
     "AttestationKey",
@@ -80,6 +83,7 @@ __all__ = [
     "QuoteSignatureError",
     "QuoteState",
     "VerifiedQuote",
+    "signature_from_plain",
     "verify_quote",
 ]
 
@@ -193,7 +197,21 @@ class QuoteState:
 
     @classmethod
     def of(cls, info: ClockInfo) -> QuoteState:
-        return cls(info.reset_count, info.restart_count, info.clock)
+        return cls._of_fields(info.reset_count, info.restart_count, info.clock)
+
+    @classmethod
+    def _of_fields(cls, reset: int, restart: int, clock: int) -> QuoteState:
+        """The state of parsed fields (one range check, not three)."""
+        if not (
+            type(reset) is int and type(restart) is int and type(clock) is int
+            and 0 <= reset <= _U32 and 0 <= restart <= _U32 and 0 <= clock <= _U64
+        ):  # fmt: skip
+            return cls(reset, restart, clock)  # raises the precise ValueError
+        state = object.__new__(cls)
+        object.__setattr__(state, "reset_count", reset)
+        object.__setattr__(state, "restart_count", restart)
+        object.__setattr__(state, "clock", clock)
+        return state
 
     def advances(self, previous: QuoteState | None) -> bool:
         """True when this state is strictly newer than ``previous`` (or there is none)."""
@@ -215,12 +233,39 @@ _REQUIRED_AK_BITS: Final = int(
 @dataclass(frozen=True)
 class AttestationKey:
     """An AK prepared for verification: its TPMT_PUBLIC (when known), the
-    ``cryptography`` key and its name. Build one per AK and reuse it: key
-    construction costs more than a verification."""
+    ``cryptography`` key and its name, plus what every verification needs of
+    them (the AK's scheme, whether its attributes are those of an AK), worked
+    out once. Build one per AK and reuse it -- key construction costs more than
+    a verification -- or let :meth:`from_bytes` / :func:`verify_quote` cache it
+    (keyed by the TPMT_PUBLIC).
+
+    An AK known only as a PEM/DER key (``public`` is None) has no TPM name: the
+    scheme and attribute checks and :attr:`name` are then unavailable, and
+    ``qualified_signer`` is the only way to bind a quote to a TPM object.
+    """
 
     key: PublicKey
     public: Public | None = None
     name: bytes = b""
+    #: (sigAlg, hashAlg) the AK's TPMT_PUBLIC fixes, or None (NULL scheme, or no TPMT_PUBLIC).
+    scheme: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+    #: The AK's attributes are those of a restricted signing key that never left a TPM.
+    attributes_ok: bool = field(default=False, init=False, repr=False, compare=False)
+    #: An ECC key (else RSA): decided once, not by two ABC checks per signature.
+    is_ecc: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key, ec.EllipticCurvePublicKey):
+            object.__setattr__(self, "is_ecc", True)
+        elif not isinstance(self.key, rsa.RSAPublicKey):
+            raise TypeError("an AK is an RSA or ECC public key")
+        if self.public is not None:
+            sch = self.public.scheme()
+            if sch.scheme != TPMAlg.NULL:
+                object.__setattr__(self, "scheme", (sch.scheme, sch.hash_alg))
+            attrs = self.public.attributes
+            ok = not (_REQUIRED_AK_BITS & ~attrs) and not attrs & TPMAObject.DECRYPT
+            object.__setattr__(self, "attributes_ok", ok)
 
     @classmethod
     def from_public(cls, ak: Public | PublicKey | AttestationKey) -> AttestationKey:
@@ -231,29 +276,112 @@ class AttestationKey:
             return cls(ak.public_key(), ak, ak.name())
         return cls(ak)
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AttestationKey:
+        """From a marshalled ``TPM2B_PUBLIC`` (``tpm2_readpublic -o``) or ``TPMT_PUBLIC``
+        (``tpm2_readpublic -f tpmt``); prepared keys are cached by those bytes, so calling
+        this per quote costs a dictionary look-up, not a key import. Raises
+        MalformedInputError / UnsupportedAlgorithmError."""
+        return _prepared_from_bytes(bytes(data))
 
-@dataclass(frozen=True)
+
+_AK_CACHE_SIZE: Final = 1024
+
+
+@lru_cache(maxsize=_AK_CACHE_SIZE)
+def _prepared_from_bytes(data: bytes) -> AttestationKey:
+    return AttestationKey.from_public(Public.unmarshal_any(data))
+
+
+@lru_cache(maxsize=_AK_CACHE_SIZE)
+def _prepared_from_public(public: Public) -> AttestationKey:
+    return AttestationKey.from_public(public)
+
+
+def _prepare(ak: Public | PublicKey | AttestationKey) -> AttestationKey:
+    if isinstance(ak, AttestationKey):
+        return ak
+    if isinstance(ak, Public):
+        return _prepared_from_public(ak)
+    return AttestationKey(ak)
+
+
 class VerifiedQuote:
     """A quote that passed every check. ``pcrs`` holds exactly the quoted
     values; ``reboot`` is ``"reset"`` (resetCount rose), ``"restart"``
     (restartCount rose: resume) or ``None`` against ``last``; ``warnings``
-    lists tolerated oddities (``safe=0``)."""
+    lists tolerated oddities (``safe=0``). ``message`` and ``raw_signature``
+    are the verified bytes; :attr:`attest` and :attr:`signature` are their
+    parsed structures (built on first use: verification itself reads the
+    fields it checks without building them)."""
 
-    attest: Attest
-    signature: Signature
+    __slots__ = (
+        "_attest", "_signature", "ak_name", "firmware_version", "message", "pcrs",
+        "raw_signature", "reboot", "safe", "state", "warnings",
+    )  # fmt: skip
+
+    message: bytes
+    raw_signature: bytes
     ak_name: bytes
     pcrs: dict[str, dict[int, bytes]]
     state: QuoteState
     firmware_version: int
-    reboot: Literal["reset", "restart"] | None = None
-    warnings: tuple[str, ...] = field(default=())
+    safe: bool
+    reboot: Literal["reset", "restart"] | None
+    warnings: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        message: bytes,
+        raw_signature: bytes,
+        ak_name: bytes,
+        pcrs: dict[str, dict[int, bytes]],
+        state: QuoteState,
+        firmware_version: int,
+        safe: bool,
+        reboot: Literal["reset", "restart"] | None = None,
+        warnings: tuple[str, ...] = (),
+        signature: Signature | None = None,
+    ) -> None:
+        self.message = message
+        self.raw_signature = raw_signature
+        self.ak_name = ak_name
+        self.pcrs = pcrs
+        self.state = state
+        self.firmware_version = firmware_version
+        self.safe = safe
+        self.reboot = reboot
+        self.warnings = warnings
+        self._signature = signature
+        self._attest: Attest | None = None
+
+    @property
+    def attest(self) -> Attest:
+        """The quote's TPMS_ATTEST (parsed from the verified ``message`` once)."""
+        if self._attest is None:
+            self._attest = Attest.unmarshal(self.message)
+        return self._attest
+
+    @property
+    def signature(self) -> Signature:
+        """The quote's TPMT_SIGNATURE (parsed from the verified ``raw_signature``)."""
+        if self._signature is None:
+            self._signature = Signature.unmarshal(self.raw_signature)
+        return self._signature
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifiedQuote(ak_name={self.ak_name.hex()!r}, state={self.state}, "
+            f"reboot={self.reboot!r}, pcrs={sorted(self.pcrs)!r})"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
             "valid": True,
             "ak_name": self.ak_name.hex(),
             "clock": self.state.to_json(),
-            "safe": self.attest.clock_info.safe,
+            "safe": self.safe,
             "firmware_version": f"0x{self.firmware_version:016x}",
             "reboot": self.reboot,
             "pcrs": {
@@ -267,6 +395,15 @@ class VerifiedQuote:
 # ---------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------
+_PKCS1V15: Final = padding.PKCS1v15()
+_ECDSA: Final = {alg: ec.ECDSA(h) for alg, h in ((a.alg.value, hash_for(a.alg)) for a in HASH_ALGS)}
+_PSS: Final = {
+    alg: padding.PSS(mgf=padding.MGF1(h), salt_length=padding.PSS.AUTO)
+    for alg, h in ((a.alg.value, hash_for(a.alg)) for a in HASH_ALGS)
+}
+_HASH_NAMES: Final = {a.alg.value: a.name for a in HASH_ALGS}
+
+
 def _check_signature(
     message: bytes, sig_bytes: bytes, ak: AttestationKey, policy: QuotePolicy
 ) -> Signature:
@@ -275,39 +412,35 @@ def _check_signature(
     except MalformedInputError as exc:
         # A signature that does not parse is a signature that does not verify.
         raise QuoteSignatureError(f"signature does not parse: {exc}") from exc
-    try:
-        hash_name = hash_alg_by_id(sig.hash_alg).name
-    except UnsupportedAlgorithmError as exc:
-        raise QuoteSignatureError(f"signature hash 0x{sig.hash_alg:04x} unknown") from exc
+    sig_alg, hash_alg = sig.sig_alg, sig.hash_alg
+    hash_name = _HASH_NAMES.get(hash_alg)
+    if hash_name is None:
+        raise QuoteSignatureError(f"signature hash 0x{hash_alg:04x} unknown")
     if hash_name not in policy.allowed_hashes:
         raise HashPolicyError(f"signature hash {hash_name} is not allowed by the policy")
-    if ak.public is not None:
-        scheme = ak.public.scheme()
-        if scheme.scheme != TPMAlg.NULL and (
-            scheme.scheme != sig.sig_alg or scheme.hash_alg != sig.hash_alg
-        ):
-            raise QuoteSignatureError(
-                f"signature scheme 0x{sig.sig_alg:04x}/0x{sig.hash_alg:04x} is not the AK's "
-                f"scheme 0x{scheme.scheme:04x}/0x{scheme.hash_alg:04x}"
-            )
-    algo = hash_for(sig.hash_alg)
+    scheme = ak.scheme
+    if scheme is not None and (scheme[0] != sig_alg or scheme[1] != hash_alg):
+        raise QuoteSignatureError(
+            f"signature scheme 0x{sig_alg:04x}/0x{hash_alg:04x} is not the AK's "
+            f"scheme 0x{scheme[0]:04x}/0x{scheme[1]:04x}"
+        )
     key = ak.key
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            if sig.sig_alg != TPMAlg.ECDSA:
+        if ak.is_ecc:
+            if sig_alg != TPMAlg.ECDSA:
                 raise QuoteSignatureError("an ECC AK must sign with ECDSA")
             der = encode_dss_signature(int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
-            key.verify(der, message, ec.ECDSA(algo))
+            cast(ec.EllipticCurvePublicKey, key).verify(der, message, _ECDSA[hash_alg])
         elif isinstance(key, rsa.RSAPublicKey):
-            if key.key_size < policy.min_rsa_bits:
-                raise HashPolicyError(f"RSA AK of {key.key_size} bits is below the policy minimum")
-            if len(sig.rsa) != (key.key_size + 7) // 8:
+            bits = key.key_size
+            if bits < policy.min_rsa_bits:
+                raise HashPolicyError(f"RSA AK of {bits} bits is below the policy minimum")
+            if len(sig.rsa) != (bits + 7) // 8:
                 raise QuoteSignatureError("RSA signature length differs from the modulus size")
-            if sig.sig_alg == TPMAlg.RSASSA:
-                key.verify(sig.rsa, message, padding.PKCS1v15(), algo)
-            elif sig.sig_alg == TPMAlg.RSAPSS:
-                pss = padding.PSS(mgf=padding.MGF1(algo), salt_length=padding.PSS.AUTO)
-                key.verify(sig.rsa, message, pss, algo)
+            if sig_alg == TPMAlg.RSASSA:
+                key.verify(sig.rsa, message, _PKCS1V15, hash_for(hash_alg))
+            elif sig_alg == TPMAlg.RSAPSS:
+                key.verify(sig.rsa, message, _PSS[hash_alg], hash_for(hash_alg))
             else:
                 raise QuoteSignatureError("an RSA AK must sign with RSASSA or RSAPSS")
         else:  # pragma: no cover - AttestationKey only holds RSA/ECC keys
@@ -318,25 +451,22 @@ def _check_signature(
 
 
 def _check_ak(ak: AttestationKey, policy: QuotePolicy) -> None:
-    if ak.public is None or not policy.require_ak_attributes:
+    if ak.public is None or not policy.require_ak_attributes or ak.attributes_ok:
         return
-    missing = _REQUIRED_AK_BITS & ~ak.public.attributes
-    if missing or ak.public.attributes & TPMAObject.DECRYPT:
-        raise PolicyError(
-            f"AK attributes 0x{ak.public.attributes:08x} are not those of a restricted "
-            f"signing key that never left the TPM (need 0x{_REQUIRED_AK_BITS:08x})",
-            violations=["ak-attributes"],
-        )
+    raise PolicyError(
+        f"AK attributes 0x{ak.public.attributes:08x} are not those of a restricted "
+        f"signing key that never left the TPM (need 0x{_REQUIRED_AK_BITS:08x})",
+        violations=["ak-attributes"],
+    )
 
 
 def _normalise(selection: Mapping[str, Sequence[int]]) -> dict[str, frozenset[int]]:
     return {bank.lower(): frozenset(idx) for bank, idx in selection.items() if idx}
 
 
-def _check_clock(info: ClockInfo, last: QuoteState | None) -> Literal["reset", "restart"] | None:
+def _check_clock(now: QuoteState, last: QuoteState | None) -> Literal["reset", "restart"] | None:
     if last is None:
         return None
-    now = QuoteState.of(info)
     if now.reset_count < last.reset_count:
         raise ClockRegressionError(
             f"resetCount went back from {last.reset_count} to {now.reset_count}"
@@ -391,21 +521,29 @@ def verify_quote(
     if not nonce:
         raise ValueError("a non-empty nonce is required")
     pol = policy if policy is not None else _DEFAULT_POLICY
-    key = AttestationKey.from_public(ak)
+    key = _prepare(ak)
     _check_ak(key, pol)
     sig = _check_signature(message, signature, key, pol)
-    attest = Attest.unmarshal(message)
-    if attest.magic != TPM_GENERATED_VALUE:
-        raise QuoteFormatError(f"magic 0x{attest.magic:08x} is not TPM_GENERATED_VALUE")
-    if attest.type != TPMST.ATTEST_QUOTE or not isinstance(attest.attested, QuoteInfo):
+    q = read_quote_fields(message)
+    if q is None:  # not a quote: the full parser says whether it is even a TPMS_ATTEST
+        attest = Attest.unmarshal(message)
+        if attest.magic != TPM_GENERATED_VALUE:
+            raise QuoteFormatError(f"magic 0x{attest.magic:08x} is not TPM_GENERATED_VALUE")
         raise QuoteFormatError(f"attestation type 0x{attest.type:04x} is not ATTEST_QUOTE")
-    if not hmac.compare_digest(attest.extra_data, nonce):
+    if q.magic != TPM_GENERATED_VALUE:
+        raise QuoteFormatError(f"magic 0x{q.magic:08x} is not TPM_GENERATED_VALUE")
+    if not hmac.compare_digest(q.extra_data, nonce):
         raise QuoteNonceError("extraData is not the verifier's nonce")
-    quoted: PCRSelectionList = attest.attested.pcr_select
-    try:
-        quoted_map = _normalise(quoted.to_mapping())
-    except UnsupportedAlgorithmError as exc:
-        raise PCRSelectionError(f"quote selects an unknown bank: {exc}") from exc
+    # The quoted selection, bank by bank in the TPM's order: (bank, indices ascending).
+    quoted: list[tuple[HashAlg, tuple[int, ...]]] = []
+    for alg, select in q.selections:
+        bank = _BANKS.get(alg)
+        if bank is None:
+            raise PCRSelectionError(f"quote selects an unknown bank: hash algorithm 0x{alg:04x}")
+        indices = pcr_indices(select)
+        if indices:
+            quoted.append((bank, indices))
+    quoted_map = {bank.name: frozenset(indices) for bank, indices in quoted}
     asked = _normalise(
         selection if selection is not None else {b: list(v) for b, v in pcrs.items()}
     )
@@ -413,51 +551,101 @@ def verify_quote(
         raise PCRSelectionError(
             f"quoted selection {_fmt(quoted_map)} is not the requested {_fmt(asked)}"
         )
-    banned = sorted(set(quoted_map) - pol.allowed_banks)
-    if banned:
+    if not pol.allowed_banks.issuperset(quoted_map):
+        banned = sorted(set(quoted_map) - pol.allowed_banks)
         raise HashPolicyError(f"PCR bank(s) {', '.join(banned)} not allowed by the policy")
     supplied = {bank.lower(): vals for bank, vals in pcrs.items()}
     values: dict[str, dict[int, bytes]] = {}
-    ordered = []
-    for bank, index in quoted.pcr_order():
-        value = supplied.get(bank, {}).get(index)
-        if value is None:
-            raise PCRSelectionError(f"no value supplied for {bank} PCR {index}")
-        # The digest covers only the concatenation: without this, values
-        # re-split across PCRs ({"0": PCR0||PCR1, "1": ""}) would verify.
-        size = hash_alg_by_name(bank).digest_size
-        if not isinstance(value, (bytes, bytearray)) or len(value) != size:
-            raise PCRDigestError(f"{bank} PCR {index} value is not {size} bytes")
-        ordered.append(bytes(value))
-        values.setdefault(bank, {})[index] = value
+    ordered: list[bytes] = []
+    for bank, indices in quoted:
+        name, size = bank.name, bank.digest_size
+        given = supplied.get(name, {})
+        out = values[name] = {}
+        for index in indices:
+            value = given.get(index)
+            if value is None:
+                raise PCRSelectionError(f"no value supplied for {name} PCR {index}")
+            # The digest covers only the concatenation: without this, values
+            # re-split across PCRs ({"0": PCR0||PCR1, "1": ""}) would verify.
+            if not isinstance(value, (bytes, bytearray)) or len(value) != size:
+                raise PCRDigestError(f"{name} PCR {index} value is not {size} bytes")
+            ordered.append(bytes(value))
+            out[index] = value
     expected_digest = pcr_composite_digest(sig.hash_alg, ordered)
-    if not hmac.compare_digest(expected_digest, attest.attested.pcr_digest):
+    if not hmac.compare_digest(expected_digest, q.pcr_digest):
         raise PCRDigestError("pcrDigest does not match the supplied PCR values")
     if qualified_signer is not None and not hmac.compare_digest(
-        attest.qualified_signer, qualified_signer
+        q.qualified_signer, qualified_signer
     ):
         raise QualifiedSignerError("qualifiedSigner is not the AK's expected qualified name")
-    fw = attest.firmware_version
+    fw = q.firmware_version
     if pol.firmware_versions is not None and fw not in pol.firmware_versions:
         raise FirmwarePolicyError(f"firmware version 0x{fw:016x} is not allowed")
     if pol.min_firmware_version is not None and fw < pol.min_firmware_version:
         raise FirmwarePolicyError(f"firmware version 0x{fw:016x} is below the minimum")
-    warnings: list[str] = []
-    if not attest.clock_info.safe:
+    warnings: tuple[str, ...] = ()
+    if not q.safe:
         if pol.require_safe:
             raise PolicyError("clock safe flag is 0", violations=["clock-safe"])
-        warnings.append("safe=0: the TPM clock may have gone back after an unclean reset")
-    reboot = _check_clock(attest.clock_info, last)
+        warnings = ("safe=0: the TPM clock may have gone back after an unclean reset",)
+    state = QuoteState._of_fields(q.reset_count, q.restart_count, q.clock)
     return VerifiedQuote(
-        attest=attest,
+        message=message,
+        raw_signature=signature,
         signature=sig,
         ak_name=key.name,
         pcrs=values,
-        state=QuoteState.of(attest.clock_info),
+        state=state,
         firmware_version=fw,
-        reboot=reboot,
-        warnings=tuple(warnings),
+        safe=q.safe,
+        reboot=_check_clock(state, last),
+        warnings=warnings,
     )
+
+
+_BANKS: Final = {h.alg.value: h for h in HASH_ALGS}
+
+
+def signature_from_plain(
+    plain: bytes, ak: Public | PublicKey | AttestationKey, *, hash_alg: str
+) -> bytes:
+    """The TPMT_SIGNATURE of a ``tpm2_quote -f plain`` signature, for :func:`verify_quote`.
+
+    ``plain`` is what tpm2-tools writes with ``-f plain``: for an ECC AK the DER
+    Ecdsa-Sig-Value (tpm2-tools 5.x) or ``r || s`` (each the curve's size), for an RSA AK
+    the bare signature (the modulus size). The scheme
+    is the AK's (ECDSA; RSASSA unless the AK's TPMT_PUBLIC names RSAPSS) and ``hash_alg``
+    its hash (``tpm2_quote -g``). Nothing is trusted here: the result is verified like
+    any other signature. Raises MalformedInputError when the length does not fit the AK.
+    """
+    key = _prepare(ak)
+    hash_id = hash_alg_by_name(hash_alg).alg
+    k = key.key
+    if isinstance(k, ec.EllipticCurvePublicKey):
+        size = (k.curve.key_size + 7) // 8
+        if len(plain) == 2 * size:
+            r = Reader(plain)
+            return Signature(
+                TPMAlg.ECDSA, hash_id, r=r.read(size, "r"), s=r.read(size, "s")
+            ).marshal()
+        try:  # tpm2-tools 5.x writes ECDSA as DER (Ecdsa-Sig-Value), the OpenSSL form
+            r_int, s_int = decode_dss_signature(bytes(plain))
+            if r_int.bit_length() > 8 * size or s_int.bit_length() > 8 * size:
+                raise ValueError("r or s larger than the curve")
+        except ValueError:
+            raise MalformedInputError(
+                f"plain ECDSA signature of {len(plain)} bytes is neither DER nor r || s "
+                f"({2 * size} bytes for {k.curve.name})"
+            ) from None
+        return Signature(TPMAlg.ECDSA, hash_id, r=r_int.to_bytes(size, "big"),
+                         s=s_int.to_bytes(size, "big")).marshal()  # fmt: skip
+    size = (k.key_size + 7) // 8
+    if len(plain) != size:
+        raise MalformedInputError(
+            f"plain RSA signature of {len(plain)} bytes (the modulus is {size})"
+        )
+    scheme = TPMAlg.RSAPSS if key.scheme and key.scheme[0] == TPMAlg.RSAPSS else TPMAlg.RSASSA
+    return Signature(scheme, hash_id, rsa=bytes(plain)).marshal()
 
 
 def _fmt(sel: Mapping[str, frozenset[int]]) -> str:

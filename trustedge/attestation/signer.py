@@ -8,7 +8,7 @@ device's submod, the ``model`` submod when there is one, and the nonce.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from trustedge.attestation import ear
 from trustedge.attestation._signing import PrivateKey
@@ -16,7 +16,10 @@ from trustedge.attestation.appraisal import Appraisal
 from trustedge.attestation.ear import AttestationResult, VerifierId
 from trustedge.attestation.modellog import MODEL_SUBMOD
 
-__all__ = ["AppraisalOutcome", "ResultSigner"]
+__all__ = ["RESULT_MEDIA_TYPES", "AppraisalOutcome", "ResultSigner"]
+
+#: The media type of a signed EAR by result format.
+RESULT_MEDIA_TYPES: Final = {"jwt": "application/eat+jwt", "cwt": "application/eat+cwt"}
 
 #: The submod name of an appraisal whose evidence did not decode (no device id).
 MALFORMED_SUBMOD = "evidence"

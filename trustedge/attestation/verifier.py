@@ -4,8 +4,8 @@
 which lives on its own:
 
 * **enrollment** -- :class:`~trustedge.attestation.enrollment.Enrollment`
-  (EK certificate check, MakeCredential, activation); :meth:`Verifier.enroll`
-  and :meth:`Verifier.complete_enrollment` delegate to it;
+  (EK certificate check, MakeCredential, activation), the verifier's
+  ``enrollment`` (``verifier.enrollment.enroll(...)``, ``.complete(...)``);
 * **challenges** -- :meth:`Verifier.challenge` issues a single-use nonce
   with an expiry and tells the device where its IMA list should resume;
 * **appraisal** -- :func:`~trustedge.attestation.appraisal.appraise`, a pure
@@ -26,6 +26,7 @@ signed, *contraindicated* result. Time (``now``) and randomness
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from trustedge.attestation.appraisal import (
     Appraisal,
     AppraisalPolicy,
     AppraisalState,
+    BootVerdictCache,
     FindingItem,
     appraise,
     load_appraisal_policy,
@@ -44,10 +46,13 @@ from trustedge.attestation.enrollment import Enrollment, TrustAnchors
 from trustedge.attestation.evidence import UnverifiedEvidence
 from trustedge.attestation.findings import Finding
 from trustedge.attestation.nonces import NonceIssuer
-from trustedge.attestation.signer import AppraisalOutcome, ResultSigner
-from trustedge.attestation.store import DeviceRecord, EnrollmentState, VerifierStore
+from trustedge.attestation.signer import RESULT_MEDIA_TYPES, AppraisalOutcome, ResultSigner
+from trustedge.attestation.store import (
+    EnrollmentState,
+    StoredResult,
+    VerifierStore,
+)
 from trustedge.errors import MalformedInputError, NonceError, RollbackError, VerificationError
-from trustedge.hazmat.tpm2 import Credential
 from trustedge.measuredboot import ImaState
 from trustedge.measuredboot.predict import BootReference
 
@@ -107,27 +112,12 @@ class Verifier:
         )
         self._now = now
         self._nonces = NonceIssuer(store, ttl=policy.nonce_ttl, random=random)
+        #: Firmware-log verdicts by the digests they depend on (an optimisation only;
+        #: ``None`` appraises every log in full).
+        self.boot_cache: BootVerdictCache | None = BootVerdictCache(policy)
 
     def now(self) -> int:
         return int(self._now())
-
-    # -- enrollment (delegated) ------------------------------------------------------
-    def enroll(
-        self,
-        device_id: str,
-        *,
-        ek_public: bytes,
-        ak_public: bytes,
-        ek_certificate: bytes | None = None,
-    ) -> Credential:
-        """:meth:`Enrollment.enroll <trustedge.attestation.enrollment.Enrollment.enroll>`."""
-        return self.enrollment.enroll(
-            device_id, ek_public=ek_public, ak_public=ak_public, ek_certificate=ek_certificate
-        )
-
-    def complete_enrollment(self, device_id: str, secret: bytes) -> DeviceRecord:
-        """:meth:`Enrollment.complete <trustedge.attestation.enrollment.Enrollment.complete>`."""
-        return self.enrollment.complete(device_id, secret)
 
     # -- challenges --------------------------------------------------------------
     def challenge(self, device_id: str) -> AttestationChallenge:
@@ -157,13 +147,18 @@ class Verifier:
         )
 
     # -- appraisal ---------------------------------------------------------------
-    def appraise(self, evidence: UnverifiedEvidence | bytes) -> AppraisalOutcome:
+    def appraise(
+        self, evidence: UnverifiedEvidence | bytes, *, keep_result: bool = False
+    ) -> AppraisalOutcome:
         """Appraise evidence and return the signed result (see the module docstring).
 
         ``evidence`` is an :class:`UnverifiedEvidence` or its CBOR bytes. Bad
         evidence gives a contraindicated result, never an exception;
         ``BackendError`` (database failure) propagates; ``ValueError`` when the
-        verifier has no result signer.
+        verifier has no result signer. ``keep_result`` also stores the signed result
+        as the device's latest (:meth:`VerifierStore.get_result`): for an accepted
+        appraisal in the same transaction that consumes the nonce and advances the
+        device's state, so a result is stored exactly when its appraisal is committed.
         """
         signer = self.signer
         if signer is None:
@@ -175,6 +170,7 @@ class Verifier:
             except MalformedInputError:  # appraise reports it as its finding
                 result = appraise(evidence, enrollment=None, policy=self.policy, now=now)
                 return signer.sign_appraisal(result, now=now)
+        # One read: the device, its quote clock, IMA position and boot reference.
         state = self.store.device_state(evidence.device_id)
         last = AppraisalState(state.quote, state.ima)
         enrolled = self.enrollment.enrolled_device(state.device)
@@ -184,22 +180,38 @@ class Verifier:
             policy=self.policy,
             last_state=last,
             now=now,
-            boot_reference=(
-                self.store.get_boot_reference(evidence.device_id) if enrolled is not None else None
-            ),
+            boot_reference=state.boot_reference if enrolled is not None else None,
+            boot_cache=self.boot_cache,
         )
-        return signer.sign_appraisal(self._commit(evidence, appraisal, last, now), now=now)
+        return self._commit(evidence, appraisal, last, now, signer, keep_result)
+
+    def _stored(self, device_id: str, outcome: AppraisalOutcome, now: int) -> StoredResult:
+        token = outcome.token.encode("ascii") if isinstance(outcome.token, str) else outcome.token
+        return StoredResult(device_id, self._media_type(), token, outcome.status.value, now)
+
+    def _media_type(self) -> str:
+        assert self.signer is not None
+        return RESULT_MEDIA_TYPES[self.signer.result_format]
 
     def _commit(
-        self, ev: UnverifiedEvidence, appraisal: Appraisal, last: AppraisalState, now: int
-    ) -> Appraisal:
-        """Use the nonce up and store the new state; add what the store refused."""
+        self,
+        ev: UnverifiedEvidence,
+        appraisal: Appraisal,
+        last: AppraisalState,
+        now: int,
+        signer: ResultSigner,
+        keep: bool,
+    ) -> AppraisalOutcome:
+        """Use the nonce up and store the new state; add what the store refused; sign."""
         before: list[FindingItem] = []
         after: list[FindingItem] = []
         new_quote = appraisal.quote_state
         accepted = appraisal.result.status is not ear.TrustTier.CONTRAINDICATED
         if new_quote is not None and accepted:
             ima = None if appraisal.ima_state is None else (last.ima, appraisal.ima_state)
+            # Signed before the commit so that the result is stored in it; signed again
+            # below (with the store's refusal) only when the commit does not happen.
+            outcome = signer.sign_appraisal(appraisal, now=now)
             try:
                 self.store.record_appraisal(
                     ev.device_id,
@@ -208,7 +220,9 @@ class Verifier:
                     nonce=ev.nonce,
                     now=now,
                     ima_restart=appraisal.reboot,
+                    result=self._stored(ev.device_id, outcome, now) if keep else None,
                 )
+                return outcome
             except NonceError as exc:
                 before.append((Finding.NONCE_REJECTED, str(exc)))
             except RollbackError as exc:
@@ -238,4 +252,8 @@ class Verifier:
                         self.store.advance_quote_state(ev.device_id, last.quote, new_quote)
                 except RollbackError as exc:
                     after.append((Finding.QUOTE_ROLLBACK, str(exc)))
-        return appraisal.with_findings(before, after)
+        outcome = signer.sign_appraisal(appraisal.with_findings(before, after), now=now)
+        if keep:
+            with contextlib.suppress(KeyError):  # an unknown device has no result row
+                self.store.put_result(self._stored(ev.device_id, outcome, now))
+        return outcome

@@ -252,20 +252,12 @@ class TPMSealedKEK:
     def _unseal(self) -> bytes:
         if self._authority is None:
             return self._backend.unseal(self.sealed, auth=self._auth)
-        if not self.policies:
-            raise VerificationError("no signed PCR policy to unseal with")
-        errors = []
-        # Before an update commits the device holds the current and the pending
-        # policy; whichever matches the booted chain (and is not revoked) unseals.
-        for number, policy in enumerate(self.policies, 1):
-            try:
-                return self._backend.unseal_authorized(
-                    self.sealed, policy, authority=self._authority
-                )
-            except (VerificationError, MalformedInputError) as exc:
-                # one unusable policy (junk, stale, another chain's) must not hide the others
-                errors.append(f"policy {number}: {exc}")
-        raise VerificationError("; ".join(errors))
+        from trustedge.hazmat.tpmbackend import unseal_with_policies  # start-up cost
+
+        # the current and, while an update is pending, the new chain's policy
+        return unseal_with_policies(
+            self._backend, self.sealed, self.policies, authority=self._authority
+        )
 
     def _key(self) -> bytes:
         if self._kek is None:

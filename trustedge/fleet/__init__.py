@@ -12,8 +12,9 @@ agent and the client need only the standard library.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustedge._lazy import load_export
 from trustedge.fleet.agent import Agent, AgentConfig, AgentState, QueuedResult
 from trustedge.fleet.client import (
     Challenge,
@@ -53,12 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # The service side imports Starlette and uvicorn; a device running only the agent
     # never pays for (or needs) them.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(name)
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+    return load_export(__name__, _LAZY, name)

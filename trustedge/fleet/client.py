@@ -301,6 +301,27 @@ class FleetClient:
         """``POST /v1/devices/{id}/revocation`` (operator)."""
         self._json("POST", f"/v1/devices/{self._path(device_id)}/revocation", token=operator_token)
 
+    def expect_boot(
+        self,
+        device_id: str,
+        update: bytes,
+        eventlog: bytes,
+        operator_token: str | None = None,
+        *,
+        confirmed: bool = False,
+    ) -> dict[str, Any]:
+        """``POST /v1/devices/{id}/boot-reference`` (operator): the device's next appraisals
+        expect the boot that ``update`` (the release-signed SUIT envelope) predicts from
+        ``eventlog`` (the device's current log). Returns the server's summary."""
+        doc = {"update": _b64(update), "eventlog": _b64(eventlog), "confirmed": confirmed}
+        path = f"/v1/devices/{self._path(device_id)}/boot-reference"
+        return self._json("POST", path, doc, token=operator_token)
+
+    def drop_boot_reference(self, device_id: str, operator_token: str | None = None) -> None:
+        """``DELETE /v1/devices/{id}/boot-reference`` (operator)."""
+        path = f"/v1/devices/{self._path(device_id)}/boot-reference"
+        self._json("DELETE", path, token=operator_token)
+
     def healthz(self) -> dict[str, Any]:
         return self._json("GET", "/healthz")
 

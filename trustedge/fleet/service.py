@@ -38,10 +38,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trustedge.attestation import AppraisalPolicy, Evidence, TrustAnchors, Verifier
+from trustedge.attestation.signer import RESULT_MEDIA_TYPES
 from trustedge.attestation.store import (
     PostgresStore,
     SQLiteStore,
-    StoredResult,
     open_store,
 )
 from trustedge.errors import (
@@ -50,11 +50,15 @@ from trustedge.errors import (
     ExpiredError,
     MalformedInputError,
     NonceError,
+    PolicyError,
     TrustedgeError,
     VerificationError,
 )
 from trustedge.fleet.metrics import Metrics, SharedCounters
 from trustedge.fleet.ratelimit import RateLimiter
+from trustedge.measuredboot.predict import BootReference
+from trustedge.ota.suit.auth import KeySet
+from trustedge.ota.trustroot import TrustRoot
 
 __all__ = [
     "CBOR",
@@ -68,8 +72,8 @@ __all__ = [
 T = TypeVar("T")
 
 CBOR: Final = "application/cbor"
-JWT: Final = "application/eat+jwt"
-CWT: Final = "application/eat+cwt"
+JWT: Final = RESULT_MEDIA_TYPES["jwt"]
+CWT: Final = RESULT_MEDIA_TYPES["cwt"]
 _PROBLEM: Final = "application/problem+json"
 _MAX_JSON: Final = 64 * 1024
 
@@ -110,6 +114,9 @@ class ServiceConfig:
     nonce_purge_interval: float = 60.0
     sqlite_durable: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    #: The release keys (or trust root) whose signed updates set boot references
+    #: (``POST /v1/devices/{id}/boot-reference``); None: that call is refused.
+    release_trust: KeySet | TrustRoot | None = None
 
     def __post_init__(self) -> None:
         if self.max_request_bytes < 1024 or self.threads < 1 or self.body_timeout <= 0:
@@ -353,7 +360,7 @@ async def _enroll(s: _Service, request: Request) -> Response:
     ek_certificate = _unb64(doc, "ek_certificate", required=False)
     assert ek_public is not None and ak_public is not None
     credential = await s.run(
-        s.verifier.enroll,
+        s.verifier.enrollment.enroll,
         device_id,
         ek_public=ek_public,
         ak_public=ak_public,
@@ -375,7 +382,7 @@ async def _activate(s: _Service, request: Request) -> Response:
     doc = await s.json(request)
     secret = _unb64(doc, "secret")
     assert secret is not None
-    record = await s.run(s.verifier.complete_enrollment, device_id, secret)
+    record = await s.run(s.verifier.enrollment.complete, device_id, secret)
     return JSONResponse({"device_id": record.device_id, "state": record.state.value})
 
 
@@ -421,25 +428,23 @@ async def _evidence(s: _Service, request: Request) -> Response:
     started = time.perf_counter()
     cwt = _wants_cwt(request.headers.get("accept", ""))
     verifier = s.cwt if cwt else s.jwt
-    store = s.store
-    assert verifier is not None and store is not None
+    assert verifier is not None
     media = CWT if cwt else JWT
 
     def appraise() -> tuple[bytes, str]:
         # Decode, appraise and store the result in one hop to a worker thread: the event
-        # loop only moves bytes, and each push costs one thread hand-off, not three.
+        # loop only moves bytes, and each push costs one thread hand-off.
         try:
             evidence = Evidence.decode(raw)  # unverified until appraised
         except MalformedInputError as exc:
             raise _Problem(400, "Malformed evidence", str(exc)) from None
         if evidence.device_id != device_id:
             raise _Problem(400, "Bad request", "evidence names another device than the URL")
-        outcome = verifier.appraise(evidence)
+        # keep_result: the EAR is stored as the device's latest result in the commit of
+        # the appraisal itself (one transaction: nonce, state, result).
+        outcome = verifier.appraise(evidence, keep_result=True)
         token = outcome.token.encode("ascii") if isinstance(outcome.token, str) else outcome.token
-        status = outcome.status.value
-        with contextlib.suppress(KeyError):  # an unknown device has no result row
-            store.put_result(StoredResult(device_id, media, token, status, int(s.now())))
-        return token, status
+        return token, outcome.status.value
 
     try:
         token, status = await s.run(appraise)
@@ -472,6 +477,106 @@ async def _revoke(s: _Service, request: Request) -> Response:
     return JSONResponse({"device_id": device_id, "state": "revoked"})
 
 
+def _b64_field(doc: dict[str, Any], key: str, limit: int) -> bytes:
+    value = doc.get(key)
+    if not isinstance(value, str) or len(value) > limit:
+        raise _Problem(400, "Bad request", f"{key!r} must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Problem(400, "Bad request", f"{key!r} is not valid base64") from None
+
+
+def _predicted_reference(
+    config: ServiceConfig, update: bytes, eventlog: bytes, *, now: int, confirmed: bool
+) -> tuple[BootReference, Any, int]:
+    """The reference of a device's next boot after ``update``: the update authenticated by
+    the release trust, the device's current log parsed and checked against the boot policy
+    (the events the update does not replace, and the fallback chain, come from it)."""
+    from trustedge.measuredboot import boot_facts, parse_event_log
+    from trustedge.ota.bootchain import boot_measurements, predict_update
+    from trustedge.ota.updater import verify_envelope
+
+    if config.release_trust is None:
+        raise _Problem(409, "Conflict", "no release key configured (verifier serve --release-key)")
+    manifest = verify_envelope(
+        update, config.release_trust, now=now, max_envelope=max(len(update), 1)
+    ).manifest
+    if not boot_measurements(manifest):
+        raise MalformedInputError("the update has no component with a trustedge-boot-measurement")
+    pol = config.policy
+    workarounds = pol.boot.workarounds
+    log = parse_event_log(eventlog, workarounds=workarounds)
+    verified = log.verify(log.replay(), workarounds=workarounds)
+    # the reference narrows what the boot policy accepts, never widens it (appraisals still
+    # run the policy); a current log the policy rejects is no base for a prediction
+    pol.boot.check(verified, facts=boot_facts(verified, workarounds=workarounds))
+    prediction = predict_update(manifest, verified)
+    if pol.bank not in prediction.next:
+        raise PolicyError(f"the update predicts nothing in the policy's bank {pol.bank}")
+    reference = BootReference.from_prediction(prediction, bank=pol.bank)
+    if confirmed:
+        reference = reference.confirmed()
+    return reference, prediction, manifest.sequence_number
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+async def _set_boot_reference(s: _Service, request: Request) -> Response:
+    s.operator(request)
+    device_id = s.device_id(request)
+    limit = s.config.max_request_bytes
+    raw = await s.body(request, limit)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _Problem(400, "Bad request", "body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise _Problem(400, "Bad request", "body must be a JSON object")
+    update = _b64_field(doc, "update", limit)
+    eventlog = _b64_field(doc, "eventlog", limit)
+    confirmed = doc.get("confirmed", False)
+    if not isinstance(confirmed, bool):
+        raise _Problem(400, "Bad request", "'confirmed' must be true or false")
+
+    def put() -> tuple[BootReference, Any, int]:
+        out = _predicted_reference(
+            s.config, update, eventlog, now=int(s.now()), confirmed=confirmed
+        )
+        s.verifier.expect_boot(device_id, out[0])
+        return out
+
+    reference, prediction, sequence = await s.run(put)
+    return JSONResponse(
+        {
+            "device_id": device_id,
+            "bank": reference.bank,
+            "sequence_number": sequence,
+            "confirmed": confirmed,
+            "pcrs": {
+                str(pcr): {
+                    "current": _hex(prediction.current.get(reference.bank, {}).get(pcr)),
+                    "next": prediction.next[reference.bank][pcr].hex(),
+                }
+                for pcr in sorted(reference.expected)
+            },
+            "changes": [
+                {"pcr": c.pcr, "event_number": c.event_number, "action": c.action}
+                for c in prediction.changes
+            ],
+        }
+    )
+
+
+async def _drop_boot_reference(s: _Service, request: Request) -> Response:
+    s.operator(request)
+    device_id = s.device_id(request)
+    await s.run(s.verifier.expect_boot, device_id, None)
+    return JSONResponse({"device_id": device_id, "boot_reference": None})
+
+
 async def _healthz(s: _Service, request: Request) -> Response:
     assert s.store is not None
     version = await s.run(s.store.schema_version)
@@ -499,6 +604,8 @@ ROUTES: Final = (
     ("POST", "/v1/devices/{device_id}/evidence", _evidence),
     ("GET", "/v1/devices/{device_id}/result", _result),
     ("POST", "/v1/devices/{device_id}/revocation", _revoke),
+    ("POST", "/v1/devices/{device_id}/boot-reference", _set_boot_reference),
+    ("DELETE", "/v1/devices/{device_id}/boot-reference", _drop_boot_reference),
     ("GET", "/healthz", _healthz),
     ("GET", "/metrics", _metrics),
     ("GET", "/openapi.json", _openapi),

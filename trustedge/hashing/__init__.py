@@ -79,14 +79,17 @@ class CancelFlag(Protocol):
 
 
 def _select() -> tuple[ModuleType, str]:
-    from trustedge.hashing import _native
-
+    # The twin is imported only when it is used (it pulls in concurrent.futures: start-up).
     if os.environ.get("TRUSTEDGE_HASHING", "") == "native":
+        from trustedge.hashing import _native
+
         return _native, "native"
     try:
         from trustedge.hashing import _speedups
     except ImportError as exc:
         _say_not_built(exc)
+        from trustedge.hashing import _native
+
         return _native, "native"
     return _speedups, "speedups"
 

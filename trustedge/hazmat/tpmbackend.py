@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from trustedge.errors import MalformedInputError, VerificationError
+
 __all__ = [
     "AKAlgorithm",
     "AKHandle",
@@ -37,6 +39,7 @@ __all__ = [
     "PCRValues",
     "QuoteResult",
     "TPMBackend",
+    "unseal_with_policies",
 ]
 
 #: Endorsement key types (TCG EK Credential Profile templates).
@@ -219,3 +222,25 @@ class TPMBackend(Protocol):
         ``SignatureError`` (not the authority's signature), ``PolicyError`` (PCRs
         or counter outside the policy, wrong authority), ``MalformedInputError``."""
         ...
+
+
+def unseal_with_policies(
+    backend: TPMBackend, blob: bytes, policies: Sequence[bytes], *, authority: bytes
+) -> bytes:
+    """Unseal a :meth:`TPMBackend.seal_authorized` blob with the first of ``policies``
+    (``SignedPolicy.encode()`` documents) the TPM accepts.
+
+    Before an update commits a device holds the current and the pending policy; whichever
+    matches the booted chain (and is not revoked) unseals. A policy that is junk, stale or
+    another chain's does not hide the others: when none unseals, ``VerificationError``
+    names each one's failure (no policy at all is a failure too).
+    """
+    if not policies:
+        raise VerificationError("no signed PCR policy to unseal with")
+    errors = []
+    for number, policy in enumerate(policies, 1):
+        try:
+            return backend.unseal_authorized(blob, policy, authority=authority)
+        except (VerificationError, MalformedInputError) as exc:
+            errors.append(f"policy {number}: {exc}")
+    raise VerificationError("; ".join(errors))

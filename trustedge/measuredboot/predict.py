@@ -43,7 +43,7 @@ from trustedge.measuredboot.authenticode import parse_pe_image
 from trustedge.measuredboot.classify import ClassifiedLog, classify
 from trustedge.measuredboot.events import BANK_SIZES, Event, EventType, bank_hash, bank_hasher
 from trustedge.measuredboot.replay import PCRValues, VerifiedEventLog, initial_pcr_value
-from trustedge.measuredboot.uki import uki_measurements
+from trustedge.measuredboot.uki import extend_phases, uki_measurements
 
 __all__ = [
     "BOOT_ROLES",
@@ -298,6 +298,9 @@ class Prediction:
     events: tuple[Event, ...]
     unpredictable: frozenset[tuple[str, int]] = frozenset()
     previous: tuple[Event, ...] = ()
+    #: systemd-pcrphase strings extended into PCR11 of ``next`` after the stub (not log
+    #: events: userspace measures them, the firmware log does not show them).
+    phases: tuple[str, ...] = ()
 
     def changed(self) -> dict[str, dict[int, tuple[bytes, bytes]]]:
         """bank -> PCR -> (current, predicted) for every PCR whose value changes."""
@@ -311,12 +314,12 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         pcrs: dict[str, dict[str, Any]] = {}
-        for bank in sorted(self.current):
-            for pcr in sorted(self.current[bank]):
-                new = self.next.get(bank, {}).get(pcr)
-                old = self.current[bank][pcr]
+        for bank in sorted(set(self.current) | set(self.next)):
+            cur, nxt = self.current.get(bank, {}), self.next.get(bank, {})
+            for pcr in sorted(set(cur) | set(nxt)):  # PCR11 of a new UKI: only predicted
+                new, old = nxt.get(pcr), cur.get(pcr)
                 pcrs.setdefault(bank, {})[str(pcr)] = {
-                    "current": old.hex(),
+                    "current": None if old is None else old.hex(),
                     "next": None if new is None else new.hex(),
                     "changed": new is None or new != old,
                 }
@@ -324,6 +327,7 @@ class Prediction:
             "pcrs": pcrs,
             "changes": [c.to_json() for c in self.changes],
             "unpredictable": [f"{b}:{p}" for b, p in sorted(self.unpredictable)],
+            "phases": list(self.phases),
         }
 
 
@@ -335,9 +339,15 @@ def predict_next_boot(
     images: Iterable[BootMeasurement | PlannedImage] = (),
     *,
     variables: Iterable[VariableUpdate] = (),
+    phases: Sequence[str] = (),
 ) -> Prediction:
     """The PCR values the next boot produces when ``images`` replace their
     predecessors in the boot chain of ``log`` and ``variables`` get new values.
+
+    ``phases`` (systemd-pcrphase strings, e.g. ``("enter-initrd",)``: where the secret is
+    unsealed) are extended into the predicted PCR11 after the UKI's sections, as
+    ``systemd-measure calculate --phase`` does; they need a PCR11 the update defines (a
+    ``uki``), else PolicyError.
 
     Raises :class:`~trustedge.errors.PolicyError` when an image has no place
     in the verified chain (PCR4 not verified, no chain, the image it replaces
@@ -402,7 +412,15 @@ def predict_next_boot(
     out.extend(inserted.get(len(events), ()))
     current = _replay(events, verified, log.source.pcr0_locality())[0]
     nxt, missing = _replay(out, verified, log.source.pcr0_locality())
-    return Prediction(current, nxt, tuple(changes), tuple(out), missing, tuple(events))
+    if phases:
+        with_11 = [bank for bank, values in nxt.items() if 11 in values]
+        if not with_11:
+            raise PolicyError("boot phases extend PCR11, which only an update with a uki predicts")
+        for bank in with_11:
+            nxt[bank][11] = extend_phases(bank, nxt[bank][11], phases)
+    return Prediction(
+        current, nxt, tuple(changes), tuple(out), missing, tuple(events), tuple(phases)
+    )
 
 
 def _chain(facts: ClassifiedLog, verified: Mapping[int, list[str]]) -> list[Event]:

@@ -32,6 +32,7 @@ __all__ = [
     "BOOT_PHASES",
     "UKI_SECTION_ORDER",
     "UKISection",
+    "extend_phases",
     "measured_sections",
     "stub_version",
     "uki_measurements",
@@ -147,6 +148,16 @@ def uki_pcr11(
     for sec in uki_measurements(uki, bank, version=version):
         value = bank_hash(bank, value + sec.name_digest)
         value = bank_hash(bank, value + sec.data_digest)
+    return extend_phases(bank, value, phases)
+
+
+def extend_phases(bank: str, value: bytes, phases: Sequence[str]) -> bytes:
+    """``value`` (PCR11 in ``bank``) after systemd-pcrphase extended each of ``phases``
+    (``H(phase)``, the phase string's UTF-8 bytes). MalformedInputError for a phase that is
+    empty, longer than 64 characters, or not printable ASCII without spaces and ':' (the
+    separator of ``systemd-measure --phase``)."""
     for phase in phases:
-        value = bank_hash(bank, value + bank_hash(bank, phase.encode("utf-8")))
+        if not 0 < len(phase) <= 64 or not all(33 <= ord(c) <= 126 and c != ":" for c in phase):
+            raise MalformedInputError(f"not a boot phase string: {phase!r}")
+        value = bank_hash(bank, value + bank_hash(bank, phase.encode("ascii")))
     return value

@@ -120,13 +120,14 @@ def predict_update(
     *,
     device: Device | None = None,
     current: Mapping[tuple[bytes, ...], PlannedImage] | None = None,
+    phases: Sequence[str] = (),
 ) -> Prediction:
     """The next boot's PCR values after ``manifest`` (authenticated) installs.
 
     With ``device`` the images being replaced are read from its active slots
     (placed by digest); ``current`` gives them explicitly; otherwise images
-    are placed by role. Raises what
-    :func:`~trustedge.measuredboot.predict.predict_next_boot` raises.
+    are placed by role; ``phases`` are the systemd-pcrphase strings PCR11 is predicted at.
+    Raises what :func:`~trustedge.measuredboot.predict.predict_next_boot` raises.
     """
     planned: list[PlannedImage] = []
     for comp, bm in boot_measurements(manifest).items():
@@ -136,7 +137,7 @@ def predict_update(
             planned.append(current_image(device, comp, bm))
         else:
             planned.append(PlannedImage(bm))
-    return predict_next_boot(log, planned)
+    return predict_next_boot(log, planned, phases=phases)
 
 
 def sign_pcr_policy(

@@ -76,6 +76,22 @@ class RollbackState:
     def has_pending(self) -> bool:
         return any(c.pending is not None for c in self.components.values())
 
+    @property
+    def pending_components(self) -> tuple[tuple[bytes, ...], ...]:
+        """The SUIT component ids with a pending install (decoded from their state keys).
+
+        Raises MalformedInputError for a key that is not the CBOR of a component id.
+        """
+        out = []
+        for cid, c in self.components.items():
+            if c.pending is None:
+                continue
+            item = _cbor.decode(cid, limits=_LIMITS, canonical=True)
+            if not isinstance(item, list) or not item or any(type(p) is not bytes for p in item):
+                raise MalformedInputError("a pending state key is not a SUIT component id")
+            out.append(tuple(item))
+        return tuple(out)
+
     def check(self, cid: bytes, seq: int, digest: bytes) -> None:
         """Raise RollbackError unless ``seq`` may be installed on component ``cid``."""
         if not 0 <= seq <= _UINT64_MAX:

@@ -94,13 +94,14 @@ class TrustRoot:
     def keysets_for(self, components: Sequence[bytes]) -> list[KeySet]:
         """The distinct key sets a manifest touching ``components`` (CBOR component
         ids) must satisfy: each component's own role, else the ``firmware`` role."""
-        names = []
-        for cid in components:
-            name = _component_role(cid)
-            name = name if name in self.roles else "firmware"
-            if name not in names:
-                names.append(name)
+        names = dict.fromkeys(self.role_for(cid) for cid in components)
         return [self.keyset(name) for name in names]
+
+    def role_for(self, component: bytes) -> str:
+        """The role that must sign for ``component`` (CBOR component id): its own
+        ``firmware/<hex>`` role when this root has one, else ``firmware``."""
+        name = _component_role(component)
+        return name if name in self.roles else "firmware"
 
     def check_fresh(self, now: int) -> None:
         """Raise ExpiredError when ``now`` (unix seconds) is at or past ``expires``."""

@@ -215,10 +215,10 @@ def test_verifier_without_a_key_enrolls_and_challenges_but_does_not_appraise(
     ak = tpm.create_ak("ecc-p256-ecdsa")
     attester = Attester(tpm, ak=ak, device_id=DEVICE)
     req = attester.enrollment_request()
-    cred = verifier.enroll(
+    cred = verifier.enrollment.enroll(
         DEVICE, ek_public=req.ek_public, ak_public=req.ak_public, ek_certificate=req.ek_certificate
     )
-    verifier.complete_enrollment(DEVICE, attester.activate(cred))
+    verifier.enrollment.complete(DEVICE, attester.activate(cred))
     challenge = verifier.challenge(DEVICE)
     with pytest.raises(ValueError, match="no result signer"):
         verifier.appraise(b"anything")

@@ -122,13 +122,13 @@ def make_device(tmp: Path, policy: AppraisalPolicy) -> Device:
         tpm, ak=ak, device_id=DEVICE, eventlog_path=tmp / "eventlog.bin", ima_path=tmp / "ima"
     )
     req = attester.enrollment_request()
-    cred = verifier.enroll(
+    cred = verifier.enrollment.enroll(
         DEVICE,
         ek_public=req.ek_public,
         ak_public=req.ak_public,
         ek_certificate=req.ek_certificate,
     )
-    verifier.complete_enrollment(DEVICE, attester.activate(cred))
+    verifier.enrollment.complete(DEVICE, attester.activate(cred))
     return Device(tpm, attester, verifier, tmp)
 
 

@@ -514,3 +514,35 @@ def test_boot_reference_per_device(store: SQLStore) -> None:
     assert store.get_boot_reference("dev-1") == b"\xa0second"
     store.put_boot_reference("dev-1", None, NOW + 2)
     assert store.get_boot_reference("dev-1") is None
+
+
+def test_record_appraisal_stores_the_result_in_the_same_transaction(store: SQLStore) -> None:
+    from trustedge.attestation.store import StoredResult
+
+    _device(store)
+    store.issue_nonce(NonceRecord(NONCE, "dev-1", NOW + 30))
+    q1, q2 = QuoteClockState(1, 0, 1), QuoteClockState(1, 0, 2)
+    r1 = StoredResult("dev-1", "application/eat+jwt", b"t1", "affirming", NOW)
+    store.record_appraisal("dev-1", quote=(None, q1), nonce=NONCE, now=NOW, result=r1)
+    assert store.get_result("dev-1") == r1
+    # a refused commit (nonce used) stores no result either
+    r2 = StoredResult("dev-1", "application/eat+jwt", b"t2", "affirming", NOW + 1)
+    with pytest.raises(NonceError):
+        store.record_appraisal("dev-1", quote=(q1, q2), nonce=NONCE, now=NOW, result=r2)
+    # nor does a lost compare-and-set
+    other = b"\x01" * 32
+    store.issue_nonce(NonceRecord(other, "dev-1", NOW + 30))
+    with pytest.raises(RollbackError):
+        store.record_appraisal("dev-1", quote=(None, q2), nonce=other, now=NOW, result=r2)
+    assert store.get_result("dev-1") == r1 and store.get_quote_state("dev-1") == q1
+    with pytest.raises(ValueError, match="another device"):
+        store.record_appraisal(
+            "dev-2", quote=(None, q1), result=StoredResult("dev-1", "x", b"t", "affirming", NOW)
+        )
+
+
+def test_device_state_reads_the_boot_reference(store: SQLStore) -> None:
+    _device(store)
+    assert store.device_state("dev-1").boot_reference is None
+    store.put_boot_reference("dev-1", b"\xa0ref", NOW)
+    assert store.device_state("dev-1").boot_reference == b"\xa0ref"

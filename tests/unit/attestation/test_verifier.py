@@ -116,9 +116,9 @@ def test_unknown_device_and_uncertified_ek(
         verifier.challenge("nobody")
     ak = tpm.create_ak()
     with pytest.raises(VerificationError):  # no certificate, and not allowed without one
-        verifier.enroll("d", ek_public=tpm.ek_public(), ak_public=ak.public)
+        verifier.enrollment.enroll("d", ek_public=tpm.ek_public(), ak_public=ak.public)
     with pytest.raises(MalformedInputError):
-        verifier.enroll("d", ek_public=b"\x00\x01", ak_public=ak.public)
+        verifier.enrollment.enroll("d", ek_public=b"\x00\x01", ak_public=ak.public)
 
 
 def test_enrolling_a_device_id_with_another_ek_is_refused(
@@ -130,7 +130,9 @@ def test_enrolling_a_device_id_with_another_ek_is_refused(
     lax = TrustAnchors(signing_key=anchors.signing_key, allow_uncertified_ek=True)
     verifier = Verifier(world.verifier.store, golden_policy(), lax)
     with pytest.raises(ValueError):
-        verifier.enroll(DEVICE, ek_public=other.ek_public(), ak_public=other.create_ak().public)
+        verifier.enrollment.enroll(
+            DEVICE, ek_public=other.ek_public(), ak_public=other.create_ak().public
+        )
 
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
@@ -150,3 +152,26 @@ def test_hostile_evidence_bytes_always_give_a_signed_result(data: bytes) -> None
         store.close()
     assert outcome.status is TrustTier.CONTRAINDICATED
     assert verify_result(outcome.token, _KEY.public_key()).claims == outcome.result
+
+
+def test_keep_result_stores_the_signed_result_with_its_commit(
+    world_parts: tuple[SoftwareTPM, TrustAnchors], tmp_path: Path
+) -> None:
+    world = make_world(world_parts[0], tmp_path, world_parts[1])
+    store = world.verifier.store
+    evidence = world.evidence()
+    outcome = world.verifier.appraise(evidence, keep_result=True)
+    assert outcome.status is TrustTier.AFFIRMING, outcome.appraisal.reasons
+    stored = store.get_result(DEVICE)
+    assert stored is not None and stored.token == outcome.token
+    assert (stored.media_type, stored.status) == ("application/eat+cwt", "affirming")
+    # the same evidence again: refused (nonce used), and that signed refusal is the latest
+    again = world.verifier.appraise(evidence, keep_result=True)
+    assert again.status is TrustTier.CONTRAINDICATED
+    latest = store.get_result(DEVICE)
+    assert latest is not None and latest.token == again.token and latest.status == "contraindicated"
+    # a fresh push: the firmware-log verdict computed for the first is reused
+    hits = world.verifier.boot_cache.hits
+    third = world.verifier.appraise(world.evidence(), keep_result=True)
+    assert third.status is TrustTier.AFFIRMING and world.verifier.boot_cache.hits == hits + 1
+    assert store.get_result(DEVICE).token == third.token  # type: ignore[union-attr]

@@ -189,3 +189,31 @@ def test_cross_check_with_pycose() -> None:
         theirs.key = ck
         msg = cose.decode_sign1(theirs.encode())
         assert cose.verify_sign1(msg, key.public_key()) == b"cross"
+
+
+def test_ed25519_rfc8032_vector_and_small_order_keys() -> None:
+    """Ed25519 verification (libsodium, ADR 0016): RFC 8032 §7.1 TEST 2 verifies, a flipped
+    bit or a short signature fails; a small-order public key with the trivial signature --
+    which OpenSSL's Ed25519 accepts for any message -- is refused."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from trustedge.cose import algorithms
+    from trustedge.errors import SignatureError
+
+    pub = ed25519.Ed25519PublicKey.from_public_bytes(
+        bytes.fromhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+    )
+    sig = bytes.fromhex(
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
+    )
+    algorithms.verify(algorithms.EDDSA, pub, b"\x72", sig)
+    algorithms.verify(algorithms.ED25519, pub, b"\x72", sig)
+    for bad_msg, bad_sig in ((b"\x73", sig), (b"\x72", sig[:-1] + b"\x01"), (b"\x72", sig[:63])):
+        with pytest.raises(SignatureError):
+            algorithms.verify(algorithms.EDDSA, pub, bad_msg, bad_sig)
+    identity = ed25519.Ed25519PublicKey.from_public_bytes(b"\x01" + bytes(31))
+    trivial = b"\x01" + bytes(31) + bytes(32)
+    identity.verify(trivial, b"any message")  # OpenSSL: valid
+    with pytest.raises(SignatureError):
+        algorithms.verify(algorithms.EDDSA, identity, b"any message", trivial)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,7 +17,14 @@ from trustedge.errors import (
     VerificationError,
 )
 from trustedge.hashing import hash_file
-from trustedge.hashing.manifest import ModelManifest, hash_model, normalise_path, verify_model
+from trustedge.hashing.manifest import (
+    ModelFile,
+    ModelManifest,
+    hash_model,
+    normalise_path,
+    sha256_model,
+    verify_model,
+)
 
 LEAF = 4096
 
@@ -167,3 +176,57 @@ def test_duplicate_paths_rejected(model: Path) -> None:
     obj["files"].insert(1, obj["files"][0])
     with pytest.raises(MalformedInputError):
         ModelManifest.from_cbor(_cbor.encode(obj))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sha256_model_matches_hashlib_and_the_manifest(model: Path, threads: int) -> None:
+    sums = sha256_model(model, threads=threads)
+    manifest = hash_model(model, LEAF)
+    assert [(p, n) for p, n, _ in sums] == [(f.path, f.digest.size) for f in manifest.files]
+    for rel, _, sha in sums:
+        assert sha == hashlib.sha256((model / rel).read_bytes()).digest()
+    assert [sha for _, _, sha in sums] == [f.digest.sha256 for f in manifest.files]
+
+
+def test_sha256_model_refuses_like_hash_model(model: Path) -> None:
+    os.symlink(model / "config.json", model / "link.json")
+    with pytest.raises(ValueError, match="symlink"):
+        sha256_model(model)
+    with pytest.raises(ValueError, match="not a directory"):
+        sha256_model(model / "config.json")
+
+
+def _with_sha256(m: ModelManifest, path: str, sha: bytes) -> ModelManifest:
+    files = tuple(
+        ModelFile(f.path, dataclasses.replace(f.digest, sha256=sha)) if f.path == path else f
+        for f in m.files
+    )
+    return ModelManifest(m.leaf_size, files)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_verify_model_tree_only_and_parallel(model: Path, threads: int) -> None:
+    m = hash_model(model, LEAF)
+    verify_model(model, m, check_sha256=False, threads=threads)
+    verify_model(model, m, threads=threads)
+    # A manifest whose sha256 disagrees with its tree: the tree alone passes (it binds
+    # the bytes); asked for every digest, it fails.
+    odd = _with_sha256(m, "model.safetensors", b"\x00" * 32)
+    verify_model(model, odd, check_sha256=False, threads=threads)
+    with pytest.raises(VerificationError, match="SHA-256"):
+        verify_model(model, odd, threads=threads)
+    # A changed leaf fails both ways, whichever file and thread takes it.
+    data = bytearray((model / "model.safetensors").read_bytes())
+    data[LEAF + 5] ^= 1
+    (model / "model.safetensors").write_bytes(bytes(data))
+    for check in (False, True):
+        with pytest.raises(VerificationError, match="leaf"):
+            verify_model(model, m, check_sha256=check, threads=threads)
+
+
+def test_verify_model_progress_reaches_the_total(model: Path) -> None:
+    m = hash_model(model, LEAF)
+    seen: list[tuple[int, int]] = []
+    verify_model(model, m, check_sha256=False, threads=2, progress=lambda d, t: seen.append((d, t)))
+    total = sum(f.digest.size for f in m.files)
+    assert all(t == total and d <= t for d, t in seen)

@@ -111,6 +111,26 @@ def test_groups_of_equal_ranges(tmp_path: Path, length: int) -> None:
             assert hashing.sha256_ranges(ranges, threads=threads, simd=simd) == want, simd
 
 
+@pytest.mark.parametrize("spread", [0.0, 0.1, 0.25, 0.26, 0.9])
+def test_groups_of_near_equal_files(tmp_path: Path, spread: float) -> None:
+    """Files of about one length (a model's shards, each a little different) run as
+    multi-buffer groups over their common blocks, each finishing its own rest alone;
+    a spread beyond 1/4 falls back to pairs. Digests equal hashlib's either way."""
+    rng = random.Random(int(spread * 100))
+    longest = 200_000
+    ranges = []
+    for i in range(35):
+        size = longest - int(rng.random() * spread * longest) + rng.randrange(64)
+        p = tmp_path / f"shard-{i}"
+        p.write_bytes(rng.randbytes(size))
+        ranges.append((p, 0, size))
+    ranges.append((tmp_path / "shard-0", 7, 70))  # a short one at the end
+    want = _want(ranges)
+    for simd in hashing.available_simd_paths():
+        for threads in (1, 2):
+            assert hashing.sha256_ranges(ranges, threads=threads, simd=simd) == want, simd
+
+
 def test_the_gil_is_released_while_hashing(tmp_path: Path) -> None:
     """Another Python thread keeps running while ranges hash (C: worker
     pthreads without the GIL; twin: hashlib drops it for large updates)."""

@@ -300,3 +300,28 @@ def test_variables_stated_with_an_image_change_pcr7() -> None:
     assert p.next["sha256"][7] == replay(expect)["sha256"][7] != p.current["sha256"][7]
     with pytest.raises(MalformedInputError):
         BootMeasurement("loader", d(b"g2"), variables=(b"not a variable",))
+
+
+def test_boot_phases_extend_the_predicted_pcr11() -> None:
+    """systemd-pcrphase strings follow the UKI's sections in PCR11 (``uki_pcr11(phases=)``,
+    which equals ``systemd-measure calculate --phase``); they are not firmware-log events."""
+    from trustedge.measuredboot.uki import BOOT_PHASES, uki_pcr11
+
+    uki = build_pe(((".linux", b"\x4d\x5a kernel"), (".cmdline", b"quiet")))
+    m = BootMeasurement.of_image(uki, "uki", banks=BANKS)
+    log = verified(chain_log())
+    plain = predict_next_boot(log, [m])
+    for phases in (("enter-initrd",), BOOT_PHASES[:4]):
+        p = predict_next_boot(log, [m], phases=phases)
+        for bank in BANKS:
+            assert p.next[bank][11] == uki_pcr11(uki, bank, phases=phases)
+        assert p.events == plain.events and p.phases == phases
+        assert {k: v for k, v in p.next["sha256"].items() if k != 11} == {
+            k: v for k, v in plain.next["sha256"].items() if k != 11
+        }
+        assert p.to_json()["phases"] == list(phases)
+    with pytest.raises(PolicyError, match="uki"):  # no UKI: PCR11 is not predicted
+        predict_next_boot(log, [BootMeasurement("kernel", d(b"k2"))], phases=("enter-initrd",))
+    for bad in ("", "a:b", "has space", "x" * 65, "ünicode"):
+        with pytest.raises(MalformedInputError):
+            predict_next_boot(log, [m], phases=(bad,))

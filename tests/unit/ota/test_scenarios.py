@@ -357,3 +357,24 @@ def test_confirm_after_interrupted_apply_does_not_raise_floor(
         up.confirm((COMP,))
     state = up.store.load()
     assert state.component(component_key(COMP)).floor == 0 and not state.has_pending
+
+
+def test_confirm_and_revert_need_no_keys(
+    make_updater: Callable[..., Updater], releases: Releases, device: FileSystemDevice,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """confirm/revert act on the pending state apply recorded: no trust root, no key set."""
+    from trustedge.ota.updater import confirm, revert
+
+    up = make_updater()
+    up.apply(releases.make(1), now=NOW)
+    store = FileStateStore(tmp_path / "state")  # a fresh handle: nothing but the files
+    assert confirm(store, device).component(component_key(COMP)).floor == 1
+    assert device.pending_slot(COMP) is None
+    _installed(device, releases, 1)
+    up.apply(releases.make(2), now=NOW)
+    assert device.pending_slot(COMP) is not None
+    state = revert(store, device)
+    assert state.component(component_key(COMP)).floor == 1 and not state.has_pending
+    assert device.pending_slot(COMP) is None
+    _installed(device, releases, 1)

@@ -185,11 +185,14 @@ def check_ima_state(state: ImaState) -> None:
 
 @dataclass(frozen=True)
 class DeviceState:
-    """Everything an appraisal reads about a device, from one consistent snapshot."""
+    """Everything an appraisal reads about a device, from one consistent snapshot:
+    the device record, its quote-clock and IMA state and its stored boot reference
+    (:meth:`VerifierStore.get_boot_reference`)."""
 
     device: DeviceRecord | None
     quote: QuoteClockState | None
     ima: ImaState | None
+    boot_reference: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,8 @@ class VerifierStore(Protocol):
         ...
 
     def device_state(self, device_id: str) -> DeviceState:
-        """Device record, quote-clock and IMA state in one read transaction."""
+        """Device record, quote-clock and IMA state and boot reference in one read
+        transaction."""
         ...
 
     def advance_quote_state(
@@ -313,6 +317,7 @@ class VerifierStore(Protocol):
         nonce: bytes | None = None,
         now: int | None = None,
         ima_restart: bool = False,
+        result: StoredResult | None = None,
     ) -> None:
         """Commit an accepted appraisal in one transaction.
 
@@ -320,8 +325,10 @@ class VerifierStore(Protocol):
         the IMA offset may drop only with ``ima_restart`` (the quote shows a
         TPM reset, so the device's IMA list started again).
         With ``nonce`` (and ``now``) the nonce is consumed in the same
-        transaction, with the same rules as :meth:`consume_nonce`. Either
-        everything applies or nothing does (``NonceError`` / ``RollbackError``).
+        transaction, with the same rules as :meth:`consume_nonce`. With ``result``
+        (for ``device_id``) the signed result becomes the device's latest
+        (:meth:`put_result`) in the same transaction. Either everything applies
+        or nothing does (``NonceError`` / ``RollbackError``).
         """
         ...
 

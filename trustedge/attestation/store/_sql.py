@@ -390,7 +390,10 @@ class SQLStore(ABC):
         nonce: bytes | None = None,
         now: int | None = None,
         ima_restart: bool = False,
+        result: StoredResult | None = None,
     ) -> None:
+        if result is not None and result.device_id != device_id:
+            raise ValueError("the result is for another device")
         with self.transaction() as tx:
             if nonce is not None:
                 if now is None:
@@ -401,6 +404,8 @@ class SQLStore(ABC):
             self._cas_quote(tx, device_id, *quote)
             if ima is not None:
                 self._cas_ima(tx, device_id, *ima, restart=ima_restart)
+            if result is not None:
+                self._put_result(tx, result)
 
     def device_state(self, device_id: str) -> DeviceState:
         # One statement (one round trip, one snapshot) instead of one per table: this
@@ -409,9 +414,10 @@ class SQLStore(ABC):
         with self.transaction(write=False) as tx:
             row = tx.one(
                 f"SELECT {cols}, q.reset_count, q.restart_count, q.clock,"  # noqa: S608 - constant fragments only
-                " i.ima_offset, i.pcr10, i.bank FROM devices d"
+                " i.ima_offset, i.pcr10, i.bank, b.reference FROM devices d"
                 " LEFT JOIN quote_state q ON q.device_id = d.device_id"
                 " LEFT JOIN ima_state i ON i.device_id = d.device_id"
+                " LEFT JOIN boot_references b ON b.device_id = d.device_id"
                 " WHERE d.device_id = ?",
                 (device_id,),
             )
@@ -423,27 +429,27 @@ class SQLStore(ABC):
             device=self._device(row[:n]),
             quote=None if qrow[0] is None else self._quote(qrow),
             ima=None if irow[0] is None else self._ima(irow),
+            boot_reference=None if row[n + 6] is None else bytes(row[n + 6]),
         )
 
     # -- results ------------------------------------------------------------------
     def put_result(self, result: StoredResult) -> None:
-        # One upsert statement (a single round trip): the SELECT from devices makes an
-        # unknown device insert nothing, which is reported as KeyError.
+        # One upsert statement (a single round trip).
         with self.transaction(single=True) as tx:
-            changed = tx.run(
-                "INSERT INTO results (device_id, media_type, token, status, created_at)"
-                " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
-                " ON CONFLICT (device_id) DO UPDATE SET media_type = excluded.media_type,"
-                " token = excluded.token, status = excluded.status,"
-                " created_at = excluded.created_at",
-                (
-                    result.media_type,
-                    result.token,
-                    result.status,
-                    result.created_at,
-                    result.device_id,
-                ),
-            )
+            self._put_result(tx, result)
+
+    @staticmethod
+    def _put_result(tx: Tx, result: StoredResult) -> None:
+        # The SELECT from devices makes an unknown device insert nothing, which is
+        # reported as KeyError.
+        changed = tx.run(
+            "INSERT INTO results (device_id, media_type, token, status, created_at)"
+            " SELECT device_id, ?, ?, ?, ? FROM devices WHERE device_id = ?"
+            " ON CONFLICT (device_id) DO UPDATE SET media_type = excluded.media_type,"
+            " token = excluded.token, status = excluded.status,"
+            " created_at = excluded.created_at",
+            (result.media_type, result.token, result.status, result.created_at, result.device_id),
+        )
         if changed != 1:
             raise KeyError(result.device_id)
 

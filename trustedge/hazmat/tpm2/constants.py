@@ -9,11 +9,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Final
-
-from cryptography.hazmat.primitives import hashes
+from typing import TYPE_CHECKING, Final
 
 from trustedge.errors import UnsupportedAlgorithmError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
 
 __all__ = [
     "TPM_GENERATED_VALUE",
@@ -138,15 +139,29 @@ class HashAlg:
     hashlib_name: str
 
     def new(self) -> hashlib._Hash:
-        return hashlib.new(self.hashlib_name)
+        named = _NAMED.get(self.hashlib_name)
+        return named() if named is not None else hashlib.new(self.hashlib_name)
 
     def digest(self, data: bytes) -> bytes:
+        # hashlib.sha256(...) reuses one fetched digest; hashlib.new("sha256", ...) looks the
+        # algorithm up on every call (several microseconds: the hot path of quote checks).
+        named = _NAMED.get(self.hashlib_name)
+        if named is not None:
+            return named(data).digest()
         return hashlib.new(self.hashlib_name, data).digest()
 
     @property
     def constructor(self) -> Callable[[], hashlib._Hash]:
         return lambda: hashlib.new(self.hashlib_name)
 
+
+#: hashlib's named constructors (faster than ``hashlib.new(name)``); others go through ``new``.
+_NAMED: Final[dict[str, Callable[..., hashlib._Hash]]] = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
 
 _HASHES: Final = (
     HashAlg(TPMAlg.SHA1, "sha1", 20, "sha1"),
@@ -166,14 +181,22 @@ _BY_NAME: Final = {h.name: h for h in _HASHES}
 MAX_DIGEST_SIZE: Final = 64
 
 
-_CRYPTO_HASHES: Final[dict[int, hashes.HashAlgorithm]] = {
-    # SHA-1 only for reading legacy banks/keys; policy decides whether it is accepted.
-    TPMAlg.SHA1: hashes.SHA1(),  # noqa: S303
-    TPMAlg.SHA256: hashes.SHA256(),
-    TPMAlg.SHA384: hashes.SHA384(),
-    TPMAlg.SHA512: hashes.SHA512(),
-    TPMAlg.SM3_256: hashes.SM3(),
-}
+#: Filled on the first :func:`hash_for` call: the bank table above is what event-log replay
+#: and the CLI's option lists need, and they should not pay for importing ``cryptography``.
+_CRYPTO_HASHES: Final[dict[int, hashes.HashAlgorithm]] = {}
+
+
+def _load_crypto_hashes() -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    _CRYPTO_HASHES.update({
+        # SHA-1 only for reading legacy banks/keys; policy decides whether it is accepted.
+        TPMAlg.SHA1: hashes.SHA1(),  # noqa: S303
+        TPMAlg.SHA256: hashes.SHA256(),
+        TPMAlg.SHA384: hashes.SHA384(),
+        TPMAlg.SHA512: hashes.SHA512(),
+        TPMAlg.SM3_256: hashes.SM3(),
+    })  # fmt: skip
 
 
 def hash_alg_by_id(alg: int) -> HashAlg:
@@ -189,6 +212,9 @@ def hash_for(alg: int) -> hashes.HashAlgorithm:
     try:
         return _CRYPTO_HASHES[alg]
     except KeyError:
+        if not _CRYPTO_HASHES:
+            _load_crypto_hashes()
+            return hash_for(alg)
         raise UnsupportedAlgorithmError(f"hash algorithm 0x{alg:04x} is not supported") from None
 
 

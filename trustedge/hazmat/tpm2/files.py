@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trustedge._binary import Reader, Writer
-from trustedge.errors import MalformedInputError, UnsupportedAlgorithmError
-from trustedge.hazmat.tpm2.constants import hash_alg_by_name
+from trustedge.errors import LimitExceededError, MalformedInputError, UnsupportedAlgorithmError
+from trustedge.hazmat.tpm2.constants import HASH_ALGS, hash_alg_by_name
 from trustedge.hazmat.tpm2.public import Public, PublicKey
 from trustedge.hazmat.tpm2.structures import PCRSelection, PCRSelectionList
 
@@ -45,56 +45,83 @@ PCR_FILE_SIZE_MAX: Final = (
 )
 
 
+#: The selection block: count, then 16 slots of (hash u16, sizeofSelect u8, pcrSelect[4], pad).
+_SELECTION_BLOCK: Final = struct.Struct("<I" + "HB4sx" * _SEL_SLOTS)
+#: One TPML_DIGEST: count, then 8 slots of (size u16, buffer[64]).
+_DIGEST_BLOCK: Final = struct.Struct("<I" + "H64s" * _DIGEST_SLOTS)
+_U32LE: Final = struct.Struct("<I")
+_BANK_BY_ID: Final = {h.alg.value: h for h in HASH_ALGS}
+
+
 def read_pcr_file(data: bytes) -> tuple[PCRSelectionList, dict[str, dict[int, bytes]]]:
     """Parse a ``tpm2_quote -o`` / ``tpm2_pcrread -o`` file (serialized format).
 
     Returns the selection and ``{bank: {index: value}}``. The number of digests
     must equal the number of selected PCRs and each must have its bank's size.
+
+    The fixed-size blocks are read through the bounded reader one ``struct`` pass
+    each (the selection block, then each TPML_DIGEST), not field by field.
     """
     r = Reader(data, max_size=PCR_FILE_SIZE_MAX)
-    count = r.count(r.u32le("TPML_PCR_SELECTION.count"), _SEL_SLOTS, "PCR banks")
+    fields = r.read_struct(_SELECTION_BLOCK, "TPML_PCR_SELECTION")
+    count = fields[0]
+    if count > _SEL_SLOTS:
+        raise LimitExceededError(f"{count} PCR banks exceed the limit of {_SEL_SLOTS}",
+                                 offset=4, expected="PCR banks")  # fmt: skip
     selections = []
     seen: set[int] = set()
-    for i in range(_SEL_SLOTS):
-        slot = r.sub(_SEL_SLOT_SIZE, "TPMS_PCR_SELECTION")
-        if i >= count:
-            continue
-        alg = slot.u16le("hash")
-        size = slot.u8("sizeofSelect")
+    for i in range(count):
+        alg, size, select = fields[1 + 3 * i : 4 + 3 * i]
         if size > _SELECT_MAX:
-            raise MalformedInputError(f"sizeofSelect {size}", offset=slot.offset - 1,
+            raise MalformedInputError(f"sizeofSelect {size}", offset=4 + 8 * i + 2,
                                       expected=f"at most {_SELECT_MAX}")  # fmt: skip
         if alg in seen:
-            raise MalformedInputError(f"bank 0x{alg:04x} twice", offset=slot.offset - 3)
+            raise MalformedInputError(f"bank 0x{alg:04x} twice", offset=4 + 8 * i)
         seen.add(alg)
-        selections.append(PCRSelection(alg, slot.read(size, "pcrSelect")))
-    selection = PCRSelectionList(tuple(selections))
-    lists = r.count(r.u32le("digest list count"), _MAX_DIGEST_LISTS, "digest lists")
+        selections.append(PCRSelection(alg, select[:size]))
+    lists = r.count(r.read_struct(_U32LE, "digest list count")[0], _MAX_DIGEST_LISTS,
+                    "digest lists")  # fmt: skip
     digests: list[bytes] = []
     for _ in range(lists):
-        lst = r.sub(_TPML_DIGEST_SIZE, "TPML_DIGEST")
-        n = lst.count(lst.u32le("TPML_DIGEST.count"), _DIGEST_SLOTS, "digests")
-        for _ in range(n):
-            slot = lst.sub(_DIGEST_SLOT_SIZE, "TPM2B_DIGEST")
-            size = slot.u16le("size")
-            if size > _DIGEST_SLOT_SIZE - 2:
-                raise MalformedInputError(f"digest size {size}", offset=slot.offset - 2)
-            digests.append(slot.read(size, "digest"))
+        at = r.offset
+        block = r.read_struct(_DIGEST_BLOCK, "TPML_DIGEST")
+        n = block[0]
+        if n > _DIGEST_SLOTS:
+            raise LimitExceededError(f"{n} digests exceed the limit of {_DIGEST_SLOTS}",
+                                     offset=at, expected="digests")  # fmt: skip
+        sizes = block[1 : 1 + 2 * n : 2]
+        if n and max(sizes) > _DIGEST_SLOT_SIZE - 2:
+            j = next(j for j, size in enumerate(sizes) if size > _DIGEST_SLOT_SIZE - 2)
+            raise MalformedInputError(f"digest size {sizes[j]}", offset=at + 4 + 66 * j)
+        digests += [buf[:size] for size, buf in zip(sizes, block[2 : 2 + 2 * n : 2], strict=True)]
     r.expect_end("end of PCR file")
-    try:
-        order = selection.pcr_order()
-    except UnsupportedAlgorithmError as exc:
-        raise MalformedInputError(f"PCR file selects an unknown bank: {exc}") from exc
-    if len(order) != len(digests):
+    selected = 0
+    for sel in selections:
+        selected += len(sel.indices)
+    if selected != len(digests):
         raise MalformedInputError(
-            f"PCR file selects {len(order)} PCRs but holds {len(digests)} values"
+            f"PCR file selects {selected} PCRs but holds {len(digests)} values"
         )
     values: dict[str, dict[int, bytes]] = {}
-    for (bank, index), value in zip(order, digests, strict=True):
-        if len(value) != _bank_size(bank):
-            raise MalformedInputError(f"{bank} PCR {index} value has {len(value)} bytes")
-        values.setdefault(bank, {})[index] = value
-    return selection, values
+    pos = 0
+    for sel in selections:
+        indices = sel.indices
+        if not indices:
+            continue
+        bank = _BANK_BY_ID.get(sel.hash_alg)
+        if bank is None:
+            raise MalformedInputError(
+                f"PCR file selects an unknown bank: hash algorithm 0x{sel.hash_alg:04x}"
+            )
+        size = bank.digest_size
+        bank_values = values.setdefault(bank.name, {})
+        for index in indices:
+            value = digests[pos]
+            pos += 1
+            if len(value) != size:
+                raise MalformedInputError(f"{bank.name} PCR {index} value has {len(value)} bytes")
+            bank_values[index] = value
+    return PCRSelectionList(tuple(selections)), values
 
 
 def pcr_values_from_json(doc: object) -> dict[str, dict[int, bytes]]:
@@ -163,12 +190,16 @@ def load_public(data: bytes) -> Public | PublicKey:
     TPM scheme or attributes)."""
     stripped = data.lstrip()
     try:
+        if not stripped.startswith(b"-----BEGIN") and data[:1] != b"\x30":
+            return Public.unmarshal_tpm2b(data)
+        # Imported here: ``serialization`` (with its SSH key support) costs more start-up
+        # than the rest of a quote verification, and a TPM2B_PUBLIC AK does not need it.
+        from cryptography.hazmat.primitives import serialization
+
         if stripped.startswith(b"-----BEGIN"):
             loaded = serialization.load_pem_public_key(stripped)
-        elif data[:1] == b"\x30":
-            loaded = serialization.load_der_public_key(data)
         else:
-            return Public.unmarshal_tpm2b(data)
+            loaded = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise MalformedInputError(f"not a PEM/DER public key: {exc}") from exc
     if not isinstance(loaded, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):

@@ -60,7 +60,4 @@ def kdfe(hash_alg: int, z: bytes, label: bytes, party_u: bytes, party_v: bytes, 
 
 def pcr_composite_digest(hash_alg: int, values: Iterable[bytes]) -> bytes:
     """H(PCR values concatenated in selection order): a quote's ``pcrDigest``."""
-    h = hash_alg_by_id(hash_alg).new()
-    for v in values:
-        h.update(v)
-    return h.digest()
+    return hash_alg_by_id(hash_alg).digest(b"".join(values))

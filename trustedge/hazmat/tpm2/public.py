@@ -276,6 +276,18 @@ class Public:
         r.expect_end("end of TPM2B_PUBLIC")
         return cls.unmarshal(body)
 
+    @classmethod
+    def unmarshal_any(cls, data: bytes) -> Public:
+        """Strictly parse a ``TPM2B_PUBLIC`` (``tpm2_readpublic -o``, the default tss
+        format) or a bare ``TPMT_PUBLIC`` (``tpm2_readpublic -f tpmt``). The two cannot be
+        confused: a TPM2B_PUBLIC starts with the size of the rest, a TPMT_PUBLIC with its
+        type (0x0001 RSA, 0x0008 keyedhash, 0x0023 ECC, 0x0025 symcipher), and no
+        TPMT_PUBLIC is as short as 3, 10, 37 or 39 bytes."""
+        r = Reader(data, max_size=2 + MAX_PUBLIC_SIZE)
+        if r.u16be("TPM2B_PUBLIC.size or TPMT_PUBLIC.type") == r.remaining:
+            return cls.unmarshal_tpm2b(data)
+        return cls.unmarshal(data)
+
     # -- names ----------------------------------------------------------------
     @property
     def name_hash(self) -> HashAlg:

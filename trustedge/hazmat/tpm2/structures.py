@@ -14,13 +14,14 @@ exact bytes that were parsed.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Final
+from functools import lru_cache
+from typing import Final, NamedTuple
 
 from trustedge._binary import Reader, Writer
-from trustedge.errors import MalformedInputError
+from trustedge.errors import LimitExceededError, MalformedInputError
 from trustedge.hazmat.tpm2.constants import (
     MAX_DIGEST_SIZE,
     TPMST,
@@ -41,11 +42,14 @@ __all__ = [
     "NVDigestCertifyInfo",
     "PCRSelection",
     "PCRSelectionList",
+    "QuoteFields",
     "QuoteInfo",
     "SessionAuditInfo",
     "Signature",
     "TimeAttestInfo",
     "marshal_digest_list",
+    "pcr_indices",
+    "read_quote_fields",
     "unmarshal_digest_list",
 ]
 
@@ -64,6 +68,23 @@ MAX_SIZEOF_SELECT: Final = 4
 MAX_DIGEST_LIST: Final = 8
 
 _ATTEST_TYPES: Final = frozenset(int(t) for t in TPMST)
+_MAGIC_TYPE: Final = struct.Struct(">IH")
+#: TPMS_CLOCK_INFO (clock, resetCount, restartCount, safe) then firmwareVersion.
+_CLOCK_FW: Final = struct.Struct(">QIIBQ")
+_BANK_HEAD: Final = struct.Struct(">HB")
+_SIG_HEAD: Final = struct.Struct(">HHH")
+#: TPMS_CLOCK_INFO, firmwareVersion and a quote's TPML_PCR_SELECTION.count.
+_CLOCK_FW_COUNT: Final = struct.Struct(">QIIBQI")
+#: The set bits of each byte value, ascending (PCR indices of one pcrSelect byte).
+_BITS: Final = tuple(tuple(i for i in range(8) if byte >> i & 1) for byte in range(256))
+
+
+@lru_cache(maxsize=1024)
+def pcr_indices(select: bytes) -> tuple[int, ...]:
+    """The PCR indices a pcrSelect bitmap selects, ascending (PCR i = byte i/8, bit i%8);
+    memoised, so the few bitmaps a verifier sees are decoded once."""
+    bits = _BITS
+    return tuple(8 * k + i for k, byte in enumerate(select) for i in bits[byte])
 
 
 def _yes_no(r: Reader, what: str) -> bool:
@@ -91,10 +112,10 @@ class PCRSelection:
     hash_alg: int
     select: bytes
 
-    @cached_property
+    @property
     def indices(self) -> tuple[int, ...]:
         """Selected PCR indices, ascending (the order the TPM hashes them in)."""
-        return tuple(i for i in range(len(self.select) * 8) if self.select[i // 8] & (1 << (i % 8)))
+        return pcr_indices(self.select)
 
     @property
     def bank(self) -> str:
@@ -150,17 +171,26 @@ class PCRSelectionList:
     @classmethod
     def read(cls, r: Reader) -> PCRSelectionList:
         count = r.count(r.u32be("TPML_PCR_SELECTION.count"), MAX_PCR_BANKS, "PCR banks")
+        return cls.read_banks(r, count)
+
+    @classmethod
+    def read_banks(cls, r: Reader, count: int) -> PCRSelectionList:
+        """The ``count`` TPMS_PCR_SELECTIONs after the count (no bank twice)."""
         seen: set[int] = set()
         items = []
         for _ in range(count):
-            alg = r.u16be("TPMS_PCR_SELECTION.hash")
+            alg, size = r.read_struct(_BANK_HEAD, "TPMS_PCR_SELECTION")
             if alg in seen:
                 raise MalformedInputError(
-                    f"bank 0x{alg:04x} selected twice", offset=r.offset - 2, expected="unique banks"
+                    f"bank 0x{alg:04x} selected twice", offset=r.offset - 3, expected="unique banks"
                 )
             seen.add(alg)
-            select = r.bytes_u8("pcrSelect", max_len=MAX_SIZEOF_SELECT)
-            items.append(PCRSelection(alg, select))
+            if size > MAX_SIZEOF_SELECT:
+                raise LimitExceededError(
+                    f"length {size} exceeds the limit of {MAX_SIZEOF_SELECT}",
+                    offset=r.offset, expected="pcrSelect",
+                )  # fmt: skip
+            items.append(PCRSelection(alg, r.read(size, "pcrSelect")))
         return cls(tuple(items))
 
     @classmethod
@@ -401,8 +431,8 @@ class Attest:
     def unmarshal(cls, data: bytes) -> Attest:
         """Strictly parse a raw TPMS_ATTEST (``tpm2_quote -m``); no trailing bytes."""
         r = Reader(data, max_size=MAX_ATTEST_SIZE)
-        magic = r.u32be("magic")
-        type_ = r.u16be("type")
+        # Fixed-size runs are read one struct at a time (one bounds check each).
+        magic, type_ = r.read_struct(_MAGIC_TYPE, "magic, type")
         if type_ not in _ATTEST_TYPES:
             raise MalformedInputError(
                 f"unknown attestation type 0x{type_:04x}", offset=r.offset - 2,
@@ -410,8 +440,10 @@ class Attest:
             )  # fmt: skip
         signer = _name(r, "qualifiedSigner")
         extra = r.bytes_u16be("extraData", max_len=MAX_NAME_SIZE)
-        clock = ClockInfo.read(r)
-        fw = r.u64be("firmwareVersion")
+        clock_ms, resets, restarts, safe, fw = r.read_struct(_CLOCK_FW, "clockInfo, firmware")
+        if safe > 1:
+            raise MalformedInputError(f"safe is {safe}", offset=r.offset - 9, expected="0 or 1")
+        clock = ClockInfo(clock_ms, resets, restarts, safe == 1)
         info = _INFO_BY_TYPE[type_].read(r)
         r.expect_end("end of TPMS_ATTEST")
         return cls(magic, type_, signer, extra, clock, fw, info)
@@ -423,6 +455,61 @@ class Attest:
         body = r.bytes_u16be("TPM2B_ATTEST", max_len=MAX_ATTEST_SIZE)
         r.expect_end("end of TPM2B_ATTEST")
         return cls.unmarshal(body)
+
+
+class QuoteFields(NamedTuple):
+    """The fields of a TPMS_ATTEST of type ATTEST_QUOTE, as plain values (what a quote
+    check needs, without building the :class:`Attest` object tree). Parsed, not verified.
+    ``selections`` is ``((hashAlg, pcrSelect), ...)`` in the quote's order."""
+
+    magic: int
+    qualified_signer: bytes
+    extra_data: bytes
+    clock: int
+    reset_count: int
+    restart_count: int
+    safe: bool
+    firmware_version: int
+    selections: tuple[tuple[int, bytes], ...]
+    pcr_digest: bytes
+
+
+_QUOTE_MAX_SIZE: Final = MAX_ATTEST_SIZE
+
+
+def read_quote_fields(data: bytes) -> QuoteFields | None:
+    """Strictly parse a raw TPMS_ATTEST that is a quote, the fast way: each fixed-size run
+    is one ``struct`` read of the bounded reader. Returns None when the attestation type
+    is not ATTEST_QUOTE (parse it with :meth:`Attest.unmarshal` then). Accepts exactly the
+    quotes :meth:`Attest.unmarshal` accepts (same caps, same checks, no trailing bytes; a
+    test holds them equal) and raises MalformedInputError / LimitExceededError for the
+    rest (the message may name a larger run of fields)."""
+    r = Reader(data, max_size=_QUOTE_MAX_SIZE)
+    magic, type_ = r.read_struct(_MAGIC_TYPE, "magic, type")
+    if type_ != TPMST.ATTEST_QUOTE:
+        return None
+    signer = r.bytes_u16be("qualifiedSigner", max_len=MAX_NAME_SIZE)
+    extra = r.bytes_u16be("extraData", max_len=MAX_NAME_SIZE)
+    clock, resets, restarts, safe, fw, count = r.read_struct(_CLOCK_FW_COUNT, "clockInfo")
+    if safe > 1:
+        raise MalformedInputError(f"safe is {safe}", offset=r.offset - 13, expected="0 or 1")
+    count = r.count(count, MAX_PCR_BANKS, "PCR banks")
+    if count == 1:  # the usual quote: one bank
+        alg, size = r.read_struct(_BANK_HEAD, "TPMS_PCR_SELECTION")
+        if size > MAX_SIZEOF_SELECT:
+            raise LimitExceededError(
+                f"length {size} exceeds the limit of {MAX_SIZEOF_SELECT}",
+                offset=r.offset, expected="pcrSelect",
+            )  # fmt: skip
+        selections: tuple[tuple[int, bytes], ...] = ((alg, r.read(size, "pcrSelect")),)
+    else:
+        selections = tuple(
+            (s.hash_alg, s.select) for s in PCRSelectionList.read_banks(r, count).selections
+        )
+    digest = r.bytes_u16be("pcrDigest", max_len=MAX_DIGEST_SIZE)
+    r.expect_end("end of TPMS_ATTEST")
+    return QuoteFields(magic, signer, extra, clock, resets, restarts, safe == 1, fw,
+                       selections, digest)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -466,6 +553,11 @@ class Signature:
 
     @classmethod
     def read(cls, r: Reader) -> Signature:
+        if r.remaining >= 6:  # sigAlg, hash and the first size in one bounds check
+            alg, hash_id, size = r.peek_struct(_SIG_HEAD)
+            if alg in _RSA_SIGS and size <= MAX_RSA_BYTES:
+                r.skip(6)
+                return cls(alg, hash_id, rsa=r.read(size, "signature"))
         alg = r.u16be("sigAlg")
         if alg == TPMAlg.NULL:
             return cls(alg, int(TPMAlg.NULL))

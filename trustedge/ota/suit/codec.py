@@ -18,6 +18,7 @@ CBOR, matching suit-tool's output for the draft's examples.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -53,18 +54,20 @@ _MAX_COMPONENTS: Final = 64
 _MAX_AUTH_BLOCKS: Final = 16
 
 
+@functools.lru_cache(maxsize=64)
 def _limits(size: int) -> _cbor.DecodeLimits:
     return _cbor.DecodeLimits(max_size=size, max_depth=16, max_items=100_000)
 
 
 def _uint(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT64_MAX:
+    # type() is exact: the CBOR reader yields int or bool, never another subclass
+    if type(value) is not int or not 0 <= value <= _UINT64_MAX:
         raise MalformedInputError(f"{what} must be an unsigned 64-bit integer")
     return value
 
 
 def _bytes(value: object, what: str) -> bytes:
-    if not isinstance(value, bytes):
+    if type(value) is not bytes:
         raise MalformedInputError(f"{what} must be a byte string")
     return value
 
@@ -341,6 +344,9 @@ def encode_boot_measurement(bm: BootMeasurement) -> bytes:
     return _cbor.encode(out)
 
 
+_REPORTING: Final = n.CONDITIONS | n.DIRECTIVES_WITH_REPORT
+
+
 def _sequence(
     raw: object, ncomp: int, limits: _cbor.DecodeLimits, depth: int = 0
 ) -> CommandSequence:
@@ -352,10 +358,12 @@ def _sequence(
     out = []
     for i in range(0, len(items), 2):
         cid, arg = items[i], items[i + 1]
-        if isinstance(cid, bool) or not isinstance(cid, int):
+        if type(cid) is not int:
             raise MalformedInputError("command id must be an integer")
-        if cid in n.CONDITIONS or cid in n.DIRECTIVES_WITH_REPORT:
-            out.append(Command(cid, _uint(arg, "reporting policy")))
+        if cid in _REPORTING:
+            if type(arg) is not int or not 0 <= arg <= _UINT64_MAX:
+                _uint(arg, "reporting policy")
+            out.append(Command(cid, arg))
         elif cid == n.DIR_OVERRIDE_PARAMETERS:
             out.append(Command(cid, _parameters(arg, limits)))
         elif cid == n.DIR_SET_COMPONENT_INDEX:
@@ -385,6 +393,26 @@ def _component_index(arg: object, ncomp: int) -> int | bool | tuple[int, ...]:
     return out[0] if not isinstance(arg, list) else out
 
 
+_MANIFEST_KEYS_COMMON: Final = frozenset(
+    {
+        n.MANIFEST_VERSION,
+        n.SEQUENCE_NUMBER,
+        n.COMMON,
+        n.REFERENCE_URI,
+        n.VALIDATE,
+        n.LOAD,
+        n.INVOKE,
+        n.PAYLOAD_FETCH,
+        n.TEXT,
+    }
+)
+_MANIFEST_KEYS: Final = _MANIFEST_KEYS_COMMON | {n.INSTALL}
+_MANIFEST_KEYS_LEGACY: Final = _MANIFEST_KEYS_COMMON | {n.LEGACY_INSTALL}
+_SEQUENCE_KEYS: Final = frozenset(
+    {n.VALIDATE, n.LOAD, n.INVOKE, n.PAYLOAD_FETCH, n.INSTALL, n.TEXT}
+)
+
+
 def decode_manifest(
     raw: bytes, members: Mapping[int, bytes] | None = None, *, legacy_install: bool = False
 ) -> Manifest:
@@ -397,18 +425,7 @@ def decode_manifest(
     limits = _limits(max(len(raw), 64) + sum(len(v) for v in (members or {}).values()))
     m = _map(_cbor.decode(raw, limits=limits), "manifest")
     install = n.LEGACY_INSTALL if legacy_install else n.INSTALL
-    allowed = {
-        n.MANIFEST_VERSION,
-        n.SEQUENCE_NUMBER,
-        n.COMMON,
-        n.REFERENCE_URI,
-        n.VALIDATE,
-        n.LOAD,
-        n.INVOKE,
-        n.PAYLOAD_FETCH,
-        install,
-        n.TEXT,
-    }
+    allowed = _MANIFEST_KEYS_LEGACY if legacy_install else _MANIFEST_KEYS
     for key in m:
         if key not in allowed:
             raise MalformedInputError(f"unsupported manifest key {key!r}")
@@ -439,7 +456,7 @@ def decode_manifest(
     supplied = dict(members or {})
     for key, value in m.items():
         canon = n.INSTALL if key == install else key
-        if canon not in (n.VALIDATE, n.LOAD, n.INVOKE, n.PAYLOAD_FETCH, n.INSTALL, n.TEXT):
+        if canon not in _SEQUENCE_KEYS:
             continue
         if isinstance(value, list) and canon in n.SEVERABLE:
             digest = Digest.from_item(value, f"severed member {key}")
