@@ -62,16 +62,27 @@ def timed_process(
     cwd: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     stdin: bytes | None = None,
+    stdout: str | os.PathLike[str] | None = None,
 ) -> Run:
-    """A run that starts ``argv`` ``times`` times, each a new process; a failing run raises."""
+    """A run that starts ``argv`` ``times`` times, each a new process; a failing run raises.
+
+    The output is captured, or written to the file ``stdout`` (e.g. ``os.devnull`` for a
+    command whose output is large, as the user's shell would redirect it)."""
     args = [os.fspath(a) for a in argv]
 
     def run() -> float:
         start = time.perf_counter()
         for _ in range(times):
-            proc = subprocess.run(
-                args, cwd=cwd, env=env, input=stdin, capture_output=True, check=False
-            )
+            if stdout is None:
+                proc = subprocess.run(
+                    args, cwd=cwd, env=env, input=stdin, capture_output=True, check=False
+                )
+            else:
+                with open(stdout, "wb") as out:
+                    proc = subprocess.run(
+                        args, cwd=cwd, env=env, input=stdin, stdout=out,
+                        stderr=subprocess.PIPE, check=False,
+                    )  # fmt: skip
             if proc.returncode != 0:
                 tail = proc.stderr[-600:].decode(errors="replace")
                 raise RuntimeError(f"{args[0]} exited {proc.returncode}: {tail}")

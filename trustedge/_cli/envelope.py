@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -375,8 +376,12 @@ def _input(path: str | None) -> Iterator[tuple[IO[bytes], int | None]]:
         yield sys.stdin.buffer, None
         return
     with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        yield fh, size if Path(path).is_file() else None
+        st = os.fstat(fh.fileno())
+        regular = stat.S_ISREG(st.st_mode)
+        if regular and hasattr(os, "posix_fadvise"):
+            # Read once, front to back: the kernel may read ahead further.
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        yield fh, st.st_size if regular else None
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from trustedge.measuredboot.ima import (
         BootAggregateOutcome,
         BootAggregateResult,
+        ImaEntries,
         ImaEntry,
         ImaFields,
         ImaLimits,
@@ -132,6 +133,7 @@ __all__ = [
     "BootAggregateResult",
     "DataCheck",
     "DataCheckResult",
+    "ImaEntries",
     "ImaEntry",
     "ImaFields",
     "ImaKeyring",
@@ -196,6 +198,7 @@ _LAZY: dict[str, str] = {
     "event_type_name": "trustedge.measuredboot.events",
     "BootAggregateOutcome": "trustedge.measuredboot.ima",
     "BootAggregateResult": "trustedge.measuredboot.ima",
+    "ImaEntries": "trustedge.measuredboot.ima",
     "ImaEntry": "trustedge.measuredboot.ima",
     "ImaFields": "trustedge.measuredboot.ima",
     "ImaLimits": "trustedge.measuredboot.ima",

@@ -15,12 +15,14 @@ so any prefix may be the quoted one) and can start from a saved
 from __future__ import annotations
 
 import hmac
+import io
 import struct
+from array import array
 from binascii import unhexlify
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, overload
 
 from trustedge._binary import Reader
 from trustedge.errors import LimitExceededError, MalformedInputError, ReplayMismatchError
@@ -30,6 +32,7 @@ from trustedge.measuredboot.events import BANK_SIZES, bank_hasher
 __all__ = [
     "BootAggregateOutcome",
     "BootAggregateResult",
+    "ImaEntries",
     "ImaEntry",
     "ImaFields",
     "ImaLimits",
@@ -143,6 +146,181 @@ class ImaState(NamedTuple):
     bank: str = "sha1"
 
 
+class ImaEntries(Sequence[ImaEntry]):
+    """The entries of an IMA list, stored by column: a read-only sequence of :class:`ImaEntry`.
+
+    A list of 200,000 entries as 200,000 tuples of bytes and strings costs about 500 bytes an
+    entry; here an entry is a few array slots (offsets into one buffer holding every template
+    hash and template data) and an :class:`ImaEntry` is built, with its fields decoded, each
+    time one is read (``entries[i]``, iteration). Two reads of one entry are equal, not
+    identical. For binary lists the buffer is the input itself; for ASCII lists it holds the
+    binary template data rebuilt from the lines. Slices are views of the same columns.
+    """
+
+    __slots__ = ("_c", "_sel")
+
+    def __init__(self, columns: _Columns, sel: range | array[int] | None = None) -> None:
+        self._c = columns
+        self._sel: range | array[int] = range(len(columns.pcr)) if sel is None else sel
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[ImaEntry]) -> ImaEntries:
+        """Columns of ``entries`` (their decoded fields are decoded again from
+        ``template_data`` when read)."""
+        if isinstance(entries, ImaEntries):
+            return entries
+        cols = _Columns(0)
+        buf = bytearray()
+        numbers: list[int] = []
+        for e in entries:
+            cols.add_hash(buf, e.template_hash)
+            cols.add_data(buf, e.template_data)
+            cols.add_entry(e.offset, e.pcr, e.template_name)
+            numbers.append(e.number)
+        cols.buf = bytes(buf)
+        if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            cols.number = array("q", numbers)
+        elif numbers:
+            cols.first = numbers[0]
+        return cls(cols)
+
+    def __len__(self) -> int:
+        return len(self._sel)
+
+    def _entry(self, j: int) -> ImaEntry:
+        c = self._c
+        buf = c.buf
+        data = buf[c.data_start[j] : c.data_end[j]]
+        name = c.names[c.name[j]]
+        number = c.first + j if c.number is None else c.number[j]
+        head = (number, c.offset[j], c.pcr[j], buf[c.hash_start[j] : c.hash_end[j]], name, data)
+        return tuple.__new__(ImaEntry, (*head, *_quick_fields(name, data)))
+
+    @overload
+    def __getitem__(self, index: int) -> ImaEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ImaEntries: ...
+
+    def __getitem__(self, index: int | slice) -> ImaEntry | ImaEntries:
+        if isinstance(index, slice):
+            return ImaEntries(self._c, self._sel[index])
+        return self._entry(self._sel[index])
+
+    def __iter__(self) -> Iterator[ImaEntry]:
+        entry = self._entry
+        for j in self._sel:
+            yield entry(j)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"<ImaEntries: {len(self)} entries>"
+
+    def allow_list_rows(self) -> Iterator[tuple[int, str | None, bytes]]:
+        """``(i, path, digest)`` for each entry ``i`` of this sequence, read straight from the
+        columns without building the :class:`ImaEntry` (a policy's common case: a measured
+        ``ima-ng`` file whose digest is on the allow-list).
+
+        ``path`` and ``digest`` are what :meth:`ImaEntry.fields` gives; ``path`` is None for
+        any other entry (another template, a violation, template data that does not split
+        into exactly two fields): read ``self[i]`` for those.
+        """
+        c = self._c
+        buf, hs, he, ds, de = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end
+        ng = c.name_ids.get("ima-ng")
+        names = c.name
+        unpack = _U32.unpack_from
+        for i, j in enumerate(self._sel):
+            a, b = ds[j], de[j]
+            if names[j] != ng or b - a < 8 or buf.count(0, hs[j], he[j]) == he[j] - hs[j]:
+                yield i, None, b""
+                continue
+            mid = a + 4 + unpack(buf, a)[0]
+            if mid + 4 > b or mid + 4 + unpack(buf, mid)[0] != b:
+                yield i, None, b""
+                continue
+            algo, sep, digest = buf[a + 4 : mid].partition(b":\x00")
+            if not sep:
+                digest = algo  # a SHA-1/MD5 digest without "algo:" (as _ng_fields)
+            yield i, buf[mid + 4 : b].rstrip(b"\x00").decode("utf-8", "surrogateescape"), digest
+
+
+class _Columns:
+    """The columns an :class:`ImaEntries` is built from (filled by the parsers)."""
+
+    __slots__ = ("buf", "data_end", "data_start", "first", "hash_end", "hash_start", "name",
+                 "name_ids", "names", "number", "offset", "pcr")  # fmt: skip
+
+    def __init__(self, first: int) -> None:
+        self.buf: bytes = b""
+        self.hash_start = array("Q")
+        self.hash_end = array("Q")
+        self.data_start = array("Q")
+        self.data_end = array("Q")
+        self.pcr = array("L")
+        self.offset = array("q")
+        self.name = array("L")
+        self.names: list[str] = []
+        self.name_ids: dict[str, int] = {}
+        self.number: array[int] | None = None
+        self.first = first
+
+    def add_hash(self, buf: bytearray, value: bytes) -> None:
+        self.hash_start.append(len(buf))
+        buf += value
+        self.hash_end.append(len(buf))
+
+    def add_data(self, buf: bytearray, value: bytes) -> None:
+        self.data_start.append(len(buf))
+        buf += value
+        self.data_end.append(len(buf))
+
+    def add_entry(self, offset: int, pcr: int, name: str) -> None:
+        self.offset.append(offset)
+        self.pcr.append(pcr)
+        self.name.append(self.name_id(name))
+
+    def name_id(self, name: str) -> int:
+        i = self.name_ids.get(name)
+        if i is None:
+            i = self.name_ids[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+
+def _quick_fields(name: str, data: bytes) -> tuple[str, bytes, str | None, bytes, bytes]:
+    """The decoded-field columns of an entry: as :meth:`ImaEntry.fields` would decode
+    ``data``, or :data:`_NO_FIELDS` when it does not decode (``fields()`` then raises)."""
+    names = _NG_FIELDS.get(name)
+    if names is None:
+        if name == "ima" and len(data) >= 20:
+            return ("sha1", data[:20], _text(data[20:].split(b"\x00", 1)[0]), b"", b"")
+        return _NO_FIELDS
+    unpack = _U32.unpack_from
+    size = len(data)
+    pos = 0
+    values = []
+    for _ in names:
+        if pos + 4 > size:
+            return _NO_FIELDS
+        n = unpack(data, pos)[0]
+        pos += 4
+        if pos + n > size:
+            return _NO_FIELDS
+        values.append(data[pos : pos + n])
+        pos += n
+    if pos != size:
+        return _NO_FIELDS
+    return _ng_fields(names, values)
+
+
 class ImaLog:
     """A parsed, **unverified** IMA measurement list."""
 
@@ -150,15 +328,16 @@ class ImaLog:
 
     def __init__(
         self,
-        entries: Sequence[ImaEntry],
+        entries: Iterable[ImaEntry],
         *,
         fmt: str,
         consumed: int,
         trailing: int,
         base_offset: int = 0,
     ) -> None:
-        #: The entries in list order (claims until :func:`verify_ima_log`).
-        self.unverified_entries = tuple(entries)
+        #: The entries in list order (claims until :func:`verify_ima_log`), stored by
+        #: column (:class:`ImaEntries`, a sequence of :class:`ImaEntry`).
+        self.unverified_entries = ImaEntries.from_entries(entries)
         #: ``"ascii"`` or ``"binary"``.
         self.format = fmt
         #: Bytes of complete entries (where the next read would resume).
@@ -231,37 +410,47 @@ _FAST_SPLIT: Final = {name.encode(): len(fields) for name, fields in _NG_FIELDS.
 _NO_FIELDS: Final[tuple[str, bytes, str | None, bytes, bytes]] = ("", b"", None, b"", b"")
 
 
+#: Records per call of the fast path: bounds the transient tuples it returns.
+_RUN: Final = 4096
+
+
 def _parse_binary(
     data: bytes, lim: ImaLimits, partial: bool, base: int, first: int, hash_size: int
 ) -> ImaLog:
     r = Reader(data, max_size=lim.max_list_size, base_offset=base)
     head_size = 4 + hash_size
-    entries: list[ImaEntry] = []
-    append = entries.append
-    new_tuple = tuple.__new__
+    cols = _Columns(first)
+    # Template hash and data of the fast path's records stay in ``data`` (offsets only);
+    # records read field by field (legacy ``ima`` layout, other names) go to ``extra``.
+    extra = bytearray()
+    extra_rows: list[int] = []
+    name_of = {raw: cols.name_id(name) for raw, name in _FAST_TEMPLATES.items()}
+    hs_add, he_add = cols.hash_start.append, cols.hash_end.append
+    ds_add, de_add = cols.data_start.append, cols.data_end.append
+    pcr_add, off_add, name_add = cols.pcr.append, cols.offset.append, cols.name.append
     unpack = _U32.unpack_from
     number = first
     max_data = lim.max_template_data
     end = base + len(data)
     while True:
         # Runs of well-formed ima-ng/ima-sig/... records in one bounded call.
+        want = min(_RUN, lim.max_entries - (number - first))
         run = r.u32le_pair_records(
-            head_size,
-            lim.max_name,
-            max_data,
-            max_count=lim.max_entries - (number - first),
-            split_second=_FAST_SPLIT,
+            head_size, lim.max_name, max_data, max_count=want, split_second=_FAST_SPLIT
         )
-        for offset, head, raw_name, template_data, parts in run:
-            template = _FAST_TEMPLATES[raw_name]
-            fields = _NO_FIELDS if parts is None else _ng_fields(_NG_FIELDS[template], parts)
-            append(
-                new_tuple(
-                    ImaEntry,
-                    (number, offset, unpack(head)[0], head[4:], template, template_data, *fields),
-                )
-            )
-            number += 1
+        for offset, head, raw_name, template_data, _parts in run:
+            p = offset - base
+            hs_add(p + 4)
+            he_add(p + head_size)
+            ds = p + head_size + 8 + len(raw_name)
+            ds_add(ds)
+            de_add(ds + len(template_data))
+            pcr_add(unpack(head)[0])
+            off_add(offset)
+            name_add(name_of[raw_name])
+        number += len(run)
+        if run and len(run) == want and want == _RUN:
+            continue
         start = r.offset
         if start >= end:
             break
@@ -271,14 +460,35 @@ def _parse_binary(
             entry = _binary_record(r, number, start, lim, head_size)
         except MalformedInputError as exc:
             if partial and not isinstance(exc, LimitExceededError):
-                return ImaLog(entries, fmt="binary", consumed=start - base, trailing=end - start)
+                cols.buf = _joined(data, extra, cols, extra_rows)
+                return ImaLog(
+                    ImaEntries(cols), fmt="binary", consumed=start - base, trailing=end - start
+                )
             exc.args = (f"IMA entry {number}: {exc}",)
             raise
         if number - first >= lim.max_entries:
             raise LimitExceededError(f"more than {lim.max_entries} entries", offset=start)
-        append(entry)
+        # Offsets into ``extra`` are shifted past ``data`` by _joined.
+        cols.add_hash(extra, entry.template_hash)
+        cols.add_data(extra, entry.template_data)
+        cols.add_entry(entry.offset, entry.pcr, entry.template_name)
+        extra_rows.append(len(cols.pcr) - 1)
         number += 1
-    return ImaLog(entries, fmt="binary", consumed=len(data), trailing=0)
+    cols.buf = _joined(data, extra, cols, extra_rows)
+    return ImaLog(ImaEntries(cols), fmt="binary", consumed=len(data), trailing=0)
+
+
+def _joined(data: bytes, extra: bytearray, cols: _Columns, rows: list[int]) -> bytes:
+    """The one buffer of a binary list: ``data``, then (only when some records were read
+    field by field) their rebuilt hash and data, whose offsets are shifted past ``data``."""
+    if not extra:
+        return data
+    shift = len(data)
+    columns = (cols.hash_start, cols.hash_end, cols.data_start, cols.data_end)
+    for j in rows:
+        for column in columns:
+            column[j] += shift
+    return data + bytes(extra)
 
 
 def _binary_record(r: Reader, number: int, start: int, lim: ImaLimits, head_size: int) -> ImaEntry:
@@ -306,17 +516,26 @@ def _binary_record(r: Reader, number: int, start: int, lim: ImaLimits, head_size
 def _parse_ascii(
     data: bytes, lim: ImaLimits, partial: bool, base: int, first: int, hash_size: int
 ) -> ImaLog:
-    entries: list[ImaEntry] = []
+    cols = _Columns(first)
+    # Template hashes and the binary template data rebuilt from each line, back to back.
+    # (BytesIO: getvalue() hands over its buffer, where bytes(bytearray) would copy it.)
+    out = io.BytesIO()
+    write = out.write
+    size = 0
     number = first
-    lines = data.split(b"\n")
-    tail = lines.pop()  # after the last newline: empty, or an incomplete line
-    if len(lines) > lim.max_entries:
+    if data.count(b"\n") > lim.max_entries:
         raise LimitExceededError(f"more than {lim.max_entries} entries", offset=base)
     pos = 0
-    append = entries.append
-    new_tuple = tuple.__new__
+    find = data.find
+    hs_add, he_add = cols.hash_start.append, cols.hash_end.append
+    ds_add, de_add = cols.data_start.append, cols.data_end.append
+    pcr_add, off_add, name_add = cols.pcr.append, cols.offset.append, cols.name.append
+    name_id = cols.name_id
+    ng = name_id("ima-ng")
     max_data = lim.max_template_data
-    for line in lines:
+    # Line by line, without a list of every line (it would cost more than the columns).
+    while (stop := find(b"\n", pos)) >= 0:
+        line = data[pos:stop]
         try:
             pcr_text, hash_text, template, rest = line.split(b" ", 3)
             pcr = 10 if pcr_text == b"10" else int(pcr_text)
@@ -328,21 +547,19 @@ def _parse_ascii(
                 algo, sep, digest_hex = digest_part.partition(b":")
                 if not sep:
                     raise ValueError("digest without algorithm")
-                digest = unhexlify(digest_hex)
-                d_ng = algo + b":\x00" + digest
+                if algo not in _ALGO_NAMES:
+                    algo.decode("ascii")  # the algorithm name must be text
+                d_ng = algo + b":\x00" + unhexlify(digest_hex)
                 n_ng = path + b"\x00"
                 template_data = b"".join((_pack(len(d_ng)), d_ng, _pack(len(n_ng)), n_ng))
-                algo_name = _ALGO_NAMES.get(algo) or algo.decode("ascii")
-                fields = (algo_name, digest, path.decode("utf-8", "surrogateescape"), b"", b"")
             elif name in _NG_FIELDS:
-                template_data, fields = _ascii_ng(rest, _NG_FIELDS[name])
+                template_data, _ = _ascii_ng(rest, _NG_FIELDS[name])
             elif name == "ima":
                 digest_hex, path = rest.split(b" ", 1)
                 digest = unhexlify(digest_hex)
                 if len(digest) != 20 or len(path) > 255:
                     raise ValueError("ima entry digest/name size")
                 template_data = digest + path.ljust(256, b"\x00")
-                fields = ("sha1", digest, _text(path), b"", b"")
             else:
                 raise ValueError(f"template {name!r} cannot be rebuilt from ASCII")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -357,18 +574,27 @@ def _parse_ascii(
             raise LimitExceededError(
                 f"IMA entry {number}: template data too large", offset=base + pos
             )
-        append(
-            new_tuple(
-                ImaEntry, (number, base + pos, pcr, template_hash, name, template_data, *fields)
-            )
-        )
+        hs_add(size)
+        size += len(template_hash)
+        he_add(size)
+        ds_add(size)
+        size += len(template_data)
+        de_add(size)
+        write(template_hash)
+        write(template_data)
+        pcr_add(pcr)
+        off_add(base + pos)
+        name_add(ng if name == "ima-ng" else name_id(name))
         number += 1
-        pos += len(line) + 1
+        pos = stop + 1
+    cols.buf = out.getvalue()
+    del out, write
+    tail = len(data) - pos  # after the last newline: empty, or an incomplete line
     if tail:
         if partial:
-            return ImaLog(entries, fmt="ascii", consumed=pos, trailing=len(tail))
+            return ImaLog(ImaEntries(cols), fmt="ascii", consumed=pos, trailing=tail)
         raise MalformedInputError(f"IMA entry {number}: line without newline", offset=base + pos)
-    return ImaLog(entries, fmt="ascii", consumed=len(data), trailing=0)
+    return ImaLog(ImaEntries(cols), fmt="ascii", consumed=len(data), trailing=0)
 
 
 def _digest_field(text: bytes) -> bytes:
@@ -448,16 +674,22 @@ def _ng_fields(
 
 
 # -- replay / verification ------------------------------------------------------
-def _data_digests(entries: Sequence[ImaEntry], bank: str) -> list[bytes]:
-    """H_bank(template data) of every entry (SHA-256 in SIMD lanes, in C)."""
+def _data_digests(entries: ImaEntries, bank: str) -> list[bytes]:
+    """H_bank(template data) of every entry (SHA-256 in SIMD lanes, in C), in order."""
+    c = entries._c
+    buf, ds, de = c.buf, c.data_start, c.data_end
+    sel = entries._sel
     if bank == "sha256":
-        return sha256_each([e.template_data for e in entries])
+        out: list[bytes] = []
+        for k in range(0, len(sel), _RUN):  # a bounded batch of template data at a time
+            out += sha256_each([buf[ds[j] : de[j]] for j in sel[k : k + _RUN]])
+        return out
     h = bank_hasher(bank)
-    return [h(e.template_data).digest() for e in entries]
+    return [h(buf[ds[j] : de[j]]).digest() for j in sel]
 
 
 def _running(
-    entries: Sequence[ImaEntry],
+    entries: ImaEntries,
     bank: str,
     pcr: int,
     value: bytes,
@@ -467,46 +699,56 @@ def _running(
 
     ``digests`` are the entries' ``_data_digests`` when the caller has them.
     """
-    ff = b"\xff" * BANK_SIZES[bank]
-    sha1 = bank == "sha1"
-    if digests is None and not sha1:
+    if bank != "sha256":
+        return list(_running_iter(entries, bank, pcr, value, digests))
+    if digests is None:
         digests = _data_digests(entries, bank)
-    h = bank_hasher(bank)
-    steps: list[bytes] = []
-    append = steps.append
-    for i, e in enumerate(entries):
-        if e.pcr != pcr:
-            continue
-        th = e.template_hash
-        if not any(th):  # a violation extends all-ones
-            append(ff)
-        elif sha1 and len(th) == 20:
-            append(th)
-        elif digests is not None:
-            append(digests[i])
-        else:
-            append(h(e.template_data).digest())
-    values = _extend_all(bank, value, steps)
-    if len(values) == len(entries):
+    c, sel = entries._c, entries._sel
+    buf, hs, he, pcrs = c.buf, c.hash_start, c.hash_end, c.pcr
+    ff = b"\xff" * BANK_SIZES[bank]
+    steps = [
+        ff if buf.count(0, hs[j], he[j]) == he[j] - hs[j] else digests[i]
+        for i, j in enumerate(sel)
+        if pcrs[j] == pcr
+    ]
+    values = sha256_chain(value, steps)  # in C
+    if len(values) == len(sel):
         return values
     out: list[bytes] = []  # some entries are for other PCRs: they repeat the value
     it = iter(values)
-    for e in entries:
-        if e.pcr == pcr:
+    for j in sel:
+        if pcrs[j] == pcr:
             value = next(it)
         out.append(value)
     return out
 
 
-def _extend_all(bank: str, value: bytes, steps: Sequence[bytes]) -> list[bytes]:
-    if bank == "sha256":
-        return sha256_chain(value, steps)
+def _running_iter(
+    entries: ImaEntries,
+    bank: str,
+    pcr: int,
+    value: bytes,
+    digests: Sequence[bytes] | None = None,
+) -> Iterator[bytes]:
+    """The PCR value after each entry, one at a time (a verifier stops at the match)."""
+    ff = b"\xff" * BANK_SIZES[bank]
+    sha1 = bank == "sha1"
     h = bank_hasher(bank)
-    out: list[bytes] = []
-    for step in steps:
-        value = h(value + step).digest()
-        out.append(value)
-    return out
+    c, sel = entries._c, entries._sel
+    buf, hs, he, ds, de, pcrs = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end, c.pcr
+    for i, j in enumerate(sel):
+        if pcrs[j] == pcr:
+            a, b = hs[j], he[j]
+            if buf.count(0, a, b) == b - a:  # a violation (all-zero hash) extends all-ones
+                step = ff
+            elif sha1 and b - a == 20:
+                step = buf[a:b]
+            elif digests is not None:
+                step = digests[i]
+            else:
+                step = h(buf[ds[j] : de[j]]).digest()
+            value = h(value + step).digest()
+        yield value
 
 
 @dataclass(frozen=True)
@@ -514,11 +756,12 @@ class VerifiedImaLog:
     """Entries of a list whose running PCR value matched the quoted value.
 
     ``entries`` are the verified entries for the PCR (up to and including the
-    matching one); entries after the match are not included. ``state`` is where
+    matching one), a view of the parsed list's columns (:class:`ImaEntries`); entries
+    after the match are not included. ``state`` is where
     the next incremental verification resumes.
     """
 
-    entries: tuple[ImaEntry, ...]
+    entries: ImaEntries
     state: ImaState
     pcr: int = 10
 
@@ -557,13 +800,21 @@ def verify_ima_log(
     _check_template_hashes(entries, bank, digests)
     quoted = bytes(quoted_pcr)
     if hmac.compare_digest(start, quoted):
-        return VerifiedImaLog((), ImaState(base_entries, log.base_offset, start, bank), pcr)
-    running = _running(entries, bank, pcr, start, digests)
+        return VerifiedImaLog(
+            entries[0:0], ImaState(base_entries, log.base_offset, start, bank), pcr
+        )
+    running: Iterable[bytes] = (
+        _running(entries, bank, pcr, start, digests)
+        if bank == "sha256"
+        else _running_iter(entries, bank, pcr, start, digests)
+    )
     cmp = hmac.compare_digest
+    c, sel = entries._c, entries._sel
+    pcrs = c.pcr
     for i, value in enumerate(running):
-        if cmp(value, quoted) and entries[i].pcr == pcr:
-            verified = tuple(e for e in entries[: i + 1] if e.pcr == pcr)
-            after = entries[i + 1].offset if i + 1 < len(entries) else log.end_offset
+        if cmp(value, quoted) and pcrs[sel[i]] == pcr:
+            verified = _only_pcr(entries[: i + 1], pcr)
+            after = c.offset[sel[i + 1]] if i + 1 < len(sel) else log.end_offset
             new_state = ImaState(base_entries + i + 1, after, value, bank)
             return VerifiedImaLog(verified, new_state, pcr)
     raise ReplayMismatchError(
@@ -572,29 +823,45 @@ def verify_ima_log(
     )
 
 
-def _check_template_hashes(
-    entries: Sequence[ImaEntry], bank: str, digests: Sequence[bytes] | None
-) -> None:
+def _only_pcr(entries: ImaEntries, pcr: int) -> ImaEntries:
+    """The entries of ``entries`` for ``pcr`` (the same view when all are)."""
+    c, sel = entries._c, entries._sel
+    pcrs = c.pcr
+    if (
+        isinstance(sel, range)
+        and sel.step == 1
+        and pcrs[sel.start : sel.stop].count(pcr) == len(sel)
+    ):
+        return entries
+    return ImaEntries(c, array("q", (j for j in sel if pcrs[j] == pcr)))
+
+
+def _check_template_hashes(entries: ImaEntries, bank: str, digests: Sequence[bytes] | None) -> None:
     """Template hashes must hash the template data: SHA-1 for 20-byte columns, the
     bank's hash (``digests``, from ``_data_digests``) for a bank-sized column
     (per-bank lists)."""
     sha1 = bank_hasher("sha1")
     other_size = BANK_SIZES[bank]
     cmp = hmac.compare_digest
-    for i, e in enumerate(entries):
-        th = e.template_hash
-        if not any(th):
+    c, sel = entries._c, entries._sel
+    buf, hs, he, ds, de = c.buf, c.hash_start, c.hash_end, c.data_start, c.data_end
+    for i, j in enumerate(sel):
+        a, b = hs[j], he[j]
+        if buf.count(0, a, b) == b - a:  # a violation: nothing to check
             continue
-        if len(th) == 20:
-            ok = cmp(sha1(e.template_data).digest(), th)
+        th = buf[a:b]
+        if b - a == 20:
+            ok = cmp(sha1(buf[ds[j] : de[j]]).digest(), th)
         elif len(th) == other_size and digests is not None:
             ok = cmp(digests[i], th)
         else:
+            e = entries[i]
             raise ReplayMismatchError(
                 f"IMA entry {e.number}: {len(th)}-byte template hash cannot be checked in {bank}",
                 mismatches=[(bank, e.pcr)],
             )
         if not ok:
+            e = entries[i]
             raise ReplayMismatchError(
                 f"IMA entry {e.number} (offset {e.offset}): template hash does not match "
                 "its template data",
