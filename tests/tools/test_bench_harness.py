@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -87,3 +88,23 @@ def test_reporter_appends_one_json_line_per_result(tmp_path: Path) -> None:
         ("bench", "two", "figure"),
     ]
     assert docs[0]["ratio_median"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+)
+def test_every_benchmark_uses_the_harness_and_writes_reports(script: str) -> None:
+    text = (BENCH / script).read_text()
+    assert "_harness" in text, f"{script} does not measure through tools/bench/_harness.py"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--report" in proc.stdout and "--pairs" in proc.stdout
+
+
+def test_all_lists_every_benchmark() -> None:
+    text = (BENCH / "all").read_text()
+    scripts = {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")}
+    listed = set(re.findall(r'^\s+"([a-z_0-9]+)": \(', text, re.MULTILINE))
+    assert listed == scripts
