@@ -136,6 +136,23 @@ class PostgresStore(SQLStore):
         }
 
     @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection, with the store's one failure rule: a psycopg error is a
+        BackendError (a lost server also tests the pool's other connections, ``_lost``),
+        and so is a pool failure (PoolTimeout, PoolClosed)."""
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            self._lost(exc)
+            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
+                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
+            raise
+
+    @contextmanager
     def transaction(
         self, *, write: bool = True, sync: bool = True, single: bool = False
     ) -> Iterator[Tx]:
@@ -146,24 +163,15 @@ class PostgresStore(SQLStore):
         # A single statement, and every read of this store (each is one
         # statement), runs on the autocommit connection as its own transaction:
         # no BEGIN and COMMIT round trips.
-        psycopg = self._psycopg
-        try:
-            with self._pool.connection() as conn:
-                if (single or not write) and sync:
-                    with conn.cursor() as cur:
-                        yield _PgTx(cur)
-                    return
-                with conn.transaction(), conn.cursor() as cur:
-                    if not sync:
-                        cur.execute("SET LOCAL synchronous_commit = off")
+        with self._connection() as conn:
+            if (single or not write) and sync:
+                with conn.cursor() as cur:
                     yield _PgTx(cur)
-        except psycopg.Error as exc:
-            self._lost(exc)
-            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed
-                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
-            raise
+                return
+            with conn.transaction(), conn.cursor() as cur:
+                if not sync:
+                    cur.execute("SET LOCAL synchronous_commit = off")
+                yield _PgTx(cur)
 
     def _lost(self, exc: Exception) -> None:
         # A connection the server dropped (restart, failover, network cut): its idle
@@ -194,55 +202,35 @@ class PostgresStore(SQLStore):
         # checks as the base class's one-by-one execution (each statement's SQL is
         # independent of the others' results; the row locks are taken in the same order).
         steps = self._appraisal_steps(device_id, quote, ima, nonce, now, ima_restart, result)
-        psycopg = self._psycopg
-        try:
-            with self._pool.connection() as conn:
-                with conn.pipeline() as pipeline, conn.transaction():
-                    cursors = [
-                        conn.execute(step.sql.replace("?", "%s"), step.params) for step in steps
-                    ]
-                    pipeline.sync()
-                    with conn.cursor() as cur:
-                        tx = _PgTx(cur)  # for a check that must ask why (a refused nonce)
-                        for step, done in zip(steps, cursors, strict=True):
-                            row = done.fetchone() if step.returns else None
-                            step.check(tx, int(done.rowcount), row)
-        except psycopg.Error as exc:
-            self._lost(exc)
-            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg_pool"):
-                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
-            raise
+        with self._connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                cursors = [conn.execute(step.sql.replace("?", "%s"), step.params) for step in steps]
+                pipeline.sync()
+                with conn.cursor() as cur:
+                    tx = _PgTx(cur)  # for a check that must ask why (a refused nonce)
+                    for step, done in zip(steps, cursors, strict=True):
+                        row = done.fetchone() if step.returns else None
+                        step.check(tx, int(done.rowcount), row)
 
     def issue_challenge_nonce(self, record: NonceRecord) -> int | None:
         # Pipelined, one round trip: BEGIN, SET LOCAL, the insert (only for an enrolled
         # device: INSERT ... SELECT from devices), the read of the state and the IMA
         # position, COMMIT. The read sees the device row as the insert did (same
         # transaction); a device not enrolled gets no nonce.
-        psycopg = self._psycopg
         key = nonce_key(record.nonce)
-        try:
-            with self._pool.connection() as conn:
-                with conn.pipeline(), conn.transaction():
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                    ins = conn.execute(
-                        "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
-                        " SELECT %s, device_id, %s, NULL FROM devices"
-                        " WHERE device_id = %s AND state = %s"
-                        " ON CONFLICT (nonce_key) DO NOTHING",
-                        (key, record.expires_at, record.device_id, EnrollmentState.ENROLLED.value),
-                    )
-                    cur = conn.execute(_CHALLENGE_STATE.replace("?", "%s"), (record.device_id,))
-                inserted = int(ins.rowcount)
-                row = cur.fetchone()
-        except psycopg.Error as exc:
-            self._lost(exc)
-            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg_pool"):
-                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
-            raise
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                ins = conn.execute(
+                    "INSERT INTO nonces (nonce_key, device_id, expires_at, consumed_at)"
+                    " SELECT %s, device_id, %s, NULL FROM devices"
+                    " WHERE device_id = %s AND state = %s"
+                    " ON CONFLICT (nonce_key) DO NOTHING",
+                    (key, record.expires_at, record.device_id, EnrollmentState.ENROLLED.value),
+                )
+                cur = conn.execute(_CHALLENGE_STATE.replace("?", "%s"), (record.device_id,))
+            inserted = int(ins.rowcount)
+            row = cur.fetchone()
         if inserted == 1:  # the insert found the device enrolled
             return 0 if row is None or row[1] is None else int(row[1])
         if row is None or row[0] != EnrollmentState.ENROLLED.value:
@@ -252,21 +240,12 @@ class PostgresStore(SQLStore):
     def issue_nonce(self, record: NonceRecord) -> None:
         # Pipelined: BEGIN, SET LOCAL, INSERT and COMMIT go out in one round trip (the
         # base class's transaction takes four); the row count is read after the sync.
-        psycopg = self._psycopg
         params = (nonce_key(record.nonce), record.device_id, record.expires_at)
-        try:
-            with self._pool.connection() as conn:
-                with conn.pipeline(), conn.transaction():
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                    cur = conn.execute(_ISSUE_NONCE.replace("?", "%s"), params)
-                inserted = int(cur.rowcount)
-        except psycopg.Error as exc:
-            self._lost(exc)
-            raise BackendError(f"PostgreSQL store failed: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg_pool"):
-                raise BackendError(f"PostgreSQL connection pool: {exc}") from exc
-            raise
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                cur = conn.execute(_ISSUE_NONCE.replace("?", "%s"), params)
+            inserted = int(cur.rowcount)
         if inserted != 1:
             raise ValueError("nonce already issued")
 
