@@ -279,8 +279,8 @@ class _Service:
             raise _Problem(408, "Request timeout", "the body took too long to arrive") from None
         return b"".join(chunks)
 
-    async def json(self, request: Request) -> dict[str, Any]:
-        raw = await self.body(request, _MAX_JSON)
+    async def json(self, request: Request, limit: int = _MAX_JSON) -> dict[str, Any]:
+        raw = await self.body(request, limit)
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError):
@@ -528,13 +528,7 @@ async def _set_boot_reference(s: _Service, request: Request) -> Response:
     s.operator(request)
     device_id = s.device_id(request)
     limit = s.config.max_request_bytes
-    raw = await s.body(request, limit)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise _Problem(400, "Bad request", "body is not JSON") from None
-    if not isinstance(doc, dict):
-        raise _Problem(400, "Bad request", "body must be a JSON object")
+    doc = await s.json(request, limit)
     update = _b64_field(doc, "update", limit)
     eventlog = _b64_field(doc, "eventlog", limit)
     confirmed = doc.get("confirmed", False)
