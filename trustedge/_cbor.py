@@ -437,19 +437,9 @@ def decode(
     :class:`~trustedge.errors.MalformedInputError` (or
     :class:`~trustedge.errors.LimitExceededError`) on bad input.
     """
-    buf = bytes(data)
-    if len(buf) > limits.max_size:
-        raise LimitExceededError(
-            f"input of {len(buf)} bytes exceeds the limit of {limits.max_size}"
-        )
-    dec = _Decoder(buf, limits, canonical, allow_indefinite)
-    try:
-        obj = dec.item(0)
-    except RecursionError:  # pragma: no cover - max_depth is far below the recursion limit
-        raise LimitExceededError("nesting too deep", offset=dec.pos) from None
-    used = dec.pos
-    if canonical and encode(obj) != buf[:used]:
-        raise MalformedInputError("input is not deterministically encoded CBOR", offset=0)
+    obj, used = decode_prefix(
+        data, limits=limits, canonical=canonical, allow_indefinite=allow_indefinite
+    )
     if used != len(data):
         raise MalformedInputError(f"{len(data) - used} trailing bytes", offset=used)
     return obj
