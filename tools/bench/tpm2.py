@@ -32,11 +32,6 @@ SELECTION = {"sha256": [0, 7, 16]}
 NV_INDEX = 0x01500030
 
 
-def per_op_ms(fn: object, n: int) -> _harness.Run:
-    assert callable(fn)
-    return _harness.timed_calls(fn, n)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quotes", type=int, default=20, help="operations per timed run")
