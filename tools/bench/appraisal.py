@@ -674,32 +674,14 @@ def _run_tree(tree: Path, rounds: int) -> float:
 
 def against(rev: str, pairs: int, rounds: int, reporter: _harness.Reporter) -> int:
     """Alternate this tree (A) and ``rev`` (B); print pairs, ratio median (min-max), load."""
-    here = Path(__file__).resolve().parents[2]
+    here = _harness.ROOT
+    head = _harness.describe_tree()
     commit = subprocess.run(
         ["git", "-C", str(here), "rev-parse", "--short", rev],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    head = subprocess.run(
-        ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    dirty = subprocess.run(
-        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    old = Path(tempfile.mkdtemp(prefix="trustedge-bench-against-"))
-    subprocess.run(
-        ["git", "-C", str(here), "worktree", "add", "--detach", str(old), rev],
-        capture_output=True, check=True,
-    )  # fmt: skip
-    try:
-        # The C hashing extension is built in place: reuse this tree's build when the
-        # old tree's source is the same, so both measure the same hashing code.
-        so = sorted((here / "trustedge" / "hashing").glob("_speedups*.so"))
-        src = "trustedge/hashing/_speedups.c"
-        if so and (here / src).read_bytes() == (old / src).read_bytes():
-            shutil.copy2(so[0], old / "trustedge" / "hashing" / so[0].name)
-        print(f"A = {head}{' (+ uncommitted changes)' if dirty else ''} ({here})")
+    with _harness.old_tree(rev) as old:
+        print(f"A = {head} ({here})")
         print(f"B = {rev} = {commit} (temporary worktree {old})")
         work = rounds * FULL_DEVICES  # appraisals per run, the same on both trees
         comparison = _harness.alternate(
@@ -710,11 +692,6 @@ def against(rev: str, pairs: int, rounds: int, reporter: _harness.Reporter) -> i
             pairs=pairs,
         )
         reporter(comparison)
-    finally:
-        subprocess.run(
-            ["git", "-C", str(here), "worktree", "remove", "--force", str(old)],
-            capture_output=True, check=False,
-        )  # fmt: skip
     return 0
 
 
